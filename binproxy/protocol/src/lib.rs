@@ -1,0 +1,333 @@
+//! The wire protocol between binproxy, the node agent, and manager-lite, the
+//! control plane: every JSON body either side sends, and the rules that names
+//! (bins, versions, node ids, arches) and hashes must follow.
+//!
+//! It is defined once, here, and both crates use it, so the agent and the
+//! server cannot drift apart on a field name again (the old system's agents sent
+//! camelCase while its server read snake_case, and nothing could upgrade). The
+//! crate depends on serde alone: the manager gets the types without the agent's
+//! HTTP client.
+//!
+//! Field names follow the documented API. Where the old agents spelled a field
+//! differently (`cpuArch`, `nodeName`, ...), the old spelling is accepted as an
+//! alias on input; output always uses the documented name.
+
+pub mod names;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use names::{
+    check_arch, check_bin_name, check_node_id, check_sha256, check_version, NameError,
+};
+
+/// The path every API route starts with.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Largest JSON request body the manager reads; larger bodies get 413.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Body of `POST /api/v1/keepalive`: who the node is and what it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keepalive {
+    #[serde(alias = "nodeId")]
+    pub node_id: String,
+    #[serde(default, alias = "cpuArch")]
+    pub cpu_arch: String,
+    /// Operating system family as Rust names it (`linux`).
+    #[serde(default)]
+    pub os: String,
+    #[serde(default, alias = "osRelease")]
+    pub os_release: String,
+    #[serde(default, alias = "nodeName")]
+    pub node_name: String,
+    #[serde(default, alias = "binProxyVersion")]
+    pub bin_proxy_version: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Bin name → sha256 installed on disk ("" when the file is missing). The
+    /// reply carries a target for each bin listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bins: Option<BTreeMap<String, String>>,
+}
+
+/// Answer to `POST /api/v1/keepalive`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeepaliveReply {
+    pub node: Node,
+    /// The manager's clock, RFC 3339, so an agent can notice its own skew.
+    pub server_time: String,
+    /// For each bin of the request: its target for this node, or null.
+    #[serde(default)]
+    pub targets: BTreeMap<String, Option<Target>>,
+}
+
+/// What the manager knows of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub node_id: String,
+    #[serde(default)]
+    pub cpu_arch: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub os_release: String,
+    #[serde(default)]
+    pub node_name: String,
+    #[serde(default)]
+    pub bin_proxy_version: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Bin name → sha256 the node last said it runs.
+    #[serde(default)]
+    pub bins: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub registered_at: String,
+    /// RFC 3339.
+    pub last_seen: String,
+    /// Seen within the manager's offline-after window.
+    #[serde(default)]
+    pub online: bool,
+}
+
+/// The version of a bin a node should run: `GET /api/v1/bins/{bin}`, and each
+/// entry of a keepalive reply's `targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub bin_name: String,
+    pub version: String,
+    pub sha256sum: String,
+    pub size: u64,
+    /// Downloads exactly this artifact. Usually a path (`/api/v1/download/<sha256>`)
+    /// to resolve against the manager's URL; an absolute URL is used as it is.
+    pub url: String,
+}
+
+/// Body of `POST /api/v1/bins/{bin}`: the node runs this hash now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installed {
+    #[serde(alias = "nodeName")]
+    pub node_id: String,
+    pub sha256sum: String,
+}
+
+/// The states an update on one node goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressStatus {
+    InProgress,
+    Success,
+    Failed,
+    RolledBack,
+}
+
+impl ProgressStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// Body of `POST /api/v1/bins/{bin}/progress`. The camelCase names are the
+/// documented ones (kept from the old API); snake_case is accepted too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(alias = "nodeName")]
+    pub node_id: String,
+    #[serde(rename = "targetHash", alias = "target_hash")]
+    pub target_hash: String,
+    pub status: ProgressStatus,
+    /// Milliseconds the step took.
+    #[serde(rename = "processingTime", alias = "processing_time", default)]
+    pub processing_time_ms: u64,
+    #[serde(
+        rename = "fromHash",
+        alias = "from_hash",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub from_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A stored progress report, as `GET /api/v1/bins/{bin}/progress` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressRecord {
+    /// Increases with every report the manager accepts.
+    pub id: u64,
+    pub node_id: String,
+    pub bin_name: String,
+    pub target_hash: String,
+    #[serde(default)]
+    pub from_hash: Option<String>,
+    pub status: ProgressStatus,
+    pub processing_time_ms: u64,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// RFC 3339.
+    pub received_at: String,
+}
+
+/// One uploaded artifact: a version of a bin, for one arch or (arch null) all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub bin_name: String,
+    pub version: String,
+    pub arch: Option<String>,
+    pub sha256sum: String,
+    pub size: u64,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A bin and its versions: `GET /api/v1/bins`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinVersions {
+    pub bin_name: String,
+    pub versions: Vec<Version>,
+}
+
+/// Body of `POST /api/v1/releases`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRelease {
+    pub bin_name: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Where a release stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    PendingApproval,
+    RollingOut,
+    Paused,
+    Completed,
+    Cancelled,
+    Superseded,
+    RolledBack,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingApproval => "pending_approval",
+            Self::RollingOut => "rolling_out",
+            Self::Paused => "paused",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::Superseded => "superseded",
+            Self::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Whether a release in this state still gives nodes their target.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::RollingOut | Self::Paused | Self::Completed)
+    }
+}
+
+/// A release: from its creation on, `version` is the target of the nodes it
+/// reaches for `bin_name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: u64,
+    pub bin_name: String,
+    pub version: String,
+    #[serde(default)]
+    pub note: Option<String>,
+    pub status: ReleaseStatus,
+    /// Share of the selected nodes the release has reached, 0 to 100.
+    pub percent: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    pub created_by: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Every change of state, oldest first.
+    #[serde(default)]
+    pub history: Vec<ReleaseEvent>,
+}
+
+/// One recorded change of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseEvent {
+    /// RFC 3339.
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Every error answer: `{"error": "..."}`, naming the field or thing at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// The download path of a stored artifact.
+pub fn download_path(sha256: &str) -> String {
+    format!("{API_PREFIX}/download/{sha256}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_accepts_old_camel_case() {
+        let k: Keepalive = serde_json::from_str(
+            r#"{"node_id":"n1","cpuArch":"x86_64","osRelease":"deb12","nodeName":"web","binProxyVersion":"0.9"}"#,
+        )
+        .unwrap();
+        assert_eq!(k.cpu_arch, "x86_64");
+        assert_eq!(k.os_release, "deb12");
+        assert_eq!(k.node_name, "web");
+        assert_eq!(k.bin_proxy_version, "0.9");
+        assert!(k.bins.is_none());
+    }
+
+    #[test]
+    fn keepalive_requires_node_id() {
+        let err = serde_json::from_str::<Keepalive>(r#"{"cpu_arch":"x86_64"}"#).unwrap_err();
+        assert!(err.to_string().contains("node_id"), "{err}");
+    }
+
+    #[test]
+    fn progress_round_trips_documented_names() {
+        let p: Progress = serde_json::from_str(
+            r#"{"nodeName":"n1","targetHash":"ab","status":"rolled_back","processingTime":12}"#,
+        )
+        .unwrap();
+        assert_eq!(p.node_id, "n1");
+        assert_eq!(p.status, ProgressStatus::RolledBack);
+        assert_eq!(p.processing_time_ms, 12);
+        let out = serde_json::to_value(&p).unwrap();
+        assert_eq!(out["targetHash"], "ab");
+        assert_eq!(out["processingTime"], 12);
+        assert_eq!(out["node_id"], "n1");
+    }
+
+    #[test]
+    fn progress_rejects_unknown_status() {
+        let err = serde_json::from_str::<Progress>(
+            r#"{"node_id":"n1","targetHash":"ab","status":"done"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+}
