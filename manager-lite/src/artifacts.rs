@@ -1,0 +1,161 @@
+//! Artifact files: `DATA/artifacts/<sha256>`, content-addressed.
+//!
+//! An upload streams into a temp file in the same directory while it is
+//! hashed; only a complete, fsync'd file is renamed to its hash (and the
+//! directory fsync'd), so a crash never leaves half an artifact under a real
+//! name. Leftover temp files, and files no stored version refers to (a crash
+//! between the rename and the database commit), are removed at startup.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const TMP_PREFIX: &str = ".tmp-";
+
+/// Why an upload was not staged.
+#[derive(Debug)]
+pub enum IngestError {
+    /// The body is larger than the limit.
+    TooLarge { max: u64 },
+    /// Reading the request body failed (the client went away).
+    Body(io::Error),
+    /// Writing on our side failed; names the file.
+    Disk { path: PathBuf, source: io::Error },
+}
+
+/// An uploaded file, hashed and fsync'd under a temp name. Dropped without
+/// [`Artifacts::commit`], it removes itself.
+pub struct Staged {
+    tmp: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+pub struct Artifacts {
+    dir: PathBuf,
+    counter: AtomicU64,
+}
+
+impl Artifacts {
+    /// Opens the artifact directory, creating it, and removes leftover temp files.
+    pub fn open(dir: &Path) -> io::Result<Artifacts> {
+        fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(Artifacts {
+            dir: dir.to_path_buf(),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    fn path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(sha256)
+    }
+
+    /// Streams `body` into a temp file, hashing it, refusing more than `max` bytes.
+    pub fn ingest(&self, body: &mut dyn Read, max: u64) -> Result<Staged, IngestError> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
+        let disk = |source| IngestError::Disk {
+            path: tmp.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(disk)?;
+        // From here on the temp file is owned by `staged` and removed on error.
+        let mut staged = Staged {
+            tmp: tmp.clone(),
+            sha256: String::new(),
+            size: 0,
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(IngestError::Body(e)),
+            };
+            staged.size += n as u64;
+            if staged.size > max {
+                return Err(IngestError::TooLarge { max });
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(disk)?;
+        }
+        file.sync_all().map_err(disk)?;
+        staged.sha256 = hex(&hasher.finalize());
+        Ok(staged)
+    }
+
+    /// Gives a staged file its real name, durably. Content-addressed: if the
+    /// hash is already stored, the bytes are the same and the temp file goes.
+    pub fn commit(&self, staged: &Staged) -> io::Result<()> {
+        let dest = self.path(&staged.sha256);
+        if !dest.exists() {
+            fs::rename(&staged.tmp, &dest)?;
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The artifact with this (checked) hash and its size, if stored.
+    pub fn open_file(&self, sha256: &str) -> io::Result<Option<(File, u64)>> {
+        match File::open(self.path(sha256)) {
+            Ok(f) => {
+                let len = f.metadata()?.len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes files no stored version refers to; returns how many.
+    pub fn remove_unreferenced(&self, referenced: &HashSet<String>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !referenced.contains(&name) {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// fsyncs a directory, so a rename in it survives a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}

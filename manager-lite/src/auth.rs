@@ -1,0 +1,160 @@
+//! Who may call the admin endpoints.
+//!
+//! The admin token comes from `--admin-token-file`, else the environment
+//! (`MANAGER_ADMIN_TOKEN`), else one is generated at first start into
+//! `DATA/admin.token` (mode 0600). Only its sha256 is kept in memory, and
+//! presented tokens are compared by digest in constant time. No token is ever
+//! logged: only the file it came from.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::http::ApiError;
+
+pub const TOKEN_ENV: &str = "MANAGER_ADMIN_TOKEN";
+
+/// Where the admin token came from, for the startup log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    File(PathBuf),
+    Env,
+    Generated(PathBuf),
+}
+
+pub struct Auth {
+    admin_digest: [u8; 32],
+}
+
+/// The caller of an admin request, as recorded in history.
+pub struct Actor {
+    pub name: String,
+}
+
+impl Auth {
+    /// Loads or creates the admin token.
+    pub fn load(token_file: Option<&Path>, data_dir: &Path) -> Result<(Auth, TokenSource), String> {
+        let (token, source) = if let Some(path) = token_file {
+            (read_token(path)?, TokenSource::File(path.to_path_buf()))
+        } else if let Ok(token) = std::env::var(TOKEN_ENV) {
+            (checked(token.trim(), TOKEN_ENV)?, TokenSource::Env)
+        } else {
+            let path = data_dir.join("admin.token");
+            if path.exists() {
+                (read_token(&path)?, TokenSource::File(path))
+            } else {
+                let token = random_hex(32)?;
+                write_private(&path, &token)?;
+                (token, TokenSource::Generated(path))
+            }
+        };
+        Ok((
+            Auth {
+                admin_digest: digest(&token),
+            },
+            source,
+        ))
+    }
+
+    /// Checks `Authorization: Bearer TOKEN`.
+    pub fn admin(&self, authorization: Option<&str>) -> Result<Actor, ApiError> {
+        let presented = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing admin token: send Authorization: Bearer TOKEN")
+            })?;
+        if constant_time_eq(&digest(presented), &self.admin_digest) {
+            Ok(Actor {
+                name: "admin".into(),
+            })
+        } else {
+            Err(ApiError::unauthorized("wrong admin token"))
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn checked(token: &str, origin: &str) -> Result<String, String> {
+    if token.len() < 16 {
+        return Err(format!(
+            "admin token from {origin} is too short: use at least 16 characters"
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+fn read_token(path: &Path) -> Result<String, String> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| format!("reading admin token file {}: {e}", path.display()))?;
+    checked(text.trim(), &path.display().to_string())
+}
+
+/// `n` random bytes from the kernel, in hex.
+pub fn random_hex(n: usize) -> Result<String, String> {
+    let mut bytes = vec![0u8; n];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    Ok(crate::artifacts::hex(&bytes))
+}
+
+/// Writes a secret file readable by its owner only: temp file, fsync, rename.
+fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let ctx = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(ctx)?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(ctx)?;
+    fs::rename(&tmp, path).map_err(ctx)?;
+    crate::artifacts::sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_checks() {
+        let auth = Auth {
+            admin_digest: digest("correct-horse-battery"),
+        };
+        assert!(auth.admin(Some("Bearer correct-horse-battery")).is_ok());
+        assert_eq!(
+            auth.admin(Some("Bearer wrong-token-value!"))
+                .err()
+                .map(|e| e.status),
+            Some(401)
+        );
+        assert_eq!(
+            auth.admin(Some("correct-horse-battery"))
+                .err()
+                .map(|e| e.status),
+            Some(401)
+        );
+        assert_eq!(auth.admin(None).err().map(|e| e.status), Some(401));
+    }
+
+    #[test]
+    fn short_tokens_refused() {
+        assert!(checked("short", "env").is_err());
+        assert!(checked("0123456789abcdef", "env").is_ok());
+    }
+}

@@ -1,0 +1,419 @@
+//! One thin function per endpoint: check the names, call the store, answer.
+//!
+//! Every name from a URL or body passes its rule from `binproxy_protocol`
+//! before it is used as a key or a file name. Handlers never see routing or
+//! authentication: [`crate::routes`] did both before calling them.
+
+use binproxy_protocol::{
+    check_arch, check_bin_name, check_node_id, check_sha256, check_version, names::normalize_arch,
+    BinVersions, Health, Installed, Keepalive, KeepaliveReply, NewRelease, Node, Progress, Version,
+};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+use tiny_http::Request;
+
+use crate::artifacts::{hex, Artifacts, IngestError};
+use crate::auth::{Actor, Auth};
+use crate::http::{file_reply, header, parse_range, read_json, ApiError, Reply, Url};
+use crate::store::{PutVersion, ReleaseError, Store};
+use crate::targets;
+use crate::time::now_rfc3339;
+
+/// Everything a handler needs.
+pub struct App {
+    pub store: Store,
+    pub artifacts: Artifacts,
+    pub auth: Auth,
+    pub max_artifact_size: u64,
+}
+
+type Answer = Result<Reply, ApiError>;
+
+/// Longest free-text field we keep (node names, OS strings, messages).
+const MAX_TEXT: usize = 1024;
+const MAX_LABELS: usize = 64;
+const DEFAULT_PROGRESS_LIMIT: usize = 100;
+const MAX_PROGRESS_LIMIT: usize = 1000;
+
+pub fn health() -> Answer {
+    Ok(Reply::json(
+        200,
+        &Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    ))
+}
+
+// ---- node-facing ----
+
+pub fn keepalive(app: &App, rq: &mut Request) -> Answer {
+    let k: Keepalive = read_json(rq)?;
+    let bins_given = k.bins.is_some();
+    let node = node_from_keepalive(k)?;
+    let node = app
+        .store
+        .keepalive(node.clone(), bins_given, SystemTime::now())?;
+    let mut targets = BTreeMap::new();
+    if bins_given {
+        for bin in node.bins.keys() {
+            let decision = targets::decide(&app.store, &node, bin, None)?;
+            targets.insert(bin.clone(), decision.target);
+        }
+    }
+    Ok(Reply::json(
+        200,
+        &KeepaliveReply {
+            node,
+            server_time: now_rfc3339(),
+            targets,
+        },
+    ))
+}
+
+/// Checks every field of a keepalive and builds the node record it describes.
+fn node_from_keepalive(k: Keepalive) -> Result<Node, ApiError> {
+    check_node_id(&k.node_id)?;
+    if !k.cpu_arch.is_empty() {
+        check_arch(&k.cpu_arch)?;
+    }
+    for (field, value) in [
+        ("os", &k.os),
+        ("os_release", &k.os_release),
+        ("node_name", &k.node_name),
+        ("bin_proxy_version", &k.bin_proxy_version),
+    ] {
+        check_text(field, value)?;
+    }
+    check_labels(&k.labels)?;
+    let mut bins = BTreeMap::new();
+    for (bin, sha) in k.bins.unwrap_or_default() {
+        check_bin_name(&bin)?;
+        let sha = if sha.is_empty() {
+            sha
+        } else {
+            check_sha256("bins sha256", &sha)?
+        };
+        bins.insert(bin, sha);
+    }
+    Ok(Node {
+        cpu_arch: normalize_arch(&k.cpu_arch).to_owned(),
+        node_id: k.node_id,
+        os: k.os,
+        os_release: k.os_release,
+        node_name: k.node_name,
+        bin_proxy_version: k.bin_proxy_version,
+        labels: k.labels,
+        bins,
+        ..Node::default()
+    })
+}
+
+fn check_text(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "invalid {field}: at most {MAX_TEXT} bytes, no control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ApiError::bad_request(format!(
+            "invalid labels: at most {MAX_LABELS}"
+        )));
+    }
+    for (key, value) in labels {
+        if check_bin_name(key).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "invalid label key {key:?}: must be 1 to 64 of A-Z a-z 0-9 . _ -"
+            )));
+        }
+        check_text("label value", value)?;
+    }
+    Ok(())
+}
+
+pub fn node_status(app: &App, url: &Url) -> Answer {
+    let id = url
+        .query("node_id")
+        .ok_or_else(|| ApiError::bad_request("missing query parameter node_id"))?;
+    check_node_id(id)?;
+    let node = app
+        .store
+        .node(id)
+        .ok_or_else(|| ApiError::not_found(format!("unknown node {id}")))?;
+    Ok(Reply::json(200, &node))
+}
+
+/// The node a target is computed for: the registered one, or one with no
+/// attributes (the old agents' call without node_id).
+fn target_node(app: &App, url: &Url) -> Result<Node, ApiError> {
+    let Some(id) = url.query("node_id") else {
+        return Ok(Node::default());
+    };
+    check_node_id(id)?;
+    Ok(app.store.node(id).unwrap_or_else(|| Node {
+        node_id: id.to_owned(),
+        ..Node::default()
+    }))
+}
+
+pub fn bin_target(app: &App, bin: &str, url: &Url, rq: &Request) -> Answer {
+    check_bin_name(bin)?;
+    let node = target_node(app, url)?;
+    let arch = url
+        .query("arch")
+        .map(|a| check_arch(a).map(|()| normalize_arch(a)))
+        .transpose()?;
+    let decision = targets::decide(&app.store, &node, bin, arch)?;
+    let target = decision
+        .target
+        .ok_or_else(|| ApiError::not_found(decision.reason))?;
+    let body = serde_json::to_vec(&target).map_err(|e| ApiError::internal(e.to_string()))?;
+    let etag = format!("\"{}\"", &hex(&Sha256::digest(&body))[..32]);
+    if header(rq, "If-None-Match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        return Ok(Reply::empty(304).header("ETag", etag));
+    }
+    Ok(Reply::json(200, &target).header("ETag", etag))
+}
+
+pub fn installed(app: &App, bin: &str, rq: &mut Request) -> Answer {
+    check_bin_name(bin)?;
+    let body: Installed = read_json(rq)?;
+    check_node_id(&body.node_id)?;
+    let sha = check_sha256("sha256sum", &body.sha256sum)?;
+    let node = app
+        .store
+        .set_installed(&body.node_id, bin, &sha)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown node {}: send a keepalive first",
+                body.node_id
+            ))
+        })?;
+    Ok(Reply::json(200, &node))
+}
+
+pub fn report_progress(app: &App, bin: &str, rq: &mut Request) -> Answer {
+    check_bin_name(bin)?;
+    let mut p: Progress = read_json(rq)?;
+    check_node_id(&p.node_id)?;
+    p.target_hash = check_sha256("targetHash", &p.target_hash)?;
+    p.from_hash = match p.from_hash.filter(|h| !h.is_empty()) {
+        Some(h) => Some(check_sha256("fromHash", &h)?),
+        None => None,
+    };
+    // A long message is cut, not refused: the report itself must not be lost.
+    if let Some(m) = p.message.as_mut() {
+        if m.len() > MAX_TEXT {
+            let cut = (0..=MAX_TEXT)
+                .rev()
+                .find(|&i| m.is_char_boundary(i))
+                .unwrap_or(0);
+            m.truncate(cut);
+        }
+    }
+    let record = app.store.add_progress(bin, &p, SystemTime::now())?;
+    Ok(Reply::json(201, &record))
+}
+
+/// `{name}` is an artifact's sha256, or a bin name meaning that bin's target
+/// for a node with no attributes (the old agents' call).
+pub fn download(app: &App, name: &str, rq: &Request) -> Answer {
+    let sha = if let Ok(sha) = check_sha256("artifact", name) {
+        sha
+    } else {
+        check_bin_name(name)?;
+        let decision = targets::decide(&app.store, &Node::default(), name, None)?;
+        decision
+            .target
+            .ok_or_else(|| ApiError::not_found(decision.reason))?
+            .sha256sum
+    };
+    let (file, len) = app
+        .artifacts
+        .open_file(&sha)
+        .map_err(|e| ApiError::internal(format!("opening artifact {sha}: {e}")))?
+        .ok_or_else(|| ApiError::not_found(format!("no artifact {sha}")))?;
+    file_reply(
+        file,
+        len,
+        parse_range(header(rq, "Range"), len),
+        &format!("\"{sha}\""),
+    )
+}
+
+// ---- admin ----
+
+pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
+    check_bin_name(bin)?;
+    let version = url
+        .query("version")
+        .ok_or_else(|| ApiError::bad_request("missing query parameter version"))?;
+    check_version(version)?;
+    let arch = url.query("arch").filter(|a| !a.is_empty());
+    if let Some(a) = arch {
+        check_arch(a)?;
+    }
+    let arch = arch.map(|a| normalize_arch(a).to_owned());
+    let max = app.max_artifact_size;
+    let too_large =
+        || ApiError::too_large(format!("artifact larger than the limit of {max} bytes"));
+    if rq.body_length().is_some_and(|n| n as u64 > max) {
+        return Err(too_large());
+    }
+    let staged = app
+        .artifacts
+        .ingest(rq.as_reader(), max)
+        .map_err(|e| match e {
+            IngestError::TooLarge { .. } => too_large(),
+            IngestError::Body(e) => ApiError::bad_request(format!("reading the upload: {e}")),
+            IngestError::Disk { path, source } => {
+                log::error!("storing upload in {}: {source}", path.display());
+                ApiError::internal(format!("storing the upload: {source}"))
+            }
+        })?;
+    // A client that goes away early can look like a short body: refuse it.
+    if let Some(declared) = rq.body_length() {
+        if declared as u64 != staged.size {
+            return Err(ApiError::bad_request(format!(
+                "upload ended after {} of the {declared} bytes announced",
+                staged.size
+            )));
+        }
+    }
+    let record = Version {
+        bin_name: bin.to_owned(),
+        version: version.to_owned(),
+        arch: arch.clone(),
+        sha256sum: staged.sha256.clone(),
+        size: staged.size,
+        created_at: now_rfc3339(),
+    };
+    // Decide before giving the file its name, so a refused upload leaves nothing.
+    if let Some(found) = app
+        .store
+        .versions(bin, Some(version))?
+        .into_iter()
+        .find(|v| v.arch == arch)
+    {
+        return existing_version(&found, &record);
+    }
+    app.artifacts
+        .commit(&staged)
+        .map_err(|e| ApiError::internal(format!("storing artifact {}: {e}", record.sha256sum)))?;
+    match app.store.put_version(&record)? {
+        PutVersion::Created(v) => Ok(Reply::json(201, &v)),
+        PutVersion::Existing(found) | PutVersion::Conflict(found) => {
+            existing_version(&found, &record)
+        }
+    }
+}
+
+fn existing_version(found: &Version, upload: &Version) -> Answer {
+    if found.sha256sum == upload.sha256sum {
+        Ok(Reply::json(200, &found))
+    } else {
+        Err(ApiError::conflict(format!(
+            "{} {} ({}) is already stored with sha256 {}; this upload is {}: publish it as a new version",
+            found.bin_name,
+            found.version,
+            found.arch.as_deref().unwrap_or("any arch"),
+            found.sha256sum,
+            upload.sha256sum
+        )))
+    }
+}
+
+pub fn list_bins(app: &App) -> Answer {
+    let bins: Vec<BinVersions> = app
+        .store
+        .bins()?
+        .into_iter()
+        .map(|(bin_name, versions)| BinVersions { bin_name, versions })
+        .collect();
+    Ok(Reply::json(200, &bins))
+}
+
+pub fn bin_versions(app: &App, bin: &str) -> Answer {
+    check_bin_name(bin)?;
+    let versions = app.store.versions(bin, None)?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("unknown bin {bin}")));
+    }
+    Ok(Reply::json(200, &versions))
+}
+
+pub fn create_release(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
+    let new: NewRelease = read_json(rq)?;
+    check_bin_name(&new.bin_name)?;
+    check_version(&new.version)?;
+    if let Some(note) = &new.note {
+        check_text("note", note)?;
+    }
+    match app
+        .store
+        .create_release(&new, &actor.name, SystemTime::now())
+    {
+        Ok(release) => {
+            log::info!(
+                "release {} of {} {} created by {}",
+                release.id,
+                release.bin_name,
+                release.version,
+                actor.name
+            );
+            Ok(Reply::json(201, &release))
+        }
+        Err(ReleaseError::UnknownVersion) => Err(ApiError::not_found(format!(
+            "unknown version {} of {}: upload it first",
+            new.version, new.bin_name
+        ))),
+        Err(ReleaseError::Store(e)) => Err(e.into()),
+    }
+}
+
+pub fn list_releases(app: &App, url: &Url) -> Answer {
+    let bin = url.query("bin_name");
+    if let Some(b) = bin {
+        check_bin_name(b)?;
+    }
+    Ok(Reply::json(200, &app.store.releases(bin)?))
+}
+
+pub fn release(app: &App, id: &str) -> Answer {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::bad_request(format!("invalid release id {id:?}: must be a number"))
+    })?;
+    let release = app
+        .store
+        .release(id)?
+        .ok_or_else(|| ApiError::not_found(format!("unknown release {id}")))?;
+    Ok(Reply::json(200, &release))
+}
+
+pub fn list_nodes(app: &App) -> Answer {
+    Ok(Reply::json(200, &app.store.nodes()))
+}
+
+pub fn list_progress(app: &App, bin: &str, url: &Url) -> Answer {
+    check_bin_name(bin)?;
+    let node = url.query("node_id");
+    if let Some(n) = node {
+        check_node_id(n)?;
+    }
+    let limit = match url.query("limit") {
+        None => DEFAULT_PROGRESS_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PROGRESS_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("invalid limit {l:?}: 1 to {MAX_PROGRESS_LIMIT}"))
+            })?,
+    };
+    Ok(Reply::json(200, &app.store.progress(bin, node, limit)?))
+}

@@ -1,0 +1,383 @@
+//! HTTP plumbing the handlers share: splitting and decoding URLs, reading
+//! bounded JSON bodies, the error type every handler returns, replies, and
+//! byte ranges.
+//!
+//! Path segments are percent-decoded one by one *after* splitting on `/`, so
+//! `a%2fb` stays one segment (and then fails its name check) instead of
+//! becoming two.
+
+use binproxy_protocol::{ErrorBody, NameError, MAX_JSON_BODY};
+use serde::{de::DeserializeOwned, Serialize};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use tiny_http::{Header, Request, Response, ResponseBox, StatusCode};
+
+use crate::store::StoreError;
+
+/// An error answer: a status and `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    /// The methods a route allows, for 405.
+    pub allow: Option<&'static str>,
+    /// Ask the client to close: sent when a request body was left unread.
+    pub close: bool,
+}
+
+impl ApiError {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            allow: None,
+            close: false,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, message)
+    }
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(405, format!("method not allowed here; allowed: {allow}"))
+        }
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(409, message)
+    }
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self {
+            close: true,
+            ..Self::new(413, message)
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, message)
+    }
+
+    pub fn into_reply(self) -> Reply {
+        let mut reply = Reply::json(
+            self.status,
+            &ErrorBody {
+                error: self.message,
+            },
+        );
+        if let Some(allow) = self.allow {
+            reply = reply.header("Allow", allow);
+        }
+        if self.close {
+            reply = reply.header("Connection", "close");
+        }
+        reply
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        log::error!("{e}");
+        Self::internal(format!("storage error: {e}"))
+    }
+}
+
+/// What a reply carries.
+pub enum Body {
+    Bytes(Vec<u8>),
+    /// `len` bytes of a file, read from its current position.
+    File(File, u64),
+    Empty,
+}
+
+/// A handler's answer, turned into a tiny_http response at the end.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+impl Reply {
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => Self {
+                status,
+                headers: vec![("Content-Type", "application/json".into())],
+                body: Body::Bytes(bytes),
+            },
+            Err(e) => ApiError::internal(format!("encoding the answer: {e}")).into_reply(),
+        }
+    }
+
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    #[must_use]
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn into_response(self) -> ResponseBox {
+        let headers = self
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Header::from_bytes(k.as_bytes(), v.as_bytes()).ok())
+            .collect();
+        let status = StatusCode(self.status);
+        match self.body {
+            Body::Bytes(bytes) => {
+                let len = bytes.len();
+                Response::new(
+                    status,
+                    headers,
+                    std::io::Cursor::new(bytes),
+                    Some(len),
+                    None,
+                )
+                .boxed()
+            }
+            Body::File(file, len) => {
+                let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+                Response::new(status, headers, file.take(len), Some(len_usize), None).boxed()
+            }
+            Body::Empty => Response::new(status, headers, std::io::empty(), Some(0), None).boxed(),
+        }
+    }
+}
+
+/// A request URL split into decoded path segments and query pairs.
+pub struct Url {
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+}
+
+impl Url {
+    pub fn parse(raw: &str) -> Url {
+        let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+        let mut segments: Vec<String> = path
+            .split('/')
+            .skip(1)
+            .map(|s| percent_decode(s, false))
+            .collect();
+        // "/api/v1/bins/" names the same thing as "/api/v1/bins".
+        if segments.len() > 1 && segments.last().is_some_and(String::is_empty) {
+            segments.pop();
+        }
+        let query = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k, true), percent_decode(v, true))
+            })
+            .collect();
+        Url { segments, query }
+    }
+
+    /// The first value of a query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Decodes `%XX` (and `+` in queries). Invalid UTF-8 becomes U+FFFD, which no
+/// name rule accepts; a stray `%` stays literal, which no name rule accepts either.
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        match b {
+            b'%' => {
+                if let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) {
+                    // hi and lo are < 16, so this fits a byte.
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                    i += 3;
+                    continue;
+                }
+                out.push(b);
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of a request header, by case-insensitive name.
+pub fn header<'r>(rq: &'r Request, name: &str) -> Option<&'r str> {
+    rq.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Reads and parses a JSON body of at most [`MAX_JSON_BODY`] bytes.
+pub fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, ApiError> {
+    let too_large = || ApiError::too_large(format!("JSON body over {MAX_JSON_BODY} bytes"));
+    if rq.body_length().is_some_and(|n| n > MAX_JSON_BODY) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(MAX_JSON_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    if body.len() > MAX_JSON_BODY {
+        return Err(too_large());
+    }
+    let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON body: {e}"));
+    // serde reads a struct from an array too, field by field; only objects are bodies here.
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(invalid)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid JSON body: expected an object",
+        ));
+    }
+    serde_json::from_value(value).map_err(invalid)
+}
+
+/// The part of a resource a `Range` header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No range, or one we answer with the whole body (several ranges, or a
+    /// header we do not understand: RFC 9110 lets a server ignore those).
+    Full,
+    /// First and last byte, inclusive.
+    Part(u64, u64),
+    /// Starts past the end: 416.
+    Unsatisfiable,
+}
+
+pub fn parse_range(header: Option<&str>, len: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Full;
+    };
+    if spec.contains(',') {
+        return ByteRange::Full;
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return ByteRange::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let parsed = match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(a), Ok(b)) if a <= b => Some((a, b.min(len.saturating_sub(1)))),
+        (Ok(a), Err(_)) if last.is_empty() => Some((a, len.saturating_sub(1))),
+        (Err(_), Ok(n)) if first.is_empty() && n > 0 => {
+            Some((len.saturating_sub(n), len.saturating_sub(1)))
+        }
+        (Err(_), Ok(0)) if first.is_empty() => return ByteRange::Unsatisfiable,
+        _ => None,
+    };
+    match parsed {
+        Some((a, _)) if a >= len => ByteRange::Unsatisfiable,
+        Some((a, b)) => ByteRange::Part(a, b),
+        None => ByteRange::Full,
+    }
+}
+
+/// A reply with the file's bytes, or the part a `Range` header asks for.
+pub fn file_reply(
+    mut file: File,
+    len: u64,
+    range: ByteRange,
+    etag: &str,
+) -> Result<Reply, ApiError> {
+    let base = |status| {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+        .header("Content-Type", "application/octet-stream")
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", etag)
+    };
+    Ok(match range {
+        ByteRange::Full => Reply {
+            body: Body::File(file, len),
+            ..base(200)
+        },
+        ByteRange::Part(first, last) => {
+            file.seek(SeekFrom::Start(first))
+                .map_err(|e| ApiError::internal(format!("seeking in artifact: {e}")))?;
+            Reply {
+                body: Body::File(file, last - first + 1),
+                ..base(206).header("Content-Range", format!("bytes {first}-{last}/{len}"))
+            }
+        }
+        ByteRange::Unsatisfiable => base(416).header("Content-Range", format!("bytes */{len}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_segments_decode_after_split() {
+        let u = Url::parse("/api/v1/bins/a%2fb/versions?version=1%2E0&arch=x86_64&x");
+        assert_eq!(u.segments, ["api", "v1", "bins", "a/b", "versions"]);
+        assert_eq!(u.query("version"), Some("1.0"));
+        assert_eq!(u.query("arch"), Some("x86_64"));
+        assert_eq!(u.query("x"), Some(""));
+        assert_eq!(u.query("y"), None);
+    }
+
+    #[test]
+    fn url_edge_cases() {
+        assert_eq!(Url::parse("/api/v1/bins/").segments, ["api", "v1", "bins"]);
+        assert_eq!(Url::parse("/").segments, [""]);
+        assert_eq!(Url::parse("/a/%2e%2e").segments, ["a", ".."]);
+        assert_eq!(Url::parse("/a/%00").segments, ["a", "\0"]);
+        assert_eq!(Url::parse("/a/%zz%4").segments, ["a", "%zz%4"]);
+        assert_eq!(Url::parse("/a/%ff").segments, ["a", "\u{fffd}"]);
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100), ByteRange::Full);
+        assert_eq!(
+            parse_range(Some("bytes=10-19"), 100),
+            ByteRange::Part(10, 19)
+        );
+        assert_eq!(parse_range(Some("bytes=90-"), 100), ByteRange::Part(90, 99));
+        assert_eq!(parse_range(Some("bytes=-5"), 100), ByteRange::Part(95, 99));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), ByteRange::Part(0, 99));
+        assert_eq!(
+            parse_range(Some("bytes=50-500"), 100),
+            ByteRange::Part(50, 99)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=100-"), 100),
+            ByteRange::Unsatisfiable
+        );
+        assert_eq!(parse_range(Some("bytes=-0"), 100), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-"), 0), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=5-1"), 100), ByteRange::Full);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), ByteRange::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 100), ByteRange::Full);
+    }
+}

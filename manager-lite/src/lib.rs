@@ -1,0 +1,22 @@
+//! manager-lite, the thin control plane of binproxy fleets.
+//!
+//! One process answers two audiences over HTTP: nodes (keepalive, their target
+//! per bin, downloads, progress reports) and admins (uploads, releases, views of
+//! the fleet). All state lives in one redb file behind [`store`]; artifacts are
+//! files named by their sha256 behind [`artifacts`]. [`routes`] maps a request
+//! to one thin handler in [`handlers`], which checks names, calls the store and
+//! answers JSON. [`targets`] decides which version a node should run.
+//! [`serve`] owns the process: listening, workers, signals, clean shutdown.
+//! [`client`] is the admin command line that talks to a running server.
+
+pub mod artifacts;
+pub mod auth;
+pub mod client;
+pub mod handlers;
+pub mod http;
+pub mod routes;
+pub mod serve;
+pub mod store;
+pub mod table;
+pub mod targets;
+pub mod time;

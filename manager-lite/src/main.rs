@@ -1,0 +1,58 @@
+//! `manager-lite`: `serve` runs the control plane; every other command is an
+//! admin client of a running server.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+manager-lite: the control plane of binproxy fleets
+
+USAGE:
+    manager-lite serve [--listen ADDR] [--data DIR] [--admin-token-file FILE]
+                       [--offline-after DURATION] [--max-artifact-size BYTES]
+                       [--progress-keep N] [--workers N]
+    manager-lite publish BIN VERSION FILE [--arch A] [--release] [--note TEXT]
+    manager-lite release BIN VERSION [--note TEXT]
+    manager-lite releases [--bin BIN]
+    manager-lite nodes
+    manager-lite progress BIN [--node NODE] [--limit N]
+
+CLIENT OPTIONS:
+    --server URL        manager to talk to (env MANAGER_URL, default http://127.0.0.1:38012)
+    --token-file FILE   admin token (else env MANAGER_ADMIN_TOKEN)
+    --json              print JSON instead of a table
+
+EXIT CODES:
+    0 done, 1 the server refused or could not be reached, 2 usage or configuration error
+";
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.is_empty() {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let command = args.remove(0);
+    let code = match command.to_str() {
+        Some("serve") => manager_lite::serve::main(args),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            0
+        }
+        Some("-V" | "--version") => {
+            println!("manager-lite {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some(cmd) if manager_lite::client::COMMANDS.contains(&cmd) => {
+            manager_lite::client::main(cmd, args)
+        }
+        _ => {
+            eprintln!(
+                "manager-lite: unknown command \"{}\" (see manager-lite --help)",
+                command.display()
+            );
+            2
+        }
+    };
+    ExitCode::from(code)
+}

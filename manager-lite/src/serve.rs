@@ -1,0 +1,240 @@
+//! `manager-lite serve`: the process around the handlers.
+//!
+//! Startup opens the data directory (artifacts, redb file, admin token),
+//! removes what a crash left half-done, and binds. A fixed pool of workers
+//! answers requests; the main thread flushes batched `last_seen` updates. On
+//! SIGTERM or SIGINT the workers finish the request in hand and stop, the last
+//! `last_seen` values are written, the database is closed, and the process
+//! exits 0.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::artifacts::Artifacts;
+use crate::auth::{Auth, TokenSource};
+use crate::handlers::App;
+use crate::routes;
+use crate::store::{Store, StoreOptions};
+
+/// Everything `serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub admin_token_file: Option<PathBuf>,
+    pub offline_after: Duration,
+    pub max_artifact_size: u64,
+    pub progress_keep: usize,
+    pub workers: usize,
+    pub flush_interval: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 38012)),
+            data: PathBuf::from("manager-data"),
+            admin_token_file: None,
+            offline_after: Duration::from_secs(180),
+            max_artifact_size: 1 << 30,
+            progress_keep: 100,
+            workers: 16,
+            flush_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Entry point of `manager-lite serve`; returns the exit code.
+pub fn main(args: Vec<OsString>) -> u8 {
+    init_logging();
+    let config = match parse_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("manager-lite serve: {e}");
+            return 2;
+        }
+    };
+    match run(&config) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
+
+pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
+    use lexopt::prelude::*;
+    let mut c = ServeConfig::default();
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("listen") => {
+                let v = value(&mut parser, "--listen")?;
+                c.listen = v
+                    .parse()
+                    .map_err(|_| format!("--listen {v:?}: expected IP:PORT"))?;
+            }
+            Long("data") => c.data = PathBuf::from(value(&mut parser, "--data")?),
+            Long("admin-token-file") => {
+                c.admin_token_file = Some(PathBuf::from(value(&mut parser, "--admin-token-file")?));
+            }
+            Long("offline-after") => {
+                c.offline_after =
+                    duration("--offline-after", &value(&mut parser, "--offline-after")?)?;
+            }
+            Long("flush-interval") => {
+                c.flush_interval =
+                    duration("--flush-interval", &value(&mut parser, "--flush-interval")?)?;
+            }
+            Long("max-artifact-size") => {
+                c.max_artifact_size = number(
+                    "--max-artifact-size",
+                    &value(&mut parser, "--max-artifact-size")?,
+                )?;
+            }
+            Long("progress-keep") => {
+                c.progress_keep =
+                    number("--progress-keep", &value(&mut parser, "--progress-keep")?)?;
+            }
+            Long("workers") => c.workers = number("--workers", &value(&mut parser, "--workers")?)?,
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(c)
+}
+
+/// The value of an option, as UTF-8.
+fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
+    parser
+        .value()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|_| format!("{name}: not valid UTF-8"))
+}
+
+fn duration(flag: &str, v: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("{flag} {v:?}: must be more than zero")),
+        Err(e) => Err(format!("{flag} {v:?}: {e} (e.g. 3m, 90s)")),
+    }
+}
+
+fn number<T: std::str::FromStr + PartialOrd + From<u8>>(flag: &str, v: &str) -> Result<T, String> {
+    match v.parse::<T>() {
+        Ok(n) if n >= T::from(1) => Ok(n),
+        _ => Err(format!(
+            "{flag} {v:?}: expected a whole number of at least 1"
+        )),
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(config: &ServeConfig) -> Result<(), String> {
+    let app = open(config)?;
+    let server = tiny_http::Server::http(config.listen)
+        .map_err(|e| format!("listening on {}: {e}", config.listen))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| config.listen.to_string(), |a| a.to_string());
+    log::info!("listening on http://{addr}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("installing the signal handler: {e}"))?;
+    }
+
+    std::thread::scope(|scope| {
+        for _ in 0..config.workers {
+            scope.spawn(|| worker(&app, &server, &stop));
+        }
+        flush_loop(&app.store, config.flush_interval, &stop);
+    });
+    log::info!("stopping: workers done");
+    app.store.flush_last_seen().map_err(|e| e.to_string())?;
+    drop(server);
+    drop(app);
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Opens everything in the data directory and cleans what a crash left.
+fn open(config: &ServeConfig) -> Result<App, String> {
+    let data = &config.data;
+    std::fs::create_dir_all(data)
+        .map_err(|e| format!("creating data directory {}: {e}", data.display()))?;
+    let artifacts_dir = data.join("artifacts");
+    let artifacts = Artifacts::open(&artifacts_dir).map_err(|e| {
+        format!(
+            "opening artifact directory {}: {e}",
+            artifacts_dir.display()
+        )
+    })?;
+    let store = Store::open(
+        &data.join("manager.redb"),
+        StoreOptions {
+            offline_after: config.offline_after,
+            progress_keep: config.progress_keep,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let referenced = store.artifact_hashes().map_err(|e| e.to_string())?;
+    let removed = artifacts
+        .remove_unreferenced(&referenced)
+        .map_err(|e| format!("cleaning {}: {e}", artifacts_dir.display()))?;
+    if removed > 0 {
+        log::info!("removed {removed} artifact file(s) no version refers to (left by a crash)");
+    }
+    let (auth, source) = Auth::load(config.admin_token_file.as_deref(), data)?;
+    log_token_source(&source);
+    Ok(App {
+        store,
+        artifacts,
+        auth,
+        max_artifact_size: config.max_artifact_size,
+    })
+}
+
+fn log_token_source(source: &TokenSource) {
+    match source {
+        TokenSource::File(p) => log::info!("admin token read from {}", p.display()),
+        TokenSource::Env => log::info!("admin token taken from ${}", crate::auth::TOKEN_ENV),
+        TokenSource::Generated(p) => {
+            log::info!("admin token generated into {} (mode 0600)", p.display());
+        }
+    }
+}
+
+fn worker(app: &App, server: &tiny_http::Server, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(rq)) => routes::handle(app, rq),
+            Ok(None) => {}
+            Err(e) => log::warn!("accepting a request: {e}"),
+        }
+    }
+}
+
+fn flush_loop(store: &Store, every: Duration, stop: &AtomicBool) {
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() >= every {
+            if let Err(e) = store.flush_last_seen() {
+                log::error!("{e}");
+            }
+            last = Instant::now();
+        }
+    }
+}

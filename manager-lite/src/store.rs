@@ -1,0 +1,900 @@
+//! All of the manager's state, in one redb file: nodes, versions, releases and
+//! progress reports. Nothing else in the crate touches redb.
+//!
+//! Durability rules:
+//! - A new node, a changed node record, a version, a release and a progress
+//!   report are each committed with fsync before the call returns, so an
+//!   acknowledged request survives kill -9.
+//! - `last_seen` is the exception: a keepalive that changes nothing else only
+//!   updates memory, and [`Store::flush_last_seen`] writes every pending
+//!   `last_seen` in one transaction (the server calls it every few seconds and
+//!   at shutdown). A crash loses at most that interval of `last_seen` updates.
+//!
+//! Values are JSON of the wire types, so a record reads back exactly as the API
+//! shows it.
+
+use binproxy_protocol::{
+    NewRelease, Node, Progress, ProgressRecord, Release, ReleaseEvent, ReleaseStatus, Version,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crate::time::{parse_rfc3339, rfc3339};
+
+/// The schema this build writes. A database with a newer one is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// node_id → JSON [`Node`] (its `last_seen` as of the last flush).
+const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+/// (bin, version, arch or "") → JSON [`Version`].
+const VERSIONS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("versions");
+/// release id → JSON [`Release`].
+const RELEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("releases");
+/// (bin, report id) → JSON [`ProgressRecord`]; ids grow, so a range reads newest last.
+const PROGRESS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("progress");
+/// (bin, node_id, report id): the index that bounds history per node and bin.
+const PROGRESS_BY_NODE: TableDefinition<(&str, &str, u64), ()> =
+    TableDefinition::new("progress_by_node");
+
+const KEY_SCHEMA: &str = "schema_version";
+const KEY_NEXT_PROGRESS: &str = "next_progress_id";
+const KEY_NEXT_RELEASE: &str = "next_release_id";
+
+/// A storage failure, naming the database file.
+#[derive(Debug)]
+pub enum StoreError {
+    /// redb failed; `what` says during which operation.
+    Db {
+        path: PathBuf,
+        what: &'static str,
+        source: Box<redb::Error>,
+    },
+    /// The file was written by a newer manager-lite.
+    NewerSchema { path: PathBuf, found: u64 },
+    /// A stored value does not parse: the file was damaged or hand-edited.
+    Corrupt { path: PathBuf, what: String },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Db { path, what, source } => {
+                write!(f, "database {}: {what}: {source}", path.display())
+            }
+            Self::NewerSchema { path, found } => write!(
+                f,
+                "database {} has schema version {found}, but this manager-lite knows only up to \
+                 {SCHEMA_VERSION}: run a newer manager-lite (or restore a backup)",
+                path.display()
+            ),
+            Self::Corrupt { path, what } => {
+                write!(f, "database {}: unreadable record: {what}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// What [`Store::put_version`] found.
+#[derive(Debug)]
+pub enum PutVersion {
+    /// Stored now.
+    Created(Version),
+    /// The same bin, version and arch was already stored with these bytes.
+    Existing(Version),
+    /// The same bin, version and arch is stored with other bytes.
+    Conflict(Version),
+}
+
+/// Why [`Store::create_release`] refused.
+#[derive(Debug)]
+pub enum ReleaseError {
+    /// No artifact of that version was uploaded.
+    UnknownVersion,
+    Store(StoreError),
+}
+
+impl From<StoreError> for ReleaseError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Tunables of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// A node not seen for this long is reported offline.
+    pub offline_after: Duration,
+    /// Progress reports kept per (node, bin); older ones are pruned.
+    pub progress_keep: usize,
+}
+
+struct NodeEntry {
+    node: Node,
+    last_seen: SystemTime,
+    /// `last_seen` changed since the last flush.
+    seen_dirty: bool,
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    opts: StoreOptions,
+    /// Every node, so a keepalive that changes nothing costs no database access.
+    nodes: RwLock<HashMap<String, NodeEntry>>,
+    /// Releases that still target nodes, newest first; refreshed after each
+    /// release write, so target lookups do not scan the release history.
+    live_releases: RwLock<Vec<Release>>,
+    /// Serialises the read-modify-write of node records.
+    node_writes: Mutex<()>,
+    /// Serialises release writes with the refresh of `live_releases`, so the
+    /// cache never goes back to an older state.
+    release_writes: Mutex<()>,
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl Store {
+    /// Opens (or creates) the database at `path`, refusing a newer schema.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
+        let db = Database::create(path).at(path, "opening")?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+            opts,
+            nodes: RwLock::new(HashMap::new()),
+            live_releases: RwLock::new(Vec::new()),
+            node_writes: Mutex::new(()),
+            release_writes: Mutex::new(()),
+        };
+        store.init_schema()?;
+        store.load_nodes()?;
+        store.refresh_live_releases()?;
+        Ok(store)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8], what: &str) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            what: format!("{what}: {e}"),
+        })
+    }
+
+    /// Runs `f` in a write transaction committed with fsync.
+    fn write<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T>,
+    ) -> Result<T> {
+        let txn = self.db.begin_write().at(&self.path, what)?;
+        let out = f(&txn)?;
+        txn.commit().at(&self.path, what)?;
+        Ok(out)
+    }
+
+    fn read(&self, what: &'static str) -> Result<redb::ReadTransaction> {
+        self.db.begin_read().at(&self.path, what)
+    }
+
+    fn init_schema(&self) -> Result<()> {
+        self.write("initialising schema", |txn| {
+            let mut meta = txn.open_table(META).at(&self.path, "meta")?;
+            let found = meta
+                .get(KEY_SCHEMA)
+                .at(&self.path, "meta")?
+                .map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.clone(),
+                        found: v,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)
+                        .at(&self.path, "meta")?;
+                }
+            }
+            // Create every table, so readers never meet a missing one.
+            txn.open_table(NODES).at(&self.path, "nodes")?;
+            txn.open_table(VERSIONS).at(&self.path, "versions")?;
+            txn.open_table(RELEASES).at(&self.path, "releases")?;
+            txn.open_table(PROGRESS).at(&self.path, "progress")?;
+            txn.open_table(PROGRESS_BY_NODE)
+                .at(&self.path, "progress")?;
+            Ok(())
+        })
+    }
+
+    // ---- nodes ----
+
+    fn load_nodes(&self) -> Result<()> {
+        let txn = self.read("loading nodes")?;
+        let table = txn.open_table(NODES).at(&self.path, "nodes")?;
+        let mut map = HashMap::new();
+        for row in table.iter().at(&self.path, "nodes")? {
+            let (key, value) = row.at(&self.path, "nodes")?;
+            let node: Node = self.decode(value.value(), key.value())?;
+            let last_seen = parse_rfc3339(&node.last_seen).unwrap_or(SystemTime::UNIX_EPOCH);
+            map.insert(
+                node.node_id.clone(),
+                NodeEntry {
+                    node,
+                    last_seen,
+                    seen_dirty: false,
+                },
+            );
+        }
+        *self.nodes.write().unwrap_or_else(PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    fn view(&self, entry: &NodeEntry, now: SystemTime) -> Node {
+        let mut node = entry.node.clone();
+        node.last_seen = rfc3339(entry.last_seen);
+        node.online = now
+            .duration_since(entry.last_seen)
+            .is_ok_and(|age| age <= self.opts.offline_after)
+            || entry.last_seen > now;
+        node
+    }
+
+    /// Records a keepalive: registers a new node, or updates its record.
+    /// New and changed records are durable before this returns; an unchanged
+    /// one only moves `last_seen` in memory. Without `bins_given` the node
+    /// keeps the installed hashes it had.
+    pub fn keepalive(&self, mut incoming: Node, bins_given: bool, now: SystemTime) -> Result<Node> {
+        {
+            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = nodes.get_mut(&incoming.node_id) {
+                if !bins_given {
+                    incoming.bins.clone_from(&entry.node.bins);
+                }
+                incoming.registered_at.clone_from(&entry.node.registered_at);
+                incoming.last_seen.clone_from(&entry.node.last_seen);
+                if entry.node == incoming {
+                    entry.last_seen = now;
+                    entry.seen_dirty = true;
+                    return Ok(self.view(entry, now));
+                }
+            } else {
+                incoming.registered_at = rfc3339(now);
+            }
+        }
+        incoming.last_seen = rfc3339(now);
+        incoming.online = false;
+        self.save_node(incoming, now)
+    }
+
+    /// Sets what a node says it runs for `bin`. `None` when the node is unknown.
+    pub fn set_installed(&self, node_id: &str, bin: &str, sha256: &str) -> Result<Option<Node>> {
+        let now = SystemTime::now();
+        let node = {
+            let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(entry) = nodes.get(node_id) else {
+                return Ok(None);
+            };
+            if entry.node.bins.get(bin).map(String::as_str) == Some(sha256) {
+                return Ok(Some(self.view(entry, now)));
+            }
+            let mut node = entry.node.clone();
+            node.bins.insert(bin.to_owned(), sha256.to_owned());
+            node
+        };
+        self.save_node(node, now).map(Some)
+    }
+
+    fn save_node(&self, node: Node, now: SystemTime) -> Result<Node> {
+        let _guard = self
+            .node_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let bytes = to_json(&node);
+        self.write("saving node", |txn| {
+            let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
+            t.insert(node.node_id.as_str(), bytes.as_slice())
+                .at(&self.path, "saving node")?;
+            Ok(())
+        })?;
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = NodeEntry {
+            last_seen: now,
+            seen_dirty: false,
+            node,
+        };
+        let view = self.view(&entry, now);
+        nodes.insert(entry.node.node_id.clone(), entry);
+        Ok(view)
+    }
+
+    /// Writes every pending `last_seen` in one transaction.
+    pub fn flush_last_seen(&self) -> Result<usize> {
+        let _guard = self
+            .node_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let pending: Vec<Node> = {
+            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+            nodes
+                .values_mut()
+                .filter(|e| e.seen_dirty)
+                .map(|e| {
+                    e.seen_dirty = false;
+                    e.node.last_seen = rfc3339(e.last_seen);
+                    e.node.clone()
+                })
+                .collect()
+        };
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        self.write("flushing last_seen", |txn| {
+            let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
+            for node in &pending {
+                t.insert(node.node_id.as_str(), to_json(node).as_slice())
+                    .at(&self.path, "flushing last_seen")?;
+            }
+            Ok(())
+        })?;
+        Ok(pending.len())
+    }
+
+    pub fn node(&self, node_id: &str) -> Option<Node> {
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        nodes.get(node_id).map(|e| self.view(e, SystemTime::now()))
+    }
+
+    /// Every node, ordered by id.
+    pub fn nodes(&self) -> Vec<Node> {
+        let now = SystemTime::now();
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<Node> = nodes.values().map(|e| self.view(e, now)).collect();
+        all.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        all
+    }
+
+    // ---- versions ----
+
+    /// Stores a version unless the same (bin, version, arch) exists.
+    pub fn put_version(&self, v: &Version) -> Result<PutVersion> {
+        let arch = v.arch.clone().unwrap_or_default();
+        self.write("storing version", |txn| {
+            let mut t = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+            let key = (v.bin_name.as_str(), v.version.as_str(), arch.as_str());
+            let existing = t
+                .get(key)
+                .at(&self.path, "versions")?
+                .map(|found| self.decode::<Version>(found.value(), "version"))
+                .transpose()?;
+            if let Some(found) = existing {
+                return Ok(if found.sha256sum == v.sha256sum {
+                    PutVersion::Existing(found)
+                } else {
+                    PutVersion::Conflict(found)
+                });
+            }
+            t.insert(key, to_json(&v).as_slice())
+                .at(&self.path, "storing version")?;
+            Ok(PutVersion::Created(v.clone()))
+        })
+    }
+
+    /// Versions of `bin` (every arch), in key order; `version` narrows to one.
+    pub fn versions(&self, bin: &str, version: Option<&str>) -> Result<Vec<Version>> {
+        let txn = self.read("reading versions")?;
+        let t = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+        let start = (bin, version.unwrap_or(""), "");
+        let mut out = Vec::new();
+        for row in t.range(start..).at(&self.path, "versions")? {
+            let (key, value) = row.at(&self.path, "versions")?;
+            let (b, v, _) = key.value();
+            if b != bin || version.is_some_and(|want| want != v) {
+                break;
+            }
+            out.push(self.decode(value.value(), "version")?);
+        }
+        Ok(out)
+    }
+
+    /// Every bin with its versions, by bin name.
+    pub fn bins(&self) -> Result<BTreeMap<String, Vec<Version>>> {
+        let txn = self.read("reading versions")?;
+        let t = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+        let mut out: BTreeMap<String, Vec<Version>> = BTreeMap::new();
+        for row in t.iter().at(&self.path, "versions")? {
+            let (_, value) = row.at(&self.path, "versions")?;
+            let v: Version = self.decode(value.value(), "version")?;
+            out.entry(v.bin_name.clone()).or_default().push(v);
+        }
+        Ok(out)
+    }
+
+    /// The artifact of `bin` `version` for `arch`: the one uploaded for that
+    /// arch, else the one uploaded without an arch.
+    pub fn artifact(&self, bin: &str, version: &str, arch: &str) -> Result<Option<Version>> {
+        let txn = self.read("reading versions")?;
+        let t = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+        // An artifact uploaded for this arch wins over one uploaded for all.
+        let keys = if arch.is_empty() {
+            vec![""]
+        } else {
+            vec![arch, ""]
+        };
+        for a in keys {
+            if let Some(hit) = t.get((bin, version, a)).at(&self.path, "versions")? {
+                return self.decode(hit.value(), "version").map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The hashes of every stored version's artifact.
+    pub fn artifact_hashes(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self
+            .bins()?
+            .into_values()
+            .flatten()
+            .map(|v| v.sha256sum)
+            .collect())
+    }
+
+    // ---- releases ----
+
+    /// Creates a release; it supersedes the bin's live releases.
+    pub fn create_release(
+        &self,
+        new: &NewRelease,
+        actor: &str,
+        now: SystemTime,
+    ) -> Result<Release, ReleaseError> {
+        if self.versions(&new.bin_name, Some(&new.version))?.is_empty() {
+            return Err(ReleaseError::UnknownVersion);
+        }
+        let at = rfc3339(now);
+        let _guard = self
+            .release_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let release = self.write("creating release", |txn| {
+            let id = next_id(txn, KEY_NEXT_RELEASE).at(&self.path, "release id")?;
+            let mut t = txn.open_table(RELEASES).at(&self.path, "releases")?;
+            // Read what is live inside this transaction: the cache may lag.
+            let mut live = Vec::new();
+            for row in t.iter().at(&self.path, "releases")? {
+                let (_, value) = row.at(&self.path, "releases")?;
+                let r: Release = self.decode(value.value(), "release")?;
+                if r.bin_name == new.bin_name
+                    && (r.status.is_live() || r.status == ReleaseStatus::PendingApproval)
+                {
+                    live.push(r);
+                }
+            }
+            for mut old in live {
+                old.status = ReleaseStatus::Superseded;
+                old.updated_at.clone_from(&at);
+                old.history.push(ReleaseEvent {
+                    at: at.clone(),
+                    actor: actor.to_owned(),
+                    action: "superseded".into(),
+                    detail: Some(format!("by release {id}")),
+                });
+                t.insert(old.id, to_json(&old).as_slice())
+                    .at(&self.path, "superseding release")?;
+            }
+            let release = Release {
+                id,
+                bin_name: new.bin_name.clone(),
+                version: new.version.clone(),
+                note: new.note.clone(),
+                status: ReleaseStatus::RollingOut,
+                percent: 100,
+                created_at: at.clone(),
+                created_by: actor.to_owned(),
+                updated_at: at.clone(),
+                history: vec![ReleaseEvent {
+                    at: at.clone(),
+                    actor: actor.to_owned(),
+                    action: "created".into(),
+                    detail: new.note.clone(),
+                }],
+            };
+            t.insert(id, to_json(&release).as_slice())
+                .at(&self.path, "creating release")?;
+            Ok(release)
+        })?;
+        self.refresh_live_releases()?;
+        Ok(release)
+    }
+
+    fn refresh_live_releases(&self) -> Result<()> {
+        let live = self
+            .releases(None)?
+            .into_iter()
+            .filter(|r| r.status.is_live() || r.status == ReleaseStatus::PendingApproval)
+            .collect();
+        *self
+            .live_releases
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = live;
+        Ok(())
+    }
+
+    /// Releases that may still target nodes, newest first.
+    pub fn live_releases(&self) -> Vec<Release> {
+        self.live_releases
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The newest release of `bin` that gives nodes their target.
+    pub fn live_release(&self, bin: &str) -> Option<Release> {
+        self.live_releases
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|r| r.bin_name == bin && r.status.is_live())
+            .cloned()
+    }
+
+    /// Every release, newest first, optionally of one bin.
+    pub fn releases(&self, bin: Option<&str>) -> Result<Vec<Release>> {
+        let txn = self.read("reading releases")?;
+        let t = txn.open_table(RELEASES).at(&self.path, "releases")?;
+        let mut out = Vec::new();
+        for row in t.iter().at(&self.path, "releases")?.rev() {
+            let (_, value) = row.at(&self.path, "releases")?;
+            let r: Release = self.decode(value.value(), "release")?;
+            if bin.is_none_or(|b| b == r.bin_name) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn release(&self, id: u64) -> Result<Option<Release>> {
+        let txn = self.read("reading releases")?;
+        let t = txn.open_table(RELEASES).at(&self.path, "releases")?;
+        let hit = t.get(id).at(&self.path, "releases")?;
+        hit.map(|v| self.decode(v.value(), "release")).transpose()
+    }
+
+    // ---- progress ----
+
+    /// Stores a progress report durably and prunes that node's history for
+    /// the bin to the newest `progress_keep`.
+    pub fn add_progress(&self, bin: &str, p: &Progress, now: SystemTime) -> Result<ProgressRecord> {
+        let keep = self.opts.progress_keep.max(1);
+        self.write("storing progress", |txn| {
+            let id = next_id(txn, KEY_NEXT_PROGRESS).at(&self.path, "progress id")?;
+            let record = ProgressRecord {
+                id,
+                node_id: p.node_id.clone(),
+                bin_name: bin.to_owned(),
+                target_hash: p.target_hash.clone(),
+                from_hash: p.from_hash.clone(),
+                status: p.status,
+                processing_time_ms: p.processing_time_ms,
+                message: p.message.clone(),
+                received_at: rfc3339(now),
+            };
+            let mut reports = txn.open_table(PROGRESS).at(&self.path, "progress")?;
+            let mut index = txn
+                .open_table(PROGRESS_BY_NODE)
+                .at(&self.path, "progress")?;
+            reports
+                .insert((bin, id), to_json(&record).as_slice())
+                .at(&self.path, "storing progress")?;
+            let node = p.node_id.as_str();
+            index
+                .insert((bin, node, id), ())
+                .at(&self.path, "storing progress")?;
+            let ids: Vec<u64> = index
+                .range((bin, node, 0)..=(bin, node, u64::MAX))
+                .at(&self.path, "pruning progress")?
+                .map(|row| row.map(|(k, _)| k.value().2))
+                .collect::<std::result::Result<_, _>>()
+                .at(&self.path, "pruning progress")?;
+            for &old in ids.iter().take(ids.len().saturating_sub(keep)) {
+                index
+                    .remove((bin, node, old))
+                    .at(&self.path, "pruning progress")?;
+                reports
+                    .remove((bin, old))
+                    .at(&self.path, "pruning progress")?;
+            }
+            Ok(record)
+        })
+    }
+
+    /// Progress reports of `bin`, newest first, optionally of one node.
+    pub fn progress(
+        &self,
+        bin: &str,
+        node_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ProgressRecord>> {
+        let txn = self.read("reading progress")?;
+        let reports = txn.open_table(PROGRESS).at(&self.path, "progress")?;
+        let mut out = Vec::new();
+        if let Some(node) = node_id {
+            let index = txn
+                .open_table(PROGRESS_BY_NODE)
+                .at(&self.path, "progress")?;
+            let rows = index
+                .range((bin, node, 0)..=(bin, node, u64::MAX))
+                .at(&self.path, "progress")?;
+            for row in rows.rev().take(limit) {
+                let (key, _) = row.at(&self.path, "progress")?;
+                let id = key.value().2;
+                let hit = reports.get((bin, id)).at(&self.path, "progress")?;
+                if let Some(v) = hit {
+                    out.push(self.decode(v.value(), "progress")?);
+                }
+            }
+        } else {
+            let rows = reports
+                .range((bin, 0)..=(bin, u64::MAX))
+                .at(&self.path, "progress")?;
+            for row in rows.rev().take(limit) {
+                let (_, v) = row.at(&self.path, "progress")?;
+                out.push(self.decode(v.value(), "progress")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts rows of the progress table (for tests of the retention bound).
+    pub fn progress_rows(&self) -> Result<u64> {
+        let txn = self.read("reading progress")?;
+        let t = txn.open_table(PROGRESS).at(&self.path, "progress")?;
+        t.len().at(&self.path, "progress")
+    }
+}
+
+/// Attaches the database path and the operation to a redb error.
+trait Context<T> {
+    fn at(self, path: &Path, what: &'static str) -> Result<T>;
+}
+
+impl<T, E: Into<redb::Error>> Context<T> for std::result::Result<T, E> {
+    fn at(self, path: &Path, what: &'static str) -> Result<T> {
+        self.map_err(|e| StoreError::Db {
+            path: path.to_path_buf(),
+            what,
+            source: Box::new(e.into()),
+        })
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail (no maps with non-string
+    // keys, no failing Serialize impls); fall back to null rather than panic.
+    serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec())
+}
+
+fn next_id(txn: &redb::WriteTransaction, key: &str) -> std::result::Result<u64, redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    let id = meta.get(key)?.map_or(1, |v| v.value());
+    meta.insert(key, id + 1)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use binproxy_protocol::ProgressStatus;
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let p =
+                std::env::temp_dir().join(format!("ml-store-{tag}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+        fn db(&self) -> PathBuf {
+            self.0.join("m.redb")
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn opts(keep: usize) -> StoreOptions {
+        StoreOptions {
+            offline_after: Duration::from_secs(180),
+            progress_keep: keep,
+        }
+    }
+
+    fn node(id: &str) -> Node {
+        Node {
+            node_id: id.into(),
+            cpu_arch: "x86_64".into(),
+            ..Node::default()
+        }
+    }
+
+    fn progress(node: &str, n: u64) -> Progress {
+        Progress {
+            node_id: node.into(),
+            target_hash: "a".repeat(64),
+            status: ProgressStatus::Success,
+            processing_time_ms: n,
+            from_hash: None,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = TempDir::new("schema");
+        drop(Store::open(&dir.db(), opts(10)).unwrap());
+        {
+            let db = Database::create(dir.db()).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(KEY_SCHEMA, SCHEMA_VERSION + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(&dir.db(), opts(10)).err().unwrap();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
+        );
+        assert!(err.to_string().contains("newer manager-lite"), "{err}");
+    }
+
+    #[test]
+    fn progress_history_is_bounded_per_node_and_bin() {
+        let dir = TempDir::new("prune");
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        let now = SystemTime::now();
+        for i in 0..10 {
+            store
+                .add_progress("streamd", &progress("n1", i), now)
+                .unwrap();
+            store
+                .add_progress("streamd", &progress("n2", i), now)
+                .unwrap();
+        }
+        store
+            .add_progress("other", &progress("n1", 99), now)
+            .unwrap();
+        let n1 = store.progress("streamd", Some("n1"), 100).unwrap();
+        assert_eq!(
+            n1.iter().map(|r| r.processing_time_ms).collect::<Vec<_>>(),
+            [9, 8, 7]
+        );
+        assert_eq!(store.progress("streamd", None, 100).unwrap().len(), 6);
+        assert_eq!(store.progress("streamd", None, 2).unwrap().len(), 2);
+        assert_eq!(store.progress_rows().unwrap(), 7);
+    }
+
+    #[test]
+    fn unchanged_keepalive_writes_nothing_until_flush() {
+        let dir = TempDir::new("seen");
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        store.keepalive(node("n1"), true, t0).unwrap();
+        let t1 = t0 + Duration::from_secs(60);
+        let seen = store.keepalive(node("n1"), true, t1).unwrap();
+        assert_eq!(seen.last_seen, rfc3339(t1));
+        assert_eq!(seen.registered_at, rfc3339(t0));
+        drop(store);
+        // Not flushed: the durable record still has the registration time.
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        assert_eq!(store.node("n1").unwrap().last_seen, rfc3339(t0));
+        store.keepalive(node("n1"), true, t1).unwrap();
+        assert_eq!(store.flush_last_seen().unwrap(), 1);
+        assert_eq!(store.flush_last_seen().unwrap(), 0);
+        drop(store);
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        assert_eq!(store.node("n1").unwrap().last_seen, rfc3339(t1));
+    }
+
+    #[test]
+    fn keepalive_without_bins_keeps_installed_hashes() {
+        let dir = TempDir::new("bins");
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        let now = SystemTime::now();
+        store.keepalive(node("n1"), true, now).unwrap();
+        store
+            .set_installed("n1", "streamd", &"b".repeat(64))
+            .unwrap()
+            .unwrap();
+        let after = store.keepalive(node("n1"), false, now).unwrap();
+        assert_eq!(after.bins["streamd"], "b".repeat(64));
+        assert!(store
+            .set_installed("ghost", "streamd", &"b".repeat(64))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn versions_and_release_supersede() {
+        let dir = TempDir::new("rel");
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        let version = |v: &str, arch: Option<&str>, sha: &str| Version {
+            bin_name: "streamd".into(),
+            version: v.into(),
+            arch: arch.map(Into::into),
+            sha256sum: sha.repeat(64),
+            size: 1,
+            created_at: String::new(),
+        };
+        assert!(matches!(
+            store.put_version(&version("1", None, "a")).unwrap(),
+            PutVersion::Created(_)
+        ));
+        assert!(matches!(
+            store.put_version(&version("1", None, "a")).unwrap(),
+            PutVersion::Existing(_)
+        ));
+        assert!(matches!(
+            store.put_version(&version("1", None, "b")).unwrap(),
+            PutVersion::Conflict(_)
+        ));
+        store
+            .put_version(&version("2", Some("aarch64"), "c"))
+            .unwrap();
+        store.put_version(&version("2", None, "d")).unwrap();
+        assert_eq!(
+            store
+                .artifact("streamd", "2", "aarch64")
+                .unwrap()
+                .unwrap()
+                .sha256sum,
+            "c".repeat(64)
+        );
+        assert_eq!(
+            store
+                .artifact("streamd", "2", "x86_64")
+                .unwrap()
+                .unwrap()
+                .sha256sum,
+            "d".repeat(64)
+        );
+        assert!(store.artifact("streamd", "3", "x86_64").unwrap().is_none());
+
+        let new = |v: &str| NewRelease {
+            bin_name: "streamd".into(),
+            version: v.into(),
+            note: None,
+        };
+        let now = SystemTime::now();
+        assert!(matches!(
+            store.create_release(&new("9"), "t", now),
+            Err(ReleaseError::UnknownVersion)
+        ));
+        let r1 = store.create_release(&new("1"), "t", now).unwrap();
+        let r2 = store.create_release(&new("2"), "t", now).unwrap();
+        assert_eq!(store.live_release("streamd").unwrap().id, r2.id);
+        let old = store.release(r1.id).unwrap().unwrap();
+        assert_eq!(old.status, ReleaseStatus::Superseded);
+        assert_eq!(
+            old.history.last().unwrap().detail.as_deref(),
+            Some("by release 2")
+        );
+        drop(store);
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        assert_eq!(store.live_release("streamd").unwrap().id, r2.id);
+        assert_eq!(store.releases(Some("streamd")).unwrap().len(), 2);
+    }
+}
