@@ -1,15 +1,15 @@
-//! binproxy: the node agent (the update cycle lands with issue #3).
+//! `binproxy`: the node agent's command line. Everything lives in the library.
 
-fn main() {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") => println!("binproxy {}", env!("CARGO_PKG_VERSION")),
-        _ => {
-            eprintln!(
-                "binproxy {}: the update cycle is not built yet",
-                env!("CARGO_PKG_VERSION")
-            );
-            std::process::exit(2);
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let code = match binproxy::cli::parse(std::env::args_os().skip(1).collect()) {
+        Ok(cmd) => binproxy::cli::execute(cmd) as u8,
+        Err(e) => {
+            eprintln!("binproxy: {e}\n\n{}", binproxy::cli::USAGE);
+            2
         }
-    }
+    };
+    ExitCode::from(code)
 }

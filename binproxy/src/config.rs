@@ -1,0 +1,388 @@
+//! The agent's config file (JSON). Parsed strictly: an unknown field or a bad
+//! value is an error naming the field, because a typo in a hook or a path on
+//! every host of a fleet is worse than a refusal to start.
+//!
+//! Hooks (`preflight`, `restart`, `health.command`) are argv arrays run without
+//! a shell, and they come from this file only: nothing the manager sends can
+//! make the agent run a command.
+
+use binproxy_protocol::{check_bin_name, check_node_id};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// A validated config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Without a trailing slash.
+    pub manager_url: String,
+    pub node_id: String,
+    pub labels: BTreeMap<String, String>,
+    pub state_dir: PathBuf,
+    pub splay: Duration,
+    pub timeout: Duration,
+    pub bins: Vec<BinConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinConfig {
+    pub name: String,
+    pub path: PathBuf,
+    /// Permission bits for the new file; `None`: the old file's, else 0755.
+    pub mode: Option<u32>,
+    /// Run on the staged file before the swap; `{path}` is its path.
+    pub preflight: Option<Vec<String>>,
+    pub restart: Option<Vec<String>>,
+    pub health: Option<HealthConfig>,
+    /// Previous versions kept for rollback.
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub command: Option<Vec<String>>,
+    pub http: Option<String>,
+    /// Limit of one attempt.
+    pub timeout: Duration,
+    /// Attempts before the version is declared unhealthy.
+    pub retries: u32,
+    /// Pause between attempts.
+    pub interval: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    manager_url: String,
+    node_id: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    state_dir: String,
+    splay: Option<String>,
+    timeout: Option<String>,
+    bins: Vec<RawBin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBin {
+    name: String,
+    path: String,
+    mode: Option<String>,
+    preflight: Option<Vec<String>>,
+    restart: Option<Vec<String>>,
+    health: Option<RawHealth>,
+    keep: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    command: Option<Vec<String>>,
+    http: Option<String>,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    interval: Option<String>,
+}
+
+const DEFAULT_SPLAY: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_KEEP: usize = 3;
+const MAX_KEEP: usize = 100;
+
+/// Reads and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &Path) -> Result<Config> {
+    let err = |message: String| Error::Config {
+        path: origin.to_path_buf(),
+        message,
+    };
+    let raw: RawConfig = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+    validate(raw).map_err(err)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, String> {
+    let manager_url = raw.manager_url.trim_end_matches('/').to_owned();
+    check_url("manager_url", &manager_url)?;
+    let node_id = match raw.node_id {
+        Some(id) => id,
+        None => default_node_id()?,
+    };
+    check_node_id(&node_id).map_err(|e| format!("node_id: {e}"))?;
+    for (key, value) in &raw.labels {
+        check_bin_name(key)
+            .map_err(|_| format!("labels: invalid key {key:?}: 1 to 64 of A-Z a-z 0-9 . _ -"))?;
+        if value.len() > 1024 || value.chars().any(char::is_control) {
+            return Err(format!(
+                "labels.{key}: at most 1024 bytes, no control characters"
+            ));
+        }
+    }
+    let state_dir = absolute("state_dir", &raw.state_dir)?;
+    if raw.bins.is_empty() {
+        return Err("bins: list at least one bin".into());
+    }
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    let mut bins = Vec::new();
+    for (i, b) in raw.bins.into_iter().enumerate() {
+        let bin = validate_bin(i, b)?;
+        if !names.insert(bin.name.clone()) {
+            return Err(format!("bins[{i}].name: {:?} is listed twice", bin.name));
+        }
+        if !paths.insert(bin.path.clone()) {
+            return Err(format!(
+                "bins[{i}].path: {} is listed twice",
+                bin.path.display()
+            ));
+        }
+        bins.push(bin);
+    }
+    Ok(Config {
+        manager_url,
+        node_id,
+        labels: raw.labels,
+        state_dir,
+        splay: duration("splay", raw.splay.as_deref(), DEFAULT_SPLAY, true)?,
+        timeout: duration("timeout", raw.timeout.as_deref(), DEFAULT_TIMEOUT, false)?,
+        bins,
+    })
+}
+
+fn validate_bin(i: usize, b: RawBin) -> Result<BinConfig, String> {
+    let field = |name: &str| format!("bins[{i}].{name}");
+    check_bin_name(&b.name).map_err(|e| format!("{}: {e}", field("name")))?;
+    let path = absolute(&field("path"), &b.path)?;
+    if path.file_name().is_none() {
+        return Err(format!("{}: must name a file", field("path")));
+    }
+    let mode = b
+        .mode
+        .map(|m| match u32::from_str_radix(&m, 8) {
+            Ok(v) if v <= 0o7777 && !m.is_empty() => Ok(v),
+            _ => Err(format!(
+                "{}: {m:?} is not an octal mode like \"0755\"",
+                field("mode")
+            )),
+        })
+        .transpose()?;
+    for (name, argv) in [("preflight", &b.preflight), ("restart", &b.restart)] {
+        if let Some(argv) = argv {
+            check_argv(&field(name), argv)?;
+        }
+    }
+    let health = b
+        .health
+        .map(|h| validate_health(&field("health"), h))
+        .transpose()?;
+    let keep = b.keep.unwrap_or(DEFAULT_KEEP);
+    if !(1..=MAX_KEEP).contains(&keep) {
+        return Err(format!(
+            "{}: {keep} is not between 1 and {MAX_KEEP}",
+            field("keep")
+        ));
+    }
+    Ok(BinConfig {
+        name: b.name,
+        path,
+        mode,
+        preflight: b.preflight,
+        restart: b.restart,
+        health,
+        keep,
+    })
+}
+
+fn validate_health(field: &str, h: RawHealth) -> Result<HealthConfig, String> {
+    if h.command.is_none() && h.http.is_none() {
+        return Err(format!("{field}: give a command, an http URL, or both"));
+    }
+    if let Some(argv) = &h.command {
+        check_argv(&format!("{field}.command"), argv)?;
+    }
+    if let Some(url) = &h.http {
+        check_url(&format!("{field}.http"), url)?;
+    }
+    let retries = h.retries.unwrap_or(10);
+    if retries == 0 {
+        return Err(format!("{field}.retries: must be at least 1"));
+    }
+    Ok(HealthConfig {
+        command: h.command,
+        http: h.http,
+        timeout: duration(
+            &format!("{field}.timeout"),
+            h.timeout.as_deref(),
+            Duration::from_secs(5),
+            false,
+        )?,
+        retries,
+        interval: duration(
+            &format!("{field}.interval"),
+            h.interval.as_deref(),
+            Duration::from_secs(1),
+            true,
+        )?,
+    })
+}
+
+fn check_argv(field: &str, argv: &[String]) -> Result<(), String> {
+    match argv.first() {
+        None => Err(format!("{field}: an empty command; give an argv array like [\"systemctl\", \"restart\", \"x\"]")),
+        Some(p) if p.is_empty() => Err(format!("{field}[0]: the program is empty")),
+        Some(_) if argv.iter().any(|a| a.contains('\0')) => Err(format!("{field}: NUL in an argument")),
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_url(field: &str, url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{field}: {url:?} must start with http:// or https://"))?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("{field}: {url:?} is not a valid URL"));
+    }
+    Ok(())
+}
+
+fn absolute(field: &str, path: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(path);
+    if !p.is_absolute() {
+        return Err(format!(
+            "{field}: {path:?} must be an absolute path (cron runs from an arbitrary directory)"
+        ));
+    }
+    Ok(p)
+}
+
+fn duration(
+    field: &str,
+    value: Option<&str>,
+    default: Duration,
+    zero_ok: bool,
+) -> Result<Duration, String> {
+    let Some(v) = value else { return Ok(default) };
+    match humantime::parse_duration(v) {
+        Ok(d) if d.is_zero() && !zero_ok => Err(format!("{field}: must be more than zero")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!(
+            "{field}: {v:?} is not a duration ({e}); write e.g. \"30s\" or \"5m\""
+        )),
+    }
+}
+
+/// `/etc/machine-id`, else the hostname: stable across reboots, unlike an IP.
+fn default_node_id() -> Result<String, String> {
+    for file in ["/etc/machine-id", "/proc/sys/kernel/hostname"] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            let id = text.trim();
+            if !id.is_empty() {
+                return Ok(id.to_owned());
+            }
+        }
+    }
+    Err("node_id: not set, and neither /etc/machine-id nor the hostname could be read".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config> {
+        parse(text, Path::new("test.json"))
+    }
+
+    const FULL: &str = r#"{
+      "manager_url": "http://127.0.0.1:38012/",
+      "node_id": "web-01",
+      "labels": {"env": "prod"},
+      "state_dir": "/var/lib/binproxy",
+      "splay": "30s",
+      "timeout": "30s",
+      "bins": [{
+        "name": "streamd",
+        "path": "/usr/local/bin/streamd",
+        "mode": "0755",
+        "preflight": ["{path}", "--version"],
+        "restart": ["systemctl", "restart", "streamd"],
+        "health": {"command": ["/usr/local/bin/streamd", "--check"],
+                   "http": "http://127.0.0.1:8080/health",
+                   "timeout": "5s", "retries": 10, "interval": "1s"},
+        "keep": 3
+      }]
+    }"#;
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse_str(FULL).unwrap();
+        assert_eq!(c.manager_url, "http://127.0.0.1:38012");
+        assert_eq!(c.bins[0].mode, Some(0o755));
+        assert_eq!(c.bins[0].keep, 3);
+        let h = c.bins[0].health.as_ref().unwrap();
+        assert_eq!(h.retries, 10);
+        assert_eq!(h.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse_str(
+            r#"{"manager_url":"http://m:1","state_dir":"/s","bins":[{"name":"a","path":"/a"}]}"#,
+        )
+        .unwrap();
+        assert!(!c.node_id.is_empty());
+        assert_eq!(c.splay, DEFAULT_SPLAY);
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.bins[0].keep, DEFAULT_KEEP);
+        assert_eq!(c.bins[0].mode, None);
+    }
+
+    fn error_of(text: &str) -> String {
+        parse_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = |bin: &str| {
+            format!(
+                r#"{{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","bins":[{bin}]}}"#
+            )
+        };
+        let cases = [
+            (base(r#"{"name":"a","path":"/a","colour":"red"}"#), "unknown field `colour`"),
+            (base(r#"{"name":"../a","path":"/a"}"#), "bins[0].name"),
+            (base(r#"{"name":"a","path":"rel/a"}"#), "bins[0].path"),
+            (base(r#"{"name":"a","path":"/a","mode":"999"}"#), "bins[0].mode"),
+            (base(r#"{"name":"a","path":"/a","restart":[]}"#), "bins[0].restart"),
+            (base(r#"{"name":"a","path":"/a","keep":0}"#), "bins[0].keep"),
+            (base(r#"{"name":"a","path":"/a","health":{}}"#), "bins[0].health"),
+            (base(r#"{"name":"a","path":"/a","health":{"http":"ftp://x"}}"#), "bins[0].health.http"),
+            (base(r#"{"name":"a","path":"/a","health":{"http":"http://x","timeout":"soon"}}"#), "bins[0].health.timeout"),
+            (base(r#"{"name":"a","path":"/a"},{"name":"a","path":"/b"}"#), "listed twice"),
+            (base(""), "bins: list at least one"),
+            (r#"{"manager_url":"m:1","state_dir":"/s","bins":[]}"#.into(), "manager_url"),
+            (r#"{"manager_url":"http://m","node_id":"a/b","state_dir":"/s","bins":[]}"#.into(), "node_id"),
+            (r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","splay":"x","bins":[{"name":"a","path":"/a"}]}"#.into(), "splay"),
+            (r#"{"manager_url":"http://m","state_dir":"/s"}"#.into(), "missing field `bins`"),
+            ("{not json".into(), "test.json"),
+        ];
+        for (text, want) in cases {
+            let e = error_of(&text);
+            assert!(e.contains(want), "{text}\n -> {e}\n wanted {want}");
+        }
+    }
+}

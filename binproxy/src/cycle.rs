@@ -1,0 +1,714 @@
+//! One cycle of the agent, each step a named function:
+//!
+//! 1. [`lock`](crate::lock) — one agent at a time;
+//! 2. [`Agent::recover`] — finish or undo what an interrupted cycle left;
+//! 3. [`Agent::keepalive`] — one request: who we are, what we run, our targets;
+//! 4. [`Agent::local_hashes`] — sha256 on disk, from the cache when unchanged;
+//! 5. [`Agent::decide`] — on target, quarantined, backing off, or update;
+//! 6. and 7. [`Agent::stage`] — download, verify, preflight;
+//! 8. and 9. [`Agent::swap_in`] — keep the current file, rename the new one in;
+//! 10. [`Agent::settle`] — restart, health check, then commit or roll back;
+//! 11. reports through the [`Outbox`].
+//!
+//! The journal is written before each irreversible step, and recovery runs
+//! the same `settle`, `commit` and `roll_back` as a live update, so an update
+//! interrupted anywhere ends the same way it would have.
+
+use binproxy_protocol::{Installed, Keepalive, Progress, ProgressStatus, Target};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{BinConfig, Config};
+use crate::error::{Error, Result};
+use crate::hashcache::{self, short};
+use crate::health;
+use crate::journal::{self, Entry, Phase};
+use crate::lock;
+use crate::manager::Manager;
+use crate::report::{Outbox, Report};
+use crate::state::State;
+use crate::swap;
+use crate::{fetch, fsutil, hooks};
+
+/// How a bin ended a cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BinResult {
+    OnTarget,
+    NoTarget,
+    /// Not on target, deliberately left alone (quarantine, back-off, stop).
+    Skipped(String),
+    Updated,
+    Failed(String),
+    RolledBack(String),
+}
+
+impl BinResult {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::RolledBack(_))
+    }
+}
+
+/// The process exit codes of `run` and `rollback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// All bins on target or nothing to do, or another run holds the lock.
+    Done = 0,
+    /// A bin failed or was rolled back.
+    Failed = 1,
+    /// Usage or config error.
+    Usage = 2,
+    /// The manager could not be reached; nothing changed on disk.
+    Unreachable = 69,
+}
+
+/// The state of one cycle.
+pub struct Agent<'a> {
+    pub config: &'a Config,
+    pub manager: Manager,
+    pub outbox: Outbox,
+    pub state: State,
+    stop: &'a AtomicBool,
+    hook_log: PathBuf,
+}
+
+/// Runs one full cycle. `splay`: wait this node's deterministic offset first.
+pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
+    fsutil::ensure_dir(&config.state_dir)?;
+    let Some(_lock) = lock::try_lock(&config.state_dir)? else {
+        log::info!(
+            "another binproxy run holds {}; leaving this cycle to it",
+            config.state_dir.join("binproxy.lock").display()
+        );
+        return Ok(Exit::Done);
+    };
+    let mut agent = Agent::new(config, stop)?;
+    let saved = agent.state.clone();
+    let mut failed = agent.recover()?.iter().any(BinResult::is_failure);
+    if splay {
+        sleep_interruptible(splay_offset(&config.node_id, config.splay), stop);
+    }
+    let outcome = agent.update_all();
+    if agent.state != saved {
+        agent.state.save(&config.state_dir)?;
+    }
+    match outcome {
+        Ok(results) => {
+            failed |= results.iter().any(BinResult::is_failure);
+            Ok(if failed { Exit::Failed } else { Exit::Done })
+        }
+        Err(e @ Error::Unreachable { .. }) => {
+            log::error!("{e}");
+            Ok(Exit::Unreachable)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl<'a> Agent<'a> {
+    pub fn new(config: &'a Config, stop: &'a AtomicBool) -> Result<Agent<'a>> {
+        Ok(Agent {
+            config,
+            manager: Manager::new(config),
+            outbox: Outbox::new(&config.state_dir),
+            state: State::load(&config.state_dir)?,
+            stop,
+            hook_log: config.state_dir.join("hook.log"),
+        })
+    }
+
+    fn bin_config(&self, name: &str) -> Option<&'a BinConfig> {
+        self.config.bins.iter().find(|b| b.name == name)
+    }
+
+    /// Steps 3 to 11 for every bin.
+    fn update_all(&mut self) -> Result<Vec<BinResult>> {
+        let locals = self.local_hashes()?;
+        let mut targets = self.keepalive(&locals)?.targets;
+        self.outbox.flush(&self.manager);
+        let mut results = Vec::new();
+        for bin in &self.config.bins {
+            if self.stop.load(Ordering::Relaxed) {
+                log::info!("stop requested: leaving the remaining bins for the next run");
+                break;
+            }
+            let target = targets.remove(&bin.name).flatten();
+            let local = locals.get(&bin.name).cloned().flatten();
+            let result = self.decide(bin, target.as_ref(), local.as_deref());
+            log_result(bin, target.as_ref(), local.as_deref(), &result);
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    /// Step 4: the sha256 of every managed file, `None` when missing.
+    pub fn local_hashes(&mut self) -> Result<BTreeMap<String, Option<String>>> {
+        let mut out = BTreeMap::new();
+        for bin in &self.config.bins {
+            out.insert(bin.name.clone(), self.local_hash(bin)?);
+        }
+        Ok(out)
+    }
+
+    fn local_hash(&mut self, bin: &BinConfig) -> Result<Option<String>> {
+        let st = self.state.bin(&bin.name);
+        let lookup = hashcache::local_hash(&bin.path, st.hash.as_ref())?;
+        st.hash = lookup.entry;
+        Ok(lookup.sha256)
+    }
+
+    /// Step 3: one request carrying who we are and what we run; the answer
+    /// carries every bin's target.
+    fn keepalive(
+        &self,
+        locals: &BTreeMap<String, Option<String>>,
+    ) -> Result<binproxy_protocol::KeepaliveReply> {
+        let body = Keepalive {
+            node_id: self.config.node_id.clone(),
+            cpu_arch: std::env::consts::ARCH.into(),
+            os: std::env::consts::OS.into(),
+            os_release: os_release(),
+            node_name: hostname(),
+            bin_proxy_version: env!("CARGO_PKG_VERSION").into(),
+            labels: self.config.labels.clone(),
+            bins: Some(
+                locals
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+                    .collect(),
+            ),
+        };
+        self.manager.keepalive(&body)
+    }
+
+    /// Step 5: what to do about one bin.
+    fn decide(
+        &mut self,
+        bin: &BinConfig,
+        target: Option<&Target>,
+        local: Option<&str>,
+    ) -> BinResult {
+        let Some(target) = target else {
+            return BinResult::NoTarget;
+        };
+        let sha = target.sha256sum.as_str();
+        let st = self.state.bin(&bin.name);
+        if local == Some(sha) {
+            st.backoff = None;
+            return BinResult::OnTarget;
+        }
+        if let Some(q) = st.quarantine_of(sha) {
+            return BinResult::Skipped(format!(
+                "target {} is quarantined on this host: {} (clear with: binproxy unquarantine --config FILE {})",
+                short(sha),
+                q.reason,
+                bin.name
+            ));
+        }
+        if let Some(left) = st.backoff_left(sha) {
+            return BinResult::Skipped(format!(
+                "download of {} failed before; next try in {left}s",
+                short(sha)
+            ));
+        }
+        self.update(bin, target, local).unwrap_or_else(|e| {
+            let message = e.to_string();
+            self.state.bin(&bin.name).record("failed", sha, &message);
+            BinResult::Failed(message)
+        })
+    }
+
+    /// Steps 6 to 11 for one bin whose target differs from what is on disk.
+    fn update(
+        &mut self,
+        bin: &BinConfig,
+        target: &Target,
+        local: Option<&str>,
+    ) -> Result<BinResult> {
+        let started_ms = now_ms();
+        log::info!(
+            "{}: updating {} -> {} (version {})",
+            bin.name,
+            local.map_or("nothing", short),
+            short(&target.sha256sum),
+            target.version
+        );
+        self.report(
+            bin,
+            target,
+            local,
+            ProgressStatus::InProgress,
+            started_ms,
+            None,
+        )?;
+        let staged = match self.stage(bin, target, local, started_ms)? {
+            Ok(staged) => staged,
+            Err(result) => return Ok(result),
+        };
+        let entry = self.swap_in(bin, target, local, &staged, started_ms, false)?;
+        self.settle(bin, entry)
+    }
+
+    /// Steps 6 and 7: a verified, prepared file beside the live one, or the
+    /// result that ends this bin's update.
+    fn stage(
+        &mut self,
+        bin: &BinConfig,
+        target: &Target,
+        local: Option<&str>,
+        started_ms: u64,
+    ) -> Result<Result<PathBuf, BinResult>> {
+        fetch::remove_strays(&bin.path, Some(&target.sha256sum))?;
+        let staged = match fetch::fetch(&self.manager, target, &bin.path, self.stop) {
+            Ok(p) => p,
+            Err(e) if self.stop.load(Ordering::Relaxed) => {
+                return Ok(Err(BinResult::Skipped(e.to_string())))
+            }
+            Err(e) => {
+                let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
+                let message = format!("{e}; next try in {}", humantime::format_duration(wait));
+                return self
+                    .fail(bin, target, local, started_ms, &message, false)
+                    .map(Err);
+            }
+        };
+        swap::prepare(&staged, &bin.path, bin.mode)?;
+        if let Some(argv) = &bin.preflight {
+            if let Err(e) = hooks::run(argv, &staged, health::RESTART_TIMEOUT, &self.hook_log) {
+                let _ = std::fs::remove_file(&staged);
+                let message = format!("preflight refused the new version: {e}");
+                return self
+                    .fail(bin, target, local, started_ms, &message, true)
+                    .map(Err);
+            }
+        }
+        Ok(Ok(staged))
+    }
+
+    /// Records and reports a failure before the swap; the live file is untouched.
+    fn fail(
+        &mut self,
+        bin: &BinConfig,
+        target: &Target,
+        local: Option<&str>,
+        started_ms: u64,
+        message: &str,
+        quarantine: bool,
+    ) -> Result<BinResult> {
+        let st = self.state.bin(&bin.name);
+        st.record("failed", &target.sha256sum, message);
+        if quarantine {
+            st.quarantine(&target.sha256sum, message);
+        }
+        self.report(
+            bin,
+            target,
+            local,
+            ProgressStatus::Failed,
+            started_ms,
+            Some(message),
+        )?;
+        Ok(BinResult::Failed(message.to_owned()))
+    }
+
+    /// Steps 8 and 9: keep the current file, journal, rename the new one in.
+    fn swap_in(
+        &mut self,
+        bin: &BinConfig,
+        target: &Target,
+        local: Option<&str>,
+        staged: &Path,
+        started_ms: u64,
+        manual: bool,
+    ) -> Result<Entry> {
+        let state_dir = &self.config.state_dir;
+        let kept = match local {
+            Some(sha) => {
+                let kept = swap::kept_path(state_dir, &bin.name, sha);
+                swap::keep_current(&bin.path, &kept)?;
+                let order = &mut self.state.bin(&bin.name).kept;
+                order.retain(|s| s != sha);
+                order.push(sha.to_owned());
+                Some(kept)
+            }
+            None => None,
+        };
+        let mut entry = Entry {
+            bin: bin.name.clone(),
+            phase: Phase::Swapping,
+            target_sha: target.sha256sum.clone(),
+            target_version: target.version.clone(),
+            staged: staged.to_path_buf(),
+            previous_sha: local.map(str::to_owned),
+            kept,
+            started_ms,
+            reason: None,
+            manual,
+        };
+        journal::write(state_dir, &entry)?;
+        if let Err(e) = swap::install(staged, &bin.path) {
+            // Nothing changed on the live path: undo the journal, keep no debris.
+            let _ = std::fs::remove_file(staged);
+            journal::clear(state_dir, &bin.name)?;
+            return Err(e);
+        }
+        journal::advance(state_dir, &mut entry, Phase::Swapped)?;
+        Ok(entry)
+    }
+
+    /// Step 10: restart and health-check the swapped-in version, then commit
+    /// it or roll it back.
+    fn settle(&mut self, bin: &BinConfig, mut entry: Entry) -> Result<BinResult> {
+        match health::restart_and_check(bin, &self.hook_log) {
+            Ok(()) => {
+                journal::advance(&self.config.state_dir, &mut entry, Phase::Healthy)?;
+                self.commit(bin, &entry)
+            }
+            Err(reason) => self.roll_back(bin, entry, &reason),
+        }
+    }
+
+    /// The new version is healthy: record it, prune, report, forget the journal.
+    fn commit(&mut self, bin: &BinConfig, entry: &Entry) -> Result<BinResult> {
+        let target = target_of(entry);
+        let st = self.state.bin(&bin.name);
+        st.backoff = None;
+        if entry.manual {
+            let left = entry.previous_sha.clone().unwrap_or_default();
+            let message = format!(
+                "operator rolled back from {} to {}",
+                short(&left),
+                short(&entry.target_sha)
+            );
+            st.record("rolled_back", &left, &message);
+            // The version left behind must not come straight back next run.
+            st.quarantine(&left, "rolled back by the operator");
+            let from = Target {
+                sha256sum: left,
+                ..target.clone()
+            };
+            self.report(
+                bin,
+                &from,
+                None,
+                ProgressStatus::RolledBack,
+                entry.started_ms,
+                Some(&message),
+            )?;
+        } else {
+            let message = format!("version {} healthy", entry.target_version);
+            st.record("success", &entry.target_sha, &message);
+            let from = entry.previous_sha.as_deref();
+            self.report(
+                bin,
+                &target,
+                from,
+                ProgressStatus::Success,
+                entry.started_ms,
+                None,
+            )?;
+        }
+        let protect: Vec<&str> = entry.previous_sha.iter().map(String::as_str).collect();
+        let st = self.state.bin(&bin.name);
+        swap::prune(
+            &self.config.state_dir,
+            &bin.name,
+            &mut st.kept,
+            bin.keep,
+            &protect,
+        )?;
+        self.send(&Report::Installed {
+            bin: bin.name.clone(),
+            body: Installed {
+                node_id: self.config.node_id.clone(),
+                sha256sum: entry.target_sha.clone(),
+            },
+        })?;
+        journal::clear(&self.config.state_dir, &bin.name)?;
+        log::info!(
+            "{}: {} is live and healthy",
+            bin.name,
+            short(&entry.target_sha)
+        );
+        Ok(BinResult::Updated)
+    }
+
+    /// The new version failed: put the previous one back, restart it, check
+    /// it, quarantine the failed hash, report.
+    fn roll_back(&mut self, bin: &BinConfig, mut entry: Entry, reason: &str) -> Result<BinResult> {
+        log::warn!(
+            "{}: {} failed: {reason}; rolling back",
+            bin.name,
+            short(&entry.target_sha)
+        );
+        entry.reason = Some(reason.to_owned());
+        journal::advance(&self.config.state_dir, &mut entry, Phase::RollingBack)?;
+        match &entry.kept {
+            Some(kept) => swap::restore(kept, &bin.path)?,
+            None => remove_new_file(&bin.path)?,
+        }
+        let previous_health = match entry.kept {
+            Some(_) => match health::restart_and_check(bin, &self.hook_log) {
+                Ok(()) => "the previous version is running and healthy".to_owned(),
+                Err(e) => format!("the previous version is back but unhealthy too: {e}"),
+            },
+            None => "there was no previous version; the new file was removed".to_owned(),
+        };
+        let message = format!("{reason}; rolled back: {previous_health}");
+        let target = target_of(&entry);
+        let st = self.state.bin(&bin.name);
+        st.quarantine(&entry.target_sha, reason);
+        st.record("rolled_back", &entry.target_sha, &message);
+        let from = entry.previous_sha.as_deref();
+        self.report(
+            bin,
+            &target,
+            from,
+            ProgressStatus::RolledBack,
+            entry.started_ms,
+            Some(&message),
+        )?;
+        journal::clear(&self.config.state_dir, &bin.name)?;
+        Ok(BinResult::RolledBack(message))
+    }
+
+    /// Step 2: finish or undo every update an earlier cycle left half-done.
+    pub fn recover(&mut self) -> Result<Vec<BinResult>> {
+        let mut results = Vec::new();
+        for entry in journal::pending(&self.config.state_dir)? {
+            let Some(bin) = self.bin_config(&entry.bin) else {
+                log::warn!(
+                    "journal names bin {:?}, which the config no longer lists; left as it is",
+                    entry.bin
+                );
+                continue;
+            };
+            log::info!(
+                "{}: finishing an interrupted update ({:?}) to {}",
+                bin.name,
+                entry.phase,
+                short(&entry.target_sha)
+            );
+            let result = self.recover_one(bin, entry)?;
+            log::info!("{}: recovery: {result:?}", bin.name);
+            results.push(result);
+        }
+        for bin in &self.config.bins {
+            if journal::read(&self.config.state_dir, &bin.name)?.is_none() {
+                fetch::remove_strays_except_parts(&bin.path)?;
+            }
+        }
+        Ok(results)
+    }
+
+    fn recover_one(&mut self, bin: &BinConfig, mut entry: Entry) -> Result<BinResult> {
+        match entry.phase {
+            Phase::Swapping => {
+                let live = hashcache::local_hash(&bin.path, None)?.sha256;
+                if live.as_deref() == Some(entry.target_sha.as_str()) {
+                    journal::advance(&self.config.state_dir, &mut entry, Phase::Swapped)?;
+                    self.settle(bin, entry)
+                } else {
+                    // The rename never happened: the old file is live and intact.
+                    let _ = std::fs::remove_file(&entry.staged);
+                    journal::clear(&self.config.state_dir, &bin.name)?;
+                    Ok(BinResult::Skipped(
+                        "interrupted before the swap; retried when next due".into(),
+                    ))
+                }
+            }
+            Phase::Swapped => self.settle(bin, entry),
+            Phase::Healthy => self.commit(bin, &entry),
+            Phase::RollingBack => {
+                let reason = entry.reason.clone().unwrap_or_else(|| "unhealthy".into());
+                self.roll_back(bin, entry, &reason)
+            }
+        }
+    }
+
+    /// `binproxy rollback`: swap a kept version back in, with the same journal,
+    /// health check and automatic undo as an update.
+    pub fn manual_rollback(&mut self, bin: &BinConfig, to: Option<&str>) -> Result<BinResult> {
+        let local = self.local_hash(bin)?;
+        let st = self.state.bin(&bin.name);
+        let to = match to {
+            Some(sha) => sha.to_owned(),
+            None => st
+                .kept
+                .iter()
+                .rev()
+                .find(|s| Some(s.as_str()) != local.as_deref())
+                .cloned()
+                .ok_or_else(|| {
+                    Error::Other(format!("{}: no kept version to roll back to", bin.name))
+                })?,
+        };
+        if local.as_deref() == Some(to.as_str()) {
+            return Err(Error::Other(format!(
+                "{}: {} is already live",
+                bin.name,
+                short(&to)
+            )));
+        }
+        let kept = swap::kept_path(&self.config.state_dir, &bin.name, &to);
+        if !kept.exists() {
+            return Err(Error::Other(format!(
+                "{}: no kept version {to} (see binproxy status)",
+                bin.name
+            )));
+        }
+        let started_ms = now_ms();
+        let staged = swap::stage_kept(&kept, &bin.path)?;
+        swap::prepare(&staged, &bin.path, bin.mode)?;
+        let target = Target {
+            bin_name: bin.name.clone(),
+            version: format!("kept {}", short(&to)),
+            sha256sum: to,
+            size: 0,
+            url: String::new(),
+        };
+        let entry = self.swap_in(bin, &target, local.as_deref(), &staged, started_ms, true)?;
+        let result = self.settle(bin, entry)?;
+        self.state.save(&self.config.state_dir)?;
+        Ok(result)
+    }
+
+    /// Queues a progress report and tries to send it.
+    fn report(
+        &self,
+        bin: &BinConfig,
+        target: &Target,
+        from: Option<&str>,
+        status: ProgressStatus,
+        started_ms: u64,
+        message: Option<&str>,
+    ) -> Result<()> {
+        self.send(&Report::Progress {
+            bin: bin.name.clone(),
+            body: Progress {
+                node_id: self.config.node_id.clone(),
+                target_hash: target.sha256sum.clone(),
+                status,
+                processing_time_ms: now_ms().saturating_sub(started_ms),
+                from_hash: from.map(str::to_owned),
+                message: message.map(str::to_owned),
+            },
+        })
+    }
+
+    fn send(&self, report: &Report) -> Result<()> {
+        self.outbox.send(&self.manager, report)
+    }
+}
+
+/// The target a journal entry was working towards.
+fn target_of(entry: &Entry) -> Target {
+    Target {
+        bin_name: entry.bin.clone(),
+        version: entry.target_version.clone(),
+        sha256sum: entry.target_sha.clone(),
+        size: 0,
+        url: String::new(),
+    }
+}
+
+/// Rolling back a first install: there was no file, so there is none again.
+fn remove_new_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => fsutil::sync_dir(fsutil::parent(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, "remove failed new version")(e)),
+    }
+}
+
+fn log_result(bin: &BinConfig, target: Option<&Target>, local: Option<&str>, result: &BinResult) {
+    let name = &bin.name;
+    let local = local.map_or("(missing)", short);
+    match result {
+        BinResult::OnTarget => log::info!("{name}: on target {local}"),
+        BinResult::NoTarget => log::info!("{name}: no release targets this node; {local} stays"),
+        BinResult::Skipped(why) => log::warn!("{name}: {local} stays: {why}"),
+        BinResult::Updated => log::info!(
+            "{name}: updated to {}",
+            target.map_or("?".to_owned(), |t| format!(
+                "{} ({})",
+                short(&t.sha256sum),
+                t.version
+            ))
+        ),
+        BinResult::Failed(why) => log::error!("{name}: update failed, {local} stays: {why}"),
+        BinResult::RolledBack(why) => log::error!("{name}: {why}"),
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// This node's fixed offset within `splay`: the same every run, different
+/// across nodes, so a fleet on `* * * * *` spreads over the window.
+pub fn splay_offset(node_id: &str, splay: Duration) -> Duration {
+    use sha2::{Digest, Sha256};
+    let ms = u64::try_from(splay.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    let digest = Sha256::digest(node_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Duration::from_millis(u64::from_be_bytes(first) % ms)
+}
+
+/// Sleeps, returning early when asked to stop.
+pub fn sleep_interruptible(d: Duration, stop: &AtomicBool) {
+    let deadline = std::time::Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+fn os_release() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        })
+        .unwrap_or_default()
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splay_is_deterministic_and_bounded() {
+        let s = Duration::from_secs(30);
+        assert_eq!(splay_offset("web-01", s), splay_offset("web-01", s));
+        assert!(splay_offset("web-01", s) < s);
+        assert_eq!(splay_offset("web-01", Duration::ZERO), Duration::ZERO);
+        let distinct: std::collections::HashSet<_> = (0..100)
+            .map(|i| splay_offset(&format!("n{i}"), s))
+            .collect();
+        assert!(
+            distinct.len() > 90,
+            "offsets should spread: {}",
+            distinct.len()
+        );
+    }
+}

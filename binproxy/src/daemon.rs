@@ -1,0 +1,54 @@
+//! `binproxy daemon`: a cycle, then a sleep of the interval plus this node's
+//! splay, forever. SIGTERM or SIGINT ends it after the current step (a swap
+//! always runs on to its recorded outcome); SIGHUP reloads the config before
+//! the next cycle, keeping the old one if the new one is wrong.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{self, Config};
+use crate::cycle::{self, Exit};
+
+pub fn run(
+    config_path: &Path,
+    mut config: Config,
+    interval: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Exit {
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)) {
+        log::error!("installing the SIGHUP handler: {e}");
+        return Exit::Failed;
+    }
+    log::info!(
+        "daemon started: every {} plus splay",
+        humantime::format_duration(interval)
+    );
+    while !stop.load(Ordering::Relaxed) {
+        if hup.swap(false, Ordering::Relaxed) {
+            match config::load(config_path) {
+                Ok(c) => {
+                    log::info!("config reloaded from {}", config_path.display());
+                    config = c;
+                }
+                Err(e) => log::error!("{e}; keeping the previous config"),
+            }
+        }
+        match cycle::run(&config, stop, false) {
+            Ok(exit) => log::debug!("cycle ended: {exit:?}"),
+            Err(e) => log::error!("cycle failed: {e}"),
+        }
+        let pause = interval + cycle::splay_offset(&config.node_id, config.splay);
+        let deadline = Instant::now() + pause;
+        while Instant::now() < deadline
+            && !stop.load(Ordering::Relaxed)
+            && !hup.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    log::info!("daemon stopped");
+    Exit::Done
+}

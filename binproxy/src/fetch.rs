@@ -1,0 +1,179 @@
+//! Step 6 of an update: download the target into a temp file in the live
+//! file's own directory (same filesystem, so the later rename is atomic),
+//! verifying as it streams. An interrupted transfer leaves its `.part` file,
+//! and the next attempt resumes it with a `Range` request.
+
+use binproxy_protocol::Target;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::manager::Manager;
+use crate::verify::Verifier;
+
+const CHUNK: usize = 128 * 1024;
+
+/// The partial download of `sha` for the file at `live`.
+pub fn part_path(live: &Path, sha: &str) -> PathBuf {
+    let name = live
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    fsutil::parent(live).join(format!(
+        ".{name}.binproxy-{}.part",
+        &sha[..sha.len().min(16)]
+    ))
+}
+
+/// Removes our temp files beside `live`, except the part file of `keep`.
+pub fn remove_strays(live: &Path, keep: Option<&str>) -> Result<usize> {
+    let keep = keep.map(|sha| part_path(live, sha));
+    remove_ours(live, |p| Some(p) != keep.as_deref())
+}
+
+/// Removes our temp files beside `live` but keeps partial downloads, which a
+/// later run may resume.
+pub fn remove_strays_except_parts(live: &Path) -> Result<usize> {
+    remove_ours(live, |p| p.extension().is_none_or(|e| e != "part"))
+}
+
+fn remove_ours(live: &Path, doomed: impl Fn(&Path) -> bool) -> Result<usize> {
+    let name = live
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let prefix = format!(".{name}.binproxy-");
+    let dir = fsutil::parent(live);
+    let listing = match fs::read_dir(dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, "list")(e)),
+    };
+    let mut removed = 0;
+    for item in listing.flatten() {
+        let path = item.path();
+        if item.file_name().to_string_lossy().starts_with(&prefix) && doomed(&path) {
+            fs::remove_file(&path).map_err(Error::io(&path, "remove stray temp file"))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Downloads `target` beside `live`; returns the complete, verified, fsync'd
+/// file. A wrong size or hash deletes the file; an interrupted transfer (or
+/// a stop request) keeps it for a resume.
+pub fn fetch(
+    manager: &Manager,
+    target: &Target,
+    live: &Path,
+    stop: &AtomicBool,
+) -> Result<PathBuf> {
+    let part = part_path(live, &target.sha256sum);
+    let mut have = fs::metadata(&part).map_or(0, |m| m.len());
+    if have > target.size {
+        have = 0;
+    }
+    let mut verifier = Verifier::new(target.size, &target.sha256sum);
+    let file = if have == target.size && have > 0 {
+        // A complete earlier download: check it without the network.
+        open_part(&part, have, &mut verifier)?
+    } else {
+        let url = manager.url(&target.url);
+        let download = manager.download(&url, have)?;
+        let mut file = open_part(&part, download.offset, &mut verifier)?;
+        copy(
+            download.body,
+            &mut file,
+            &mut verifier,
+            &part,
+            &url,
+            &target.bin_name,
+            stop,
+        )?;
+        file
+    };
+    if let Err(message) = verifier.finish() {
+        drop(file);
+        let _ = fs::remove_file(&part);
+        return Err(Error::Verify {
+            bin: target.bin_name.clone(),
+            message,
+        });
+    }
+    file.sync_all().map_err(Error::io(&part, "fsync"))?;
+    Ok(part)
+}
+
+/// Opens the part file positioned at `offset`, hashing the bytes before it.
+fn open_part(part: &Path, offset: u64, verifier: &mut Verifier) -> Result<File> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(offset == 0)
+        .open(part)
+        .map_err(Error::io(part, "create"))?;
+    if offset > 0 {
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = offset;
+        while left > 0 {
+            let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+            file.read_exact(&mut buf[..want])
+                .map_err(Error::io(part, "read"))?;
+            verifier.update(&buf[..want]).map_err(Error::Other)?;
+            left -= want as u64;
+        }
+        file.set_len(offset).map_err(Error::io(part, "truncate"))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(Error::io(part, "seek"))?;
+    }
+    Ok(file)
+}
+
+fn copy(
+    mut body: Box<dyn Read + Send>,
+    file: &mut File,
+    verifier: &mut Verifier,
+    part: &Path,
+    url: &str,
+    bin: &str,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Other(format!(
+                "{bin}: download stopped by a signal; it resumes next run"
+            )));
+        }
+        // Never ask for more than is still expected (plus one byte, to notice excess).
+        let want = usize::try_from(verifier.remaining().saturating_add(1))
+            .unwrap_or(CHUNK)
+            .min(CHUNK);
+        let n = match body.read(&mut buf[..want]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Unreachable {
+                    url: url.to_owned(),
+                    message: format!("download interrupted after {} bytes: {e}", verifier.seen()),
+                })
+            }
+        };
+        if let Err(message) = verifier.update(&buf[..n]) {
+            let _ = fs::remove_file(part);
+            return Err(Error::Verify {
+                bin: bin.to_owned(),
+                message,
+            });
+        }
+        if let Err(e) = file.write_all(&buf[..n]) {
+            // Disk full, read-only, permission: nothing of ours may stay behind.
+            let _ = fs::remove_file(part);
+            return Err(Error::io(part, "write")(e));
+        }
+    }
+}

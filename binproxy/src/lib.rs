@@ -1,0 +1,32 @@
+//! binproxy, the node agent: keeps each managed binary at the version
+//! manager-lite targets for this host, and never leaves the host without a
+//! working binary.
+//!
+//! A cycle ([`cycle`]) takes the [`lock`], finishes what the [`journal`] says
+//! an earlier cycle left half-done, sends one keepalive through [`manager`]
+//! (whose answer carries the targets), compares them with the local hashes
+//! ([`hashcache`]), and for a bin off target: [`fetch`]es and [`verify`]s the
+//! new file beside the live one, [`swap`]s it in with rename(2), restarts and
+//! checks it ([`health`], [`hooks`]), and commits or rolls back. Outcomes go
+//! to the manager through a durable outbox ([`report`]); what must survive
+//! between runs is in [`state`]. [`status`] explains each bin; [`daemon`] runs
+//! cycles in a loop; [`cli`] parses the command line.
+
+pub mod cli;
+pub mod config;
+pub mod cycle;
+pub mod daemon;
+pub mod error;
+pub mod fetch;
+pub mod fsutil;
+pub mod hashcache;
+pub mod health;
+pub mod hooks;
+pub mod journal;
+pub mod lock;
+pub mod manager;
+pub mod report;
+pub mod state;
+pub mod status;
+pub mod swap;
+pub mod verify;

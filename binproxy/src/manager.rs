@@ -1,0 +1,210 @@
+//! The agent's side of the wire protocol: one small client for every call it
+//! makes to manager-lite. Timeouts come from the config; a status error keeps
+//! the manager's `{"error"}` text; a connection failure is [`Error::Unreachable`].
+
+use binproxy_protocol::{ErrorBody, Installed, Keepalive, KeepaliveReply, Progress, Target};
+use serde::{de::DeserializeOwned, Serialize};
+use std::io::Read;
+use std::time::Duration;
+use ureq::Agent;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Largest JSON answer the agent reads.
+const MAX_JSON_ANSWER: u64 = 4 << 20;
+
+pub struct Manager {
+    agent: Agent,
+    base: String,
+}
+
+/// An open download: the body from `offset` on.
+pub struct Download {
+    /// Where the body starts: 0, or the resume offset the server accepted.
+    pub offset: u64,
+    pub body: Box<dyn Read + Send>,
+}
+
+impl Manager {
+    pub fn new(config: &Config) -> Manager {
+        Manager::with_timeout(&config.manager_url, config.timeout)
+    }
+
+    pub fn with_timeout(base: &str, timeout: Duration) -> Manager {
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_recv_response(Some(timeout))
+            // Bodies (downloads) may take long; each read may not.
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
+            .max_redirects(0)
+            .user_agent(concat!("binproxy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Manager {
+            agent,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// An absolute URL for an API path or a target's `url`.
+    pub fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    pub fn keepalive(&self, body: &Keepalive) -> Result<KeepaliveReply> {
+        self.post_json("/api/v1/keepalive", body)
+    }
+
+    /// The node's target for one bin, or the manager's reason for none (404).
+    pub fn target(&self, bin: &str, node_id: &str) -> Result<Result<Target, String>> {
+        let url = self.url(&format!("/api/v1/bins/{bin}?node_id={node_id}"));
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| unreachable(&url, &e))?;
+        match resp.status().as_u16() {
+            200 => read_json(&url, resp.body_mut()).map(Ok),
+            404 => match refused(&url, 404, resp.body_mut()) {
+                Error::Refused { message, .. } => Ok(Err(message)),
+                other => Err(other),
+            },
+            status => Err(refused(&url, status, resp.body_mut())),
+        }
+    }
+
+    pub fn progress(&self, bin: &str, body: &Progress) -> Result<()> {
+        self.post_json::<_, serde_json::Value>(&format!("/api/v1/bins/{bin}/progress"), body)
+            .map(drop)
+    }
+
+    pub fn installed(&self, bin: &str, body: &Installed) -> Result<()> {
+        self.post_json::<_, serde_json::Value>(&format!("/api/v1/bins/{bin}"), body)
+            .map(drop)
+    }
+
+    /// Starts a download at `offset` (a `Range` request when non-zero). The
+    /// answer's offset is 0 when the server sent the whole file instead.
+    pub fn download(&self, url: &str, offset: u64) -> Result<Download> {
+        let mut req = self.agent.get(url);
+        if offset > 0 {
+            req = req.header("Range", format!("bytes={offset}-"));
+        }
+        let mut resp = req.call().map_err(|e| unreachable(url, &e))?;
+        let status = resp.status().as_u16();
+        let start = match status {
+            200 => 0,
+            206 => content_range_start(
+                resp.headers()
+                    .get("content-range")
+                    .and_then(|v| v.to_str().ok()),
+            )
+            .filter(|s| *s == offset)
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "{url}: 206 with a Content-Range that does not start at {offset}"
+                ))
+            })?,
+            _ => return Err(refused(url, status, resp.body_mut())),
+        };
+        Ok(Download {
+            offset: start,
+            body: Box::new(resp.into_body().into_reader()),
+        })
+    }
+
+    fn post_json<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let url = self.url(path);
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| Error::Other(format!("encoding a request to {url}: {e}")))?;
+        let mut resp = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(&bytes[..])
+            .map_err(|e| unreachable(&url, &e))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            read_json(&url, resp.body_mut())
+        } else {
+            Err(refused(&url, status, resp.body_mut()))
+        }
+    }
+}
+
+fn unreachable(url: &str, e: &ureq::Error) -> Error {
+    Error::Unreachable {
+        url: url.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn read_json<T: DeserializeOwned>(url: &str, body: &mut ureq::Body) -> Result<T> {
+    let bytes = body
+        .with_config()
+        .limit(MAX_JSON_ANSWER)
+        .read_to_vec()
+        .map_err(|e| unreachable(url, &e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Unreachable {
+        url: url.to_owned(),
+        message: format!("answer is not the expected JSON: {e}"),
+    })
+}
+
+/// A status error, with the manager's own words when it sent `{"error"}`.
+/// 5xx means the manager is there but not working: treated as unreachable.
+fn refused(url: &str, status: u16, body: &mut ureq::Body) -> Error {
+    let text = body
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    let message = serde_json::from_str::<ErrorBody>(&text)
+        .map_or_else(|_| text.chars().take(200).collect(), |e| e.error);
+    if status >= 500 {
+        return Error::Unreachable {
+            url: url.to_owned(),
+            message: format!("{status} {message}"),
+        };
+    }
+    Error::Refused {
+        url: url.to_owned(),
+        status,
+        message,
+    }
+}
+
+fn content_range_start(value: Option<&str>) -> Option<u64> {
+    let range = value?.trim().strip_prefix("bytes ")?;
+    range.split('-').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_resolve_against_the_manager() {
+        let m = Manager::with_timeout("http://127.0.0.1:1/", Duration::from_secs(1));
+        assert_eq!(
+            m.url("/api/v1/download/ab"),
+            "http://127.0.0.1:1/api/v1/download/ab"
+        );
+        assert_eq!(m.url("https://mirror/x"), "https://mirror/x");
+    }
+
+    #[test]
+    fn content_range() {
+        assert_eq!(content_range_start(Some("bytes 100-199/200")), Some(100));
+        assert_eq!(content_range_start(Some("bytes */200")), None);
+        assert_eq!(content_range_start(None), None);
+    }
+}

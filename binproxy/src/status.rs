@@ -1,0 +1,197 @@
+//! `binproxy status`: per bin, what is on disk, what the manager targets,
+//! how the last attempt ended, what is kept and quarantined, and — in words —
+//! why the bin is not on its target. It reads; it never changes anything and
+//! takes no lock, so it answers even while a cycle runs.
+
+use binproxy_protocol::Target;
+use serde::Serialize;
+use std::path::PathBuf;
+
+use crate::config::{BinConfig, Config};
+use crate::error::Result;
+use crate::hashcache::{self, short};
+use crate::journal;
+use crate::manager::Manager;
+use crate::report::Outbox;
+use crate::state::{BinState, Outcome, Quarantined, State};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub node_id: String,
+    pub manager_url: String,
+    /// Reports waiting to be delivered.
+    pub queued_reports: usize,
+    pub bins: Vec<BinStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BinStatus {
+    pub name: String,
+    pub path: PathBuf,
+    /// sha256 on disk; null when the file is missing.
+    pub sha256: Option<String>,
+    pub target: Option<Target>,
+    /// Why the bin is where it is, in words.
+    pub reason: String,
+    pub last: Option<Outcome>,
+    pub kept: Vec<String>,
+    pub quarantined: Vec<Quarantined>,
+    /// Unix seconds before which the target is not downloaded again.
+    pub next_try: Option<u64>,
+    /// An update an earlier cycle left unfinished.
+    pub interrupted: Option<String>,
+}
+
+/// What the manager said about a bin's target.
+enum Asked {
+    Target(Target),
+    None(String),
+    Unknown(String),
+}
+
+/// Gathers the status; `offline` skips the manager.
+pub fn gather(config: &Config, offline: bool) -> Result<Status> {
+    let state = State::load(&config.state_dir)?;
+    let manager = Manager::new(config);
+    let mut bins = Vec::new();
+    let mut unreachable: Option<String> =
+        offline.then(|| "manager not asked (--offline)".to_owned());
+    for bin in &config.bins {
+        let asked = match &unreachable {
+            Some(why) => Asked::Unknown(why.clone()),
+            None => match manager.target(&bin.name, &config.node_id) {
+                Ok(Ok(t)) => Asked::Target(t),
+                Ok(Err(reason)) => Asked::None(reason),
+                Err(e) => {
+                    let why = e.to_string();
+                    unreachable = Some(why.clone());
+                    Asked::Unknown(why)
+                }
+            },
+        };
+        bins.push(bin_status(config, bin, state.bins.get(&bin.name), asked)?);
+    }
+    Ok(Status {
+        node_id: config.node_id.clone(),
+        manager_url: config.manager_url.clone(),
+        queued_reports: Outbox::new(&config.state_dir).len(),
+        bins,
+    })
+}
+
+fn bin_status(
+    config: &Config,
+    bin: &BinConfig,
+    st: Option<&BinState>,
+    asked: Asked,
+) -> Result<BinStatus> {
+    let empty = BinState::default();
+    let st = st.unwrap_or(&empty);
+    let sha256 = hashcache::local_hash(&bin.path, st.hash.as_ref())?.sha256;
+    let interrupted = journal::read(&config.state_dir, &bin.name)?
+        .map(|e| format!("{:?} towards {}", e.phase, short(&e.target_sha)));
+    let (target, reason) = match asked {
+        Asked::Target(t) => {
+            let why = explain(bin, st, sha256.as_deref(), &t, interrupted.as_deref());
+            (Some(t), why)
+        }
+        Asked::None(r) => (None, format!("no target: {r}")),
+        Asked::Unknown(r) => (None, r),
+    };
+    let next_try = st
+        .backoff
+        .as_ref()
+        .filter(|b| b.until > crate::state::now_unix())
+        .map(|b| b.until);
+    Ok(BinStatus {
+        name: bin.name.clone(),
+        path: bin.path.clone(),
+        sha256,
+        target,
+        reason,
+        last: st.last.clone(),
+        kept: st.kept.clone(),
+        quarantined: st.quarantined.clone(),
+        next_try,
+        interrupted,
+    })
+}
+
+/// Why a bin with a target is, or is not, on it.
+fn explain(
+    bin: &BinConfig,
+    st: &BinState,
+    local: Option<&str>,
+    t: &Target,
+    interrupted: Option<&str>,
+) -> String {
+    let sha = t.sha256sum.as_str();
+    if let Some(i) = interrupted {
+        return format!("an update was interrupted ({i}); the next run finishes or undoes it");
+    }
+    if local == Some(sha) {
+        return format!("on target (version {})", t.version);
+    }
+    if let Some(q) = st.quarantine_of(sha) {
+        return format!(
+            "target {} is quarantined: it failed here ({}); clear with: binproxy unquarantine --config FILE {}",
+            short(sha),
+            q.reason,
+            bin.name
+        );
+    }
+    if let Some(left) = st.backoff_left(sha) {
+        return format!("download of {} failed; next try in {left}s", short(sha));
+    }
+    format!(
+        "update pending: the next run installs {} (version {})",
+        short(sha),
+        t.version
+    )
+}
+
+/// The status for people.
+pub fn render(s: &Status) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("node {} (manager {})\n", s.node_id, s.manager_url);
+    if s.queued_reports > 0 {
+        let _ = writeln!(out, "{} report(s) queued for the manager", s.queued_reports);
+    }
+    for b in &s.bins {
+        let _ = writeln!(out, "\n{}  {}", b.name, b.path.display());
+        let _ = writeln!(
+            out,
+            "  on disk:     {}",
+            b.sha256.as_deref().map_or("(missing)", short)
+        );
+        if let Some(t) = &b.target {
+            let _ = writeln!(
+                out,
+                "  target:      {} (version {})",
+                short(&t.sha256sum),
+                t.version
+            );
+        }
+        let _ = writeln!(out, "  status:      {}", b.reason);
+        if let Some(l) = &b.last {
+            let at = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(l.at),
+            );
+            let _ = writeln!(
+                out,
+                "  last:        {} {} at {at}: {}",
+                l.status,
+                short(&l.target),
+                l.message
+            );
+        }
+        if !b.kept.is_empty() {
+            let kept: Vec<&str> = b.kept.iter().rev().map(|s| short(s)).collect();
+            let _ = writeln!(out, "  kept:        {}", kept.join(", "));
+        }
+        for q in &b.quarantined {
+            let _ = writeln!(out, "  quarantined: {} ({})", short(&q.sha256), q.reason);
+        }
+    }
+    out
+}
