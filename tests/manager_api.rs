@@ -794,6 +794,29 @@ fn download_by_sha_and_by_bin_name() {
 }
 
 #[test]
+fn large_downloads_carry_content_length() {
+    // tiny_http turns bodies over 32 KiB into chunked encoding unless told
+    // not to; an agent wants the length, and HEAD must give it too.
+    let m = Manager::new();
+    let bytes = artifact_bytes("big", 3 << 20);
+    let sha = publish(&m, "big", "1.0", &bytes);
+    let r = m.get(&download_path(&sha));
+    assert_eq!(r.body.len(), bytes.len());
+    assert_eq!(r.header("content-length"), Some("3145728"), "{r}");
+    assert_eq!(r.header("transfer-encoding"), None, "{r}");
+    let head = m.request("HEAD", &download_path(&sha), &[], b"");
+    assert_eq!(head.header("content-length"), Some("3145728"), "{head}");
+    let part = m.request(
+        "GET",
+        &download_path(&sha),
+        &[("Range", "bytes=1000-")],
+        b"",
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("content-length"), Some("3144728"), "{part}");
+}
+
+#[test]
 fn download_ranges() {
     let m = Manager::new();
     let bytes = artifact_bytes("range", 100);

@@ -154,7 +154,11 @@ impl Reply {
             }
             Body::File(file, len) => {
                 let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
-                Response::new(status, headers, file.take(len), Some(len_usize), None).boxed()
+                // tiny_http would switch to chunked encoding above 32 KiB and
+                // drop Content-Length; a downloader wants the length up front.
+                Response::new(status, headers, file.take(len), Some(len_usize), None)
+                    .with_chunked_threshold(usize::MAX)
+                    .boxed()
             }
             Body::Empty => Response::new(status, headers, std::io::empty(), Some(0), None).boxed(),
         }

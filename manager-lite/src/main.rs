@@ -10,7 +10,7 @@ manager-lite: the control plane of binproxy fleets
 USAGE:
     manager-lite serve [--listen ADDR] [--data DIR] [--admin-token-file FILE]
                        [--offline-after DURATION] [--max-artifact-size BYTES]
-                       [--progress-keep N] [--workers N]
+                       [--progress-keep N] [--workers N] [--flush-interval DURATION]
     manager-lite publish BIN VERSION FILE [--arch A] [--release] [--note TEXT]
     manager-lite release BIN VERSION [--note TEXT]
     manager-lite releases [--bin BIN]
@@ -34,6 +34,10 @@ fn main() -> ExitCode {
     }
     let command = args.remove(0);
     let code = match command.to_str() {
+        Some("serve") if args.iter().any(|a| a == "--help" || a == "-h") => {
+            print!("{USAGE}");
+            0
+        }
         Some("serve") => manager_lite::serve::main(args),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
