@@ -300,6 +300,7 @@ impl<'a> Agent<'a> {
         st.record("failed", &target.sha256sum, message);
         if quarantine {
             st.quarantine(&target.sha256sum, message);
+            self.persist()?;
         }
         self.report(
             bin,
@@ -425,6 +426,7 @@ impl<'a> Agent<'a> {
                 sha256sum: entry.target_sha.clone(),
             },
         })?;
+        self.persist()?;
         journal::clear(&self.config.state_dir, &bin.name)?;
         log::info!(
             "{}: {} is live and healthy",
@@ -469,6 +471,7 @@ impl<'a> Agent<'a> {
             entry.started_ms,
             Some(&message),
         )?;
+        self.persist()?;
         journal::clear(&self.config.state_dir, &bin.name)?;
         Ok(BinResult::RolledBack(message))
     }
@@ -572,6 +575,12 @@ impl<'a> Agent<'a> {
         let result = self.settle(bin, entry)?;
         self.state.save(&self.config.state_dir)?;
         Ok(result)
+    }
+
+    /// Saves the state now: a quarantine or outcome must be on disk before
+    /// the journal entry that would otherwise recreate it is cleared.
+    fn persist(&self) -> Result<()> {
+        self.state.save(&self.config.state_dir)
     }
 
     /// Queues a progress report and tries to send it.
