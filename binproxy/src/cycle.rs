@@ -90,7 +90,10 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
         sleep_interruptible(splay_offset(&config.node_id, config.splay), stop);
     }
     let outcome = agent.update_all();
-    if agent.state != saved {
+    // Unreachable promises that nothing changed on disk: what this run learnt
+    // (a refreshed hash cache) is not worth breaking that for.
+    let unreachable = matches!(outcome, Err(Error::Unreachable { .. }));
+    if agent.state != saved && !unreachable {
         agent.state.save(&config.state_dir)?;
     }
     match outcome {

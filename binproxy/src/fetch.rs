@@ -157,10 +157,10 @@ fn copy(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::Unreachable {
-                    url: url.to_owned(),
-                    message: format!("download interrupted after {} bytes: {e}", verifier.seen()),
-                })
+                return Err(Error::Other(format!(
+                    "{bin}: download from {url} cut after {} bytes ({e}); resumes next run",
+                    verifier.seen()
+                )))
             }
         };
         if let Err(message) = verifier.update(&buf[..n]) {

@@ -25,7 +25,11 @@ pub fn run(argv: &[String], path: &Path, timeout: Duration, log: &Path) -> Resul
     let err = out
         .try_clone()
         .map_err(|e| format!("creating {}: {e}", log.display()))?;
-    let shown = subst(program);
+    let shown = std::iter::once(program)
+        .chain(rest)
+        .map(subst)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut child = Command::new(subst(program))
         .args(rest.iter().map(subst))
         .stdin(Stdio::null())

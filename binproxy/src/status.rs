@@ -186,7 +186,20 @@ pub fn render(s: &Status) -> String {
             );
         }
         if !b.kept.is_empty() {
-            let kept: Vec<&str> = b.kept.iter().rev().map(|s| short(s)).collect();
+            let live = b.sha256.as_deref();
+            let kept: Vec<String> = b
+                .kept
+                .iter()
+                .rev()
+                .map(|s| {
+                    let tag = if Some(s.as_str()) == live {
+                        " (live)"
+                    } else {
+                        ""
+                    };
+                    format!("{}{tag}", short(s))
+                })
+                .collect();
             let _ = writeln!(out, "  kept:        {}", kept.join(", "));
         }
         for q in &b.quarantined {
