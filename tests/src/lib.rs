@@ -29,6 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+pub mod agent;
+
 /// How long a socket read or write may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a server may take to print its `listening on` line.
