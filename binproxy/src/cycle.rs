@@ -573,6 +573,7 @@ impl<'a> Agent<'a> {
             sha256sum: to,
             size: 0,
             url: String::new(),
+            reason: None,
         };
         let entry = self.swap_in(bin, &target, local.as_deref(), &staged, started_ms, true)?;
         let result = self.settle(bin, entry)?;
@@ -622,6 +623,7 @@ fn target_of(entry: &Entry) -> Target {
         sha256sum: entry.target_sha.clone(),
         size: 0,
         url: String::new(),
+        reason: None,
     }
 }
 

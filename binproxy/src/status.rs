@@ -33,6 +33,8 @@ pub struct BinStatus {
     pub target: Option<Target>,
     /// Why the bin is where it is, in words.
     pub reason: String,
+    /// The manager's reason for this node's target (wave, pin, selector...).
+    pub manager_reason: Option<String>,
     pub last: Option<Outcome>,
     pub kept: Vec<String>,
     pub quarantined: Vec<Quarantined>,
@@ -90,13 +92,14 @@ fn bin_status(
     let sha256 = hashcache::local_hash(&bin.path, st.hash.as_ref())?.sha256;
     let interrupted = journal::read(&config.state_dir, &bin.name)?
         .map(|e| format!("{:?} towards {}", e.phase, short(&e.target_sha)));
-    let (target, reason) = match asked {
+    let (target, reason, manager_reason) = match asked {
         Asked::Target(t) => {
             let why = explain(bin, st, sha256.as_deref(), &t, interrupted.as_deref());
-            (Some(t), why)
+            let manager = t.reason.clone();
+            (Some(t), why, manager)
         }
-        Asked::None(r) => (None, format!("no target: {r}")),
-        Asked::Unknown(r) => (None, r),
+        Asked::None(r) => (None, format!("no target: {r}"), Some(r)),
+        Asked::Unknown(r) => (None, r, None),
     };
     let next_try = st
         .backoff
@@ -109,6 +112,7 @@ fn bin_status(
         sha256,
         target,
         reason,
+        manager_reason,
         last: st.last.clone(),
         kept: st.kept.clone(),
         quarantined: st.quarantined.clone(),
@@ -173,6 +177,9 @@ pub fn render(s: &Status) -> String {
             );
         }
         let _ = writeln!(out, "  status:      {}", b.reason);
+        if let (Some(why), Some(_)) = (&b.manager_reason, &b.target) {
+            let _ = writeln!(out, "  manager:     {why}");
+        }
         if let Some(l) = &b.last {
             let at = humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + std::time::Duration::from_secs(l.at),

@@ -1,22 +1,27 @@
-//! The admin command line: `publish`, `release`, `releases`, `nodes` and
-//! `progress` talk to a running manager-lite over its HTTP API.
+//! The admin command line: `publish`, `release`, `releases`, `nodes`, `node`,
+//! `progress`, the release operations (`approve`, `pause`, `resume`,
+//! `promote`, `cancel`, `rollback`) and `pin`/`unpin` talk to a running
+//! manager-lite over its HTTP API.
 //!
-//! Each command parses its arguments with lexopt and checks every name against
-//! the protocol's rules before anything is sent, so a typo is a usage error and
-//! not a round trip. It then sends one request (two for `publish --release`)
-//! with the admin token, and shows the answer as a table ([`crate::table`]) or,
-//! with `--json`, as the server's own JSON. Uploads stream the file from disk:
-//! an artifact can be as large as the server allows (1 GiB by default) and is
-//! never held in memory.
+//! Each command parses its arguments with lexopt and checks every name, release
+//! id and rollout plan (waves, thresholds, selector) against the protocol's
+//! rules before anything is sent, so a typo is a usage error naming the option
+//! and not a round trip. It then sends one request (two for `publish
+//! --release`) with the admin token, and shows the answer as a table or a
+//! key/value block ([`crate::table`]) or, with `--json`, as the server's own
+//! JSON. Uploads stream the file from disk: an artifact can be as large as the
+//! server allows (1 GiB by default) and is never held in memory.
 //!
 //! Exit codes: 0 done; 1 the server refused or could not be reached; 2 usage or
 //! configuration error. Every error is one line on stderr, and the token is
 //! never printed.
 
 use crate::table;
+use binproxy_protocol::names::normalize_arch;
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_version, ErrorBody, NameError, NewRelease,
-    Node, ProgressRecord, Release, Version, API_PREFIX,
+    Node, NodeView, Pin, ProgressRecord, Release, ReleaseStatus, Selector, Version, Wave,
+    API_PREFIX,
 };
 use lexopt::prelude::*;
 use serde::de::DeserializeOwned;
@@ -30,10 +35,17 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use ureq::http::Response;
+use ureq::typestate::WithBody;
 use ureq::{Agent, Body, RequestBuilder};
 
 /// Commands this module handles.
-pub const COMMANDS: &[&str] = &["publish", "release", "releases", "nodes", "progress"];
+pub const COMMANDS: &[&str] = &[
+    "publish", "release", "releases", "nodes", "node", "progress", "approve", "pause", "resume",
+    "promote", "cancel", "rollback", "pin", "unpin",
+];
+
+/// The commands that move one release along: `POST /api/v1/releases/{id}/{op}`.
+const OPERATIONS: &[&str] = &["approve", "pause", "resume", "promote", "cancel"];
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:38012";
 const SERVER_ENV: &str = "MANAGER_URL";
@@ -57,16 +69,57 @@ struct Spec {
     usage: &'static str,
 }
 
+/// Options that shape a new release: who it is for and how it rolls out.
+/// `release` takes them all, with `--arch A`... too; `publish --release` all
+/// of them, but there `--arch` names the artifact's arch.
+macro_rules! plan_usage {
+    () => {
+        "[--waves P%[:WAIT],...] [--success-threshold N%] [--max-failures N%|N] \
+         [--select KEY=V1,V2]... [--node ID]... [--exclude-node ID]... [--os OS]... \
+         [--require-approval]"
+    };
+}
+
 const SPECS: &[Spec] = &[
     Spec {
         name: "publish",
-        options: &["arch", "release", "note"],
-        usage: "manager-lite publish BIN VERSION FILE [--arch A] [--release] [--note TEXT]",
+        options: &[
+            "arch",
+            "release",
+            "note",
+            "waves",
+            "success-threshold",
+            "max-failures",
+            "select",
+            "node",
+            "exclude-node",
+            "os",
+            "require-approval",
+        ],
+        usage: concat!(
+            "manager-lite publish BIN VERSION FILE [--arch A] [--release [--note TEXT] ",
+            plan_usage!(),
+            "]"
+        ),
     },
     Spec {
         name: "release",
-        options: &["note"],
-        usage: "manager-lite release BIN VERSION [--note TEXT]",
+        options: &[
+            "note",
+            "waves",
+            "success-threshold",
+            "max-failures",
+            "select",
+            "node",
+            "exclude-node",
+            "arch",
+            "os",
+            "require-approval",
+        ],
+        usage: concat!(
+            "manager-lite release BIN VERSION [--note TEXT] [--arch A]... ",
+            plan_usage!()
+        ),
     },
     Spec {
         name: "releases",
@@ -79,9 +132,54 @@ const SPECS: &[Spec] = &[
         usage: "manager-lite nodes",
     },
     Spec {
+        name: "node",
+        options: &[],
+        usage: "manager-lite node NODE",
+    },
+    Spec {
         name: "progress",
         options: &["node", "limit"],
         usage: "manager-lite progress BIN [--node NODE] [--limit N]",
+    },
+    Spec {
+        name: "approve",
+        options: &[],
+        usage: "manager-lite approve ID",
+    },
+    Spec {
+        name: "pause",
+        options: &[],
+        usage: "manager-lite pause ID",
+    },
+    Spec {
+        name: "resume",
+        options: &[],
+        usage: "manager-lite resume ID",
+    },
+    Spec {
+        name: "promote",
+        options: &[],
+        usage: "manager-lite promote ID",
+    },
+    Spec {
+        name: "cancel",
+        options: &[],
+        usage: "manager-lite cancel ID",
+    },
+    Spec {
+        name: "rollback",
+        options: &["waves"],
+        usage: "manager-lite rollback ID [--waves P%[:WAIT],...]",
+    },
+    Spec {
+        name: "pin",
+        options: &[],
+        usage: "manager-lite pin NODE BIN VERSION",
+    },
+    Spec {
+        name: "unpin",
+        options: &[],
+        usage: "manager-lite unpin NODE BIN",
     },
 ];
 
@@ -163,9 +261,14 @@ fn run(command: &str, args: Vec<OsString>) -> Result<(), ClientError> {
         Command::Release(r) => release(&connect()?, json, &r),
         Command::Releases { bin } => releases(&connect()?, json, bin.as_deref()),
         Command::Nodes => nodes(&connect()?, json),
+        Command::Node { node } => node_details(&connect()?, json, &node),
         Command::Progress { bin, node, limit } => {
             progress(&connect()?, json, &bin, node.as_deref(), limit)
         }
+        Command::Operate { op, id } => operate(&connect()?, json, op, id),
+        Command::Rollback { id, waves } => rollback(&connect()?, json, id, waves),
+        Command::Pin { node, bin, version } => pin(&connect()?, json, &node, &bin, &version),
+        Command::Unpin { node, bin } => unpin(&connect()?, json, &node, &bin),
     }
 }
 
@@ -188,10 +291,32 @@ enum Command {
         bin: Option<String>,
     },
     Nodes,
+    Node {
+        node: String,
+    },
     Progress {
         bin: String,
         node: Option<String>,
         limit: Option<u32>,
+    },
+    /// One of [`OPERATIONS`] on release `id`.
+    Operate {
+        op: &'static str,
+        id: u64,
+    },
+    /// No waves: the server's default plan (100% at once).
+    Rollback {
+        id: u64,
+        waves: Vec<Wave>,
+    },
+    Pin {
+        node: String,
+        bin: String,
+        version: String,
+    },
+    Unpin {
+        node: String,
+        bin: String,
     },
 }
 
@@ -201,8 +326,8 @@ struct Publish {
     version: String,
     file: PathBuf,
     arch: Option<String>,
-    release: bool,
-    note: Option<String>,
+    /// With `--release`: the release to create once the upload is done.
+    release: Option<NewRelease>,
 }
 
 /// Options every command takes.
@@ -219,15 +344,45 @@ struct Raw {
     common: Common,
     words: Vec<OsString>,
     help: bool,
-    arch: Option<String>,
+    /// Each `--arch`: selector values of `release`; the artifact's arch
+    /// (once) for `publish`.
+    arch: Vec<String>,
     release: bool,
     note: Option<String>,
     bin: Option<String>,
-    node: Option<String>,
+    /// Each `--node`: selector values of a release; the filter (once) for
+    /// `progress`.
+    node: Vec<String>,
     limit: Option<u32>,
+    waves: Option<String>,
+    success_threshold: Option<String>,
+    max_failures: Option<String>,
+    select: Vec<String>,
+    exclude_node: Vec<String>,
+    os: Vec<String>,
+    require_approval: bool,
 }
 
-fn parse(spec: &Spec, args: Vec<OsString>) -> Result<Parsed, ClientError> {
+impl Raw {
+    /// The first option given that only makes sense for a new release.
+    fn release_option(&self) -> Option<&'static str> {
+        [
+            ("note", self.note.is_some()),
+            ("waves", self.waves.is_some()),
+            ("success-threshold", self.success_threshold.is_some()),
+            ("max-failures", self.max_failures.is_some()),
+            ("select", !self.select.is_empty()),
+            ("node", !self.node.is_empty()),
+            ("exclude-node", !self.exclude_node.is_empty()),
+            ("os", !self.os.is_empty()),
+            ("require-approval", self.require_approval),
+        ]
+        .into_iter()
+        .find_map(|(option, given)| given.then_some(option))
+    }
+}
+
+fn parse(spec: &'static Spec, args: Vec<OsString>) -> Result<Parsed, ClientError> {
     let mut raw = scan(spec, args)?;
     let common = std::mem::take(&mut raw.common);
     Ok(Parsed {
@@ -248,12 +403,25 @@ fn scan(spec: &Spec, args: Vec<OsString>) -> Result<Raw, ClientError> {
             Long("token-file") => raw.common.token_file = Some(parser.value()?.into()),
             Long("json") => raw.common.json = true,
             Short('h') | Long("help") => raw.help = true,
-            Long("arch") if takes("arch") => raw.arch = Some(parser.value()?.string()?),
+            Long("arch") if takes("arch") => raw.arch.push(parser.value()?.string()?),
             Long("release") if takes("release") => raw.release = true,
             Long("note") if takes("note") => raw.note = Some(parser.value()?.string()?),
             Long("bin") if takes("bin") => raw.bin = Some(parser.value()?.string()?),
-            Long("node") if takes("node") => raw.node = Some(parser.value()?.string()?),
+            Long("node") if takes("node") => raw.node.push(parser.value()?.string()?),
             Long("limit") if takes("limit") => raw.limit = Some(parser.value()?.parse()?),
+            Long("waves") if takes("waves") => raw.waves = Some(parser.value()?.string()?),
+            Long("success-threshold") if takes("success-threshold") => {
+                raw.success_threshold = Some(parser.value()?.string()?);
+            }
+            Long("max-failures") if takes("max-failures") => {
+                raw.max_failures = Some(parser.value()?.string()?);
+            }
+            Long("select") if takes("select") => raw.select.push(parser.value()?.string()?),
+            Long("exclude-node") if takes("exclude-node") => {
+                raw.exclude_node.push(parser.value()?.string()?);
+            }
+            Long("os") if takes("os") => raw.os.push(parser.value()?.string()?),
+            Long("require-approval") if takes("require-approval") => raw.require_approval = true,
             Value(word) => raw.words.push(word),
             _ => return Err(arg.unexpected().into()),
         }
@@ -262,36 +430,72 @@ fn scan(spec: &Spec, args: Vec<OsString>) -> Result<Raw, ClientError> {
 }
 
 /// Turns the words and options of `command` into a checked [`Command`].
-fn build(command: &str, raw: Raw) -> Result<Command, ClientError> {
+fn build(command: &'static str, mut raw: Raw) -> Result<Command, ClientError> {
     if raw.help {
         return Ok(Command::Help);
     }
-    let words = &mut raw.words.into_iter();
+    let words = &mut std::mem::take(&mut raw.words).into_iter();
     let built = match command {
-        "publish" => Command::Publish(Publish {
-            bin: name(words, "BIN", check_bin_name)?,
-            version: name(words, "VERSION", check_version)?,
-            file: word(words, "FILE")?.into(),
-            arch: checked(raw.arch, check_arch)?,
-            release: raw.release,
-            note: match (raw.note, raw.release) {
-                (Some(_), false) => return Err(usage("--note goes with --release")),
-                (note, _) => note,
-            },
-        }),
-        "release" => Command::Release(NewRelease {
-            bin_name: name(words, "BIN", check_bin_name)?,
-            version: name(words, "VERSION", check_version)?,
-            note: raw.note,
-        }),
+        "publish" => {
+            let bin = name(words, "BIN", check_bin_name)?;
+            let version = name(words, "VERSION", check_version)?;
+            let file = word(words, "FILE")?.into();
+            let arch = checked(
+                "arch",
+                once("arch", std::mem::take(&mut raw.arch))?,
+                check_arch,
+            )?;
+            let release = match (raw.release, raw.release_option()) {
+                (true, _) => Some(new_release(bin.clone(), version.clone(), raw)?),
+                (false, Some(option)) => {
+                    return Err(usage(&format!("--{option} goes with --release")))
+                }
+                (false, None) => None,
+            };
+            Command::Publish(Publish {
+                bin,
+                version,
+                file,
+                arch,
+                release,
+            })
+        }
+        "release" => {
+            let bin = name(words, "BIN", check_bin_name)?;
+            let version = name(words, "VERSION", check_version)?;
+            Command::Release(new_release(bin, version, raw)?)
+        }
         "releases" => Command::Releases {
-            bin: checked(raw.bin, check_bin_name)?,
+            bin: checked("bin", raw.bin, check_bin_name)?,
         },
         "nodes" => Command::Nodes,
+        "node" => Command::Node {
+            node: name(words, "NODE", check_node_id)?,
+        },
         "progress" => Command::Progress {
             bin: name(words, "BIN", check_bin_name)?,
-            node: checked(raw.node, check_node_id)?,
+            node: checked("node", once("node", raw.node)?, check_node_id)?,
             limit: raw.limit,
+        },
+        op if OPERATIONS.contains(&op) => Command::Operate {
+            op,
+            id: release_id(words)?,
+        },
+        "rollback" => Command::Rollback {
+            id: release_id(words)?,
+            waves: match &raw.waves {
+                Some(text) => parse_waves(text)?,
+                None => Vec::new(),
+            },
+        },
+        "pin" => Command::Pin {
+            node: name(words, "NODE", check_node_id)?,
+            bin: name(words, "BIN", check_bin_name)?,
+            version: name(words, "VERSION", check_version)?,
+        },
+        "unpin" => Command::Unpin {
+            node: name(words, "NODE", check_node_id)?,
+            bin: name(words, "BIN", check_bin_name)?,
         },
         _ => return Err(usage(&format!("unknown command {command:?}"))),
     };
@@ -332,12 +536,179 @@ fn name(
     Ok(value)
 }
 
-/// An optional name, checked when given.
-fn checked(value: Option<String>, check: Check) -> Result<Option<String>, ClientError> {
+/// The value of an option that may be given once, if it was.
+fn once(option: &str, mut values: Vec<String>) -> Result<Option<String>, ClientError> {
+    if values.len() > 1 {
+        return Err(usage(&format!("--{option} may be given only once")));
+    }
+    Ok(values.pop())
+}
+
+/// An option's value, checked when given; the error names the option.
+fn checked(
+    option: &str,
+    value: Option<String>,
+    check: Check,
+) -> Result<Option<String>, ClientError> {
     if let Some(v) = &value {
-        check(v)?;
+        check(v).map_err(|e| usage(&format!("--{option}: {e}")))?;
     }
     Ok(value)
+}
+
+/// Every value of a repeatable option, each checked.
+fn checked_all(
+    option: &str,
+    values: Vec<String>,
+    check: Check,
+) -> Result<Vec<String>, ClientError> {
+    for v in &values {
+        check(v).map_err(|e| usage(&format!("--{option}: {e}")))?;
+    }
+    Ok(values)
+}
+
+/// OS names (`linux`) follow the arch rule, as the server checks them.
+fn check_os(os: &str) -> Result<(), NameError> {
+    check_arch(os).map_err(|e| NameError { field: "os", ..e })
+}
+
+/// A release id: the ID word, a positive integer.
+fn release_id(words: &mut impl Iterator<Item = OsString>) -> Result<u64, ClientError> {
+    let id = word(words, "ID")?;
+    id.to_str()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            usage(&format!(
+                "ID {} must be a release id: a positive integer",
+                quoted(&id)
+            ))
+        })
+}
+
+/// The release of `bin` `version` that the plan options describe.
+fn new_release(bin: String, version: String, raw: Raw) -> Result<NewRelease, ClientError> {
+    let cpu_arch = checked_all("arch", raw.arch, check_arch)?
+        .iter()
+        // Nodes report their arch in this spelling; a selector must match it.
+        .map(|a| normalize_arch(a).to_owned())
+        .collect();
+    Ok(NewRelease {
+        bin_name: bin,
+        version,
+        note: raw.note,
+        selector: Selector {
+            node_ids: checked_all("node", raw.node, check_node_id)?,
+            exclude_node_ids: checked_all("exclude-node", raw.exclude_node, check_node_id)?,
+            cpu_arch,
+            os: checked_all("os", raw.os, check_os)?,
+            labels: parse_labels(&raw.select)?,
+        },
+        waves: match &raw.waves {
+            Some(text) => parse_waves(text)?,
+            None => Vec::new(),
+        },
+        success_threshold: raw
+            .success_threshold
+            .map(|t| threshold("success-threshold", &t, false))
+            .transpose()?,
+        max_failures: raw
+            .max_failures
+            .map(|t| threshold("max-failures", &t, true))
+            .transpose()?,
+        require_approval: raw.require_approval,
+    })
+}
+
+/// `--waves 1%:10m,10%:30m,100%`: percents from 1 to 100, each above the one
+/// before, the last 100; a wait (humantime: `90s`, `1h 30m`) after any of them.
+fn parse_waves(text: &str) -> Result<Vec<Wave>, ClientError> {
+    let bad = |why: &str| usage(&format!("--waves {text:?}: {why}"));
+    let mut waves = Vec::new();
+    let mut last = 0;
+    for part in text.split(',').map(str::trim) {
+        let (percent, wait) = match part.split_once(':') {
+            Some((p, w)) => (p.trim(), Some(w.trim())),
+            None => (part, None),
+        };
+        let digits = percent.strip_suffix('%').unwrap_or(percent).trim();
+        let percent: u32 = digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())
+            .flatten()
+            .ok_or_else(|| bad(&format!("{part:?} is not PERCENT%[:WAIT]")))?;
+        if !(1..=100).contains(&percent) {
+            return Err(bad(&format!("{percent}% is not 1% to 100%")));
+        }
+        if percent <= last {
+            return Err(bad(&format!(
+                "{percent}% does not go above the wave before ({last}%)"
+            )));
+        }
+        if let Some(w) = wait {
+            humantime::parse_duration(w)
+                .map_err(|e| bad(&format!("wait {w:?} after {percent}%: {e}")))?;
+        }
+        waves.push(Wave {
+            percent,
+            wait: wait.map(str::to_owned),
+        });
+        last = percent;
+    }
+    if last != 100 {
+        return Err(bad("the last wave must be 100%"));
+    }
+    Ok(waves)
+}
+
+/// `--success-threshold 95%`, `--max-failures 5%` or (`count`) `3`: a share
+/// from 0% to 100% (decimals allowed), or a number of nodes.
+fn threshold(option: &str, text: &str, count: bool) -> Result<String, ClientError> {
+    let t = text.trim();
+    let share = t
+        .strip_suffix('%')
+        .and_then(|p| p.trim().parse::<f64>().ok())
+        .is_some_and(|p| (0.0..=100.0).contains(&p));
+    let number = count && !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if share || number && t.parse::<u64>().is_ok() {
+        return Ok(t.to_owned());
+    }
+    let wanted = if count {
+        "a share like \"5%\" or a number of nodes like \"3\""
+    } else {
+        "a share from 0% to 100% like \"95%\""
+    };
+    Err(usage(&format!("--{option} {text:?}: must be {wanted}")))
+}
+
+/// `--select KEY=V1,V2`, each into `labels[KEY]`; a key given again adds values.
+fn parse_labels(select: &[String]) -> Result<BTreeMap<String, Vec<String>>, ClientError> {
+    let mut labels: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for item in select {
+        let bad = |why: &str| usage(&format!("--select {item:?}: {why}"));
+        let (key, values) = item
+            .split_once('=')
+            .ok_or_else(|| bad("must be KEY=VALUE[,VALUE...]"))?;
+        check_bin_name(key).map_err(|_| {
+            bad("the label key must be 1 to 64 of A-Z a-z 0-9 . _ - and not . or ..")
+        })?;
+        let list = labels.entry(key.to_owned()).or_default();
+        for value in values.split(',') {
+            if value.is_empty() {
+                return Err(bad("empty label value"));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(bad("control character in a label value"));
+            }
+            if !list.iter().any(|v| v == value) {
+                list.push(value.to_owned());
+            }
+        }
+    }
+    Ok(labels)
 }
 
 // ---------------------------------------------------------------------------
@@ -487,11 +858,36 @@ impl Client {
     }
 
     fn post_json(&self, path: &str, body: &impl Serialize) -> Result<Answer, ClientError> {
+        self.send_json("POST", Agent::post, path, body)
+    }
+
+    fn put_json(&self, path: &str, body: &impl Serialize) -> Result<Answer, ClientError> {
+        self.send_json("PUT", Agent::put, path, body)
+    }
+
+    fn send_json(
+        &self,
+        verb: &str,
+        method: fn(&Agent, String) -> RequestBuilder<WithBody>,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<Answer, ClientError> {
         let json = serde_json::to_string(body)
             .map_err(|e| ClientError::Failed(format!("cannot encode the request: {e}")))?;
-        let (url, request) = self.start(Agent::post, path, &[]);
+        let (url, request) = self.start(method, path, &[]);
         let sent = request.content_type("application/json").send(json);
-        read_answer("POST", &url, sent)
+        read_answer(verb, &url, sent)
+    }
+
+    /// A POST without a body (`Content-Length: 0`).
+    fn post_empty(&self, path: &str) -> Result<Answer, ClientError> {
+        let (url, request) = self.start(Agent::post, path, &[]);
+        read_answer("POST", &url, request.send_empty())
+    }
+
+    fn delete(&self, path: &str) -> Result<Answer, ClientError> {
+        let (url, request) = self.start(Agent::delete, path, &[]);
+        read_answer("DELETE", &url, request.call())
     }
 
     /// Streams `file` (`size` bytes) as the body.
@@ -536,9 +932,14 @@ fn read_answer(
     let text = text.map_err(|e| {
         ClientError::Failed(format!("reading the answer to {method} {url} failed: {e}"))
     })?;
-    let body = serde_json::from_str(&text).map_err(|e| {
-        ClientError::Failed(format!("the answer to {method} {url} is not JSON: {e}"))
-    })?;
+    // A success without a body (a DELETE, say) is fine: it reads as null.
+    let body = if text.trim().is_empty() {
+        Json::Null
+    } else {
+        serde_json::from_str(&text).map_err(|e| {
+            ClientError::Failed(format!("the answer to {method} {url} is not JSON: {e}"))
+        })?
+    };
     Ok(Answer {
         status: status.as_u16(),
         body,
@@ -574,18 +975,13 @@ fn publish(client: &Client, json: bool, p: &Publish) -> Result<(), ClientError> 
         }
         text
     })?;
-    if !p.release {
+    let Some(new) = &p.release else {
         return Ok(());
-    }
+    };
     if !json {
         emit("\n")?;
     }
-    let new = NewRelease {
-        bin_name: p.bin.clone(),
-        version: p.version.clone(),
-        note: p.note.clone(),
-    };
-    release(client, json, &new)
+    release(client, json, new)
 }
 
 /// The file to upload and its size, which becomes the Content-Length.
@@ -605,7 +1001,75 @@ fn open_artifact(path: &Path) -> Result<(File, u64), ClientError> {
 
 fn release(client: &Client, json: bool, new: &NewRelease) -> Result<(), ClientError> {
     let answer = client.post_json(&format!("{API_PREFIX}/releases"), new)?;
-    show(json, &answer, |r: Release| releases_table(&[r]))
+    show(json, &answer, |r: Release| release_block(&r))
+}
+
+/// `approve`, `pause`, ... : the release as it is afterwards.
+fn operate(client: &Client, json: bool, op: &str, id: u64) -> Result<(), ClientError> {
+    let answer = client.post_empty(&format!("{API_PREFIX}/releases/{id}/{op}"))?;
+    show(json, &answer, |r: Release| release_block(&r))
+}
+
+/// Rolls release `id` back: the answer is the new release of its baseline.
+fn rollback(client: &Client, json: bool, id: u64, waves: Vec<Wave>) -> Result<(), ClientError> {
+    #[derive(Serialize)]
+    struct Plan {
+        waves: Vec<Wave>,
+    }
+    let path = format!("{API_PREFIX}/releases/{id}/rollback");
+    let answer = if waves.is_empty() {
+        client.post_empty(&path)?
+    } else {
+        client.post_json(&path, &Plan { waves })?
+    };
+    show(json, &answer, |r: Release| {
+        format!(
+            "release {id} rolled back; new release:\n{}",
+            release_block(&r)
+        )
+    })
+}
+
+fn pin(
+    client: &Client,
+    json: bool,
+    node: &str,
+    bin: &str,
+    version: &str,
+) -> Result<(), ClientError> {
+    let path = format!("{API_PREFIX}/nodes/{node}/pins/{bin}");
+    let answer = client.put_json(&path, &serde_json::json!({ "version": version }))?;
+    show(json, &answer, |p: Pin| {
+        format!(
+            "pinned {} on {} to {}\n",
+            table::clean(or(&p.bin_name, bin)),
+            table::clean(or(&p.node_id, node)),
+            table::clean(&p.version)
+        )
+    })
+}
+
+fn unpin(client: &Client, json: bool, node: &str, bin: &str) -> Result<(), ClientError> {
+    let answer = client.delete(&format!("{API_PREFIX}/nodes/{node}/pins/{bin}"))?;
+    match (json, &answer.body) {
+        (false, _) => emit(&format!(
+            "unpinned {bin} on {node}: its releases decide its target again\n"
+        )),
+        // No body to show: say what was done, as JSON.
+        (true, Json::Null) => emit(&pretty(
+            &serde_json::json!({ "node_id": node, "bin_name": bin, "unpinned": true }),
+        )),
+        (true, body) => emit(&pretty(body)),
+    }
+}
+
+/// `value`, or `fallback` when the server left it out.
+fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
+    if value.is_empty() {
+        fallback
+    } else {
+        value
+    }
 }
 
 fn releases(client: &Client, json: bool, bin: Option<&str>) -> Result<(), ClientError> {
@@ -617,6 +1081,12 @@ fn releases(client: &Client, json: bool, bin: Option<&str>) -> Result<(), Client
 fn nodes(client: &Client, json: bool) -> Result<(), ClientError> {
     let answer = client.get(&format!("{API_PREFIX}/nodes"), &[])?;
     show(json, &answer, |n: Vec<Node>| nodes_table(&n))
+}
+
+/// One node, and for each of its bins the target and why.
+fn node_details(client: &Client, json: bool, node: &str) -> Result<(), ClientError> {
+    let answer = client.get(&format!("{API_PREFIX}/nodes/{node}"), &[])?;
+    show(json, &answer, |v: NodeView| node_view(&v))
 }
 
 fn progress(
@@ -646,14 +1116,18 @@ fn show<T: DeserializeOwned>(
     render: impl FnOnce(T) -> String,
 ) -> Result<(), ClientError> {
     let text = if json {
-        let mut text =
-            serde_json::to_string_pretty(&answer.body).unwrap_or_else(|_| answer.body.to_string());
-        text.push('\n');
-        text
+        pretty(&answer.body)
     } else {
         render(answer.parse()?)
     };
     emit(&text)
+}
+
+/// JSON as `--json` prints it: indented, ending in a newline.
+fn pretty(body: &Json) -> String {
+    let mut text = serde_json::to_string_pretty(body).unwrap_or_else(|_| body.to_string());
+    text.push('\n');
+    text
 }
 
 /// Writes to stdout. A closed pipe (`| head`) is not an error.
@@ -696,17 +1170,205 @@ fn releases_table(releases: &[Release]) -> String {
                 r.bin_name.clone(),
                 r.version.clone(),
                 r.status.as_str().to_owned(),
+                wave(r),
                 format!("{}%", r.percent),
+                r.counts.targeted.to_string(),
+                r.counts.success.to_string(),
+                r.counts.failed.to_string(),
+                r.counts.rolled_back.to_string(),
                 r.created_at.clone(),
                 r.created_by.clone(),
-                r.note.clone().unwrap_or_default(),
+                note(r),
             ]
         })
         .collect();
     let header = [
-        "ID", "BIN", "VERSION", "STATUS", "PERCENT", "CREATED", "BY", "NOTE",
+        "ID", "BIN", "VERSION", "STATUS", "WAVE", "PERCENT", "TARGETED", "OK", "FAIL", "RB",
+        "CREATED", "BY", "NOTE",
     ];
     table::render(&header, &rows)
+}
+
+/// The current wave, counted from 1, of how many: `2/3`. A release awaiting
+/// approval is in none yet: `0/3`.
+fn wave(r: &Release) -> String {
+    let waves = r.waves.len().max(1);
+    let current = if r.status == ReleaseStatus::PendingApproval {
+        0
+    } else {
+        (r.wave + 1).min(waves)
+    };
+    format!("{current}/{waves}")
+}
+
+/// The note; for a paused release, why it paused first.
+fn note(r: &Release) -> String {
+    let note = r.note.as_deref().unwrap_or_default();
+    match (r.status, r.paused_reason.as_deref()) {
+        (ReleaseStatus::Paused, Some(reason)) if note.is_empty() => format!("paused: {reason}"),
+        (ReleaseStatus::Paused, Some(reason)) => format!("paused: {reason}; {note}"),
+        _ => note.to_owned(),
+    }
+}
+
+/// History events a release's block shows, the latest.
+const HISTORY_SHOWN: usize = 5;
+
+/// One release as a key/value block, with its latest history events.
+fn release_block(r: &Release) -> String {
+    let plan = if r.waves.is_empty() {
+        "100%".to_owned()
+    } else {
+        r.waves
+            .iter()
+            .map(|w| match &w.wait {
+                Some(wait) => format!("{}%:{wait}", w.percent),
+                None => format!("{}%", w.percent),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let c = &r.counts;
+    let mut fields = vec![
+        ("release", r.id.to_string()),
+        ("bin", format!("{} {}", r.bin_name, r.version)),
+        ("status", r.status.as_str().to_owned()),
+    ];
+    if let Some(reason) = &r.paused_reason {
+        fields.push(("paused", reason.clone()));
+    }
+    fields.extend([
+        (
+            "wave",
+            format!(
+                "{} at {}%{}",
+                wave(r),
+                r.percent,
+                r.wave_started_at
+                    .as_deref()
+                    .map(|t| format!(" since {t}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        ("plan", plan),
+        ("selector", selector_summary(&r.selector)),
+        (
+            "thresholds",
+            format!(
+                "success {}, max failures {}",
+                r.success_threshold.as_deref().unwrap_or("default"),
+                r.max_failures.as_deref().unwrap_or("none")
+            ),
+        ),
+        (
+            "approval",
+            if r.require_approval {
+                "required"
+            } else {
+                "not required"
+            }
+            .to_owned(),
+        ),
+        (
+            "counts",
+            format!(
+                "targeted {}, in progress {}, ok {}, failed {}, rolled back {}",
+                c.targeted, c.in_progress, c.success, c.failed, c.rolled_back
+            ),
+        ),
+        ("baseline", r.baseline_version.clone().unwrap_or_default()),
+        ("note", r.note.clone().unwrap_or_default()),
+        ("created", format!("{} by {}", r.created_at, r.created_by)),
+        ("updated", r.updated_at.clone()),
+    ]);
+    let mut out = table::fields(&fields);
+    let skip = r.history.len().saturating_sub(HISTORY_SHOWN);
+    if skip < r.history.len() {
+        let rows: Vec<Vec<String>> = r.history[skip..]
+            .iter()
+            .map(|e| {
+                vec![
+                    e.at.clone(),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    e.detail.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let shown = if skip > 0 {
+            format!("history (last {} of {}):\n", rows.len(), r.history.len())
+        } else {
+            "history:\n".to_owned()
+        };
+        out.push_str(&shown);
+        for line in table::render(&["AT", "ACTOR", "ACTION", "DETAIL"], &rows).lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Which nodes a selector names, in a few words: `arch x86_64; env=canary,staging`.
+fn selector_summary(s: &Selector) -> String {
+    let mut parts = Vec::new();
+    for (what, list) in [
+        ("nodes", &s.node_ids),
+        ("except", &s.exclude_node_ids),
+        ("arch", &s.cpu_arch),
+        ("os", &s.os),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!("{what} {}", list.join(",")));
+        }
+    }
+    for (key, values) in &s.labels {
+        parts.push(format!("{key}={}", values.join(",")));
+    }
+    if parts.is_empty() {
+        "all nodes".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// A node, then per bin: its target, what it runs, and why.
+fn node_view(v: &NodeView) -> String {
+    let n = &v.node;
+    let head = table::render(
+        &["NODE", "ONLINE", "LAST_SEEN", "ARCH", "OS", "LABELS"],
+        &[vec![
+            n.node_id.clone(),
+            if n.online { "yes" } else { "no" }.to_owned(),
+            n.last_seen.clone(),
+            n.cpu_arch.clone(),
+            n.os.clone(),
+            pairs(&n.labels, str::to_owned),
+        ]],
+    );
+    let rows: Vec<Vec<String>> = v
+        .bins
+        .iter()
+        .map(|(bin, view)| {
+            vec![
+                bin.clone(),
+                view.target
+                    .as_ref()
+                    .map(|t| format!("{}@{}", t.version, short(&t.sha256sum)))
+                    .unwrap_or_default(),
+                // Not reported (""), or reported without a file on disk.
+                match n.bins.get(bin).map(String::as_str) {
+                    None => String::new(),
+                    Some("") => "missing".to_owned(),
+                    Some(sha) => short(sha),
+                },
+                view.reason.clone(),
+            ]
+        })
+        .collect();
+    let bins = table::render(&["BIN", "TARGET", "INSTALLED", "REASON"], &rows);
+    format!("{head}\n{bins}")
 }
 
 fn nodes_table(nodes: &[Node]) -> String {
@@ -845,8 +1507,12 @@ mod tests {
                 version: "1.2.0".into(),
                 file: "./a.bin".into(),
                 arch: Some("x86_64".into()),
-                release: true,
-                note: Some("first".into()),
+                release: Some(NewRelease {
+                    bin_name: "agent".into(),
+                    version: "1.2.0".into(),
+                    note: Some("first".into()),
+                    ..NewRelease::default()
+                }),
             })
         );
         assert_eq!(
@@ -907,6 +1573,318 @@ mod tests {
             parse_line("publish", &["--help"]).unwrap().command,
             Command::Help
         );
+    }
+
+    fn release_of(words: &[&str]) -> NewRelease {
+        match parse_line("release", words).unwrap().command {
+            Command::Release(r) => r,
+            other => panic!("expected a release, got {other:?}"),
+        }
+    }
+
+    fn wave(percent: u32, wait: Option<&str>) -> Wave {
+        Wave {
+            percent,
+            wait: wait.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn release_takes_a_whole_plan() {
+        let r = release_of(&[
+            "agent",
+            "1.3.0",
+            "--waves",
+            "1%:10m, 10%:1h 30m,100%",
+            "--success-threshold",
+            "99.5%",
+            "--max-failures",
+            "3",
+            "--select",
+            "env=canary,staging",
+            "--select=region=eu",
+            "--select",
+            "env=prod,canary",
+            "--node",
+            "web-1",
+            "--node=10.0.0.2:db",
+            "--exclude-node",
+            "web-9",
+            "--arch",
+            "amd64",
+            "--arch",
+            "aarch64",
+            "--os",
+            "linux",
+            "--require-approval",
+            "--note",
+            "canary first",
+        ]);
+        assert_eq!(
+            r,
+            NewRelease {
+                bin_name: "agent".into(),
+                version: "1.3.0".into(),
+                note: Some("canary first".into()),
+                selector: Selector {
+                    node_ids: vec!["web-1".into(), "10.0.0.2:db".into()],
+                    exclude_node_ids: vec!["web-9".into()],
+                    cpu_arch: vec!["x86_64".into(), "aarch64".into()],
+                    os: vec!["linux".into()],
+                    labels: [
+                        (
+                            "env".to_owned(),
+                            vec!["canary".into(), "staging".into(), "prod".into()]
+                        ),
+                        ("region".to_owned(), vec!["eu".into()]),
+                    ]
+                    .into(),
+                },
+                waves: vec![
+                    wave(1, Some("10m")),
+                    wave(10, Some("1h 30m")),
+                    wave(100, None)
+                ],
+                success_threshold: Some("99.5%".into()),
+                max_failures: Some("3".into()),
+                require_approval: true,
+            }
+        );
+        let body = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            body["waves"][0],
+            serde_json::json!({"percent": 1, "wait": "10m"})
+        );
+        assert_eq!(
+            body["selector"]["labels"]["region"],
+            serde_json::json!(["eu"])
+        );
+    }
+
+    #[test]
+    fn a_bare_release_sends_no_plan() {
+        let r = release_of(&["agent", "1.3.0"]);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({"bin_name": "agent", "version": "1.3.0", "require_approval": false})
+        );
+    }
+
+    #[test]
+    fn waves_parse() {
+        assert_eq!(parse_waves("100%").unwrap(), vec![wave(100, None)]);
+        assert_eq!(
+            parse_waves("5:30s,100").unwrap(),
+            vec![wave(5, Some("30s")), wave(100, None)]
+        );
+        assert_eq!(
+            parse_waves("50%:1h,100%:5m").unwrap(),
+            vec![wave(50, Some("1h")), wave(100, Some("5m"))]
+        );
+    }
+
+    #[test]
+    fn bad_waves_are_usage_errors_naming_the_option() {
+        for (bad, why) in [
+            ("", "is not PERCENT%[:WAIT]"),
+            ("10%,", "is not PERCENT%[:WAIT]"),
+            ("ten%,100%", "is not PERCENT%[:WAIT]"),
+            ("-1%,100%", "is not PERCENT%[:WAIT]"),
+            ("0%,100%", "0% is not 1% to 100%"),
+            ("50%,101%", "101% is not 1% to 100%"),
+            ("10%,10%,100%", "does not go above the wave before (10%)"),
+            ("50%,20%,100%", "20% does not go above"),
+            ("1%,50%", "the last wave must be 100%"),
+            ("1%:soon,100%", "wait \"soon\" after 1%"),
+            ("1%:,100%", "wait \"\" after 1%"),
+        ] {
+            let err = usage_error("release", &["a", "1", "--waves", bad]);
+            assert!(err.starts_with("--waves "), "{bad}: {err}");
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let err = usage_error("rollback", &["7", "--waves", "50%"]);
+        assert!(err.contains("--waves"), "{err}");
+        let err = usage_error("publish", &["a", "1", "f", "--release", "--waves", "0%"]);
+        assert!(err.contains("--waves"), "{err}");
+    }
+
+    #[test]
+    fn thresholds_are_shares_or_counts() {
+        let r = release_of(&[
+            "a",
+            "1",
+            "--success-threshold",
+            "95%",
+            "--max-failures",
+            "5%",
+        ]);
+        assert_eq!(r.success_threshold.as_deref(), Some("95%"));
+        assert_eq!(r.max_failures.as_deref(), Some("5%"));
+        for (option, bad) in [
+            ("--success-threshold", "95"),
+            ("--success-threshold", "101%"),
+            ("--success-threshold", "-1%"),
+            ("--success-threshold", "NaN%"),
+            ("--max-failures", "many"),
+            ("--max-failures", "-3"),
+            ("--max-failures", "3.5"),
+            ("--max-failures", ""),
+            ("--max-failures", "150%"),
+        ] {
+            let err = usage_error("release", &["a", "1", option, bad]);
+            assert!(err.starts_with(option), "{option} {bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_selectors_are_usage_errors_naming_the_option() {
+        for (option, bad) in [
+            ("--select", "env"),
+            ("--select", "=prod"),
+            ("--select", "env="),
+            ("--select", "env=a,,b"),
+            ("--select", "e nv=a"),
+            ("--select", "env=a\nb"),
+            ("--node", "a b"),
+            ("--exclude-node", ".."),
+            ("--arch", "x/y"),
+            ("--os", "linux!"),
+        ] {
+            let err = usage_error("release", &["a", "1", option, bad]);
+            assert!(err.starts_with(option), "{option} {bad}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let err = usage_error("release", &["a", "1", "--os", "a b"]);
+        assert!(err.contains("invalid os"), "{err}");
+    }
+
+    #[test]
+    fn publish_takes_the_plan_only_with_release() {
+        let parsed = parse_line(
+            "publish",
+            &[
+                "a",
+                "1",
+                "f",
+                "--arch",
+                "arm64",
+                "--release",
+                "--waves",
+                "10%,100%",
+                "--os",
+                "linux",
+            ],
+        )
+        .unwrap();
+        let Command::Publish(p) = parsed.command else {
+            panic!("not a publish");
+        };
+        // --arch is the artifact's arch here, not a selector.
+        assert_eq!(p.arch.as_deref(), Some("arm64"));
+        let r = p.release.unwrap();
+        assert!(r.selector.cpu_arch.is_empty());
+        assert_eq!(r.selector.os, ["linux"]);
+        assert_eq!(r.waves, [wave(10, None), wave(100, None)]);
+        for option in [
+            "--waves=100%",
+            "--select=a=b",
+            "--require-approval",
+            "--node=n",
+        ] {
+            let err = usage_error("publish", &["a", "1", "f", option]);
+            assert!(err.ends_with("goes with --release"), "{option}: {err}");
+        }
+        let err = usage_error("publish", &["a", "1", "f", "--arch", "x", "--arch", "y"]);
+        assert!(err.contains("--arch"), "{err}");
+    }
+
+    #[test]
+    fn operations_take_a_release_id() {
+        for op in OPERATIONS {
+            assert_eq!(
+                parse_line(op, &["42"]).unwrap().command,
+                Command::Operate { op, id: 42 }
+            );
+            assert_eq!(usage_error(op, &[]), "missing ID");
+            for bad in ["0", "+1", "x", "1.0", "99999999999999999999", ""] {
+                let err = usage_error(op, &[bad]);
+                assert!(err.contains("positive integer"), "{op} {bad}: {err}");
+            }
+            assert!(usage_error(op, &["1", "2"]).contains("unexpected argument \"2\""));
+            assert!(usage_error(op, &["1", "--waves", "100%"]).contains("--waves"));
+        }
+    }
+
+    #[test]
+    fn rollback_sends_waves_only_when_given() {
+        assert_eq!(
+            parse_line("rollback", &["7"]).unwrap().command,
+            Command::Rollback {
+                id: 7,
+                waves: vec![]
+            }
+        );
+        assert_eq!(
+            parse_line("rollback", &["--waves", "50%:5m,100%", "7"])
+                .unwrap()
+                .command,
+            Command::Rollback {
+                id: 7,
+                waves: vec![wave(50, Some("5m")), wave(100, None)]
+            }
+        );
+        assert!(usage_error("rollback", &["seven"]).contains("positive integer"));
+    }
+
+    #[test]
+    fn pin_unpin_and_node_check_their_names() {
+        assert_eq!(
+            parse_line("pin", &["10.0.0.1:web", "agent", "1.2.0"])
+                .unwrap()
+                .command,
+            Command::Pin {
+                node: "10.0.0.1:web".into(),
+                bin: "agent".into(),
+                version: "1.2.0".into(),
+            }
+        );
+        assert_eq!(
+            parse_line("unpin", &["web-1", "agent"]).unwrap().command,
+            Command::Unpin {
+                node: "web-1".into(),
+                bin: "agent".into(),
+            }
+        );
+        assert_eq!(
+            parse_line("node", &["web-1"]).unwrap().command,
+            Command::Node {
+                node: "web-1".into()
+            }
+        );
+        assert_eq!(usage_error("pin", &["web-1", "agent"]), "missing VERSION");
+        assert!(usage_error("pin", &["web 1", "agent", "1"]).contains("node_id"));
+        assert!(usage_error("pin", &["web-1", "a/b", "1"]).contains("bin name"));
+        assert!(usage_error("unpin", &["web-1", "a", "1"]).contains("unexpected"));
+        assert!(usage_error("node", &["../x"]).contains("node_id"));
+        assert_eq!(usage_error("node", &[]), "missing NODE");
+    }
+
+    #[test]
+    fn progress_takes_one_node() {
+        let err = usage_error("progress", &["a", "--node", "x", "--node", "y"]);
+        assert!(err.contains("--node"), "{err}");
+    }
+
+    #[test]
+    fn usage_lines_expand_the_plan() {
+        let release = spec("release").unwrap().usage;
+        assert!(release.contains("--waves P%[:WAIT],..."), "{release}");
+        assert!(
+            !release.contains('\n') && !release.contains("  "),
+            "{release}"
+        );
+        let publish = spec("publish").unwrap().usage;
+        assert!(publish.contains("--require-approval]]"), "{publish}");
     }
 
     #[test]
@@ -1136,5 +2114,173 @@ mod tests {
         );
         assert!(line.starts_with("web-1  yes"), "{out}");
         assert!(line.ends_with("env=prod"), "{out}");
+    }
+
+    fn sample_release() -> Release {
+        serde_json::from_value(serde_json::json!({
+            "id": 7, "bin_name": "agent", "version": "1.3.0", "note": "canary",
+            "status": "paused", "percent": 10, "wave": 1,
+            "selector": {"cpu_arch": ["x86_64"], "labels": {"env": ["canary", "staging"]}},
+            "waves": [{"percent": 1, "wait": "10m"}, {"percent": 10, "wait": "30m"}, {"percent": 100}],
+            "success_threshold": "95%", "max_failures": "5%", "require_approval": false,
+            "baseline_version": "1.2.0",
+            "paused_reason": "6 failures > 5% of 100 reached nodes",
+            "wave_started_at": "2025-01-01T10:00:00Z",
+            "counts": {"targeted": 100, "in_progress": 3, "success": 91, "failed": 4, "rolled_back": 2},
+            "created_at": "2025-01-01T09:00:00Z", "created_by": "admin",
+            "updated_at": "2025-01-01T10:05:00Z",
+            "history": (1..=7).map(|i| serde_json::json!({
+                "at": format!("2025-01-01T10:0{i}:00Z"), "actor": "admin", "action": format!("step{i}")
+            })).collect::<Vec<_>>()
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn releases_table_shows_waves_counts_and_why_paused() {
+        let mut r = sample_release();
+        let out = releases_table(&[r.clone()]);
+        let mut lines = out.lines();
+        let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "ID", "BIN", "VERSION", "STATUS", "WAVE", "PERCENT", "TARGETED", "OK", "FAIL",
+                "RB", "CREATED", "BY", "NOTE"
+            ]
+        );
+        let row = lines.next().unwrap();
+        assert!(
+            row.split_whitespace()
+                .take(10)
+                .eq(["7", "agent", "1.3.0", "paused", "2/3", "10%", "100", "91", "4", "2"]),
+            "{out}"
+        );
+        assert!(
+            row.ends_with("paused: 6 failures > 5% of 100 reached nodes; canary"),
+            "{out}"
+        );
+        r.status = ReleaseStatus::PendingApproval;
+        r.paused_reason = None;
+        let row = releases_table(&[r]).lines().nth(1).unwrap().to_owned();
+        assert!(row.contains(" 0/3 "), "{row}");
+        assert!(row.ends_with(" canary"), "{row}");
+    }
+
+    #[test]
+    fn one_release_shows_as_a_block_with_recent_history() {
+        let out = release_block(&sample_release());
+        for line in [
+            "status:      paused",
+            "paused:      6 failures > 5% of 100 reached nodes",
+            "wave:        2/3 at 10% since 2025-01-01T10:00:00Z",
+            "plan:        1%:10m,10%:30m,100%",
+            "selector:    arch x86_64; env=canary,staging",
+            "counts:      targeted 100, in progress 3, ok 91, failed 4, rolled back 2",
+            "baseline:    1.2.0",
+            "history (last 5 of 7):",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line:?} in\n{out}");
+        }
+        assert!(!out.contains("step2"), "{out}");
+        assert!(out.trim_end().ends_with("step7   -"), "{out}");
+        assert_eq!(selector_summary(&Selector::default()), "all nodes");
+    }
+
+    #[test]
+    fn node_view_tells_why() {
+        let view: NodeView = serde_json::from_value(serde_json::json!({
+            "node": {"node_id": "web-1", "cpu_arch": "x86_64", "os": "linux",
+                     "labels": {"env": "prod"}, "bins": {"agent": "b".repeat(64), "db": ""},
+                     "registered_at": "t0", "last_seen": "t1", "online": true},
+            "bins": {
+                "agent": {"target": {"bin_name": "agent", "version": "1.3.0", "sha256sum": "a".repeat(64),
+                                     "size": 1, "url": "/x"}, "reason": "in wave 2 of release 7"},
+                "db": {"target": null, "reason": "no release"},
+                "web": {"target": null, "reason": "outside selector of release 3"}
+            }
+        }))
+        .unwrap();
+        let out = node_view(&view);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[1]
+                .split_whitespace()
+                .take(3)
+                .eq(["web-1", "yes", "t1"]),
+            "{out}"
+        );
+        assert!(lines[1].ends_with("env=prod"), "{out}");
+        assert_eq!(lines[2], "");
+        assert!(lines[3].starts_with("BIN "), "{out}");
+        let agent = format!("1.3.0@{}  {}", "a".repeat(12), "b".repeat(12));
+        assert!(lines[4].contains(&agent), "{out}");
+        assert!(lines[4].ends_with("in wave 2 of release 7"), "{out}");
+        assert!(
+            lines[5].starts_with("db     -") && lines[5].contains("missing"),
+            "{out}"
+        );
+        assert!(lines[6].ends_with("outside selector of release 3"), "{out}");
+    }
+
+    #[test]
+    fn operations_post_without_a_body() {
+        let json = serde_json::to_string(&sample_release()).unwrap();
+        let answer = http_answer("200 OK", &json);
+        let (url, server) = serve_once(move |r| r.get_mut().write_all(answer.as_bytes()).unwrap());
+        let answer = client(&url)
+            .post_empty("/api/v1/releases/7/pause")
+            .ok()
+            .unwrap();
+        assert_eq!(answer.parse::<Release>().unwrap().id, 7);
+        let (head, ()) = server.join().unwrap();
+        assert!(
+            head.starts_with("POST /api/v1/releases/7/pause HTTP/1.1"),
+            "{head}"
+        );
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            !lower.contains("content-length") || lower.contains("content-length: 0\r\n"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn pins_are_put_and_deleted() {
+        let answer = http_answer(
+            "200 OK",
+            r#"{"node_id":"n:1","bin_name":"a","version":"1"}"#,
+        );
+        let (url, server) = serve_once(move |r| {
+            let mut body = [0; 15];
+            r.read_exact(&mut body).unwrap();
+            r.get_mut().write_all(answer.as_bytes()).unwrap();
+            body
+        });
+        let answer = client(&url)
+            .put_json(
+                "/api/v1/nodes/n:1/pins/a",
+                &serde_json::json!({"version": "1"}),
+            )
+            .ok()
+            .unwrap();
+        assert_eq!(answer.parse::<Pin>().unwrap().version, "1");
+        let (head, body) = server.join().unwrap();
+        assert!(
+            head.starts_with("PUT /api/v1/nodes/n:1/pins/a HTTP/1.1"),
+            "{head}"
+        );
+        assert_eq!(&body, br#"{"version":"1"}"#);
+
+        // An answer without a body is a success too.
+        let answer = http_answer("200 OK", "");
+        let (url, server) = serve_once(move |r| r.get_mut().write_all(answer.as_bytes()).unwrap());
+        let answer = client(&url).delete("/api/v1/nodes/n/pins/a").ok().unwrap();
+        assert_eq!(answer.body, Json::Null);
+        let (head, ()) = server.join().unwrap();
+        assert!(
+            head.starts_with("DELETE /api/v1/nodes/n/pins/a HTTP/1.1"),
+            "{head}"
+        );
     }
 }

@@ -6,7 +6,8 @@
 
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, names::normalize_arch,
-    BinVersions, Health, Installed, Keepalive, KeepaliveReply, NewRelease, Node, Progress, Version,
+    BinVersions, BinView, Health, Installed, Keepalive, KeepaliveReply, NewRelease, Node, NodeView,
+    Pin, Progress, Version,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -17,8 +18,8 @@ use crate::artifacts::{hex, Artifacts, IngestError};
 use crate::auth::{Actor, Auth};
 use crate::http::{file_reply, header, parse_range, read_json, ApiError, Reply, Url};
 use crate::store::{PutVersion, ReleaseError, Store};
-use crate::targets;
 use crate::time::now_rfc3339;
+use crate::{rollout, targets};
 
 /// Everything a handler needs.
 pub struct App {
@@ -55,11 +56,12 @@ pub fn keepalive(app: &App, rq: &mut Request) -> Answer {
     let node = app
         .store
         .keepalive(node.clone(), bins_given, SystemTime::now())?;
-    let mut targets = BTreeMap::new();
+    let (mut targets, mut reasons) = (BTreeMap::new(), BTreeMap::new());
     if bins_given {
         for bin in node.bins.keys() {
             let decision = targets::decide(&app.store, &node, bin, None)?;
             targets.insert(bin.clone(), decision.target);
+            reasons.insert(bin.clone(), decision.reason);
         }
     }
     Ok(Reply::json(
@@ -68,6 +70,7 @@ pub fn keepalive(app: &App, rq: &mut Request) -> Answer {
             node,
             server_time: now_rfc3339(),
             targets,
+            reasons,
         },
     ))
 }
@@ -216,7 +219,12 @@ pub fn report_progress(app: &App, bin: &str, rq: &mut Request) -> Answer {
             m.truncate(cut);
         }
     }
-    let record = app.store.add_progress(bin, &p, SystemTime::now())?;
+    let now = SystemTime::now();
+    let record = app.store.add_progress(bin, &p, now)?;
+    // The report is stored; a failed evaluation must not turn it into an error.
+    if let Err(e) = rollout::tick(&app.store, Some(bin), now) {
+        log::error!("evaluating releases of {bin} after a report: {e}");
+    }
     Ok(Reply::json(201, &record))
 }
 
@@ -354,26 +362,163 @@ pub fn create_release(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
     if let Some(note) = &new.note {
         check_text("note", note)?;
     }
-    match app
+    rollout::validate(&new)
+        .map_err(|e| ApiError::bad_request(format!("invalid release plan: {e}")))?;
+    let release = app
         .store
         .create_release(&new, &actor.name, SystemTime::now())
-    {
-        Ok(release) => {
-            log::info!(
-                "release {} of {} {} created by {}",
-                release.id,
-                release.bin_name,
-                release.version,
-                actor.name
-            );
-            Ok(Reply::json(201, &release))
+        .map_err(|e| release_error(e, &format!("version {} of {}", new.version, new.bin_name)))?;
+    log::info!(
+        "release {} of {} {} created by {} ({})",
+        release.id,
+        release.bin_name,
+        release.version,
+        actor.name,
+        release.status.as_str()
+    );
+    Ok(Reply::json(201, &release))
+}
+
+/// The answer for a refused release operation; `what` names the thing.
+fn release_error(e: ReleaseError, what: &str) -> ApiError {
+    match e {
+        ReleaseError::UnknownVersion => {
+            ApiError::not_found(format!("unknown {what}: upload it first"))
         }
-        Err(ReleaseError::UnknownVersion) => Err(ApiError::not_found(format!(
-            "unknown version {} of {}: upload it first",
-            new.version, new.bin_name
-        ))),
-        Err(ReleaseError::Store(e)) => Err(e.into()),
+        ReleaseError::NotFound => ApiError::not_found(format!("unknown {what}")),
+        ReleaseError::Conflict(why) => ApiError::conflict(why),
+        ReleaseError::Store(e) => e.into(),
     }
+}
+
+fn release_id(id: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid release id {id:?}: must be a number")))
+}
+
+/// `POST /api/v1/releases/{id}/{op}`: approve, pause, resume, promote, cancel, rollback.
+pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request) -> Answer {
+    let id = release_id(id)?;
+    let now = SystemTime::now();
+    let what = format!("release {id}");
+    if op == "rollback" {
+        let plan = read_rollback_plan(rq)?;
+        let new = app
+            .store
+            .rollback_release(id, plan, &actor.name, now)
+            .map_err(|e| release_error(e, &what))?;
+        log::info!(
+            "release {id} rolled back by {}: release {} of {}",
+            actor.name,
+            new.id,
+            new.version
+        );
+        return Ok(Reply::json(201, &new));
+    }
+    let current = app
+        .store
+        .release(id)?
+        .ok_or_else(|| ApiError::not_found(format!("unknown {what}")))?;
+    let failures = rollout::counts_now(&app.store, &current).map(|c| c.failed + c.rolled_back)?;
+    let who = actor.name.clone();
+    let release = app
+        .store
+        .update_release(id, &actor.name, now, |r| {
+            rollout::operate(r, op, &who, failures, now)
+        })
+        .map_err(|e| release_error(e, &what))?;
+    log::info!(
+        "release {id}: {op} by {} -> {}",
+        actor.name,
+        release.status.as_str()
+    );
+    Ok(Reply::json(200, &release))
+}
+
+/// The optional `{"waves": [...]}` of a rollback.
+fn read_rollback_plan(rq: &mut Request) -> Result<Vec<binproxy_protocol::Wave>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Plan {
+        #[serde(default)]
+        waves: Vec<binproxy_protocol::Wave>,
+    }
+    if rq.body_length().is_none_or(|n| n == 0) {
+        return Ok(Vec::new());
+    }
+    let plan: Plan = read_json(rq)?;
+    let check = NewRelease {
+        waves: plan.waves.clone(),
+        ..NewRelease::default()
+    };
+    rollout::validate(&check)
+        .map_err(|e| ApiError::bad_request(format!("invalid rollback plan: {e}")))?;
+    Ok(plan.waves)
+}
+
+pub fn put_pin(app: &App, node: &str, bin: &str, rq: &mut Request) -> Answer {
+    check_node_id(node)?;
+    check_bin_name(bin)?;
+    let pin: Pin = read_json(rq)?;
+    check_version(&pin.version)?;
+    if app.store.versions(bin, Some(&pin.version))?.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "unknown version {} of {bin}",
+            pin.version
+        )));
+    }
+    app.store.set_pin(node, bin, Some(&pin.version))?;
+    log::info!("{node}: {bin} pinned to {}", pin.version);
+    Ok(Reply::json(
+        200,
+        &Pin {
+            node_id: node.to_owned(),
+            bin_name: bin.to_owned(),
+            version: pin.version,
+        },
+    ))
+}
+
+pub fn delete_pin(app: &App, node: &str, bin: &str) -> Answer {
+    check_node_id(node)?;
+    check_bin_name(bin)?;
+    let version = app
+        .store
+        .pin(node, bin)
+        .ok_or_else(|| ApiError::not_found(format!("{node} has no pin for {bin}")))?;
+    app.store.set_pin(node, bin, None)?;
+    log::info!("{node}: {bin} unpinned");
+    Ok(Reply::json(
+        200,
+        &Pin {
+            node_id: node.to_owned(),
+            bin_name: bin.to_owned(),
+            version,
+        },
+    ))
+}
+
+/// `GET /api/v1/nodes/{node_id}`: per bin, the target and why.
+pub fn node_view(app: &App, id: &str) -> Answer {
+    check_node_id(id)?;
+    let node = app
+        .store
+        .node(id)
+        .ok_or_else(|| ApiError::not_found(format!("unknown node {id}")))?;
+    let mut names: std::collections::BTreeSet<String> = node.bins.keys().cloned().collect();
+    names.extend(app.store.live_releases().into_iter().map(|r| r.bin_name));
+    names.extend(app.store.pinned_bins(id));
+    let mut bins = BTreeMap::new();
+    for bin in names {
+        let d = targets::decide(&app.store, &node, &bin, None)?;
+        bins.insert(
+            bin,
+            BinView {
+                target: d.target,
+                reason: d.reason,
+            },
+        );
+    }
+    Ok(Reply::json(200, &NodeView { node, bins }))
 }
 
 pub fn list_releases(app: &App, url: &Url) -> Answer {
@@ -385,9 +530,7 @@ pub fn list_releases(app: &App, url: &Url) -> Answer {
 }
 
 pub fn release(app: &App, id: &str) -> Answer {
-    let id: u64 = id.parse().map_err(|_| {
-        ApiError::bad_request(format!("invalid release id {id:?}: must be a number"))
-    })?;
+    let id = release_id(id)?;
     let release = app
         .store
         .release(id)?

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod client;
 pub mod handlers;
 pub mod http;
+pub mod rollout;
 pub mod routes;
 pub mod serve;
 pub mod store;

@@ -11,11 +11,30 @@ USAGE:
     manager-lite serve [--listen ADDR] [--data DIR] [--admin-token-file FILE]
                        [--offline-after DURATION] [--max-artifact-size BYTES]
                        [--progress-keep N] [--workers N] [--flush-interval DURATION]
-    manager-lite publish BIN VERSION FILE [--arch A] [--release] [--note TEXT]
-    manager-lite release BIN VERSION [--note TEXT]
+                       [--rollout-interval DURATION]
+    manager-lite publish BIN VERSION FILE [--arch A] [--release [--note TEXT] PLAN...]
+    manager-lite release BIN VERSION [--note TEXT] [--arch A]... PLAN...
     manager-lite releases [--bin BIN]
+    manager-lite approve|pause|resume|promote|cancel ID
+    manager-lite rollback ID [--waves P%[:WAIT],...]
+    manager-lite pin NODE BIN VERSION
+    manager-lite unpin NODE BIN
     manager-lite nodes
+    manager-lite node NODE
     manager-lite progress BIN [--node NODE] [--limit N]
+
+PLAN (options of a new release: which nodes get it, and how fast):
+    --waves P%[:WAIT],...       e.g. 1%:10m,10%:30m,100%: percents rising to 100%,
+                                each wave running WAIT (90s, 1h 30m) before the next
+    --success-threshold N%      share of reached nodes that must succeed to go on
+    --max-failures N%|N         failures (share or count) that pause the release
+    --require-approval          start only on `approve ID`
+    Selector (all must match; each repeatable, any of its values matches):
+    --select KEY=V1,V2          label KEY is V1 or V2
+    --node ID                   only these nodes
+    --exclude-node ID           never these nodes
+    --arch A, --os OS           only these arches, OSes (in `publish`, --arch
+                                is the artifact's arch, not a selector)
 
 CLIENT OPTIONS:
     --server URL        manager to talk to (env MANAGER_URL, default http://127.0.0.1:38012)

@@ -46,7 +46,10 @@ enum Route<'a> {
     Download(&'a str),
     Releases,
     Release(&'a str),
+    ReleaseOp(&'a str, &'a str),
     Nodes,
+    Node(&'a str),
+    Pin(&'a str, &'a str),
 }
 
 impl<'a> Route<'a> {
@@ -61,16 +64,26 @@ impl<'a> Route<'a> {
             ["api", "v1", "download", name] => Route::Download(name),
             ["api", "v1", "releases"] => Route::Releases,
             ["api", "v1", "releases", id] => Route::Release(id),
+            ["api", "v1", "releases", id, op @ ("approve" | "pause" | "resume" | "promote" | "rollback" | "cancel")] => {
+                Route::ReleaseOp(id, op)
+            }
             ["api", "v1", "nodes"] => Route::Nodes,
+            ["api", "v1", "nodes", node] => Route::Node(node),
+            ["api", "v1", "nodes", node, "pins", bin] => Route::Pin(node, bin),
             _ => return None,
         })
     }
 
     fn allow(self) -> &'static str {
         match self {
-            Route::Health | Route::Bins | Route::Download(_) | Route::Release(_) | Route::Nodes => {
-                "GET, HEAD"
-            }
+            Route::Health
+            | Route::Bins
+            | Route::Download(_)
+            | Route::Release(_)
+            | Route::Nodes
+            | Route::Node(_) => "GET, HEAD",
+            Route::ReleaseOp(..) => "POST",
+            Route::Pin(..) => "PUT, DELETE",
             Route::Keepalive
             | Route::Bin(_)
             | Route::BinProgress(_)
@@ -85,6 +98,8 @@ enum Verb {
     /// GET, and HEAD (tiny_http leaves out the body).
     Get,
     Post,
+    Put,
+    Delete,
     Other,
 }
 
@@ -105,6 +120,8 @@ fn dispatch(app: &App, rq: &mut Request) -> Result<Reply, ApiError> {
     let verb = match rq.method() {
         Method::Get | Method::Head => Verb::Get,
         Method::Post => Verb::Post,
+        Method::Put => Verb::Put,
+        Method::Delete => Verb::Delete,
         _ => Verb::Other,
     };
     match (route, verb) {
@@ -135,6 +152,18 @@ fn dispatch(app: &App, rq: &mut Request) -> Result<Reply, ApiError> {
         }
         (Route::Release(id), Verb::Get) => admin(app, rq).and_then(|_| handlers::release(app, id)),
         (Route::Nodes, Verb::Get) => admin(app, rq).and_then(|_| handlers::list_nodes(app)),
+        (Route::ReleaseOp(id, op), Verb::Post) => {
+            admin(app, rq).and_then(|actor| handlers::release_op(app, &actor, id, op, rq))
+        }
+        (Route::Node(node), Verb::Get) => {
+            admin(app, rq).and_then(|_| handlers::node_view(app, node))
+        }
+        (Route::Pin(node, bin), Verb::Put) => {
+            admin(app, rq).and_then(|_| handlers::put_pin(app, node, bin, rq))
+        }
+        (Route::Pin(node, bin), Verb::Delete) => {
+            admin(app, rq).and_then(|_| handlers::delete_pin(app, node, bin))
+        }
         (route, _) => Err(ApiError::method_not_allowed(route.allow())),
     }
 }

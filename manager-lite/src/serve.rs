@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub progress_keep: usize,
     pub workers: usize,
     pub flush_interval: Duration,
+    /// How often releases are recounted, advanced or paused.
+    pub rollout_interval: Duration,
 }
 
 impl Default for ServeConfig {
@@ -44,6 +46,7 @@ impl Default for ServeConfig {
             progress_keep: 100,
             workers: 16,
             flush_interval: Duration::from_secs(5),
+            rollout_interval: Duration::from_secs(5),
         }
     }
 }
@@ -105,6 +108,12 @@ pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
                 c.progress_keep =
                     number("--progress-keep", &value(&mut parser, "--progress-keep")?)?;
             }
+            Long("rollout-interval") => {
+                c.rollout_interval = duration(
+                    "--rollout-interval",
+                    &value(&mut parser, "--rollout-interval")?,
+                )?;
+            }
             Long("workers") => c.workers = number("--workers", &value(&mut parser, "--workers")?)?,
             other => return Err(other.unexpected().to_string()),
         }
@@ -159,7 +168,14 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         for _ in 0..config.workers {
             scope.spawn(|| worker(&app, &server, &stop));
         }
-        flush_loop(&app.store, config.flush_interval, &stop);
+        scope.spawn(|| {
+            every(config.rollout_interval, &stop, || {
+                crate::rollout::tick(&app.store, None, std::time::SystemTime::now()).map(drop)
+            });
+        });
+        every(config.flush_interval, &stop, || {
+            app.store.flush_last_seen().map(drop)
+        });
     });
     log::info!("stopping: workers done");
     app.store.flush_last_seen().map_err(|e| e.to_string())?;
@@ -226,12 +242,17 @@ fn worker(app: &App, server: &tiny_http::Server, stop: &AtomicBool) {
     }
 }
 
-fn flush_loop(store: &Store, every: Duration, stop: &AtomicBool) {
+/// Runs `task` every `period` until stopped, logging its errors.
+fn every(
+    period: Duration,
+    stop: &AtomicBool,
+    task: impl Fn() -> Result<(), crate::store::StoreError>,
+) {
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() >= every {
-            if let Err(e) = store.flush_last_seen() {
+        std::thread::sleep(Duration::from_millis(50).min(period));
+        if last.elapsed() >= period {
+            if let Err(e) = task() {
                 log::error!("{e}");
             }
             last = Instant::now();

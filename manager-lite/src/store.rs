@@ -14,7 +14,8 @@
 //! shows it.
 
 use binproxy_protocol::{
-    NewRelease, Node, Progress, ProgressRecord, Release, ReleaseEvent, ReleaseStatus, Version,
+    NewRelease, Node, Progress, ProgressRecord, ProgressStatus, Release, ReleaseEvent,
+    ReleaseStatus, Version,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
@@ -41,6 +42,11 @@ const PROGRESS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("prog
 /// (bin, node_id, report id): the index that bounds history per node and bin.
 const PROGRESS_BY_NODE: TableDefinition<(&str, &str, u64), ()> =
     TableDefinition::new("progress_by_node");
+
+/// (release id, node_id) → latest progress status of that node for the release.
+const RELEASE_NODES: TableDefinition<(u64, &str), &str> = TableDefinition::new("release_nodes");
+/// (node_id, bin) → pinned version.
+const PINS: TableDefinition<(&str, &str), &str> = TableDefinition::new("pins");
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_PROGRESS: &str = "next_progress_id";
@@ -98,6 +104,10 @@ pub enum PutVersion {
 pub enum ReleaseError {
     /// No artifact of that version was uploaded.
     UnknownVersion,
+    /// No release with that id.
+    NotFound,
+    /// Not allowed in the release's current state; says why.
+    Conflict(String),
     Store(StoreError),
 }
 
@@ -105,6 +115,16 @@ impl From<StoreError> for ReleaseError {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
     }
+}
+
+/// What an operation on a release did.
+pub enum Change {
+    /// Nothing: no write.
+    Nothing,
+    /// Bookkeeping (counts): written without a history entry.
+    Quiet,
+    /// A change of state: written with this history entry (action, detail).
+    Event(String, Option<String>),
 }
 
 /// Tunables of the store.
@@ -137,6 +157,10 @@ pub struct Store {
     /// Serialises release writes with the refresh of `live_releases`, so the
     /// cache never goes back to an older state.
     release_writes: Mutex<()>,
+    /// Latest report per node for each release (mirror of RELEASE_NODES).
+    release_reports: RwLock<HashMap<u64, HashMap<String, ProgressStatus>>>,
+    /// (node, bin) → version (mirror of PINS).
+    pins: RwLock<HashMap<(String, String), String>>,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -153,10 +177,14 @@ impl Store {
             live_releases: RwLock::new(Vec::new()),
             node_writes: Mutex::new(()),
             release_writes: Mutex::new(()),
+            release_reports: RwLock::new(HashMap::new()),
+            pins: RwLock::new(HashMap::new()),
         };
         store.init_schema()?;
         store.load_nodes()?;
         store.refresh_live_releases()?;
+        store.load_release_reports()?;
+        store.load_pins()?;
         Ok(store)
     }
 
@@ -208,6 +236,9 @@ impl Store {
             txn.open_table(VERSIONS).at(&self.path, "versions")?;
             txn.open_table(RELEASES).at(&self.path, "releases")?;
             txn.open_table(PROGRESS).at(&self.path, "progress")?;
+            txn.open_table(RELEASE_NODES)
+                .at(&self.path, "release nodes")?;
+            txn.open_table(PINS).at(&self.path, "pins")?;
             txn.open_table(PROGRESS_BY_NODE)
                 .at(&self.path, "progress")?;
             Ok(())
@@ -448,7 +479,8 @@ impl Store {
 
     // ---- releases ----
 
-    /// Creates a release; it supersedes the bin's live releases.
+    /// Creates a release. Unless it waits for approval it starts at once and
+    /// supersedes the older live releases of the bin it covers.
     pub fn create_release(
         &self,
         new: &NewRelease,
@@ -458,60 +490,220 @@ impl Store {
         if self.versions(&new.bin_name, Some(&new.version))?.is_empty() {
             return Err(ReleaseError::UnknownVersion);
         }
-        let at = rfc3339(now);
         let _guard = self
             .release_writes
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let release = self.write("creating release", |txn| {
-            let id = next_id(txn, KEY_NEXT_RELEASE).at(&self.path, "release id")?;
-            let mut t = txn.open_table(RELEASES).at(&self.path, "releases")?;
-            // Read what is live inside this transaction: the cache may lag.
-            let mut live = Vec::new();
-            for row in t.iter().at(&self.path, "releases")? {
-                let (_, value) = row.at(&self.path, "releases")?;
-                let r: Release = self.decode(value.value(), "release")?;
-                if r.bin_name == new.bin_name
-                    && (r.status.is_live() || r.status == ReleaseStatus::PendingApproval)
-                {
-                    live.push(r);
-                }
-            }
-            for mut old in live {
-                old.status = ReleaseStatus::Superseded;
-                old.updated_at.clone_from(&at);
-                old.history.push(ReleaseEvent {
-                    at: at.clone(),
-                    actor: actor.to_owned(),
-                    action: "superseded".into(),
-                    detail: Some(format!("by release {id}")),
-                });
-                t.insert(old.id, to_json(&old).as_slice())
-                    .at(&self.path, "superseding release")?;
-            }
-            let release = Release {
-                id,
-                bin_name: new.bin_name.clone(),
-                version: new.version.clone(),
-                note: new.note.clone(),
-                status: ReleaseStatus::RollingOut,
-                percent: 100,
-                created_at: at.clone(),
-                created_by: actor.to_owned(),
-                updated_at: at.clone(),
-                history: vec![ReleaseEvent {
-                    at: at.clone(),
-                    actor: actor.to_owned(),
-                    action: "created".into(),
-                    detail: new.note.clone(),
-                }],
-            };
-            t.insert(id, to_json(&release).as_slice())
-                .at(&self.path, "creating release")?;
-            Ok(release)
+            self.insert_release(txn, new, actor, now)
         })?;
         self.refresh_live_releases()?;
         Ok(release)
+    }
+
+    fn insert_release(
+        &self,
+        txn: &redb::WriteTransaction,
+        new: &NewRelease,
+        actor: &str,
+        now: SystemTime,
+    ) -> Result<Release> {
+        let at = rfc3339(now);
+        let id = next_id(txn, KEY_NEXT_RELEASE).at(&self.path, "release id")?;
+        let mut t = txn.open_table(RELEASES).at(&self.path, "releases")?;
+        let baseline_version = self
+            .scan_releases(&t)?
+            .into_iter()
+            .rev()
+            .find(|r| r.bin_name == new.bin_name && r.status.is_live())
+            .map(|r| r.version);
+        let waves = crate::rollout::plan(new);
+        let pending = new.require_approval;
+        let mut release = Release {
+            id,
+            bin_name: new.bin_name.clone(),
+            version: new.version.clone(),
+            note: new.note.clone(),
+            status: if pending {
+                ReleaseStatus::PendingApproval
+            } else {
+                ReleaseStatus::RollingOut
+            },
+            percent: if pending { 0 } else { waves[0].percent },
+            wave: 0,
+            selector: new.selector.clone(),
+            waves,
+            success_threshold: new.success_threshold.clone(),
+            max_failures: new.max_failures.clone(),
+            require_approval: new.require_approval,
+            baseline_version,
+            paused_reason: None,
+            wave_started_at: (!pending).then(|| at.clone()),
+            counts: binproxy_protocol::ReleaseCounts::default(),
+            failure_baseline: 0,
+            created_at: at.clone(),
+            created_by: actor.to_owned(),
+            updated_at: at.clone(),
+            history: Vec::new(),
+        };
+        push_event(&mut release, &at, actor, "created", new.note.clone());
+        self.supersede(&mut t, &release, actor, &at)?;
+        t.insert(id, to_json(&release).as_slice())
+            .at(&self.path, "creating release")?;
+        Ok(release)
+    }
+
+    /// Once `by` is live at 100%, marks as superseded the older live
+    /// releases of the same bin that it covers (every node they could reach,
+    /// `by` reaches too). Before that, an older release still gives its
+    /// target to the nodes `by` has not reached.
+    fn supersede(
+        &self,
+        t: &mut redb::Table<u64, &[u8]>,
+        by: &Release,
+        actor: &str,
+        at: &str,
+    ) -> Result<()> {
+        if by.percent < 100 || !by.status.is_live() {
+            return Ok(());
+        }
+        for mut old in self.scan_releases(t)? {
+            let covered = by.selector.is_empty() || by.selector == old.selector;
+            if old.id >= by.id || old.bin_name != by.bin_name || !old.status.is_live() || !covered {
+                continue;
+            }
+            old.status = ReleaseStatus::Superseded;
+            push_event(
+                &mut old,
+                at,
+                actor,
+                "superseded",
+                Some(format!("by release {}", by.id)),
+            );
+            t.insert(old.id, to_json(&old).as_slice())
+                .at(&self.path, "superseding release")?;
+        }
+        Ok(())
+    }
+
+    fn scan_releases(&self, t: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Release>> {
+        let mut out = Vec::new();
+        for row in t.iter().at(&self.path, "releases")? {
+            let (_, value) = row.at(&self.path, "releases")?;
+            out.push(self.decode(value.value(), "release")?);
+        }
+        Ok(out)
+    }
+
+    /// Changes one release in a transaction: `op` sees the stored record and
+    /// says what it changed, or why the change is not allowed. Approval
+    /// starts the release (and supersedes).
+    pub fn update_release(
+        &self,
+        id: u64,
+        actor: &str,
+        now: SystemTime,
+        op: impl FnOnce(&mut Release) -> Result<Change, String>,
+    ) -> Result<Release, ReleaseError> {
+        let _guard = self
+            .release_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let at = rfc3339(now);
+        let outcome = self.write("updating release", |txn| {
+            let mut t = txn.open_table(RELEASES).at(&self.path, "releases")?;
+            let found = t
+                .get(id)
+                .at(&self.path, "releases")?
+                .map(|v| self.decode::<Release>(v.value(), "release"));
+            let Some(mut release) = found.transpose()? else {
+                return Ok(Err(ReleaseError::NotFound));
+            };
+            let before = release.status;
+            match op(&mut release) {
+                Err(why) => return Ok(Err(ReleaseError::Conflict(why))),
+                Ok(Change::Nothing) => return Ok(Ok(release)),
+                Ok(Change::Quiet) => {}
+                Ok(Change::Event(action, detail)) => {
+                    push_event(&mut release, &at, actor, &action, detail);
+                }
+            }
+            if before == ReleaseStatus::PendingApproval
+                && release.status == ReleaseStatus::RollingOut
+            {
+                release.wave_started_at = Some(at.clone());
+            }
+            self.supersede(&mut t, &release, actor, &at)?;
+            t.insert(id, to_json(&release).as_slice())
+                .at(&self.path, "updating release")?;
+            Ok(Ok(release))
+        })?;
+        self.refresh_live_releases()?;
+        outcome
+    }
+
+    /// Rolls a release back: it becomes `rolled_back`, and a new release of
+    /// its baseline version, for the same selector, takes its place.
+    pub fn rollback_release(
+        &self,
+        id: u64,
+        waves: Vec<binproxy_protocol::Wave>,
+        actor: &str,
+        now: SystemTime,
+    ) -> Result<Release, ReleaseError> {
+        let _guard = self
+            .release_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let at = rfc3339(now);
+        let outcome = self.write("rolling back release", |txn| {
+            let mut old = {
+                let t = txn.open_table(RELEASES).at(&self.path, "releases")?;
+                let found = t
+                    .get(id)
+                    .at(&self.path, "releases")?
+                    .map(|v| self.decode::<Release>(v.value(), "release"));
+                match found.transpose()? {
+                    Some(r) => r,
+                    None => return Ok(Err(ReleaseError::NotFound)),
+                }
+            };
+            if !old.status.is_live() {
+                return Ok(Err(ReleaseError::Conflict(format!(
+                    "release {id} is {}: only a live release can be rolled back",
+                    old.status.as_str()
+                ))));
+            }
+            let Some(baseline) = old.baseline_version.clone() else {
+                return Ok(Err(ReleaseError::Conflict(format!(
+                    "release {id} has no earlier version of {} to roll back to",
+                    old.bin_name
+                ))));
+            };
+            old.status = ReleaseStatus::RolledBack;
+            push_event(
+                &mut old,
+                &at,
+                actor,
+                "rolled_back",
+                Some(format!("back to {baseline}")),
+            );
+            txn.open_table(RELEASES)
+                .at(&self.path, "releases")?
+                .insert(id, to_json(&old).as_slice())
+                .at(&self.path, "rolling back release")?;
+            let new = NewRelease {
+                bin_name: old.bin_name.clone(),
+                version: baseline,
+                note: Some(format!("rollback of release {id}")),
+                selector: old.selector.clone(),
+                waves,
+                ..NewRelease::default()
+            };
+            self.insert_release(txn, &new, actor, now).map(Ok)
+        })?;
+        self.refresh_live_releases()?;
+        outcome
     }
 
     fn refresh_live_releases(&self) -> Result<()> {
@@ -567,13 +759,131 @@ impl Store {
         hit.map(|v| self.decode(v.value(), "release")).transpose()
     }
 
+    fn load_release_reports(&self) -> Result<()> {
+        let txn = self.read("loading release reports")?;
+        let t = txn
+            .open_table(RELEASE_NODES)
+            .at(&self.path, "release nodes")?;
+        let mut map: HashMap<u64, HashMap<String, ProgressStatus>> = HashMap::new();
+        for row in t.iter().at(&self.path, "release nodes")? {
+            let (key, value) = row.at(&self.path, "release nodes")?;
+            let (id, node) = key.value();
+            if let Some(status) = status_of(value.value()) {
+                map.entry(id).or_default().insert(node.to_owned(), status);
+            }
+        }
+        *self
+            .release_reports
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    /// Latest report per node for a release.
+    pub fn release_reports(&self, id: u64) -> HashMap<String, ProgressStatus> {
+        self.release_reports
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The artifact hashes of a release's version, every arch.
+    pub fn release_hashes(&self, r: &Release) -> Result<std::collections::HashSet<String>> {
+        Ok(self
+            .versions(&r.bin_name, Some(&r.version))?
+            .into_iter()
+            .map(|v| v.sha256sum)
+            .collect())
+    }
+
+    // ---- pins ----
+
+    fn load_pins(&self) -> Result<()> {
+        let txn = self.read("loading pins")?;
+        let t = txn.open_table(PINS).at(&self.path, "pins")?;
+        let mut map = HashMap::new();
+        for row in t.iter().at(&self.path, "pins")? {
+            let (key, value) = row.at(&self.path, "pins")?;
+            let (node, bin) = key.value();
+            map.insert((node.to_owned(), bin.to_owned()), value.value().to_owned());
+        }
+        *self.pins.write().unwrap_or_else(PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    /// Pins a node's bin to a version (`Some`) or removes the pin (`None`);
+    /// returns whether a pin was there before.
+    pub fn set_pin(&self, node: &str, bin: &str, version: Option<&str>) -> Result<bool> {
+        let mut pins = self.pins.write().unwrap_or_else(PoisonError::into_inner);
+        let existed = self.write("storing pin", |txn| {
+            let mut t = txn.open_table(PINS).at(&self.path, "pins")?;
+            let existed = match version {
+                Some(v) => t
+                    .insert((node, bin), v)
+                    .at(&self.path, "storing pin")?
+                    .is_some(),
+                None => t
+                    .remove((node, bin))
+                    .at(&self.path, "removing pin")?
+                    .is_some(),
+            };
+            Ok(existed)
+        })?;
+        let key = (node.to_owned(), bin.to_owned());
+        match version {
+            Some(v) => pins.insert(key, v.to_owned()),
+            None => pins.remove(&key),
+        };
+        Ok(existed)
+    }
+
+    pub fn pin(&self, node: &str, bin: &str) -> Option<String> {
+        self.pins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(node.to_owned(), bin.to_owned()))
+            .cloned()
+    }
+
+    /// Bins pinned on a node.
+    pub fn pinned_bins(&self, node: &str) -> Vec<String> {
+        self.pins
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|(n, _)| n == node)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
     // ---- progress ----
 
     /// Stores a progress report durably and prunes that node's history for
     /// the bin to the newest `progress_keep`.
     pub fn add_progress(&self, bin: &str, p: &Progress, now: SystemTime) -> Result<ProgressRecord> {
         let keep = self.opts.progress_keep.max(1);
-        self.write("storing progress", |txn| {
+        // The live releases this report is about: those whose artifacts include its hash.
+        let mut releases = Vec::new();
+        for r in self
+            .live_releases()
+            .into_iter()
+            .filter(|r| r.bin_name == bin && r.status.is_live())
+        {
+            if self.release_hashes(&r)?.contains(&p.target_hash) {
+                releases.push(r.id);
+            }
+        }
+        let record = self.write("storing progress", |txn| {
+            let mut per_release = txn
+                .open_table(RELEASE_NODES)
+                .at(&self.path, "release nodes")?;
+            for &id in &releases {
+                per_release
+                    .insert((id, p.node_id.as_str()), p.status.as_str())
+                    .at(&self.path, "storing progress")?;
+            }
             let id = next_id(txn, KEY_NEXT_PROGRESS).at(&self.path, "progress id")?;
             let record = ProgressRecord {
                 id,
@@ -612,7 +922,17 @@ impl Store {
                     .at(&self.path, "pruning progress")?;
             }
             Ok(record)
-        })
+        })?;
+        let mut map = self
+            .release_reports
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for id in releases {
+            map.entry(id)
+                .or_default()
+                .insert(p.node_id.clone(), p.status);
+        }
+        Ok(record)
     }
 
     /// Progress reports of `bin`, newest first, optionally of one node.
@@ -673,6 +993,20 @@ impl<T, E: Into<redb::Error>> Context<T> for std::result::Result<T, E> {
             source: Box::new(e.into()),
         })
     }
+}
+
+fn push_event(release: &mut Release, at: &str, actor: &str, action: &str, detail: Option<String>) {
+    at.clone_into(&mut release.updated_at);
+    release.history.push(ReleaseEvent {
+        at: at.to_owned(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        detail,
+    });
+}
+
+fn status_of(text: &str) -> Option<ProgressStatus> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
 }
 
 fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -877,6 +1211,7 @@ mod tests {
             bin_name: "streamd".into(),
             version: v.into(),
             note: None,
+            ..NewRelease::default()
         };
         let now = SystemTime::now();
         assert!(matches!(

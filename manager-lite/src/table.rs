@@ -5,7 +5,8 @@
 //! cell and separated by two spaces, so the output reads well in a terminal and
 //! still splits on whitespace in a shell pipeline. Cells come from the network
 //! (a node's labels, an agent's error message), so they are cleaned to one line
-//! of printable text before they are measured.
+//! of printable text before they are measured. A single record (one release)
+//! shows as aligned `key:  value` lines instead ([`fields`]).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -39,6 +40,27 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
             }
         }
         out.push('\n');
+    }
+    out
+}
+
+/// Renders `fields` as `key:  value` lines, the values aligned, each ending
+/// in `\n`. Values are cleaned like cells, and an empty one shows as `-`.
+pub fn fields(fields: &[(&str, String)]) -> String {
+    let width = fields
+        .iter()
+        .map(|(key, _)| key.chars().count() + 1)
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in fields {
+        // Writing into a String cannot fail.
+        let _ = writeln!(
+            out,
+            "{:<width$}{GAP}{}",
+            format!("{}:", clean(key)),
+            cell(value)
+        );
     }
     out
 }
@@ -108,6 +130,22 @@ mod tests {
     fn width_counts_characters_not_bytes() {
         let out = render(&["N", "X"], &[row(&["été", "1"]), row(&["abcd", "2"])]);
         assert_eq!(out, "N     X\nété   1\nabcd  2\n");
+    }
+
+    #[test]
+    fn fields_align_values_and_clean_them() {
+        let out = fields(&[
+            ("status", "paused".into()),
+            ("baseline", String::new()),
+            ("note", "a\nb".into()),
+        ]);
+        assert_eq!(
+            out,
+            "status:    paused\n\
+             baseline:  -\n\
+             note:      a\\nb\n"
+        );
+        assert_eq!(fields(&[]), "");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use binproxy_protocol::{
     Version,
 };
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -568,6 +569,7 @@ impl FakeManager {
             url: format!("/dl/{sha}"),
             sha256sum: sha,
             size: artifact.len() as u64,
+            reason: None,
         };
         let shared = Arc::new(Mutex::new(Shared {
             bin: bin.to_owned(),
@@ -773,6 +775,7 @@ fn handle(mut stream: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
                     ..Node::default()
                 },
                 server_time: when,
+                reasons: BTreeMap::new(),
                 targets: [(bin, Some(target))].into_iter().collect(),
             };
             json_reply(&mut stream, 200, &serde_json::to_value(reply).unwrap());

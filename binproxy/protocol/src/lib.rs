@@ -67,6 +67,9 @@ pub struct KeepaliveReply {
     /// For each bin of the request: its target for this node, or null.
     #[serde(default)]
     pub targets: BTreeMap<String, Option<Target>>,
+    /// For each bin of the request: why it has that target (or none), in words.
+    #[serde(default)]
+    pub reasons: BTreeMap<String, String>,
 }
 
 /// What the manager knows of a node.
@@ -108,6 +111,9 @@ pub struct Target {
     /// Downloads exactly this artifact. Usually a path (`/api/v1/download/<sha256>`)
     /// to resolve against the manager's URL; an absolute URL is used as it is.
     pub url: String,
+    /// Why this is the node's target (`in wave 2 of release 7`, `pinned to 1.2.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Body of `POST /api/v1/bins/{bin}`: the node runs this hash now.
@@ -199,13 +205,83 @@ pub struct BinVersions {
     pub versions: Vec<Version>,
 }
 
-/// Body of `POST /api/v1/releases`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Body of `POST /api/v1/releases`. Everything but the bin and version is
+/// optional: no selector is every node, no waves is 100% at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRelease {
     pub bin_name: String,
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Selector::is_empty")]
+    pub selector: Selector,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Wave>,
+    /// Share of reached nodes that must report success before the next wave: `"95%"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<String>,
+    /// Failures that pause the release: a share of reached nodes (`"5%"`) or a count (`"3"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<String>,
+    #[serde(default)]
+    pub require_approval: bool,
+}
+
+/// Which nodes a release is for. Fields AND together; list values are any-of;
+/// an empty field does not constrain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_node_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_arch: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os: Vec<String>,
+    /// Label key → accepted values (the old console's isp, region, datacenter
+    /// rules map here).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, Vec<String>>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self == &Selector::default()
+    }
+
+    /// Whether `node` is one of the nodes this selector names.
+    pub fn matches(&self, node: &Node) -> bool {
+        let any_of =
+            |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
+        any_of(&self.node_ids, &node.node_id)
+            && !self.exclude_node_ids.contains(&node.node_id)
+            && any_of(&self.cpu_arch, &node.cpu_arch)
+            && any_of(&self.os, &node.os)
+            && self
+                .labels
+                .iter()
+                .all(|(k, values)| node.labels.get(k).is_some_and(|v| values.contains(v)))
+    }
+}
+
+/// One step of a rollout: reach `percent` of the selected nodes, then wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wave {
+    pub percent: u32,
+    /// How long the wave must run before the next may start (`"10m"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+}
+
+/// Reports about a release, counted once per reached node (its latest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseCounts {
+    pub targeted: u64,
+    pub in_progress: u64,
+    pub success: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
 }
 
 /// Where a release stands.
@@ -252,6 +328,33 @@ pub struct Release {
     pub status: ReleaseStatus,
     /// Share of the selected nodes the release has reached, 0 to 100.
     pub percent: u32,
+    /// Index of the current wave in `waves`.
+    #[serde(default)]
+    pub wave: usize,
+    #[serde(default)]
+    pub selector: Selector,
+    /// The plan; a single wave of 100% when none was given.
+    #[serde(default)]
+    pub waves: Vec<Wave>,
+    #[serde(default)]
+    pub success_threshold: Option<String>,
+    #[serde(default)]
+    pub max_failures: Option<String>,
+    #[serde(default)]
+    pub require_approval: bool,
+    /// The version this bin's previous live release targeted: what `rollback` restores.
+    #[serde(default)]
+    pub baseline_version: Option<String>,
+    #[serde(default)]
+    pub paused_reason: Option<String>,
+    /// RFC 3339; when the current wave began.
+    #[serde(default)]
+    pub wave_started_at: Option<String>,
+    #[serde(default)]
+    pub counts: ReleaseCounts,
+    /// Failures already counted when the release was last resumed.
+    #[serde(default)]
+    pub failure_baseline: u64,
     /// RFC 3339.
     pub created_at: String,
     pub created_by: String,
@@ -271,6 +374,29 @@ pub struct ReleaseEvent {
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// `PUT /api/v1/nodes/{node_id}/pins/{bin}` body, and the pin as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    #[serde(default)]
+    pub node_id: String,
+    #[serde(default)]
+    pub bin_name: String,
+    pub version: String,
+}
+
+/// `GET /api/v1/nodes/{node_id}`: the node and, per bin, its target and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub node: Node,
+    pub bins: BTreeMap<String, BinView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinView {
+    pub target: Option<Target>,
+    pub reason: String,
 }
 
 /// Every error answer: `{"error": "..."}`, naming the field or thing at fault.

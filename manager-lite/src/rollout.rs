@@ -1,0 +1,516 @@
+//! Progressive rollouts: which nodes a release reaches, and when it moves on.
+//!
+//! A node's bucket is a hash of (release id, node id) mod 10000, so it is
+//! fixed for the life of a release: a node in wave k is in every later wave,
+//! and raising the percentage only adds nodes. No per-node state is needed.
+//!
+//! [`evaluate`] is the whole policy. It runs on a timer and after every
+//! progress report: it recounts the release's reached nodes and their
+//! outcomes, pauses the release when failures pass `max_failures`, and
+//! advances a wave once its wait has passed and `success_threshold` of the
+//! reached nodes succeeded.
+
+use binproxy_protocol::{
+    check_arch, check_bin_name, check_node_id, NewRelease, Node, ProgressStatus, Release,
+    ReleaseCounts, ReleaseStatus, Wave,
+};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use crate::store::{Change, ReleaseError, Store, StoreError};
+use crate::time::parse_rfc3339;
+
+/// Buckets per release: percentages are matched to 0.01%.
+pub const BUCKETS: u64 = 10_000;
+
+/// Default share of reached nodes that must succeed before the next wave.
+pub const DEFAULT_SUCCESS: &str = "95%";
+
+/// A node's fixed bucket in a release, 0 to 9999.
+pub fn bucket(release_id: u64, node_id: &str) -> u64 {
+    let digest = Sha256::digest(format!("{release_id}:{node_id}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) % BUCKETS
+}
+
+/// Whether the release, at its current percent, has reached this node.
+pub fn in_wave(release: &Release, node_id: &str) -> bool {
+    bucket(release.id, node_id) < u64::from(release.percent) * (BUCKETS / 100)
+}
+
+/// A limit on failures: a share of reached nodes, or a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Basis points (1% = 100).
+    Share(u64),
+    Count(u64),
+}
+
+impl Limit {
+    /// Parses `"5%"`, `"2.5%"` or `"3"`.
+    pub fn parse(field: &str, text: &str) -> Result<Limit, String> {
+        let t = text.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            return share(field, p).map(Limit::Share);
+        }
+        t.parse::<u64>().map(Limit::Count).map_err(|_| {
+            format!("{field}: {text:?} is neither a share like \"5%\" nor a count like \"3\"")
+        })
+    }
+
+    /// Whether `failures` out of `reached` exceed the limit.
+    pub fn exceeded(self, failures: u64, reached: u64) -> bool {
+        match self {
+            Limit::Count(n) => failures > n,
+            Limit::Share(bp) => failures * 10_000 > bp * reached,
+        }
+    }
+}
+
+/// `"95%"` → basis points.
+pub fn parse_share(field: &str, text: &str) -> Result<u64, String> {
+    let p = text
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("{field}: {text:?} must be a share like \"95%\""))?;
+    share(field, p)
+}
+
+fn share(field: &str, number: &str) -> Result<u64, String> {
+    match number.trim().parse::<f64>() {
+        // Whole basis points: 0.01% steps; the cast is exact for 0..=10000.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok((p * 100.0).round() as u64),
+        _ => Err(format!(
+            "{field}: {number:?}% is not a share between 0% and 100%"
+        )),
+    }
+}
+
+fn wait_of(wave: &Wave) -> Result<Duration, String> {
+    wave.wait.as_deref().map_or(Ok(Duration::ZERO), |w| {
+        humantime::parse_duration(w).map_err(|e| format!("waves: wait {w:?}: {e}"))
+    })
+}
+
+/// Checks a release plan; the message names the field.
+pub fn validate(new: &NewRelease) -> Result<(), String> {
+    let s = &new.selector;
+    for id in s.node_ids.iter().chain(&s.exclude_node_ids) {
+        check_node_id(id).map_err(|e| format!("selector: {e}"))?;
+    }
+    for arch in &s.cpu_arch {
+        check_arch(arch).map_err(|e| format!("selector.cpu_arch: {e}"))?;
+    }
+    for os in &s.os {
+        check_arch(os).map_err(|_| format!("selector.os: invalid {os:?}"))?;
+    }
+    for (key, values) in &s.labels {
+        check_bin_name(key).map_err(|_| format!("selector.labels: invalid key {key:?}"))?;
+        if values.is_empty() {
+            return Err(format!("selector.labels.{key}: list at least one value"));
+        }
+    }
+    let mut last = 0;
+    for (i, w) in new.waves.iter().enumerate() {
+        if w.percent == 0 || w.percent > 100 || w.percent <= last {
+            return Err(format!(
+                "waves[{i}].percent: {} must be 1 to 100 and above the wave before",
+                w.percent
+            ));
+        }
+        last = w.percent;
+        wait_of(w).map_err(|e| e.replace("waves:", &format!("waves[{i}]:")))?;
+    }
+    if !new.waves.is_empty() && last != 100 {
+        return Err("waves: the last wave must reach 100%".into());
+    }
+    if let Some(t) = &new.success_threshold {
+        parse_share("success_threshold", t)?;
+    }
+    if let Some(m) = &new.max_failures {
+        Limit::parse("max_failures", m)?;
+    }
+    Ok(())
+}
+
+/// The plan as stored: a single wave of 100% when none was given.
+pub fn plan(new: &NewRelease) -> Vec<Wave> {
+    if new.waves.is_empty() {
+        vec![Wave {
+            percent: 100,
+            wait: None,
+        }]
+    } else {
+        new.waves.clone()
+    }
+}
+
+/// What the nodes say about one release.
+pub struct Facts<'a> {
+    /// Every registered node.
+    pub nodes: &'a [Node],
+    /// Latest report per node for this release.
+    pub reports: Option<&'a HashMap<String, ProgressStatus>>,
+    /// The release's artifact hashes (every arch).
+    pub hashes: &'a HashSet<String>,
+}
+
+/// Counts the release's reached nodes and their outcomes.
+pub fn count(release: &Release, facts: &Facts) -> ReleaseCounts {
+    let mut c = ReleaseCounts::default();
+    for node in facts.nodes {
+        if !release.selector.matches(node) || !in_wave(release, &node.node_id) {
+            continue;
+        }
+        c.targeted += 1;
+        let installed = node
+            .bins
+            .get(&release.bin_name)
+            .is_some_and(|sha| facts.hashes.contains(sha));
+        match facts.reports.and_then(|r| r.get(&node.node_id)) {
+            _ if installed => c.success += 1,
+            Some(ProgressStatus::Success) => c.success += 1,
+            Some(ProgressStatus::InProgress) => c.in_progress += 1,
+            Some(ProgressStatus::Failed) => c.failed += 1,
+            Some(ProgressStatus::RolledBack) => c.rolled_back += 1,
+            None => {}
+        }
+    }
+    c
+}
+
+/// What [`evaluate`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    Pause(String),
+    Advance,
+    Complete,
+    /// Only the counts changed (or nothing).
+    Hold,
+}
+
+/// Applies the rollout policy to a live release with fresh `counts`.
+pub fn evaluate(release: &Release, counts: &ReleaseCounts, now: SystemTime) -> Step {
+    if release.status != ReleaseStatus::RollingOut {
+        return Step::Hold;
+    }
+    let failures = (counts.failed + counts.rolled_back).saturating_sub(release.failure_baseline);
+    if let Some(limit) = release
+        .max_failures
+        .as_deref()
+        .and_then(|m| Limit::parse("", m).ok())
+    {
+        if limit.exceeded(failures, counts.targeted) {
+            let max = release.max_failures.as_deref().unwrap_or_default();
+            return Step::Pause(format!(
+                "{failures} failures > {max} of {} reached nodes",
+                counts.targeted
+            ));
+        }
+    }
+    let threshold = release
+        .success_threshold
+        .as_deref()
+        .and_then(|t| parse_share("", t).ok())
+        .unwrap_or(9_500);
+    // No reached node (a 1% wave of a small fleet) counts as met.
+    let succeeded = counts.success * 10_000 >= threshold * counts.targeted;
+    let waited = wave_elapsed(release, now);
+    if !succeeded || !waited {
+        return Step::Hold;
+    }
+    if release.wave + 1 < release.waves.len() {
+        Step::Advance
+    } else {
+        Step::Complete
+    }
+}
+
+fn wave_elapsed(release: &Release, now: SystemTime) -> bool {
+    let wait = release
+        .waves
+        .get(release.wave)
+        .and_then(|w| wait_of(w).ok())
+        .unwrap_or_default();
+    let started = release
+        .wave_started_at
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    now.duration_since(started).is_ok_and(|d| d >= wait)
+}
+
+/// Recounts every live release (of `bin`, or all) and applies the policy.
+pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<(), StoreError> {
+    let nodes = store.nodes();
+    for r in store.live_releases() {
+        if !r.status.is_live() || bin.is_some_and(|b| b != r.bin_name) {
+            continue;
+        }
+        let counts = counts_with(store, &r, &nodes)?;
+        if counts == r.counts && evaluate(&r, &counts, now) == Step::Hold {
+            continue;
+        }
+        let outcome = store.update_release(r.id, "rollout", now, |rel| {
+            if rel.status != r.status || rel.wave != r.wave {
+                return Ok(Change::Nothing); // changed meanwhile; the next tick looks again
+            }
+            rel.counts = counts.clone();
+            Ok(apply(rel, evaluate(rel, &counts, now), now))
+        });
+        match outcome {
+            Ok(updated) if updated.status != r.status || updated.wave != r.wave => log::info!(
+                "release {} of {} {}: {} (wave {}, {}%)",
+                updated.id,
+                updated.bin_name,
+                updated.version,
+                updated.status.as_str(),
+                updated.wave + 1,
+                updated.percent
+            ),
+            Ok(_)
+            | Err(
+                ReleaseError::NotFound | ReleaseError::Conflict(_) | ReleaseError::UnknownVersion,
+            ) => {}
+            Err(ReleaseError::Store(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The release's counts as of now.
+pub fn counts_now(store: &Store, r: &Release) -> Result<ReleaseCounts, StoreError> {
+    counts_with(store, r, &store.nodes())
+}
+
+fn counts_with(store: &Store, r: &Release, nodes: &[Node]) -> Result<ReleaseCounts, StoreError> {
+    let hashes = store.release_hashes(r)?;
+    let reports = store.release_reports(r.id);
+    Ok(count(
+        r,
+        &Facts {
+            nodes,
+            reports: Some(&reports),
+            hashes: &hashes,
+        },
+    ))
+}
+
+/// An operator's action on a release: the change, or why it is not allowed.
+/// `failures` is the release's failure count now (a resume or promote
+/// accepts those, so only new failures can pause it again).
+pub fn operate(
+    r: &mut Release,
+    op: &str,
+    actor: &str,
+    failures: u64,
+    now: SystemTime,
+) -> Result<Change, String> {
+    use ReleaseStatus::{Cancelled, Paused, PendingApproval, RollingOut};
+    let refuse = |r: &Release| {
+        Err(format!(
+            "release {} is {}: cannot {op} it",
+            r.id,
+            r.status.as_str()
+        ))
+    };
+    match (op, r.status) {
+        ("approve", PendingApproval) => {
+            r.status = RollingOut;
+            r.wave = 0;
+            r.percent = r.waves.first().map_or(100, |w| w.percent);
+        }
+        ("pause", RollingOut) => {
+            r.status = Paused;
+            r.paused_reason = Some(format!("paused by {actor}"));
+        }
+        ("resume", Paused) => {
+            r.status = RollingOut;
+            r.paused_reason = None;
+            r.failure_baseline = failures;
+        }
+        ("promote", RollingOut | Paused) => {
+            r.status = RollingOut;
+            r.paused_reason = None;
+            r.failure_baseline = failures;
+            r.wave = r.waves.len().saturating_sub(1);
+            r.percent = 100;
+            r.wave_started_at = Some(crate::time::rfc3339(now));
+        }
+        ("cancel", PendingApproval | RollingOut | Paused) => r.status = Cancelled,
+        ("approve" | "pause" | "resume" | "promote" | "cancel", _) => return refuse(r),
+        (other, _) => return Err(format!("unknown operation {other:?}")),
+    }
+    let action = match op {
+        "approve" => "approved",
+        "pause" => "paused",
+        "resume" => "resumed",
+        "promote" => "promoted",
+        _ => "cancelled",
+    };
+    Ok(Change::Event(action.into(), None))
+}
+
+fn apply(rel: &mut Release, step: Step, now: SystemTime) -> Change {
+    match step {
+        Step::Hold => Change::Quiet,
+        Step::Pause(reason) => {
+            rel.status = ReleaseStatus::Paused;
+            rel.paused_reason = Some(reason.clone());
+            Change::Event("paused".into(), Some(reason))
+        }
+        Step::Advance => {
+            rel.wave += 1;
+            rel.percent = rel.waves.get(rel.wave).map_or(100, |w| w.percent);
+            rel.wave_started_at = Some(crate::time::rfc3339(now));
+            Change::Event(
+                "advanced".into(),
+                Some(format!("wave {}: {}%", rel.wave + 1, rel.percent)),
+            )
+        }
+        Step::Complete => {
+            rel.status = ReleaseStatus::Completed;
+            Change::Event("completed".into(), None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_spread_and_sticky() {
+        let n = 10_000u64;
+        let ten = (0..n)
+            .filter(|i| bucket(7, &format!("node-{i}")) < 1000)
+            .count();
+        assert!(
+            (900..=1100).contains(&ten),
+            "10% wave selected {ten} of {n}"
+        );
+        // Raising the percent only adds nodes.
+        let at = |p: u64| {
+            (0..2000)
+                .filter(|i| bucket(7, &format!("n{i}")) < p * 100)
+                .collect::<HashSet<_>>()
+        };
+        assert!(at(10).is_subset(&at(50)));
+        assert_ne!(bucket(7, "a"), bucket(8, "a"), "another release reshuffles");
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(Limit::parse("m", "5%").unwrap(), Limit::Share(500));
+        assert_eq!(Limit::parse("m", "2.5%").unwrap(), Limit::Share(250));
+        assert_eq!(Limit::parse("m", "3").unwrap(), Limit::Count(3));
+        assert!(Limit::parse("m", "x").is_err());
+        assert!(Limit::parse("m", "101%").is_err());
+        assert!(Limit::Share(500).exceeded(6, 100));
+        assert!(!Limit::Share(500).exceeded(5, 100));
+        assert!(Limit::Count(3).exceeded(4, 1000));
+    }
+
+    fn new_release(waves: &[(u32, Option<&str>)]) -> NewRelease {
+        NewRelease {
+            bin_name: "b".into(),
+            version: "1".into(),
+            waves: waves
+                .iter()
+                .map(|(p, w)| Wave {
+                    percent: *p,
+                    wait: w.map(Into::into),
+                })
+                .collect(),
+            ..NewRelease::default()
+        }
+    }
+
+    #[test]
+    fn plans_are_checked() {
+        assert!(validate(&new_release(&[(1, Some("10m")), (10, None), (100, None)])).is_ok());
+        assert!(validate(&new_release(&[])).is_ok());
+        for (bad, field) in [
+            (
+                new_release(&[(10, None), (5, None), (100, None)]),
+                "waves[1].percent",
+            ),
+            (new_release(&[(10, None)]), "last wave"),
+            (new_release(&[(0, None), (100, None)]), "waves[0].percent"),
+            (new_release(&[(10, Some("soon")), (100, None)]), "waves[0]"),
+        ] {
+            let e = validate(&bad).unwrap_err();
+            assert!(e.contains(field), "{e}");
+        }
+        let mut t = new_release(&[]);
+        t.success_threshold = Some("95".into());
+        assert!(validate(&t).unwrap_err().contains("success_threshold"));
+    }
+
+    fn release(waves: &[(u32, Option<&str>)], wave: usize) -> Release {
+        let new = new_release(waves);
+        Release {
+            id: 1,
+            bin_name: "b".into(),
+            version: "1".into(),
+            note: None,
+            status: ReleaseStatus::RollingOut,
+            percent: new.waves[wave].percent,
+            wave,
+            selector: new.selector.clone(),
+            waves: plan(&new),
+            success_threshold: Some("90%".into()),
+            max_failures: Some("10%".into()),
+            require_approval: false,
+            baseline_version: None,
+            paused_reason: None,
+            wave_started_at: Some("2024-01-01T00:00:00Z".into()),
+            counts: ReleaseCounts::default(),
+            failure_baseline: 0,
+            created_at: String::new(),
+            created_by: String::new(),
+            updated_at: String::new(),
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn evaluation() {
+        let t0 = parse_rfc3339("2024-01-01T00:00:00Z").unwrap();
+        let r = release(&[(10, Some("10m")), (100, None)], 0);
+        let counts = |targeted, success, failed| ReleaseCounts {
+            targeted,
+            success,
+            failed,
+            ..ReleaseCounts::default()
+        };
+        let later = t0 + Duration::from_secs(601);
+        assert_eq!(
+            evaluate(&r, &counts(10, 10, 0), t0),
+            Step::Hold,
+            "wait not over"
+        );
+        assert_eq!(
+            evaluate(&r, &counts(10, 8, 0), later),
+            Step::Hold,
+            "80% < 90%"
+        );
+        assert_eq!(evaluate(&r, &counts(10, 9, 0), later), Step::Advance);
+        assert_eq!(
+            evaluate(&r, &counts(0, 0, 0), later),
+            Step::Advance,
+            "empty wave"
+        );
+        assert!(
+            matches!(evaluate(&r, &counts(10, 5, 2), t0), Step::Pause(m) if m.contains("2 failures > 10%"))
+        );
+        let mut resumed = r.clone();
+        resumed.failure_baseline = 2;
+        assert_eq!(evaluate(&resumed, &counts(10, 9, 2), later), Step::Advance);
+        let last = release(&[(10, Some("10m")), (100, None)], 1);
+        assert_eq!(evaluate(&last, &counts(10, 10, 0), t0), Step::Complete);
+    }
+}
