@@ -7,7 +7,7 @@
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, names::normalize_arch,
     BinVersions, BinView, Health, Installed, Keepalive, KeepaliveReply, NewRelease, Node, NodeView,
-    Pin, Progress, Version,
+    Pin, Progress, Release, Version,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -368,6 +368,7 @@ pub fn create_release(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
         .store
         .create_release(&new, &actor.name, SystemTime::now())
         .map_err(|e| release_error(e, &format!("version {} of {}", new.version, new.bin_name)))?;
+    let release = fresh(app, release)?;
     log::info!(
         "release {} of {} {} created by {} ({})",
         release.id,
@@ -391,6 +392,13 @@ fn release_error(e: ReleaseError, what: &str) -> ApiError {
     }
 }
 
+/// The release after a recount, so an answer shows the nodes it reaches now
+/// rather than at the last timer tick.
+fn fresh(app: &App, release: Release) -> Result<Release, ApiError> {
+    rollout::tick(&app.store, Some(&release.bin_name), SystemTime::now())?;
+    Ok(app.store.release(release.id)?.unwrap_or(release))
+}
+
 fn release_id(id: &str) -> Result<u64, ApiError> {
     id.parse()
         .map_err(|_| ApiError::bad_request(format!("invalid release id {id:?}: must be a number")))
@@ -407,6 +415,7 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request
             .store
             .rollback_release(id, plan, &actor.name, now)
             .map_err(|e| release_error(e, &what))?;
+        let new = fresh(app, new)?;
         log::info!(
             "release {id} rolled back by {}: release {} of {}",
             actor.name,
@@ -427,6 +436,7 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request
             rollout::operate(r, op, &who, failures, now)
         })
         .map_err(|e| release_error(e, &what))?;
+    let release = fresh(app, release)?;
     log::info!(
         "release {id}: {op} by {} -> {}",
         actor.name,

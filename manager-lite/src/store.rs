@@ -533,7 +533,11 @@ impl Store {
             wave: 0,
             selector: new.selector.clone(),
             waves,
-            success_threshold: new.success_threshold.clone(),
+            success_threshold: Some(
+                new.success_threshold
+                    .clone()
+                    .unwrap_or_else(|| crate::rollout::DEFAULT_SUCCESS.to_owned()),
+            ),
             max_failures: new.max_failures.clone(),
             require_approval: new.require_approval,
             baseline_version,

@@ -206,8 +206,11 @@ pub struct BinVersions {
 }
 
 /// Body of `POST /api/v1/releases`. Everything but the bin and version is
-/// optional: no selector is every node, no waves is 100% at once.
+/// optional: no selector is every node, no waves is 100% at once. Unknown
+/// fields are refused: a misspelt `"wave"` or `"label"` must not silently
+/// release to every node at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewRelease {
     pub bin_name: String,
     pub version: String,
@@ -230,6 +233,7 @@ pub struct NewRelease {
 /// Which nodes a release is for. Fields AND together; list values are any-of;
 /// an empty field does not constrain.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Selector {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_ids: Vec<String>,
@@ -267,6 +271,7 @@ impl Selector {
 
 /// One step of a rollout: reach `percent` of the selected nodes, then wait.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Wave {
     pub percent: u32,
     /// How long the wave must run before the next may start (`"10m"`).
@@ -446,6 +451,45 @@ mod tests {
         assert_eq!(out["targetHash"], "ab");
         assert_eq!(out["processingTime"], 12);
         assert_eq!(out["node_id"], "n1");
+    }
+
+    #[test]
+    fn release_plans_refuse_misspelt_fields() {
+        for body in [
+            r#"{"bin_name":"a","version":"1","wave":[{"percent":1}]}"#,
+            r#"{"bin_name":"a","version":"1","selector":{"label":{"env":["x"]}}}"#,
+            r#"{"bin_name":"a","version":"1","waves":[{"percent":1,"wiat":"1m"}]}"#,
+        ] {
+            let err = serde_json::from_str::<NewRelease>(body).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{body}: {err}");
+        }
+        let ok: NewRelease = serde_json::from_str(
+            r#"{"bin_name":"a","version":"1","selector":{"labels":{"env":["x"]}},"waves":[{"percent":100}]}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.selector.labels["env"], ["x"]);
+    }
+
+    #[test]
+    fn selector_matching() {
+        let node = Node {
+            node_id: "n1".into(),
+            cpu_arch: "x86_64".into(),
+            os: "linux".into(),
+            labels: [("env".to_owned(), "canary".to_owned())].into(),
+            ..Node::default()
+        };
+        let sel = |json: &str| serde_json::from_str::<Selector>(json).unwrap();
+        assert!(sel("{}").matches(&node));
+        assert!(sel(r#"{"labels":{"env":["staging","canary"]},"os":["linux"]}"#).matches(&node));
+        assert!(!sel(r#"{"labels":{"env":["prod"]}}"#).matches(&node));
+        assert!(
+            !sel(r#"{"labels":{"zone":["a"]}}"#).matches(&node),
+            "a missing label does not match"
+        );
+        assert!(!sel(r#"{"exclude_node_ids":["n1"]}"#).matches(&node));
+        assert!(!sel(r#"{"node_ids":["n2"]}"#).matches(&node));
+        assert!(!sel(r#"{"cpu_arch":["aarch64"]}"#).matches(&node));
     }
 
     #[test]
