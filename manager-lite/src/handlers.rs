@@ -7,7 +7,7 @@
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, names::normalize_arch,
     BinVersions, BinView, Health, Installed, Keepalive, KeepaliveReply, NewRelease, Node, NodeView,
-    Pin, Progress, Release, Version,
+    Pin, Progress, ProgressStatus, Release, Version,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -221,9 +221,17 @@ pub fn report_progress(app: &App, bin: &str, rq: &mut Request) -> Answer {
     }
     let now = SystemTime::now();
     let record = app.store.add_progress(bin, &p, now)?;
-    // The report is stored; a failed evaluation must not turn it into an error.
-    if let Err(e) = rollout::tick(&app.store, Some(bin), now) {
-        log::error!("evaluating releases of {bin} after a report: {e}");
+    // A failure may have to pause a release now; advancing can wait for the
+    // timer (recounting the fleet on every success would cost O(nodes) each).
+    // The report is stored either way: a failed evaluation is only logged.
+    let failure = matches!(
+        p.status,
+        ProgressStatus::Failed | ProgressStatus::RolledBack
+    );
+    if failure {
+        if let Err(e) = rollout::tick(&app.store, Some(bin), now) {
+            log::error!("evaluating releases of {bin} after a report: {e}");
+        }
     }
     Ok(Reply::json(201, &record))
 }
@@ -515,7 +523,7 @@ pub fn node_view(app: &App, id: &str) -> Answer {
         .node(id)
         .ok_or_else(|| ApiError::not_found(format!("unknown node {id}")))?;
     let mut names: std::collections::BTreeSet<String> = node.bins.keys().cloned().collect();
-    names.extend(app.store.live_releases().into_iter().map(|r| r.bin_name));
+    names.extend(app.store.live_releases().iter().map(|r| r.bin_name.clone()));
     names.extend(app.store.pinned_bins(id));
     let mut bins = BTreeMap::new();
     for bin in names {

@@ -246,12 +246,12 @@ fn wave_elapsed(release: &Release, now: SystemTime) -> bool {
 /// Recounts every live release (of `bin`, or all) and applies the policy.
 pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<(), StoreError> {
     let nodes = store.nodes();
-    for r in store.live_releases() {
+    for r in store.live_releases().iter() {
         if !r.status.is_live() || bin.is_some_and(|b| b != r.bin_name) {
             continue;
         }
-        let counts = counts_with(store, &r, &nodes)?;
-        if counts == r.counts && evaluate(&r, &counts, now) == Step::Hold {
+        let counts = counts_with(store, r, &nodes)?;
+        if counts == r.counts && evaluate(r, &counts, now) == Step::Hold {
             continue;
         }
         let outcome = store.update_release(r.id, "rollout", now, |rel| {

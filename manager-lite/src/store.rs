@@ -22,7 +22,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::time::{parse_rfc3339, rfc3339};
@@ -151,7 +151,7 @@ pub struct Store {
     nodes: RwLock<HashMap<String, NodeEntry>>,
     /// Releases that still target nodes, newest first; refreshed after each
     /// release write, so target lookups do not scan the release history.
-    live_releases: RwLock<Vec<Release>>,
+    live_releases: RwLock<Arc<Vec<Release>>>,
     /// Serialises the read-modify-write of node records.
     node_writes: Mutex<()>,
     /// Serialises release writes with the refresh of `live_releases`, so the
@@ -174,7 +174,7 @@ impl Store {
             path: path.to_path_buf(),
             opts,
             nodes: RwLock::new(HashMap::new()),
-            live_releases: RwLock::new(Vec::new()),
+            live_releases: RwLock::new(Arc::new(Vec::new())),
             node_writes: Mutex::new(()),
             release_writes: Mutex::new(()),
             release_reports: RwLock::new(HashMap::new()),
@@ -711,11 +711,12 @@ impl Store {
     }
 
     fn refresh_live_releases(&self) -> Result<()> {
-        let live = self
+        let live: Vec<Release> = self
             .releases(None)?
             .into_iter()
             .filter(|r| r.status.is_live() || r.status == ReleaseStatus::PendingApproval)
             .collect();
+        let live = Arc::new(live);
         *self
             .live_releases
             .write()
@@ -723,22 +724,15 @@ impl Store {
         Ok(())
     }
 
-    /// Releases that may still target nodes, newest first.
-    pub fn live_releases(&self) -> Vec<Release> {
-        self.live_releases
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The newest release of `bin` that gives nodes their target.
-    pub fn live_release(&self, bin: &str) -> Option<Release> {
-        self.live_releases
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|r| r.bin_name == bin && r.status.is_live())
-            .cloned()
+    /// Releases that may still target nodes, newest first. Shared, not
+    /// copied: every keepalive reads it.
+    pub fn live_releases(&self) -> Arc<Vec<Release>> {
+        Arc::clone(
+            &self
+                .live_releases
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Every release, newest first, optionally of one bin.
@@ -872,10 +866,10 @@ impl Store {
         let mut releases = Vec::new();
         for r in self
             .live_releases()
-            .into_iter()
+            .iter()
             .filter(|r| r.bin_name == bin && r.status.is_live())
         {
-            if self.release_hashes(&r)?.contains(&p.target_hash) {
+            if self.release_hashes(r)?.contains(&p.target_hash) {
                 releases.push(r.id);
             }
         }
@@ -1224,7 +1218,15 @@ mod tests {
         ));
         let r1 = store.create_release(&new("1"), "t", now).unwrap();
         let r2 = store.create_release(&new("2"), "t", now).unwrap();
-        assert_eq!(store.live_release("streamd").unwrap().id, r2.id);
+        assert_eq!(
+            store
+                .live_releases()
+                .iter()
+                .find(|r| r.bin_name == "streamd" && r.status.is_live())
+                .unwrap()
+                .id,
+            r2.id
+        );
         let old = store.release(r1.id).unwrap().unwrap();
         assert_eq!(old.status, ReleaseStatus::Superseded);
         assert_eq!(
@@ -1233,7 +1235,15 @@ mod tests {
         );
         drop(store);
         let store = Store::open(&dir.db(), opts(3)).unwrap();
-        assert_eq!(store.live_release("streamd").unwrap().id, r2.id);
+        assert_eq!(
+            store
+                .live_releases()
+                .iter()
+                .find(|r| r.bin_name == "streamd" && r.status.is_live())
+                .unwrap()
+                .id,
+            r2.id
+        );
         assert_eq!(store.releases(Some("streamd")).unwrap().len(), 2);
     }
 }
