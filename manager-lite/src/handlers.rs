@@ -27,6 +27,28 @@ pub struct App {
     pub artifacts: Artifacts,
     pub auth: Auth,
     pub max_artifact_size: u64,
+    /// When each bin's releases were last recounted after a report.
+    pub recounted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// Successes recount a bin's releases at most this often (a recount is
+/// O(nodes)); failures recount at once, so a pause is never late.
+const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl App {
+    /// Whether a report of `status` for `bin` should recount its releases now.
+    fn recount_due(&self, bin: &str, status: ProgressStatus) -> bool {
+        let failure = matches!(status, ProgressStatus::Failed | ProgressStatus::RolledBack);
+        let mut last = self
+            .recounted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due = failure || last.get(bin).is_none_or(|t| t.elapsed() >= RECOUNT_EVERY);
+        if due {
+            last.insert(bin.to_owned(), std::time::Instant::now());
+        }
+        due
+    }
 }
 
 type Answer = Result<Reply, ApiError>;
@@ -221,14 +243,8 @@ pub fn report_progress(app: &App, bin: &str, rq: &mut Request) -> Answer {
     }
     let now = SystemTime::now();
     let record = app.store.add_progress(bin, &p, now)?;
-    // A failure may have to pause a release now; advancing can wait for the
-    // timer (recounting the fleet on every success would cost O(nodes) each).
     // The report is stored either way: a failed evaluation is only logged.
-    let failure = matches!(
-        p.status,
-        ProgressStatus::Failed | ProgressStatus::RolledBack
-    );
-    if failure {
+    if app.recount_due(bin, p.status) {
         if let Err(e) = rollout::tick(&app.store, Some(bin), now) {
             log::error!("evaluating releases of {bin} after a report: {e}");
         }

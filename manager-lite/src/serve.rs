@@ -219,6 +219,7 @@ fn open(config: &ServeConfig) -> Result<App, String> {
         artifacts,
         auth,
         max_artifact_size: config.max_artifact_size,
+        recounted: std::sync::Mutex::default(),
     })
 }
 
