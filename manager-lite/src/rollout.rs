@@ -224,8 +224,12 @@ pub fn evaluate(release: &Release, counts: &ReleaseCounts, now: SystemTime) -> S
     }
     if release.wave + 1 < release.waves.len() {
         Step::Advance
-    } else {
+    } else if counts.targeted > 0 {
         Step::Complete
+    } else {
+        // Completed means nodes got it: a release that reaches no node yet
+        // (none registered, or its selector matches none) keeps rolling out.
+        Step::Hold
     }
 }
 
@@ -338,7 +342,7 @@ pub fn operate(
             r.failure_baseline = failures;
             r.wave = r.waves.len().saturating_sub(1);
             r.percent = 100;
-            r.wave_started_at = Some(crate::time::rfc3339(now));
+            r.wave_started_at = Some(crate::time::rfc3339_millis(now));
         }
         ("cancel", PendingApproval | RollingOut | Paused) => r.status = Cancelled,
         ("approve" | "pause" | "resume" | "promote" | "cancel", _) => return refuse(r),
@@ -365,7 +369,7 @@ fn apply(rel: &mut Release, step: Step, now: SystemTime) -> Change {
         Step::Advance => {
             rel.wave += 1;
             rel.percent = rel.waves.get(rel.wave).map_or(100, |w| w.percent);
-            rel.wave_started_at = Some(crate::time::rfc3339(now));
+            rel.wave_started_at = Some(crate::time::rfc3339_millis(now));
             Change::Event(
                 "advanced".into(),
                 Some(format!("wave {}: {}%", rel.wave + 1, rel.percent)),
@@ -512,5 +516,10 @@ mod tests {
         assert_eq!(evaluate(&resumed, &counts(10, 9, 2), later), Step::Advance);
         let last = release(&[(10, Some("10m")), (100, None)], 1);
         assert_eq!(evaluate(&last, &counts(10, 10, 0), t0), Step::Complete);
+        assert_eq!(
+            evaluate(&last, &counts(0, 0, 0), t0),
+            Step::Hold,
+            "reached nobody"
+        );
     }
 }

@@ -542,7 +542,7 @@ impl Store {
             require_approval: new.require_approval,
             baseline_version,
             paused_reason: None,
-            wave_started_at: (!pending).then(|| at.clone()),
+            wave_started_at: (!pending).then(|| crate::time::rfc3339_millis(now)),
             counts: binproxy_protocol::ReleaseCounts::default(),
             failure_baseline: 0,
             created_at: at.clone(),
@@ -635,7 +635,7 @@ impl Store {
             if before == ReleaseStatus::PendingApproval
                 && release.status == ReleaseStatus::RollingOut
             {
-                release.wave_started_at = Some(at.clone());
+                release.wave_started_at = Some(crate::time::rfc3339_millis(now));
             }
             self.supersede(&mut t, &release, actor, &at)?;
             t.insert(id, to_json(&release).as_slice())

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 pub mod agent;
+pub mod fleet;
 
 /// How long a socket read or write may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
