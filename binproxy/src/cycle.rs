@@ -796,7 +796,7 @@ mod tests {
 
     fn sha(b: &[u8]) -> String {
         use sha2::{Digest, Sha256};
-        hashcache::hex(&Sha256::digest(b))
+        binproxy_protocol::hex(&Sha256::digest(b))
     }
 
     #[test]

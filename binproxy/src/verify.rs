@@ -5,7 +5,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::hashcache::{hex, short};
+use binproxy_protocol::hex;
+
+use crate::hashcache::short;
 
 /// Hashes and counts a download against its expected size and sha256.
 pub struct Verifier {

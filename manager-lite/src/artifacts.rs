@@ -6,6 +6,7 @@
 //! name. Leftover temp files, and files no stored version refers to (a crash
 //! between the rename and the database commit), are removed at startup.
 
+use binproxy_protocol::hex;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -148,14 +149,4 @@ impl Artifacts {
 /// fsyncs a directory, so a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

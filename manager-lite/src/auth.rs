@@ -105,7 +105,7 @@ pub fn random_hex(n: usize) -> Result<String, String> {
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| format!("reading /dev/urandom: {e}"))?;
-    Ok(crate::artifacts::hex(&bytes))
+    Ok(binproxy_protocol::hex(&bytes))
 }
 
 /// Writes a secret file readable by its owner only: temp file, fsync, rename.

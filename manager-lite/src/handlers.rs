@@ -5,16 +5,16 @@
 //! authentication: [`crate::routes`] did both before calling them.
 
 use binproxy_protocol::{
-    check_arch, check_bin_name, check_node_id, check_sha256, check_version, names::normalize_arch,
-    BinVersions, BinView, Health, Installed, Keepalive, KeepaliveReply, NewRelease, Node, NodeView,
-    Pin, Progress, ProgressStatus, Release, Version,
+    check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex,
+    names::normalize_arch, BinVersions, BinView, Health, Installed, Keepalive, KeepaliveReply,
+    NewRelease, Node, NodeView, Pin, Progress, ProgressStatus, Release, Version,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 use tiny_http::Request;
 
-use crate::artifacts::{hex, Artifacts, IngestError};
+use crate::artifacts::{Artifacts, IngestError};
 use crate::auth::{Actor, Auth};
 use crate::http::{file_reply, header, parse_range, read_json, ApiError, Reply, Url};
 use crate::store::{PutVersion, ReleaseError, Store};

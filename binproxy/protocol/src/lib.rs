@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub use names::{
-    check_arch, check_bin_name, check_node_id, check_sha256, check_version, NameError,
+    check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex, NameError,
 };
 
 /// The path every API route starts with.

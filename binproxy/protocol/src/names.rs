@@ -112,6 +112,17 @@ pub fn check_sha256(field: &'static str, hex: &str) -> Result<String, NameError>
     }
 }
 
+/// Lower-case hex, the one spelling of a hash on the wire and on disk.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The one spelling of an arch: Debian's and Go's names map to Rust's, so an
 /// artifact uploaded as `amd64` serves a node that reports `x86_64`.
 pub fn normalize_arch(arch: &str) -> &str {
@@ -172,6 +183,11 @@ mod tests {
         assert_eq!(check_sha256("sha256sum", &upper).unwrap(), "ab".repeat(32));
         assert!(check_sha256("sha256sum", "abc").is_err());
         assert!(check_sha256("sha256sum", &"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn hex_is_lower_case() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
     }
 
     #[test]
