@@ -14,8 +14,8 @@ use binproxy_protocol::ReleaseStatus::{
 };
 use binproxy_protocol::{Pin, Release, ReleaseStatus};
 use binproxy_tests::fleet::{
-    admin, binomial_bounds, bucket, create_release, drive, drive_fleet, get_release, in_percent,
-    node_id, node_view, op, pin, rollout_manager, show_release, unpin, upload_versions,
+    admin, approve, binomial_bounds, bucket, create_release, drive, drive_fleet, get_release,
+    in_percent, node_id, node_view, op, pin, rollout_manager, show_release, unpin, upload_versions,
     wait_release, Fleet, Mode, SimNode,
 };
 use binproxy_tests::{is_rfc3339, Manager};
@@ -745,19 +745,27 @@ fn approval_gates_the_rollout() {
         op(&m, rel.id, o).expect_error(409);
     }
 
-    let r: Release = op(&m, rel.id, "approve").expect(200).parse();
+    let r: Release = approve(&m, rel.id).expect(200).parse();
     assert_eq!(
         (r.status, r.percent),
         (RollingOut, 100),
         "{}",
         show_release(&r)
     );
-    assert_recorded(&r, "approv", &rel.created_by);
-    op(&m, rel.id, "approve").expect_error(409);
+    let approval = r
+        .history
+        .iter()
+        .find(|e| e.action.starts_with("approv"))
+        .expect("the approval is recorded");
+    assert_ne!(
+        approval.actor, rel.created_by,
+        "four eyes: another token approved"
+    );
+    approve(&m, rel.id).expect_error(409);
     fleet.round(m.addr, Mode::Observe);
     assert_eq!(fleet.targeted(BIN, V2).len(), 100);
 
-    op(&m, aux2.id, "approve").expect(200);
+    approve(&m, aux2.id).expect(200);
     assert_eq!(get_release(&m, aux1.id).status, Superseded);
     drive_fleet(&m, &mut fleet, Mode::Update, "aux v2 everywhere", |f| {
         f.running("aux", &aux[V2]).len() == 100
@@ -1324,7 +1332,7 @@ fn rollout_operations_need_the_token_a_valid_state_and_a_known_release() {
     for o in ["pause", "resume", "promote"] {
         conflict(r2.id, o, PendingApproval);
     }
-    op(&m, r2.id, "approve").expect(200);
+    approve(&m, r2.id).expect(200);
     let r3 = create_release(
         &m,
         &json!({"bin_name": BIN, "version": V1, "require_approval": true}),

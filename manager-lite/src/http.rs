@@ -40,6 +40,9 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(401, message)
     }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, message)
+    }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, message)
     }

@@ -1,12 +1,16 @@
-//! The route table: which handler answers a (method, path), and which routes
-//! need the admin token. Unknown paths get 404, known paths with another
-//! method 405 (with `Allow`); admin routes check the token before anything
-//! else, so an anonymous caller learns nothing from validation errors.
+//! The route table: which handler answers a (method, path), and which role an
+//! admin route needs. Unknown paths get 404, known paths with another method
+//! 405 (with `Allow`); admin routes check the token (401) and its role (403)
+//! before anything else, so a caller learns nothing from validation errors.
+//! Every admin write, whatever its outcome, leaves an audit record.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 use tiny_http::{Method, Request};
 
+use binproxy_protocol::{AuditRecord, Role};
+
+use crate::auth::Actor;
 use crate::handlers::{self, App};
 use crate::http::{header, ApiError, Reply, Url};
 
@@ -16,7 +20,8 @@ pub fn handle(app: &App, mut rq: Request) {
     let started = Instant::now();
     let method = rq.method().clone();
     let path = rq.url().split('?').next().unwrap_or("").to_owned();
-    let reply = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut rq)))
+    let mut audit = Audit::default();
+    let reply = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut rq, &mut audit)))
         .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)")))
         .unwrap_or_else(|e| {
             if e.status >= 500 {
@@ -25,6 +30,9 @@ pub fn handle(app: &App, mut rq: Request) {
             e.into_reply()
         });
     let status = reply.status;
+    if audit.write {
+        record(app, audit, &method, &path, status, rq.remote_addr());
+    }
     if let Err(e) = rq.respond(reply.into_response()) {
         log::debug!("{method} {path}: sending the answer failed: {e}");
     }
@@ -32,6 +40,29 @@ pub fn handle(app: &App, mut rq: Request) {
         "{method} {path} {status} {}ms",
         started.elapsed().as_millis()
     );
+}
+
+/// Stores the audit record of an admin write before its answer goes out.
+fn record(
+    app: &App,
+    audit: Audit,
+    method: &Method,
+    path: &str,
+    status: u16,
+    from: Option<&std::net::SocketAddr>,
+) {
+    let entry = AuditRecord {
+        id: 0,
+        at: crate::time::now_rfc3339(),
+        actor: audit.actor,
+        method: method.to_string(),
+        path: path.chars().take(300).collect(),
+        status,
+        remote_addr: from.map(|a| a.ip().to_string()),
+    };
+    if let Err(e) = app.store.add_audit(entry) {
+        log::error!("audit record of {method} {path}: {e}");
+    }
 }
 
 /// A known path, with the names it carries (still unchecked).
@@ -50,6 +81,9 @@ enum Route<'a> {
     Nodes,
     Node(&'a str),
     Pin(&'a str, &'a str),
+    Tokens,
+    Token(&'a str),
+    Audit,
 }
 
 impl<'a> Route<'a> {
@@ -70,6 +104,9 @@ impl<'a> Route<'a> {
             ["api", "v1", "nodes"] => Route::Nodes,
             ["api", "v1", "nodes", node] => Route::Node(node),
             ["api", "v1", "nodes", node, "pins", bin] => Route::Pin(node, bin),
+            ["api", "v1", "tokens"] => Route::Tokens,
+            ["api", "v1", "tokens", name] => Route::Token(name),
+            ["api", "v1", "audit"] => Route::Audit,
             _ => return None,
         })
     }
@@ -81,14 +118,17 @@ impl<'a> Route<'a> {
             | Route::Download(_)
             | Route::Release(_)
             | Route::Nodes
-            | Route::Node(_) => "GET, HEAD",
+            | Route::Node(_)
+            | Route::Audit => "GET, HEAD",
             Route::ReleaseOp(..) => "POST",
+            Route::Token(_) => "DELETE",
             Route::Pin(..) => "PUT, DELETE",
             Route::Keepalive
             | Route::Bin(_)
             | Route::BinProgress(_)
             | Route::BinVersions(_)
-            | Route::Releases => "GET, HEAD, POST",
+            | Route::Releases
+            | Route::Tokens => "GET, HEAD, POST",
         }
     }
 }
@@ -103,7 +143,7 @@ enum Verb {
     Other,
 }
 
-fn dispatch(app: &App, rq: &mut Request) -> Result<Reply, ApiError> {
+fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, ApiError> {
     let url = Url::parse(rq.url());
     let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
     let route = Route::parse(&segments).ok_or_else(|| {
@@ -133,47 +173,103 @@ fn dispatch(app: &App, rq: &mut Request) -> Result<Reply, ApiError> {
         (Route::Bin(bin), Verb::Post) => handlers::installed(app, bin, rq),
         (Route::BinProgress(bin), Verb::Post) => handlers::report_progress(app, bin, rq),
         (Route::Download(name), Verb::Get) => handlers::download(app, name, rq),
-        // Admin.
-        (Route::Bins, Verb::Get) => admin(app, rq).and_then(|_| handlers::list_bins(app)),
+        // Admin reads: every role.
+        (Route::Bins, Verb::Get) => {
+            need(app, rq, audit, READ).and_then(|_| handlers::list_bins(app))
+        }
         (Route::BinProgress(bin), Verb::Get) => {
-            admin(app, rq).and_then(|_| handlers::list_progress(app, bin, &url))
+            need(app, rq, audit, READ).and_then(|_| handlers::list_progress(app, bin, &url))
         }
         (Route::BinVersions(bin), Verb::Get) => {
-            admin(app, rq).and_then(|_| handlers::bin_versions(app, bin))
-        }
-        (Route::BinVersions(bin), Verb::Post) => {
-            admin(app, rq).and_then(|_| handlers::upload(app, bin, &url, rq))
+            need(app, rq, audit, READ).and_then(|_| handlers::bin_versions(app, bin))
         }
         (Route::Releases, Verb::Get) => {
-            admin(app, rq).and_then(|_| handlers::list_releases(app, &url))
+            need(app, rq, audit, READ).and_then(|_| handlers::list_releases(app, &url))
         }
-        (Route::Releases, Verb::Post) => {
-            admin(app, rq).and_then(|actor| handlers::create_release(app, &actor, rq))
+        (Route::Release(id), Verb::Get) => {
+            need(app, rq, audit, READ).and_then(|_| handlers::release(app, id))
         }
-        (Route::Release(id), Verb::Get) => admin(app, rq).and_then(|_| handlers::release(app, id)),
-        (Route::Nodes, Verb::Get) => admin(app, rq).and_then(|_| handlers::list_nodes(app)),
-        (Route::ReleaseOp(id, op), Verb::Post) => {
-            admin(app, rq).and_then(|actor| handlers::release_op(app, &actor, id, op, rq))
+        (Route::Nodes, Verb::Get) => {
+            need(app, rq, audit, READ).and_then(|_| handlers::list_nodes(app))
         }
         (Route::Node(node), Verb::Get) => {
-            admin(app, rq).and_then(|_| handlers::node_view(app, node))
+            need(app, rq, audit, READ).and_then(|_| handlers::node_view(app, node))
         }
+        (Route::Tokens, Verb::Get) => {
+            need(app, rq, audit, READ).and_then(|_| handlers::list_tokens(app))
+        }
+        (Route::Audit, Verb::Get) => {
+            need(app, rq, audit, READ).and_then(|_| handlers::list_audit(app, &url))
+        }
+        // Admin writes.
+        (Route::BinVersions(bin), Verb::Post) => {
+            need(app, rq, audit, PUBLISH).and_then(|_| handlers::upload(app, bin, &url, rq))
+        }
+        (Route::Releases, Verb::Post) => need(app, rq, audit, PUBLISH)
+            .and_then(|actor| handlers::create_release(app, &actor, rq)),
+        (Route::ReleaseOp(id, op), Verb::Post) => need(app, rq, audit, op_roles(op))
+            .and_then(|actor| handlers::release_op(app, &actor, id, op, rq)),
         (Route::Pin(node, bin), Verb::Put) => {
-            admin(app, rq).and_then(|_| handlers::put_pin(app, node, bin, rq))
+            need(app, rq, audit, ADMIN).and_then(|_| handlers::put_pin(app, node, bin, rq))
         }
         (Route::Pin(node, bin), Verb::Delete) => {
-            admin(app, rq).and_then(|_| handlers::delete_pin(app, node, bin))
+            need(app, rq, audit, ADMIN).and_then(|_| handlers::delete_pin(app, node, bin))
+        }
+        (Route::Tokens, Verb::Post) => {
+            need(app, rq, audit, ADMIN).and_then(|actor| handlers::create_token(app, &actor, rq))
+        }
+        (Route::Token(name), Verb::Delete) => {
+            need(app, rq, audit, ADMIN).and_then(|_| handlers::revoke_token(app, name))
         }
         (route, _) => Err(ApiError::method_not_allowed(route.allow())),
     }
 }
 
-fn admin(app: &App, rq: &Request) -> Result<crate::auth::Actor, ApiError> {
-    let result = app.auth.admin(header(rq, "Authorization"));
-    if result.is_err() && rq.body_length().unwrap_or(0) > 0 {
-        // The body stays unread: ask the client to close instead of reusing
-        // a connection whose next bytes are the rest of that body.
-        return result.map_err(|e| ApiError { close: true, ..e });
+/// Roles besides `admin` (which may do everything) allowed on a route.
+const READ: &[Role] = &[Role::Viewer, Role::Publisher, Role::Approver];
+const PUBLISH: &[Role] = &[Role::Publisher];
+const ADMIN: &[Role] = &[];
+
+fn op_roles(op: &str) -> &'static [Role] {
+    match op {
+        "pause" => &[Role::Publisher, Role::Approver],
+        "cancel" => ADMIN,
+        _ => &[Role::Approver],
     }
-    result
+}
+
+/// What the audit log needs to know about a request.
+#[derive(Default)]
+struct Audit {
+    /// An admin write (authenticated or not): recorded.
+    write: bool,
+    actor: Option<String>,
+}
+
+/// Authenticates an admin request and checks its role: 401 for no or an
+/// unknown token, 403 for a role that may not.
+fn need(app: &App, rq: &Request, audit: &mut Audit, roles: &[Role]) -> Result<Actor, ApiError> {
+    audit.write = !matches!(rq.method(), Method::Get | Method::Head);
+    let actor = app
+        .auth
+        .authenticate(header(rq, "Authorization"), &app.store)
+        .map_err(|e| {
+            // The body stays unread: ask the client to close instead of
+            // reusing a connection whose next bytes are the rest of it.
+            let close = rq.body_length().unwrap_or(0) > 0;
+            ApiError { close, ..e }
+        })?;
+    audit.actor = Some(actor.name.clone());
+    if actor.role == Role::Admin || roles.contains(&actor.role) {
+        return Ok(actor);
+    }
+    let allowed: Vec<&str> = std::iter::once("admin")
+        .chain(roles.iter().map(|r| r.as_str()))
+        .collect();
+    Err(ApiError::forbidden(format!(
+        "this needs role {}; token {} is {}",
+        allowed.join(" or "),
+        actor.name,
+        actor.role.as_str()
+    )))
 }

@@ -14,8 +14,8 @@
 //! shows it.
 
 use binproxy_protocol::{
-    NewRelease, Node, Progress, ProgressRecord, ProgressStatus, Release, ReleaseEvent,
-    ReleaseStatus, Version,
+    AuditRecord, NewRelease, Node, Progress, ProgressRecord, ProgressStatus, Release, ReleaseEvent,
+    ReleaseStatus, TokenInfo, Version,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
@@ -47,6 +47,22 @@ const PROGRESS_BY_NODE: TableDefinition<(&str, &str, u64), ()> =
 const RELEASE_NODES: TableDefinition<(u64, &str), &str> = TableDefinition::new("release_nodes");
 /// (node_id, bin) → pinned version.
 const PINS: TableDefinition<(&str, &str), &str> = TableDefinition::new("pins");
+/// token name → JSON [`StoredToken`] (the secret's sha256, never the secret).
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// audit id → JSON [`AuditRecord`]; the newest [`MAX_AUDIT`] are kept.
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+const KEY_NEXT_AUDIT: &str = "next_audit_id";
+/// Audit records kept; older ones are pruned.
+pub const MAX_AUDIT: u64 = 100_000;
+
+/// A named admin token as stored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StoredToken {
+    info: TokenInfo,
+    /// Hex sha256 of the secret.
+    sha256: String,
+}
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_NEXT_PROGRESS: &str = "next_progress_id";
@@ -161,6 +177,8 @@ pub struct Store {
     release_reports: RwLock<HashMap<u64, HashMap<String, ProgressStatus>>>,
     /// (node, bin) → version (mirror of PINS).
     pins: RwLock<HashMap<(String, String), String>>,
+    /// Secret sha256 (hex) → token (mirror of TOKENS).
+    tokens: RwLock<HashMap<String, TokenInfo>>,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -179,12 +197,14 @@ impl Store {
             release_writes: Mutex::new(()),
             release_reports: RwLock::new(HashMap::new()),
             pins: RwLock::new(HashMap::new()),
+            tokens: RwLock::new(HashMap::new()),
         };
         store.init_schema()?;
         store.load_nodes()?;
         store.refresh_live_releases()?;
         store.load_release_reports()?;
         store.load_pins()?;
+        store.load_tokens()?;
         Ok(store)
     }
 
@@ -239,6 +259,8 @@ impl Store {
             txn.open_table(RELEASE_NODES)
                 .at(&self.path, "release nodes")?;
             txn.open_table(PINS).at(&self.path, "pins")?;
+            txn.open_table(TOKENS).at(&self.path, "tokens")?;
+            txn.open_table(AUDIT).at(&self.path, "audit")?;
             txn.open_table(PROGRESS_BY_NODE)
                 .at(&self.path, "progress")?;
             Ok(())
@@ -854,6 +876,110 @@ impl Store {
             .filter(|(n, _)| n == node)
             .map(|(_, b)| b.clone())
             .collect()
+    }
+
+    // ---- admin tokens and audit ----
+
+    fn load_tokens(&self) -> Result<()> {
+        let txn = self.read("loading tokens")?;
+        let t = txn.open_table(TOKENS).at(&self.path, "tokens")?;
+        let mut map = HashMap::new();
+        for row in t.iter().at(&self.path, "tokens")? {
+            let (_, value) = row.at(&self.path, "tokens")?;
+            let stored: StoredToken = self.decode(value.value(), "token")?;
+            map.insert(stored.sha256, stored.info);
+        }
+        *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    /// Stores a token by the sha256 of its secret; `false` if the name is taken.
+    pub fn add_token(&self, info: &TokenInfo, sha256: &str) -> Result<bool> {
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        let stored = StoredToken {
+            info: info.clone(),
+            sha256: sha256.to_owned(),
+        };
+        let added = self.write("storing token", |txn| {
+            let mut t = txn.open_table(TOKENS).at(&self.path, "tokens")?;
+            if t.get(info.name.as_str())
+                .at(&self.path, "tokens")?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            t.insert(info.name.as_str(), to_json(&stored).as_slice())
+                .at(&self.path, "storing token")?;
+            Ok(true)
+        })?;
+        if added {
+            tokens.insert(stored.sha256, stored.info);
+        }
+        Ok(added)
+    }
+
+    /// Revokes a token at once; `None` if there is none of that name.
+    pub fn remove_token(&self, name: &str) -> Result<Option<TokenInfo>> {
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        let removed = self.write("revoking token", |txn| {
+            let mut t = txn.open_table(TOKENS).at(&self.path, "tokens")?;
+            let old = t.remove(name).at(&self.path, "revoking token")?;
+            old.map(|v| self.decode::<StoredToken>(v.value(), "token"))
+                .transpose()
+        })?;
+        if let Some(r) = &removed {
+            tokens.remove(&r.sha256);
+        }
+        Ok(removed.map(|r| r.info))
+    }
+
+    /// Every named token, by name.
+    pub fn tokens(&self) -> Vec<TokenInfo> {
+        let mut all: Vec<TokenInfo> = self
+            .tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The token whose secret hashes to `sha256`.
+    pub fn token_by_hash(&self, sha256: &str) -> Option<TokenInfo> {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sha256)
+            .cloned()
+    }
+
+    /// Records an admin write durably; prunes past [`MAX_AUDIT`].
+    pub fn add_audit(&self, mut record: AuditRecord) -> Result<()> {
+        self.write("storing audit record", |txn| {
+            record.id = next_id(txn, KEY_NEXT_AUDIT).at(&self.path, "audit id")?;
+            let mut t = txn.open_table(AUDIT).at(&self.path, "audit")?;
+            t.insert(record.id, to_json(&record).as_slice())
+                .at(&self.path, "storing audit record")?;
+            if record.id > MAX_AUDIT {
+                t.remove(record.id - MAX_AUDIT)
+                    .at(&self.path, "pruning audit")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Audit records, newest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let txn = self.read("reading audit")?;
+        let t = txn.open_table(AUDIT).at(&self.path, "audit")?;
+        let mut out = Vec::new();
+        for row in t.iter().at(&self.path, "audit")?.rev().take(limit) {
+            let (_, value) = row.at(&self.path, "audit")?;
+            out.push(self.decode(value.value(), "audit record")?);
+        }
+        Ok(out)
     }
 
     // ---- progress ----

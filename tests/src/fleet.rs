@@ -137,6 +137,24 @@ pub fn op(m: &Manager, id: u64, op: &str) -> Response {
     admin(m, "POST", &format!("/api/v1/releases/{id}/{op}"), None)
 }
 
+/// Approves with a second token (an approver made for the purpose): four
+/// eyes forbid the token that created a release to approve it.
+pub fn approve(m: &Manager, id: u64) -> Response {
+    let name = crate::unique("approver");
+    let body = serde_json::json!({"name": name, "role": "approver"});
+    let created = admin(m, "POST", "/api/v1/tokens", Some(&body))
+        .expect(201)
+        .json();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let auth = format!("Bearer {token}");
+    m.request(
+        "POST",
+        &format!("/api/v1/releases/{id}/approve"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+}
+
 /// `GET /api/v1/nodes/{node}`; asserts 200.
 #[track_caller]
 pub fn node_view(m: &Manager, node: &str) -> NodeView {
