@@ -1,7 +1,8 @@
 //! The admin command line: `publish`, `release`, `releases`, `nodes`, `node`,
 //! `progress`, the release operations (`approve`, `pause`, `resume`,
-//! `promote`, `cancel`, `rollback`) and `pin`/`unpin` talk to a running
-//! manager-lite over its HTTP API.
+//! `promote`, `cancel`, `rollback`), `pin`/`unpin`, `token` (create, list,
+//! revoke the named tokens of the roles admin, publisher, approver, viewer)
+//! and `audit` talk to a running manager-lite over its HTTP API.
 //!
 //! Each command parses its arguments with lexopt and checks every name, release
 //! id and rollout plan (waves, thresholds, selector) against the protocol's
@@ -14,14 +15,15 @@
 //!
 //! Exit codes: 0 done; 1 the server refused or could not be reached; 2 usage or
 //! configuration error. Every error is one line on stderr, and the token is
-//! never printed.
+//! never printed; the one exception is the secret of a new token, which
+//! `token create` prints once on stdout because the server never shows it again.
 
 use crate::table;
 use binproxy_protocol::names::normalize_arch;
 use binproxy_protocol::{
-    check_arch, check_bin_name, check_node_id, check_version, ErrorBody, NameError, NewRelease,
-    Node, NodeView, Pin, ProgressRecord, Release, ReleaseStatus, Selector, Version, Wave,
-    API_PREFIX,
+    check_arch, check_bin_name, check_node_id, check_version, AuditRecord, CreatedToken, ErrorBody,
+    NameError, NewRelease, NewToken, Node, NodeView, Pin, ProgressRecord, Release, ReleaseStatus,
+    Role, Selector, TokenInfo, Version, Wave, API_PREFIX,
 };
 use lexopt::prelude::*;
 use serde::de::DeserializeOwned;
@@ -41,8 +43,14 @@ use ureq::{Agent, Body, RequestBuilder};
 /// Commands this module handles.
 pub const COMMANDS: &[&str] = &[
     "publish", "release", "releases", "nodes", "node", "progress", "approve", "pause", "resume",
-    "promote", "cancel", "rollback", "pin", "unpin",
+    "promote", "cancel", "rollback", "pin", "unpin", "token", "audit",
 ];
+
+/// The roles a token may have, as the server spells them.
+const ROLES: &[Role] = &[Role::Admin, Role::Publisher, Role::Approver, Role::Viewer];
+
+/// Most audit records one request may ask for.
+const MAX_AUDIT_LIMIT: u32 = 1000;
 
 /// The commands that move one release along: `POST /api/v1/releases/{id}/{op}`.
 const OPERATIONS: &[&str] = &["approve", "pause", "resume", "promote", "cancel"];
@@ -181,6 +189,17 @@ const SPECS: &[Spec] = &[
         options: &[],
         usage: "manager-lite unpin NODE BIN",
     },
+    Spec {
+        name: "token",
+        options: &[],
+        usage:
+            "manager-lite token create NAME admin|publisher|approver|viewer | list | revoke NAME",
+    },
+    Spec {
+        name: "audit",
+        options: &["limit"],
+        usage: "manager-lite audit [--limit N]",
+    },
 ];
 
 const COMMON_USAGE: &str = "[--server URL] [--token-file FILE] [--json]";
@@ -269,6 +288,10 @@ fn run(command: &str, args: Vec<OsString>) -> Result<(), ClientError> {
         Command::Rollback { id, waves } => rollback(&connect()?, json, id, waves),
         Command::Pin { node, bin, version } => pin(&connect()?, json, &node, &bin, &version),
         Command::Unpin { node, bin } => unpin(&connect()?, json, &node, &bin),
+        Command::TokenCreate(new) => token_create(&connect()?, json, &new),
+        Command::TokenList => token_list(&connect()?, json),
+        Command::TokenRevoke { name } => token_revoke(&connect()?, json, &name),
+        Command::Audit { limit } => audit(&connect()?, json, limit),
     }
 }
 
@@ -317,6 +340,15 @@ enum Command {
     Unpin {
         node: String,
         bin: String,
+    },
+    /// `token create NAME ROLE`.
+    TokenCreate(NewToken),
+    TokenList,
+    TokenRevoke {
+        name: String,
+    },
+    Audit {
+        limit: Option<u32>,
     },
 }
 
@@ -497,6 +529,10 @@ fn build(command: &'static str, mut raw: Raw) -> Result<Command, ClientError> {
             node: name(words, "NODE", check_node_id)?,
             bin: name(words, "BIN", check_bin_name)?,
         },
+        "token" => token_command(words)?,
+        "audit" => Command::Audit {
+            limit: audit_limit(raw.limit)?,
+        },
         _ => return Err(usage(&format!("unknown command {command:?}"))),
     };
     match words.next() {
@@ -571,6 +607,63 @@ fn checked_all(
 /// OS names (`linux`) follow the arch rule, as the server checks them.
 fn check_os(os: &str) -> Result<(), NameError> {
     check_arch(os).map_err(|e| NameError { field: "os", ..e })
+}
+
+/// Token names: `[A-Za-z0-9._-]{1,64}`, not `.` or `..` (a path segment
+/// cannot carry those to `DELETE /api/v1/tokens/NAME`).
+fn check_token_name(token: &str) -> Result<(), NameError> {
+    check_bin_name(token).map_err(|e| NameError {
+        field: "token name",
+        ..e
+    })
+}
+
+/// `create NAME ROLE`, `list` or `revoke NAME`: the words after `token`.
+fn token_command(words: &mut impl Iterator<Item = OsString>) -> Result<Command, ClientError> {
+    let action = word(words, "create, list or revoke")?;
+    Ok(match action.to_str() {
+        Some("create") => Command::TokenCreate(NewToken {
+            name: name(words, "NAME", check_token_name)?,
+            role: role(words)?,
+        }),
+        Some("list") => Command::TokenList,
+        Some("revoke") => Command::TokenRevoke {
+            name: name(words, "NAME", check_token_name)?,
+        },
+        _ => {
+            return Err(usage(&format!(
+                "unknown token command {}: use create, list or revoke",
+                quoted(&action)
+            )))
+        }
+    })
+}
+
+/// The ROLE word: one of [`ROLES`].
+fn role(words: &mut impl Iterator<Item = OsString>) -> Result<Role, ClientError> {
+    let word = word(words, "ROLE")?;
+    ROLES
+        .iter()
+        .copied()
+        .find(|r| word.to_str() == Some(r.as_str()))
+        .ok_or_else(|| {
+            let names: Vec<&str> = ROLES.iter().map(|r| r.as_str()).collect();
+            usage(&format!(
+                "ROLE {} must be one of {}",
+                quoted(&word),
+                names.join(", ")
+            ))
+        })
+}
+
+/// `--limit N` of `audit`: 1 to [`MAX_AUDIT_LIMIT`].
+fn audit_limit(limit: Option<u32>) -> Result<Option<u32>, ClientError> {
+    match limit {
+        Some(n) if !(1..=MAX_AUDIT_LIMIT).contains(&n) => Err(usage(&format!(
+            "--limit {n}: must be 1 to {MAX_AUDIT_LIMIT}"
+        ))),
+        _ => Ok(limit),
+    }
 }
 
 /// A release id: the ID word, a positive integer.
@@ -1063,6 +1156,61 @@ fn unpin(client: &Client, json: bool, node: &str, bin: &str) -> Result<(), Clien
     }
 }
 
+/// Creates a named token and prints its secret, the one time it is shown.
+fn token_create(client: &Client, json: bool, new: &NewToken) -> Result<(), ClientError> {
+    let answer = client.post_json(&format!("{API_PREFIX}/tokens"), new)?;
+    let created: CreatedToken = answer.parse()?;
+    if json {
+        emit(&pretty(&answer.body))?;
+    } else {
+        emit(&format!("{}\n", created.token))?;
+    }
+    // Nothing sensible is left to do if stderr itself is gone.
+    let _ = writeln!(
+        io::stderr(),
+        "manager-lite token: created token {} with role {}; its secret{} will not be shown again: \
+         keep it now",
+        table::clean(or(&created.info.name, &new.name)),
+        created.info.role.as_str(),
+        if json { " (\"token\")" } else { " above" },
+    );
+    Ok(())
+}
+
+fn token_list(client: &Client, json: bool) -> Result<(), ClientError> {
+    let answer = client.get(&format!("{API_PREFIX}/tokens"), &[])?;
+    show(json, &answer, |t: Vec<TokenInfo>| tokens_table(&t))
+}
+
+fn token_revoke(client: &Client, json: bool, name: &str) -> Result<(), ClientError> {
+    let answer = client.delete(&format!("{API_PREFIX}/tokens/{name}"))?;
+    match (json, &answer.body) {
+        (false, Json::Null) => emit(&format!(
+            "revoked token {name}: it is refused from now on\n"
+        )),
+        (false, _) => {
+            let t: TokenInfo = answer.parse()?;
+            emit(&format!(
+                "revoked token {} (role {}): it is refused from now on\n",
+                table::clean(or(&t.name, name)),
+                t.role.as_str()
+            ))
+        }
+        (true, Json::Null) => emit(&pretty(
+            &serde_json::json!({ "name": name, "revoked": true }),
+        )),
+        (true, body) => emit(&pretty(body)),
+    }
+}
+
+/// The latest admin writes, newest first.
+fn audit(client: &Client, json: bool, limit: Option<u32>) -> Result<(), ClientError> {
+    let limit = limit.map(|n| n.to_string());
+    let query: Vec<_> = limit.as_deref().map(|n| ("limit", n)).into_iter().collect();
+    let answer = client.get(&format!("{API_PREFIX}/audit"), &query)?;
+    show(json, &answer, |r: Vec<AuditRecord>| audit_table(&r))
+}
+
 /// `value`, or `fallback` when the server left it out.
 fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
     if value.is_empty() {
@@ -1424,6 +1572,41 @@ fn progress_table(records: &[ProgressRecord]) -> String {
     let header = [
         "ID", "TIME", "NODE", "STATUS", "TARGET", "FROM", "MS", "MESSAGE",
     ];
+    table::render(&header, &rows)
+}
+
+fn tokens_table(tokens: &[TokenInfo]) -> String {
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.role.as_str().to_owned(),
+                t.created_at.clone(),
+                t.created_by.clone(),
+            ]
+        })
+        .collect();
+    table::render(&["NAME", "ROLE", "CREATED", "BY"], &rows)
+}
+
+/// Unauthenticated callers have no actor, and shows as `-`.
+fn audit_table(records: &[AuditRecord]) -> String {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.at.clone(),
+                r.actor.clone().unwrap_or_default(),
+                r.method.clone(),
+                r.path.clone(),
+                r.status.to_string(),
+                r.remote_addr.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "TIME", "ACTOR", "METHOD", "PATH", "STATUS", "FROM"];
     table::render(&header, &rows)
 }
 
@@ -1885,6 +2068,190 @@ mod tests {
         );
         let publish = spec("publish").unwrap().usage;
         assert!(publish.contains("--require-approval]]"), "{publish}");
+    }
+
+    #[test]
+    fn token_commands_parse() {
+        assert_eq!(
+            parse_line("token", &["create", "ci-1.x_y", "publisher", "--json"])
+                .unwrap()
+                .command,
+            Command::TokenCreate(NewToken {
+                name: "ci-1.x_y".into(),
+                role: Role::Publisher,
+            })
+        );
+        for role in ROLES {
+            let parsed = parse_line("token", &["create", "t", role.as_str()]).unwrap();
+            assert!(
+                matches!(parsed.command, Command::TokenCreate(NewToken { role: r, .. }) if r == *role),
+                "{role:?}"
+            );
+        }
+        assert_eq!(
+            parse_line("token", &["list"]).unwrap().command,
+            Command::TokenList
+        );
+        assert_eq!(
+            parse_line("token", &["revoke", "ci"]).unwrap().command,
+            Command::TokenRevoke { name: "ci".into() }
+        );
+        assert_eq!(
+            parse_line("token", &["--help"]).unwrap().command,
+            Command::Help
+        );
+        let body = serde_json::to_value(NewToken {
+            name: "ci".into(),
+            role: Role::Approver,
+        })
+        .unwrap();
+        assert_eq!(body, serde_json::json!({"name": "ci", "role": "approver"}));
+    }
+
+    #[test]
+    fn a_bad_role_is_a_usage_error_naming_it() {
+        for bad in ["root", "Admin", "viewers", ""] {
+            let err = parse_line("token", &["create", "ci", bad]).err().unwrap();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            let text = err.to_string();
+            assert!(text.contains(&format!("ROLE \"{bad}\"")), "{text}");
+            assert!(
+                text.ends_with("must be one of admin, publisher, approver, viewer"),
+                "{text}"
+            );
+        }
+        // And through the whole command, before any token or server is needed.
+        let err = run("token", args(&["create", "ci", "superuser"])).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("superuser"), "{err}");
+    }
+
+    #[test]
+    fn bad_token_command_lines_are_usage_errors() {
+        assert_eq!(usage_error("token", &[]), "missing create, list or revoke");
+        assert!(
+            usage_error("token", &["remove", "ci"]).contains("unknown token command \"remove\"")
+        );
+        assert_eq!(usage_error("token", &["create"]), "missing NAME");
+        assert_eq!(usage_error("token", &["create", "ci"]), "missing ROLE");
+        assert_eq!(usage_error("token", &["revoke"]), "missing NAME");
+        assert!(usage_error("token", &["list", "all"]).contains("unexpected argument \"all\""));
+        assert!(usage_error("token", &["revoke", "a", "b"]).contains("unexpected argument \"b\""));
+        assert!(
+            usage_error("token", &["create", "a", "viewer", "x"]).contains("unexpected argument")
+        );
+        assert!(usage_error("token", &["list", "--limit", "3"]).contains("--limit"));
+        for bad in ["a/b", "a b", "..", ".", "", &"x".repeat(65), "caf\u{e9}"] {
+            let err = usage_error("token", &["create", bad, "viewer"]);
+            assert!(err.contains("invalid token name"), "{bad:?}: {err}");
+            let err = usage_error("token", &["revoke", bad]);
+            assert!(err.contains("invalid token name"), "{bad:?}: {err}");
+        }
+        assert!(parse_line("token", &["create", &"x".repeat(64), "viewer"]).is_ok());
+    }
+
+    #[test]
+    fn audit_takes_a_bounded_limit() {
+        assert_eq!(
+            parse_line("audit", &[]).unwrap().command,
+            Command::Audit { limit: None }
+        );
+        assert_eq!(
+            parse_line("audit", &["--limit", "1000"]).unwrap().command,
+            Command::Audit { limit: Some(1000) }
+        );
+        assert_eq!(
+            parse_line("audit", &["--limit=1"]).unwrap().command,
+            Command::Audit { limit: Some(1) }
+        );
+        for bad in ["0", "1001"] {
+            let err = usage_error("audit", &["--limit", bad]);
+            assert!(err.starts_with("--limit "), "{bad}: {err}");
+        }
+        for bad in ["ten", "-1", "99999999999"] {
+            assert!(usage_error("audit", &["--limit", bad]).contains(bad));
+        }
+        assert!(usage_error("audit", &["5"]).contains("unexpected argument \"5\""));
+        assert!(usage_error("audit", &["--bin", "a"]).contains("--bin"));
+    }
+
+    #[test]
+    fn token_and_audit_tables() {
+        let tokens: Vec<TokenInfo> = serde_json::from_value(serde_json::json!([
+            {"name": "admin", "role": "admin", "created_at": "t0", "created_by": "admin"},
+            {"name": "ci", "role": "publisher", "created_at": "2025-01-01T00:00:00Z", "created_by": "admin"}
+        ]))
+        .unwrap();
+        let out = tokens_table(&tokens);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                vec!["NAME", "ROLE", "CREATED", "BY"],
+                vec!["admin", "admin", "t0", "admin"],
+                vec!["ci", "publisher", "2025-01-01T00:00:00Z", "admin"],
+            ]
+        );
+        let records: Vec<AuditRecord> = serde_json::from_value(serde_json::json!([
+            {"id": 2, "at": "t2", "actor": null, "method": "POST", "path": "/api/v1/releases",
+             "status": 401, "remote_addr": "127.0.0.1"},
+            {"id": 1, "at": "t1", "actor": "ci", "method": "DELETE", "path": "/api/v1/tokens/x\ny",
+             "status": 404, "remote_addr": null}
+        ]))
+        .unwrap();
+        let out = audit_table(&records);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0],
+            ["ID", "TIME", "ACTOR", "METHOD", "PATH", "STATUS", "FROM"]
+        );
+        assert_eq!(
+            lines[1],
+            [
+                "2",
+                "t2",
+                "-",
+                "POST",
+                "/api/v1/releases",
+                "401",
+                "127.0.0.1"
+            ]
+        );
+        // A path from the network stays on its line.
+        assert_eq!(lines[2].len(), 7, "{out}");
+        assert_eq!(lines[2][6], "-");
+    }
+
+    #[test]
+    fn token_create_posts_name_and_role_and_reads_the_secret() {
+        let json = r#"{"name":"ci","role":"publisher","token":"s3cr3t-once","created_at":"t","created_by":"admin"}"#;
+        let answer = http_answer("201 Created", json);
+        let (url, server) = serve_once(move |r| {
+            let mut body = [0; 32];
+            r.read_exact(&mut body).unwrap();
+            r.get_mut().write_all(answer.as_bytes()).unwrap();
+            body
+        });
+        let new = NewToken {
+            name: "ci".into(),
+            role: Role::Publisher,
+        };
+        let answer = client(&url).post_json("/api/v1/tokens", &new).ok().unwrap();
+        assert_eq!(answer.status, 201);
+        let created: CreatedToken = answer.parse().unwrap();
+        assert_eq!(
+            (created.token.as_str(), created.info.role),
+            ("s3cr3t-once", Role::Publisher)
+        );
+        let (head, body) = server.join().unwrap();
+        assert!(head.starts_with("POST /api/v1/tokens HTTP/1.1"), "{head}");
+        assert_eq!(&body, br#"{"name":"ci","role":"publisher"}"#);
     }
 
     #[test]

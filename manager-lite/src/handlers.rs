@@ -624,12 +624,7 @@ pub fn list_tokens(app: &App) -> Answer {
 /// Creates a named token; its secret is in this answer and nowhere else.
 pub fn create_token(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
     let new: NewToken = read_json(rq)?;
-    check_bin_name(&new.name).map_err(|_| {
-        ApiError::bad_request(format!(
-            "invalid token name {:?}: 1 to 64 of A-Z a-z 0-9 . _ -",
-            new.name
-        ))
-    })?;
+    check_token_name(&new.name)?;
     if new.name == BOOTSTRAP_NAME {
         return Err(ApiError::conflict(
             "the name admin belongs to the bootstrap token",
@@ -672,13 +667,22 @@ pub fn revoke_token(app: &App, name: &str) -> Answer {
             "the bootstrap admin token is revoked by replacing its file or environment variable and restarting",
         ));
     }
-    check_bin_name(name)?;
+    check_token_name(name)?;
     let info = app
         .store
         .remove_token(name)?
         .ok_or_else(|| ApiError::not_found(format!("unknown token {name}")))?;
     log::info!("token {name} revoked");
     Ok(Reply::json(200, &info))
+}
+
+/// Token names follow the bin name rule, but the error must say "token".
+fn check_token_name(name: &str) -> Result<(), ApiError> {
+    check_bin_name(name).map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid token name {name:?}: 1 to 64 of A-Z a-z 0-9 . _ - and not . or .."
+        ))
+    })
 }
 
 pub fn list_audit(app: &App, url: &Url) -> Answer {

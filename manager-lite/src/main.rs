@@ -22,6 +22,23 @@ USAGE:
     manager-lite nodes
     manager-lite node NODE
     manager-lite progress BIN [--node NODE] [--limit N]
+    manager-lite token create NAME ROLE
+    manager-lite token list
+    manager-lite token revoke NAME
+    manager-lite audit [--limit N]
+
+TOKENS AND ROLES:
+    `token create` prints the new token's secret once, on stdout: the server keeps
+    only its sha256 and never shows it again. NAME is 1 to 64 of A-Z a-z 0-9 . _ -,
+    not . or .. (\"admin\" is the bootstrap token's). ROLE decides what it may do; every
+    role may read everything (releases, nodes, progress, tokens, audit):
+    admin                       everything, incl. tokens, pins and `cancel`
+    publisher                   upload versions (`publish`), create releases, `pause`
+    approver                    `approve`, `pause`, `resume`, `promote`, `rollback`
+    viewer                      read only
+    A release created with --require-approval must be approved by another token.
+    `token revoke NAME` refuses that token at once. `audit` lists the latest admin
+    writes (default 100, at most 1000), refused ones included, newest first.
 
 PLAN (options of a new release: which nodes get it, and how fast):
     --waves P%[:WAIT],...       e.g. 1%:10m,10%:30m,100%: percents rising to 100%,
@@ -38,7 +55,7 @@ PLAN (options of a new release: which nodes get it, and how fast):
 
 CLIENT OPTIONS:
     --server URL        manager to talk to (env MANAGER_URL, default http://127.0.0.1:38012)
-    --token-file FILE   admin token (else env MANAGER_ADMIN_TOKEN)
+    --token-file FILE   admin or named token (else env MANAGER_ADMIN_TOKEN)
     --json              print JSON instead of a table
 
 EXIT CODES:

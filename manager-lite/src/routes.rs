@@ -111,6 +111,19 @@ impl<'a> Route<'a> {
         })
     }
 
+    /// Paths that only admins use: a write to one is audited, even when
+    /// its method is wrong.
+    fn is_admin(self) -> bool {
+        !matches!(
+            self,
+            Route::Health
+                | Route::Keepalive
+                | Route::Bin(_)
+                | Route::BinProgress(_)
+                | Route::Download(_)
+        )
+    }
+
     fn allow(self) -> &'static str {
         match self {
             Route::Health
@@ -164,6 +177,7 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
         Method::Delete => Verb::Delete,
         _ => Verb::Other,
     };
+    audit.write = route.is_admin() && verb != Verb::Get;
     match (route, verb) {
         // Node-facing.
         (Route::Health, Verb::Get) => handlers::health(),
