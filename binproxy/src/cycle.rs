@@ -574,6 +574,7 @@ impl<'a> Agent<'a> {
             size: 0,
             url: String::new(),
             reason: None,
+            signature: None,
         };
         let entry = self.swap_in(bin, &target, local.as_deref(), &staged, started_ms, true)?;
         let result = self.settle(bin, entry)?;
@@ -624,6 +625,7 @@ fn target_of(entry: &Entry) -> Target {
         size: 0,
         url: String::new(),
         reason: None,
+        signature: None,
     }
 }
 

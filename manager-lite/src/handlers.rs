@@ -325,6 +325,7 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
         sha256sum: staged.sha256.clone(),
         size: staged.size,
         created_at: now_rfc3339(),
+        signature: None,
     };
     // Decide before giving the file its name, so a refused upload leaves nothing.
     if let Some(found) = app

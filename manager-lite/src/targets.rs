@@ -115,6 +115,7 @@ fn artifact(
             sha256sum: a.sha256sum,
             size: a.size,
             reason: Some(reason.clone()),
+            signature: a.signature,
         }),
         reason,
     })

@@ -570,6 +570,7 @@ impl FakeManager {
             sha256sum: sha,
             size: artifact.len() as u64,
             reason: None,
+            signature: None,
         };
         let shared = Arc::new(Mutex::new(Shared {
             bin: bin.to_owned(),

@@ -114,6 +114,9 @@ pub struct Target {
     /// Why this is the node's target (`in wave 2 of release 7`, `pinned to 1.2.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The artifact's minisign signature (`.minisig` text), when one was uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Body of `POST /api/v1/bins/{bin}`: the node runs this hash now.
@@ -196,6 +199,9 @@ pub struct Version {
     pub size: u64,
     /// RFC 3339.
     pub created_at: String,
+    /// The minisign signature of the artifact (`.minisig` text), if uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// A bin and its versions: `GET /api/v1/bins`.
