@@ -1296,6 +1296,7 @@ mod tests {
             sha256sum: sha.repeat(64),
             size: 1,
             created_at: String::new(),
+            signature: None,
         };
         assert!(matches!(
             store.put_version(&version("1", None, "a")).unwrap(),
