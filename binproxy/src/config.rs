@@ -25,6 +25,11 @@ pub struct Config {
     pub splay: Duration,
     pub timeout: Duration,
     pub bins: Vec<BinConfig>,
+    /// minisign public keys (`RW...`); when any is set, nothing unsigned or
+    /// signed by another key is installed. Several allow key rotation.
+    pub trusted_keys: Vec<String>,
+    /// Accept a signed timestamp older than the newest one installed.
+    pub allow_downgrade: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +69,10 @@ struct RawConfig {
     splay: Option<String>,
     timeout: Option<String>,
     bins: Vec<RawBin>,
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+    #[serde(default)]
+    allow_downgrade: bool,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +166,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         splay: duration("splay", raw.splay.as_deref(), DEFAULT_SPLAY, true)?,
         timeout: duration("timeout", raw.timeout.as_deref(), DEFAULT_TIMEOUT, false)?,
         bins,
+        trusted_keys: check_keys(raw.trusted_keys)?,
+        allow_downgrade: raw.allow_downgrade,
     })
 }
 
@@ -235,6 +246,15 @@ fn validate_health(field: &str, h: RawHealth) -> Result<HealthConfig, String> {
             true,
         )?,
     })
+}
+
+/// Each key must be a minisign public key: the base64 line of a `.pub` file.
+fn check_keys(keys: Vec<String>) -> Result<Vec<String>, String> {
+    for (i, k) in keys.iter().enumerate() {
+        minisign_verify::PublicKey::from_base64(k.trim())
+            .map_err(|e| format!("trusted_keys[{i}]: not a minisign public key ({e})"))?;
+    }
+    Ok(keys.into_iter().map(|k| k.trim().to_owned()).collect())
 }
 
 fn check_argv(field: &str, argv: &[String]) -> Result<(), String> {
@@ -378,6 +398,10 @@ mod tests {
             (r#"{"manager_url":"http://m","node_id":"a/b","state_dir":"/s","bins":[]}"#.into(), "node_id"),
             (r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","splay":"x","bins":[{"name":"a","path":"/a"}]}"#.into(), "splay"),
             (r#"{"manager_url":"http://m","state_dir":"/s"}"#.into(), "missing field `bins`"),
+            (
+                r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","trusted_keys":["RWnope"],"bins":[{"name":"a","path":"/a"}]}"#.into(),
+                "trusted_keys[0]",
+            ),
             ("{not json".into(), "test.json"),
         ];
         for (text, want) in cases {

@@ -30,7 +30,7 @@ use crate::manager::Manager;
 use crate::report::{Outbox, Report};
 use crate::state::State;
 use crate::swap;
-use crate::{fetch, fsutil, hooks};
+use crate::{fetch, fsutil, hooks, verify};
 
 /// How a bin ended a cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,15 @@ impl BinResult {
     pub fn is_failure(&self) -> bool {
         matches!(self, Self::Failed(_) | Self::RolledBack(_))
     }
+}
+
+/// Where a swapped-in file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The manager's target, with its signed timestamp when signed.
+    Update(Option<u64>),
+    /// An operator's `binproxy rollback` to a kept version.
+    Manual,
 }
 
 /// The process exit codes of `run` and `rollback`.
@@ -245,11 +254,11 @@ impl<'a> Agent<'a> {
             started_ms,
             None,
         )?;
-        let staged = match self.stage(bin, target, local, started_ms)? {
+        let (staged, origin) = match self.stage(bin, target, local, started_ms)? {
             Ok(staged) => staged,
             Err(result) => return Ok(result),
         };
-        let entry = self.swap_in(bin, target, local, &staged, started_ms, false)?;
+        let entry = self.swap_in(bin, target, local, &staged, started_ms, origin)?;
         self.settle(bin, entry)
     }
 
@@ -261,21 +270,43 @@ impl<'a> Agent<'a> {
         target: &Target,
         local: Option<&str>,
         started_ms: u64,
-    ) -> Result<Result<PathBuf, BinResult>> {
+    ) -> Result<Result<(PathBuf, Origin), BinResult>> {
         fetch::remove_strays(&bin.path, Some(&target.sha256sum))?;
-        let staged = match fetch::fetch(&self.manager, target, &bin.path, self.stop) {
-            Ok(p) => p,
-            Err(e) if self.stop.load(Ordering::Relaxed) => {
-                return Ok(Err(BinResult::Skipped(e.to_string())))
-            }
-            Err(e) => {
+        let policy = verify::Policy {
+            keys: &self.config.trusted_keys,
+            arch: std::env::consts::ARCH,
+            newest: self.state.bin(&bin.name).signed_timestamp,
+            allow_downgrade: self.config.allow_downgrade,
+        };
+        let signed = match verify::authorize(&policy, target) {
+            Ok(s) => s,
+            Err(why) => {
                 let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
-                let message = format!("{e}; next try in {}", humantime::format_duration(wait));
+                let message = format!(
+                    "refused {}: {why}; next try in {}",
+                    short(&target.sha256sum),
+                    humantime::format_duration(wait)
+                );
                 return self
                     .fail(bin, target, local, started_ms, &message, false)
                     .map(Err);
             }
         };
+
+        let staged =
+            match fetch::fetch(&self.manager, target, &bin.path, signed.as_ref(), self.stop) {
+                Ok(p) => p,
+                Err(e) if self.stop.load(Ordering::Relaxed) => {
+                    return Ok(Err(BinResult::Skipped(e.to_string())))
+                }
+                Err(e) => {
+                    let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
+                    let message = format!("{e}; next try in {}", humantime::format_duration(wait));
+                    return self
+                        .fail(bin, target, local, started_ms, &message, false)
+                        .map(Err);
+                }
+            };
         swap::prepare(&staged, &bin.path, bin.mode)?;
         if let Some(argv) = &bin.preflight {
             if let Err(e) = hooks::run(argv, &staged, health::RESTART_TIMEOUT, &self.hook_log) {
@@ -286,7 +317,7 @@ impl<'a> Agent<'a> {
                     .map(Err);
             }
         }
-        Ok(Ok(staged))
+        Ok(Ok((staged, Origin::Update(signed.map(|s| s.timestamp)))))
     }
 
     /// Records and reports a failure before the swap; the live file is untouched.
@@ -324,7 +355,7 @@ impl<'a> Agent<'a> {
         local: Option<&str>,
         staged: &Path,
         started_ms: u64,
-        manual: bool,
+        origin: Origin,
     ) -> Result<Entry> {
         let state_dir = &self.config.state_dir;
         let kept = match local {
@@ -348,7 +379,11 @@ impl<'a> Agent<'a> {
             kept,
             started_ms,
             reason: None,
-            manual,
+            manual: origin == Origin::Manual,
+            signed_timestamp: match origin {
+                Origin::Update(t) => t,
+                Origin::Manual => None,
+            },
         };
         journal::write(state_dir, &entry)?;
         if let Err(e) = swap::install(staged, &bin.path) {
@@ -403,6 +438,9 @@ impl<'a> Agent<'a> {
         } else {
             let message = format!("version {} healthy", entry.target_version);
             st.record("success", &entry.target_sha, &message);
+            if let Some(t) = entry.signed_timestamp {
+                st.signed_timestamp = Some(st.signed_timestamp.map_or(t, |n| n.max(t)));
+            }
             let from = entry.previous_sha.as_deref();
             self.report(
                 bin,
@@ -576,7 +614,14 @@ impl<'a> Agent<'a> {
             reason: None,
             signature: None,
         };
-        let entry = self.swap_in(bin, &target, local.as_deref(), &staged, started_ms, true)?;
+        let entry = self.swap_in(
+            bin,
+            &target,
+            local.as_deref(),
+            &staged,
+            started_ms,
+            Origin::Manual,
+        )?;
         let result = self.settle(bin, entry)?;
         self.state.save(&self.config.state_dir)?;
         Ok(result)
@@ -739,6 +784,8 @@ mod tests {
                 state_dir: dir.join("state"),
                 splay: Duration::ZERO,
                 timeout: Duration::from_secs(1),
+                trusted_keys: Vec::new(),
+                allow_downgrade: false,
                 bins: vec![BinConfig {
                     name: "svc".into(),
                     path: dir.join("bin/svc"),
@@ -777,6 +824,7 @@ mod tests {
                 started_ms: now_ms(),
                 reason: Some("unhealthy".into()),
                 manual: false,
+                signed_timestamp: None,
             };
             journal::write(&self.config.state_dir, &entry).unwrap();
             entry

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manager::Manager;
-use crate::verify::Verifier;
+use crate::verify::{Signed, Verifier};
 
 const CHUNK: usize = 128 * 1024;
 
@@ -68,6 +68,7 @@ pub fn fetch(
     manager: &Manager,
     target: &Target,
     live: &Path,
+    signed: Option<&Signed>,
     stop: &AtomicBool,
 ) -> Result<PathBuf> {
     let part = part_path(live, &target.sha256sum);
@@ -75,7 +76,7 @@ pub fn fetch(
     if have > target.size {
         have = 0;
     }
-    let mut verifier = Verifier::new(target.size, &target.sha256sum);
+    let mut verifier = Verifier::new(target.size, &target.sha256sum, signed);
     let file = if have == target.size && have > 0 {
         // A complete earlier download: check it without the network.
         open_part(&part, have, &mut verifier)?

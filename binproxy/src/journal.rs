@@ -48,6 +48,9 @@ pub struct Entry {
     pub reason: Option<String>,
     #[serde(default)]
     pub manual: bool,
+    /// The signed timestamp of the new version, when it was signed.
+    #[serde(default)]
+    pub signed_timestamp: Option<u64>,
 }
 
 fn dir(state_dir: &Path) -> PathBuf {
@@ -122,6 +125,7 @@ mod tests {
             started_ms: 1,
             reason: None,
             manual: false,
+            signed_timestamp: None,
         }
     }
 

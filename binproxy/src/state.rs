@@ -34,6 +34,9 @@ pub struct BinState {
     pub kept: Vec<String>,
     #[serde(default)]
     pub backoff: Option<Backoff>,
+    /// Newest signed timestamp installed: older signatures are refused.
+    #[serde(default)]
+    pub signed_timestamp: Option<u64>,
 }
 
 /// A hash that failed on this host; not tried again until cleared.
