@@ -50,12 +50,29 @@ pub fn authorize(policy: &Policy, target: &Target) -> Result<Option<Signed>, Str
         .ok_or("no signature, and this host installs only signed artifacts (trusted_keys)")?;
     let signature =
         Signature::decode(text).map_err(|e| format!("the signature does not parse: {e}"))?;
-    let key = policy
+    let keys = policy
         .keys
         .iter()
-        .filter_map(|k| PublicKey::from_base64(k).ok())
-        .find(|k| k.verify_stream(&signature).is_ok())
-        .ok_or("signed by a key that is not in trusted_keys")?;
+        .filter_map(|k| PublicKey::from_base64(k).ok());
+    let mut legacy = false;
+    let mut found = None;
+    for k in keys {
+        match k.verify_stream(&signature) {
+            Ok(_) => {
+                found = Some(k);
+                break;
+            }
+            Err(minisign_verify::Error::UnsupportedLegacyMode) => legacy = true,
+            Err(_) => {}
+        }
+    }
+    let key = match found {
+        Some(k) => k,
+        None if legacy => {
+            return Err("a legacy (not prehashed) minisign signature: sign without -l".into())
+        }
+        None => return Err("signed by a key that is not in trusted_keys".into()),
+    };
     let comment = parse_comment(signature.trusted_comment());
     let field = |name: &str| comment.get(name).copied().unwrap_or("");
     let expect = |name: &str, want: &str| {
