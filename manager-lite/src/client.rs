@@ -1,5 +1,5 @@
-//! The admin command line: `publish`, `release`, `releases`, `nodes`, `node`,
-//! `progress`, the release operations (`approve`, `pause`, `resume`,
+//! The admin command line: `publish`, `signature`, `release`, `releases`,
+//! `nodes`, `node`, `progress`, the release operations (`approve`, `pause`, `resume`,
 //! `promote`, `cancel`, `rollback`), `pin`/`unpin`, `token` (create, list,
 //! revoke the named tokens of the roles admin, publisher, approver, viewer)
 //! and `audit` talk to a running manager-lite over its HTTP API.
@@ -7,8 +7,8 @@
 //! Each command parses its arguments with lexopt and checks every name, release
 //! id and rollout plan (waves, thresholds, selector) against the protocol's
 //! rules before anything is sent, so a typo is a usage error naming the option
-//! and not a round trip. It then sends one request (two for `publish
-//! --release`) with the admin token, and shows the answer as a table or a
+//! and not a round trip. It then sends one request (one more for each of
+//! `publish --signature` and `publish --release`) with the admin token, and shows the answer as a table or a
 //! key/value block ([`crate::table`]) or, with `--json`, as the server's own
 //! JSON. Uploads stream the file from disk: an artifact can be as large as the
 //! server allows (1 GiB by default) and is never held in memory.
@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use ureq::http::Response;
@@ -42,8 +42,23 @@ use ureq::{Agent, Body, RequestBuilder};
 
 /// Commands this module handles.
 pub const COMMANDS: &[&str] = &[
-    "publish", "release", "releases", "nodes", "node", "progress", "approve", "pause", "resume",
-    "promote", "cancel", "rollback", "pin", "unpin", "token", "audit",
+    "publish",
+    "signature",
+    "release",
+    "releases",
+    "nodes",
+    "node",
+    "progress",
+    "approve",
+    "pause",
+    "resume",
+    "promote",
+    "cancel",
+    "rollback",
+    "pin",
+    "unpin",
+    "token",
+    "audit",
 ];
 
 /// The roles a token may have, as the server spells them.
@@ -93,6 +108,7 @@ const SPECS: &[Spec] = &[
         name: "publish",
         options: &[
             "arch",
+            "signature",
             "release",
             "note",
             "waves",
@@ -105,10 +121,16 @@ const SPECS: &[Spec] = &[
             "require-approval",
         ],
         usage: concat!(
-            "manager-lite publish BIN VERSION FILE [--arch A] [--release [--note TEXT] ",
+            "manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig] ",
+            "[--release [--note TEXT] ",
             plan_usage!(),
             "]"
         ),
+    },
+    Spec {
+        name: "signature",
+        options: &["arch"],
+        usage: "manager-lite signature BIN VERSION FILE.minisig [--arch A]",
     },
     Spec {
         name: "release",
@@ -277,6 +299,7 @@ fn run(command: &str, args: Vec<OsString>) -> Result<(), ClientError> {
     match command {
         Command::Help => emit(&format!("usage: {} {COMMON_USAGE}\n", spec.usage)),
         Command::Publish(p) => publish(&connect()?, json, &p),
+        Command::Signature(s) => signature(&connect()?, json, &s),
         Command::Release(r) => release(&connect()?, json, &r),
         Command::Releases { bin } => releases(&connect()?, json, bin.as_deref()),
         Command::Nodes => nodes(&connect()?, json),
@@ -309,6 +332,7 @@ struct Parsed {
 enum Command {
     Help,
     Publish(Publish),
+    Signature(Signature),
     Release(NewRelease),
     Releases {
         bin: Option<String>,
@@ -358,8 +382,21 @@ struct Publish {
     version: String,
     file: PathBuf,
     arch: Option<String>,
-    /// With `--release`: the release to create once the upload is done.
+    /// With `--signature`: the `.minisig` file to store once the upload is done.
+    signature: Option<PathBuf>,
+    /// With `--release`: the release to create once the upload (and the
+    /// signature) is done.
     release: Option<NewRelease>,
+}
+
+/// `signature BIN VERSION FILE.minisig [--arch A]`: (re)signs an uploaded artifact.
+#[derive(Debug, PartialEq, Eq)]
+struct Signature {
+    bin: String,
+    version: String,
+    file: PathBuf,
+    /// The artifact's arch; `None`: the arch-less artifact.
+    arch: Option<String>,
 }
 
 /// Options every command takes.
@@ -377,8 +414,10 @@ struct Raw {
     words: Vec<OsString>,
     help: bool,
     /// Each `--arch`: selector values of `release`; the artifact's arch
-    /// (once) for `publish`.
+    /// (once) for `publish` and `signature`.
     arch: Vec<String>,
+    /// `--signature FILE.minisig` of `publish`.
+    signature: Option<PathBuf>,
     release: bool,
     note: Option<String>,
     bin: Option<String>,
@@ -436,6 +475,9 @@ fn scan(spec: &Spec, args: Vec<OsString>) -> Result<Raw, ClientError> {
             Long("json") => raw.common.json = true,
             Short('h') | Long("help") => raw.help = true,
             Long("arch") if takes("arch") => raw.arch.push(parser.value()?.string()?),
+            Long("signature") if takes("signature") => {
+                raw.signature = Some(parser.value()?.into());
+            }
             Long("release") if takes("release") => raw.release = true,
             Long("note") if takes("note") => raw.note = Some(parser.value()?.string()?),
             Long("bin") if takes("bin") => raw.bin = Some(parser.value()?.string()?),
@@ -477,6 +519,7 @@ fn build(command: &'static str, mut raw: Raw) -> Result<Command, ClientError> {
                 once("arch", std::mem::take(&mut raw.arch))?,
                 check_arch,
             )?;
+            let signature = raw.signature.take();
             let release = match (raw.release, raw.release_option()) {
                 (true, _) => Some(new_release(bin.clone(), version.clone(), raw)?),
                 (false, Some(option)) => {
@@ -489,9 +532,16 @@ fn build(command: &'static str, mut raw: Raw) -> Result<Command, ClientError> {
                 version,
                 file,
                 arch,
+                signature,
                 release,
             })
         }
+        "signature" => Command::Signature(Signature {
+            bin: name(words, "BIN", check_bin_name)?,
+            version: name(words, "VERSION", check_version)?,
+            file: word(words, "FILE")?.into(),
+            arch: checked("arch", once("arch", raw.arch)?, check_arch)?,
+        }),
         "release" => {
             let bin = name(words, "BIN", check_bin_name)?;
             let version = name(words, "VERSION", check_version)?;
@@ -983,6 +1033,17 @@ impl Client {
         read_answer("DELETE", &url, request.call())
     }
 
+    fn put_text(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        text: &str,
+    ) -> Result<Answer, ClientError> {
+        let (url, request) = self.start(Agent::put, path, query);
+        let sent = request.content_type("text/plain; charset=utf-8").send(text);
+        read_answer("PUT", &url, sent)
+    }
+
     /// Streams `file` (`size` bytes) as the body.
     fn upload(
         &self,
@@ -1054,17 +1115,29 @@ fn error_text(body: &str, reason: Option<&str>) -> String {
 // Commands
 
 fn publish(client: &Client, json: bool, p: &Publish) -> Result<(), ClientError> {
+    // Both files are read before anything is sent: a bad signature file
+    // uploads nothing.
+    let signature = p.signature.as_deref().map(read_signature).transpose()?;
     let (file, size) = open_artifact(&p.file)?;
     let mut query = vec![("version", p.version.as_str())];
     if let Some(arch) = &p.arch {
         query.push(("arch", arch));
     }
     let path = format!("{API_PREFIX}/bins/{}/versions", p.bin);
-    let answer = client.upload(&path, &query, file, size)?;
+    let uploaded = client.upload(&path, &query, file, size)?;
+    let already = uploaded.status == 200;
+    // With a signature, show the version as it is once signed.
+    let answer = match &signature {
+        Some(text) => put_signature(client, &p.bin, &p.version, p.arch.as_deref(), text)?,
+        None => uploaded,
+    };
     show(json, &answer, |v: Version| {
-        let mut text = versions_table(&[v]);
-        if answer.status == 200 {
+        let mut text = versions_table(std::slice::from_ref(&v));
+        if already {
             text.push_str("(already uploaded with the same bytes)\n");
+        }
+        if signature.is_some() {
+            text.push_str(&signed_line(&v));
         }
         text
     })?;
@@ -1075,6 +1148,52 @@ fn publish(client: &Client, json: bool, p: &Publish) -> Result<(), ClientError> 
         emit("\n")?;
     }
     release(client, json, new)
+}
+
+/// Stores (or replaces) the signature of an uploaded artifact.
+fn signature(client: &Client, json: bool, s: &Signature) -> Result<(), ClientError> {
+    let text = read_signature(&s.file)?;
+    let answer = put_signature(client, &s.bin, &s.version, s.arch.as_deref(), &text)?;
+    show(json, &answer, |v: Version| {
+        let mut out = versions_table(std::slice::from_ref(&v));
+        out.push_str(&signed_line(&v));
+        out
+    })
+}
+
+/// `PUT /api/v1/bins/{bin}/versions/{version}/signature[?arch=A]`.
+fn put_signature(
+    client: &Client,
+    bin: &str,
+    version: &str,
+    arch: Option<&str>,
+    text: &str,
+) -> Result<Answer, ClientError> {
+    let query: Vec<_> = arch.map(|a| ("arch", a)).into_iter().collect();
+    let path = format!("{API_PREFIX}/bins/{bin}/versions/{version}/signature");
+    client.put_text(&path, &query, text)
+}
+
+/// The text of a `.minisig` file, checked as the server will check it.
+fn read_signature(path: &Path) -> Result<String, ClientError> {
+    let config = |why: String| ClientError::Config(format!("{}: {why}", shown(path)));
+    let file = File::open(path).map_err(|e| config(format!("cannot read it: {e}")))?;
+    let mut bytes = Vec::new();
+    // One byte over the limit is enough to refuse it.
+    file.take(crate::signature::MAX_SIGNATURE as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| config(format!("cannot read it: {e}")))?;
+    let text = crate::signature::check(&bytes)
+        .map_err(|why| config(format!("not a minisign signature: {why}")))?;
+    Ok(text.to_owned())
+}
+
+/// What the CLI says about a signed version: its trusted comment.
+fn signed_line(v: &Version) -> String {
+    match v.signature.as_deref().and_then(|s| s.lines().nth(2)) {
+        Some(trusted) => format!("signature stored ({})\n", table::clean(trusted)),
+        None => "no signature stored\n".to_owned(),
+    }
 }
 
 /// The file to upload and its size, which becomes the Content-Length.
@@ -1690,6 +1809,7 @@ mod tests {
                 version: "1.2.0".into(),
                 file: "./a.bin".into(),
                 arch: Some("x86_64".into()),
+                signature: None,
                 release: Some(NewRelease {
                     bin_name: "agent".into(),
                     version: "1.2.0".into(),
@@ -2648,6 +2768,105 @@ mod tests {
         assert!(
             head.starts_with("DELETE /api/v1/nodes/n/pins/a HTTP/1.1"),
             "{head}"
+        );
+    }
+
+    /// A well-formed signature (base64 of the right lengths), not a valid one.
+    const SIGNATURE: &str = "untrusted comment: signature from minisign secret key\n\
+        RUS/6ARklDCuZucTpt+RnHwxPQQVoBhvNhJaitDn16AWO1o+21elY7nnfC3f6X79V2U4x7EHazg3tTD9MXtJYSzHFiD37mRcnQw=\n\
+        trusted comment: bin=a version=1 timestamp=1700000000\n\
+        NJa3FKs9y0AKjHaxW9fhpycmdS1ManTIIEgQXEXPXKQ7VH0nr3kLP/PUQTUdxU1IohV89S60PCSyKZRt8TuhDQ==\n";
+
+    #[test]
+    fn signature_and_publish_signature_parse() {
+        let parsed =
+            parse_line("signature", &["a", "1.0", "a.minisig", "--arch", "arm64"]).unwrap();
+        assert_eq!(
+            parsed.command,
+            Command::Signature(Signature {
+                bin: "a".into(),
+                version: "1.0".into(),
+                file: "a.minisig".into(),
+                arch: Some("arm64".into()),
+            })
+        );
+        let Command::Publish(p) = parse_line(
+            "publish",
+            &["a", "1", "f", "--signature", "f.minisig", "--release"],
+        )
+        .unwrap()
+        .command
+        else {
+            panic!("not a publish");
+        };
+        assert_eq!(p.signature.as_deref(), Some(Path::new("f.minisig")));
+        assert!(p.release.is_some());
+        assert_eq!(usage_error("signature", &["a", "1"]), "missing FILE");
+        assert!(usage_error("signature", &["a", "1", "f", "x"]).contains("unexpected"));
+        assert!(usage_error("signature", &["a", "1", "f", "--release"]).contains("--release"));
+        assert!(usage_error("signature", &["a/b", "1", "f"]).contains("bin name"));
+        let err = usage_error("signature", &["a", "1", "f", "--arch", "x", "--arch", "y"]);
+        assert!(err.contains("--arch"), "{err}");
+        assert!(usage_error("release", &["a", "1", "--signature", "f"]).contains("--signature"));
+    }
+
+    #[test]
+    fn signature_files_are_checked_before_sending() {
+        let good = temp_file("good.minisig", SIGNATURE);
+        assert_eq!(read_signature(&good).unwrap(), SIGNATURE);
+        let bad = temp_file("bad.minisig", "untrusted comment: x\nnot base64\n");
+        let err = read_signature(&bad).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("bad.minisig") && text.contains("2 lines"),
+            "{text}"
+        );
+        let big = temp_file("big.minisig", &"x".repeat(5000));
+        let text = read_signature(&big).unwrap_err().to_string();
+        assert!(text.contains("over the limit of 4096"), "{text}");
+        let text = read_signature(Path::new("/nonexistent/a.minisig"))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("/nonexistent/a.minisig"), "{text}");
+        for f in [good, bad, big] {
+            fs::remove_file(f).unwrap();
+        }
+    }
+
+    #[test]
+    fn signatures_are_put_as_text_with_the_arch() {
+        let version = serde_json::json!({
+            "bin_name": "a", "version": "1", "arch": "aarch64", "sha256sum": "ab",
+            "size": 10, "created_at": "t", "signature": SIGNATURE,
+        });
+        let answer = http_answer("200 OK", &version.to_string());
+        let (url, server) = serve_once(move |r| {
+            let mut body = vec![0; SIGNATURE.len()];
+            r.read_exact(&mut body).unwrap();
+            r.get_mut().write_all(answer.as_bytes()).unwrap();
+            body
+        });
+        let answer = put_signature(&client(&url), "a", "1", Some("arm64"), SIGNATURE)
+            .ok()
+            .unwrap();
+        let v: Version = answer.parse().unwrap();
+        assert_eq!(
+            signed_line(&v),
+            "signature stored (trusted comment: bin=a version=1 timestamp=1700000000)\n"
+        );
+        let (head, body) = server.join().unwrap();
+        assert!(
+            head.starts_with("PUT /api/v1/bins/a/versions/1/signature?arch=arm64 HTTP/1.1"),
+            "{head}"
+        );
+        assert_eq!(body, SIGNATURE.as_bytes());
+        assert_eq!(
+            signed_line(&Version {
+                signature: None,
+                ..v
+            }),
+            "no signature stored\n"
         );
     }
 }

@@ -17,10 +17,10 @@ use tiny_http::Request;
 
 use crate::artifacts::{Artifacts, IngestError};
 use crate::auth::{Actor, Auth, BOOTSTRAP_NAME};
-use crate::http::{file_reply, header, parse_range, read_json, ApiError, Reply, Url};
+use crate::http::{file_reply, header, parse_range, read_bounded, read_json, ApiError, Reply, Url};
 use crate::store::{PutVersion, ReleaseError, Store};
 use crate::time::now_rfc3339;
-use crate::{rollout, targets};
+use crate::{rollout, signature, targets};
 
 /// Everything a handler needs.
 pub struct App {
@@ -360,6 +360,66 @@ fn existing_version(found: &Version, upload: &Version) -> Answer {
             upload.sha256sum
         )))
     }
+}
+
+/// `PUT /api/v1/bins/{bin}/versions/{version}/signature[?arch=A]`: stores the
+/// `.minisig` text of that artifact as given, replacing an earlier one. The
+/// manager holds no key: only its shape is checked; agents verify it.
+pub fn put_signature(
+    app: &App,
+    actor: &Actor,
+    bin: &str,
+    version: &str,
+    url: &Url,
+    rq: &mut Request,
+) -> Answer {
+    check_bin_name(bin)?;
+    check_version(version)?;
+    let arch = url.query("arch").filter(|a| !a.is_empty());
+    if let Some(a) = arch {
+        check_arch(a)?;
+    }
+    let arch = arch.map(normalize_arch);
+    let body = read_bounded(rq, signature::MAX_SIGNATURE, "signature")?;
+    let text = signature::check(&body)
+        .map_err(|why| ApiError::bad_request(format!("invalid signature: {why}")))?;
+    let Some(stored) = app.store.set_signature(bin, version, arch, text)? else {
+        return Err(no_artifact(app, bin, version, arch)?);
+    };
+    log::info!(
+        "signature of {bin} {version} ({}) stored by {}",
+        arch.unwrap_or("any arch"),
+        actor.name
+    );
+    Ok(Reply::json(200, &stored))
+}
+
+/// The 404 for a signature of an artifact that is not there, saying which
+/// artifacts of the version are.
+fn no_artifact(
+    app: &App,
+    bin: &str,
+    version: &str,
+    arch: Option<&str>,
+) -> Result<ApiError, ApiError> {
+    let stored = app.store.versions(bin, Some(version))?;
+    if stored.is_empty() {
+        return Ok(ApiError::not_found(format!(
+            "unknown version {version} of {bin}: upload it first"
+        )));
+    }
+    let arches: Vec<&str> = stored
+        .iter()
+        .map(|v| v.arch.as_deref().unwrap_or("arch-less"))
+        .collect();
+    let missing = match arch {
+        Some(a) => format!("no artifact for arch {a}"),
+        None => "no arch-less artifact: pass ?arch=".to_owned(),
+    };
+    Ok(ApiError::not_found(format!(
+        "{bin} {version} has {missing} (its artifacts: {})",
+        arches.join(", ")
+    )))
 }
 
 pub fn list_bins(app: &App) -> Answer {

@@ -243,18 +243,7 @@ pub fn header<'r>(rq: &'r Request, name: &str) -> Option<&'r str> {
 
 /// Reads and parses a JSON body of at most [`MAX_JSON_BODY`] bytes.
 pub fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, ApiError> {
-    let too_large = || ApiError::too_large(format!("JSON body over {MAX_JSON_BODY} bytes"));
-    if rq.body_length().is_some_and(|n| n > MAX_JSON_BODY) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    rq.as_reader()
-        .take(MAX_JSON_BODY as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-    if body.len() > MAX_JSON_BODY {
-        return Err(too_large());
-    }
+    let body = read_bounded(rq, MAX_JSON_BODY, "JSON body")?;
     let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON body: {e}"));
     // serde reads a struct from an array too, field by field; only objects are bodies here.
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(invalid)?;
@@ -264,6 +253,23 @@ pub fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, ApiError> {
         ));
     }
     serde_json::from_value(value).map_err(invalid)
+}
+
+/// Reads a body of at most `max` bytes; 413 naming `what` above that.
+pub fn read_bounded(rq: &mut Request, max: usize, what: &str) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::too_large(format!("{what} over {max} bytes"));
+    if rq.body_length().is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    if body.len() > max {
+        return Err(too_large());
+    }
+    Ok(body)
 }
 
 /// The part of a resource a `Range` header asks for.

@@ -7,6 +7,8 @@
 //! to one thin handler in [`handlers`], which checks names, calls the store and
 //! answers JSON. [`targets`] decides which version a node should run.
 //! [`serve`] owns the process: listening, workers, signals, clean shutdown.
+//! [`signature`] checks the shape of the minisign signatures stored with
+//! versions (the manager holds no key; agents verify them).
 //! [`client`] is the admin command line that talks to a running server.
 
 pub mod artifacts;
@@ -17,6 +19,7 @@ pub mod http;
 pub mod rollout;
 pub mod routes;
 pub mod serve;
+pub mod signature;
 pub mod store;
 pub mod table;
 pub mod targets;

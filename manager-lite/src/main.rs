@@ -12,7 +12,9 @@ USAGE:
                        [--offline-after DURATION] [--max-artifact-size BYTES]
                        [--progress-keep N] [--workers N] [--flush-interval DURATION]
                        [--rollout-interval DURATION]
-    manager-lite publish BIN VERSION FILE [--arch A] [--release [--note TEXT] PLAN...]
+    manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig]
+                         [--release [--note TEXT] PLAN...]
+    manager-lite signature BIN VERSION FILE.minisig [--arch A]
     manager-lite release BIN VERSION [--note TEXT] [--arch A]... PLAN...
     manager-lite releases [--bin BIN]
     manager-lite approve|pause|resume|promote|cancel ID
@@ -33,12 +35,21 @@ TOKENS AND ROLES:
     not . or .. (\"admin\" is the bootstrap token's). ROLE decides what it may do; every
     role may read everything (releases, nodes, progress, tokens, audit):
     admin                       everything, incl. tokens, pins and `cancel`
-    publisher                   upload versions (`publish`), create releases, `pause`
+    publisher                   upload and sign versions (`publish`, `signature`),
+                                create releases, `pause`
     approver                    `approve`, `pause`, `resume`, `promote`, `rollback`
     viewer                      read only
     A release created with --require-approval must be approved by another token.
     `token revoke NAME` refuses that token at once. `audit` lists the latest admin
     writes (default 100, at most 1000), refused ones included, newest first.
+
+SIGNATURES:
+    `publish --signature FILE.minisig` uploads, then stores the artifact's minisign
+    signature (`minisign -S -m FILE`), before any --release. `signature` stores one for
+    an uploaded artifact, replacing an earlier one (a re-signature: a fresh timestamp in
+    the trusted comment, say). --arch is the signed artifact's arch; without it, the
+    arch-less artifact. The manager only checks the file's shape (4 lines, at most
+    4096 bytes): it holds no key, and agents verify the signature.
 
 PLAN (options of a new release: which nodes get it, and how fast):
     --waves P%[:WAIT],...       e.g. 1%:10m,10%:30m,100%: percents rising to 100%,

@@ -74,6 +74,7 @@ enum Route<'a> {
     Bin(&'a str),
     BinProgress(&'a str),
     BinVersions(&'a str),
+    Signature(&'a str, &'a str),
     Download(&'a str),
     Releases,
     Release(&'a str),
@@ -95,6 +96,9 @@ impl<'a> Route<'a> {
             ["api", "v1", "bins", bin] => Route::Bin(bin),
             ["api", "v1", "bins", bin, "progress"] => Route::BinProgress(bin),
             ["api", "v1", "bins", bin, "versions"] => Route::BinVersions(bin),
+            ["api", "v1", "bins", bin, "versions", version, "signature"] => {
+                Route::Signature(bin, version)
+            }
             ["api", "v1", "download", name] => Route::Download(name),
             ["api", "v1", "releases"] => Route::Releases,
             ["api", "v1", "releases", id] => Route::Release(id),
@@ -136,6 +140,7 @@ impl<'a> Route<'a> {
             Route::ReleaseOp(..) => "POST",
             Route::Token(_) => "DELETE",
             Route::Pin(..) => "PUT, DELETE",
+            Route::Signature(..) => "PUT",
             Route::Keepalive
             | Route::Bin(_)
             | Route::BinProgress(_)
@@ -219,6 +224,8 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
         (Route::BinVersions(bin), Verb::Post) => {
             need(app, rq, audit, PUBLISH).and_then(|_| handlers::upload(app, bin, &url, rq))
         }
+        (Route::Signature(bin, version), Verb::Put) => need(app, rq, audit, PUBLISH)
+            .and_then(|actor| handlers::put_signature(app, &actor, bin, version, &url, rq)),
         (Route::Releases, Verb::Post) => need(app, rq, audit, PUBLISH)
             .and_then(|actor| handlers::create_release(app, &actor, rq)),
         (Route::ReleaseOp(id, op), Verb::Post) => need(app, rq, audit, op_roles(op))

@@ -440,6 +440,34 @@ impl Store {
         })
     }
 
+    /// Stores `text` as the signature of the artifact of `bin` `version`
+    /// uploaded for `arch` (`None`: the arch-less one), replacing any earlier
+    /// one. `None` when there is no such artifact.
+    pub fn set_signature(
+        &self,
+        bin: &str,
+        version: &str,
+        arch: Option<&str>,
+        text: &str,
+    ) -> Result<Option<Version>> {
+        let key = (bin, version, arch.unwrap_or(""));
+        self.write("storing signature", |txn| {
+            let mut t = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+            let found = t
+                .get(key)
+                .at(&self.path, "versions")?
+                .map(|v| self.decode::<Version>(v.value(), "version"))
+                .transpose()?;
+            let Some(mut v) = found else {
+                return Ok(None);
+            };
+            v.signature = Some(text.to_owned());
+            t.insert(key, to_json(&v).as_slice())
+                .at(&self.path, "storing signature")?;
+            Ok(Some(v))
+        })
+    }
+
     /// Versions of `bin` (every arch), in key order; `version` narrows to one.
     pub fn versions(&self, bin: &str, version: Option<&str>) -> Result<Vec<Version>> {
         let txn = self.read("reading versions")?;
@@ -1372,5 +1400,69 @@ mod tests {
             r2.id
         );
         assert_eq!(store.releases(Some("streamd")).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_signature_goes_to_the_artifact_of_exactly_its_arch() {
+        let dir = TempDir::new("sig");
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        let version = |arch: Option<&str>, sha: &str| Version {
+            bin_name: "streamd".into(),
+            version: "2".into(),
+            arch: arch.map(Into::into),
+            sha256sum: sha.repeat(64),
+            size: 1,
+            created_at: String::new(),
+            signature: None,
+        };
+        store.put_version(&version(Some("aarch64"), "c")).unwrap();
+        store.put_version(&version(None, "d")).unwrap();
+
+        // A signature goes to the artifact of exactly that arch.
+        assert!(store
+            .set_signature("streamd", "2", Some("x86_64"), "sig")
+            .unwrap()
+            .is_none());
+        assert!(store
+            .set_signature("streamd", "3", None, "sig")
+            .unwrap()
+            .is_none());
+        let signed = store
+            .set_signature("streamd", "2", Some("aarch64"), "sig-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(signed.signature.as_deref(), Some("sig-1"));
+        store
+            .set_signature("streamd", "2", Some("aarch64"), "sig-2")
+            .unwrap()
+            .unwrap();
+        store
+            .set_signature("streamd", "2", None, "sig-any")
+            .unwrap();
+        let sig = |arch| {
+            store
+                .artifact("streamd", "2", arch)
+                .unwrap()
+                .unwrap()
+                .signature
+        };
+        assert_eq!(sig("aarch64").as_deref(), Some("sig-2"));
+        assert_eq!(sig("x86_64").as_deref(), Some("sig-any"));
+        // The same bytes uploaded again keep the signature.
+        assert!(matches!(
+            store.put_version(&version(Some("aarch64"), "c")).unwrap(),
+            PutVersion::Existing(v) if v.signature.as_deref() == Some("sig-2")
+        ));
+        drop(store);
+        let store = Store::open(&dir.db(), opts(3)).unwrap();
+        assert_eq!(
+            store
+                .artifact("streamd", "2", "aarch64")
+                .unwrap()
+                .unwrap()
+                .signature
+                .as_deref(),
+            Some("sig-2")
+        );
     }
 }
