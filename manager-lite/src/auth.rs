@@ -29,6 +29,50 @@ pub enum TokenSource {
 
 pub struct Auth {
     admin_digest: [u8; 32],
+    /// Node authentication is on when set: the enrollment token's digest.
+    enroll_digest: Option<[u8; 32]>,
+}
+
+/// Who sent a node-facing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeCaller {
+    /// Node authentication is off: anyone.
+    Open,
+    /// A node, by its own secret.
+    Node(String),
+    /// The enrollment token: may only enroll a new node.
+    Enroll,
+    /// An admin token: may read what nodes read.
+    Admin,
+}
+
+impl NodeCaller {
+    /// May this caller write the records of `node_id`? Only that node may.
+    pub fn may_write_as(&self, node_id: &str) -> Result<(), ApiError> {
+        match self {
+            NodeCaller::Open => Ok(()),
+            NodeCaller::Node(id) if id == node_id => Ok(()),
+            NodeCaller::Node(id) => Err(ApiError::forbidden(format!(
+                "this secret belongs to node {id}, not {node_id}"
+            ))),
+            NodeCaller::Enroll => Err(ApiError::unauthorized(
+                "the enrollment token only enrolls: send the node's own secret",
+            )),
+            NodeCaller::Admin => Err(ApiError::forbidden(
+                "an admin token cannot write a node's records",
+            )),
+        }
+    }
+
+    /// May this caller read targets and artifacts?
+    pub fn may_read(&self) -> Result<(), ApiError> {
+        match self {
+            NodeCaller::Enroll => Err(ApiError::unauthorized(
+                "the enrollment token only enrolls: send the node's own secret",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The caller of an admin request, as recorded in history and audit.
@@ -61,9 +105,50 @@ impl Auth {
         Ok((
             Auth {
                 admin_digest: digest(&token),
+                enroll_digest: None,
             },
             source,
         ))
+    }
+
+    /// Turns node authentication on with the enrollment token in `path`.
+    pub fn require_nodes(&mut self, path: &Path) -> Result<(), String> {
+        let token =
+            read_token(path).map_err(|e| e.replace("admin token", "node enrollment token"))?;
+        self.enroll_digest = Some(digest(&token));
+        Ok(())
+    }
+
+    pub fn nodes_protected(&self) -> bool {
+        self.enroll_digest.is_some()
+    }
+
+    /// Who a node-facing request is: a node by its secret, the enrollment
+    /// token, or an admin token. Anything else → 401 (when node auth is on).
+    pub fn node_caller(
+        &self,
+        authorization: Option<&str>,
+        store: &Store,
+    ) -> Result<NodeCaller, ApiError> {
+        let Some(enroll) = &self.enroll_digest else {
+            return Ok(NodeCaller::Open);
+        };
+        let presented = bearer(authorization).ok_or_else(|| {
+            ApiError::unauthorized(
+                "node authentication is on: send Authorization: Bearer NODE_SECRET",
+            )
+        })?;
+        let d = digest(presented);
+        if let Some(node) = store.node_of_secret(&hex(&d)) {
+            return Ok(NodeCaller::Node(node));
+        }
+        if constant_time_eq(&d, enroll) {
+            return Ok(NodeCaller::Enroll);
+        }
+        if self.authenticate(authorization, store).is_ok() {
+            return Ok(NodeCaller::Admin);
+        }
+        Err(ApiError::unauthorized("unknown node secret"))
     }
 
     /// Who `Authorization: Bearer TOKEN` is: the bootstrap admin token, or
@@ -96,6 +181,12 @@ impl Auth {
             })
             .ok_or_else(|| ApiError::unauthorized("unknown admin token"))
     }
+}
+
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 /// The sha256 of a secret, in hex, as the store keeps it.

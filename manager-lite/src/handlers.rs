@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use tiny_http::Request;
 
 use crate::artifacts::{Artifacts, IngestError};
-use crate::auth::{Actor, Auth, BOOTSTRAP_NAME};
+use crate::auth::{Actor, Auth, NodeCaller, BOOTSTRAP_NAME};
 use crate::http::{file_reply, header, parse_range, read_bounded, read_json, ApiError, Reply, Url};
 use crate::store::{PutVersion, ReleaseError, Store};
 use crate::time::now_rfc3339;
@@ -72,10 +72,17 @@ pub fn health() -> Answer {
 
 // ---- node-facing ----
 
-pub fn keepalive(app: &App, rq: &mut Request) -> Answer {
+pub fn keepalive(app: &App, caller: &NodeCaller, rq: &mut Request) -> Answer {
     let k: Keepalive = read_json(rq)?;
     let bins_given = k.bins.is_some();
     let node = node_from_keepalive(k)?;
+    let node_secret = match caller {
+        NodeCaller::Enroll => Some(enroll(app, &node.node_id)?),
+        other => {
+            other.may_write_as(&node.node_id)?;
+            None
+        }
+    };
     let node = app
         .store
         .keepalive(node.clone(), bins_given, SystemTime::now())?;
@@ -94,7 +101,38 @@ pub fn keepalive(app: &App, rq: &mut Request) -> Answer {
             server_time: now_rfc3339(),
             targets,
             reasons,
+            node_secret,
         },
+    ))
+}
+
+/// Gives a new node its secret; only its hash is stored, before the answer.
+fn enroll(app: &App, node_id: &str) -> Result<String, ApiError> {
+    let secret = crate::auth::random_hex(32).map_err(ApiError::internal)?;
+    if !app
+        .store
+        .enroll_node(node_id, &crate::auth::secret_hash(&secret))?
+    {
+        return Err(ApiError::conflict(format!(
+            "node {node_id} is already enrolled: revoke it with manager-lite node revoke {node_id}"
+        )));
+    }
+    log::info!("node {node_id} enrolled");
+    Ok(secret)
+}
+
+/// `DELETE /api/v1/nodes/{node_id}/secret`: the node must enroll again.
+pub fn revoke_node(app: &App, node_id: &str) -> Answer {
+    check_node_id(node_id)?;
+    if !app.store.revoke_node(node_id)? {
+        return Err(ApiError::not_found(format!(
+            "node {node_id} is not enrolled"
+        )));
+    }
+    log::info!("node {node_id}: secret revoked");
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({"node_id": node_id, "revoked": true}),
     ))
 }
 
@@ -206,10 +244,11 @@ pub fn bin_target(app: &App, bin: &str, url: &Url, rq: &Request) -> Answer {
     Ok(Reply::json(200, &target).header("ETag", etag))
 }
 
-pub fn installed(app: &App, bin: &str, rq: &mut Request) -> Answer {
+pub fn installed(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Request) -> Answer {
     check_bin_name(bin)?;
     let body: Installed = read_json(rq)?;
     check_node_id(&body.node_id)?;
+    caller.may_write_as(&body.node_id)?;
     let sha = check_sha256("sha256sum", &body.sha256sum)?;
     let node = app
         .store
@@ -223,10 +262,11 @@ pub fn installed(app: &App, bin: &str, rq: &mut Request) -> Answer {
     Ok(Reply::json(200, &node))
 }
 
-pub fn report_progress(app: &App, bin: &str, rq: &mut Request) -> Answer {
+pub fn report_progress(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Request) -> Answer {
     check_bin_name(bin)?;
     let mut p: Progress = read_json(rq)?;
     check_node_id(&p.node_id)?;
+    caller.may_write_as(&p.node_id)?;
     p.target_hash = check_sha256("targetHash", &p.target_hash)?;
     p.from_hash = match p.from_hash.filter(|h| !h.is_empty()) {
         Some(h) => Some(check_sha256("fromHash", &h)?),

@@ -12,6 +12,7 @@ USAGE:
                        [--offline-after DURATION] [--max-artifact-size BYTES]
                        [--progress-keep N] [--workers N] [--flush-interval DURATION]
                        [--rollout-interval DURATION]
+                       [--node-enroll-token-file FILE] [--insecure-open-nodes]
     manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig]
                          [--release [--note TEXT] PLAN...]
     manager-lite signature BIN VERSION FILE.minisig [--arch A]

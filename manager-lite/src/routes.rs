@@ -10,7 +10,7 @@ use tiny_http::{Method, Request};
 
 use binproxy_protocol::{AuditRecord, Role};
 
-use crate::auth::Actor;
+use crate::auth::{Actor, NodeCaller};
 use crate::handlers::{self, App};
 use crate::http::{header, ApiError, Reply, Url};
 
@@ -85,6 +85,7 @@ enum Route<'a> {
     Tokens,
     Token(&'a str),
     Audit,
+    NodeSecret(&'a str),
 }
 
 impl<'a> Route<'a> {
@@ -108,6 +109,7 @@ impl<'a> Route<'a> {
             ["api", "v1", "nodes"] => Route::Nodes,
             ["api", "v1", "nodes", node] => Route::Node(node),
             ["api", "v1", "nodes", node, "pins", bin] => Route::Pin(node, bin),
+            ["api", "v1", "nodes", node, "secret"] => Route::NodeSecret(node),
             ["api", "v1", "tokens"] => Route::Tokens,
             ["api", "v1", "tokens", name] => Route::Token(name),
             ["api", "v1", "audit"] => Route::Audit,
@@ -138,7 +140,7 @@ impl<'a> Route<'a> {
             | Route::Node(_)
             | Route::Audit => "GET, HEAD",
             Route::ReleaseOp(..) => "POST",
-            Route::Token(_) => "DELETE",
+            Route::Token(_) | Route::NodeSecret(_) => "DELETE",
             Route::Pin(..) => "PUT, DELETE",
             Route::Signature(..) => "PUT",
             Route::Keepalive
@@ -184,14 +186,26 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
     };
     audit.write = route.is_admin() && verb != Verb::Get;
     match (route, verb) {
-        // Node-facing.
+        // Node-facing: with node authentication on, a node's secret.
         (Route::Health, Verb::Get) => handlers::health(),
-        (Route::Keepalive, Verb::Get) => handlers::node_status(app, &url),
-        (Route::Keepalive, Verb::Post) => handlers::keepalive(app, rq),
-        (Route::Bin(bin), Verb::Get) => handlers::bin_target(app, bin, &url, rq),
-        (Route::Bin(bin), Verb::Post) => handlers::installed(app, bin, rq),
-        (Route::BinProgress(bin), Verb::Post) => handlers::report_progress(app, bin, rq),
-        (Route::Download(name), Verb::Get) => handlers::download(app, name, rq),
+        (Route::Keepalive, Verb::Get) => {
+            node_read(app, rq).and_then(|()| handlers::node_status(app, &url))
+        }
+        (Route::Keepalive, Verb::Post) => {
+            node(app, rq).and_then(|c| handlers::keepalive(app, &c, rq))
+        }
+        (Route::Bin(bin), Verb::Get) => {
+            node_read(app, rq).and_then(|()| handlers::bin_target(app, bin, &url, rq))
+        }
+        (Route::Bin(bin), Verb::Post) => {
+            node(app, rq).and_then(|c| handlers::installed(app, &c, bin, rq))
+        }
+        (Route::BinProgress(bin), Verb::Post) => {
+            node(app, rq).and_then(|c| handlers::report_progress(app, &c, bin, rq))
+        }
+        (Route::Download(name), Verb::Get) => {
+            node_read(app, rq).and_then(|()| handlers::download(app, name, rq))
+        }
         // Admin reads: every role.
         (Route::Bins, Verb::Get) => {
             need(app, rq, audit, READ).and_then(|_| handlers::list_bins(app))
@@ -239,11 +253,25 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
         (Route::Tokens, Verb::Post) => {
             need(app, rq, audit, ADMIN).and_then(|actor| handlers::create_token(app, &actor, rq))
         }
+        (Route::NodeSecret(node), Verb::Delete) => {
+            need(app, rq, audit, ADMIN).and_then(|_| handlers::revoke_node(app, node))
+        }
         (Route::Token(name), Verb::Delete) => {
             need(app, rq, audit, ADMIN).and_then(|_| handlers::revoke_token(app, name))
         }
         (route, _) => Err(ApiError::method_not_allowed(route.allow())),
     }
+}
+
+/// Who sent a node-facing request (anyone, when node auth is off).
+fn node(app: &App, rq: &Request) -> Result<NodeCaller, ApiError> {
+    app.auth
+        .node_caller(header(rq, "Authorization"), &app.store)
+}
+
+/// Node reads: a node's secret or an admin token, not the enrollment token.
+fn node_read(app: &App, rq: &Request) -> Result<(), ApiError> {
+    node(app, rq)?.may_read()
 }
 
 /// Roles besides `admin` (which may do everything) allowed on a route.

@@ -33,6 +33,10 @@ pub struct ServeConfig {
     pub flush_interval: Duration,
     /// How often releases are recounted, advanced or paused.
     pub rollout_interval: Duration,
+    /// Turns node authentication on: nodes enroll with this token.
+    pub node_enroll_token_file: Option<PathBuf>,
+    /// Serve nodes without authentication on a non-loopback address anyway.
+    pub insecure_open_nodes: bool,
 }
 
 impl Default for ServeConfig {
@@ -47,6 +51,8 @@ impl Default for ServeConfig {
             workers: 16,
             flush_interval: Duration::from_secs(5),
             rollout_interval: Duration::from_secs(5),
+            node_enroll_token_file: None,
+            insecure_open_nodes: false,
         }
     }
 }
@@ -114,9 +120,27 @@ pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
                     &value(&mut parser, "--rollout-interval")?,
                 )?;
             }
+            Long("node-enroll-token-file") => {
+                c.node_enroll_token_file = Some(PathBuf::from(value(
+                    &mut parser,
+                    "--node-enroll-token-file",
+                )?));
+            }
+            Long("insecure-open-nodes") => c.insecure_open_nodes = true,
             Long("workers") => c.workers = number("--workers", &value(&mut parser, "--workers")?)?,
             other => return Err(other.unexpected().to_string()),
         }
+    }
+    // Secure by default: anyone who can reach an open manager can read every
+    // artifact and forge any node's reports.
+    if !c.listen.ip().is_loopback() && c.node_enroll_token_file.is_none() && !c.insecure_open_nodes
+    {
+        return Err(format!(
+            "--listen {} is not a loopback address and node authentication is off: give \
+             --node-enroll-token-file FILE (nodes enroll with it), or --insecure-open-nodes \
+             to serve nodes unauthenticated anyway",
+            c.listen
+        ));
     }
     Ok(c)
 }
@@ -212,7 +236,19 @@ fn open(config: &ServeConfig) -> Result<App, String> {
     if removed > 0 {
         log::info!("removed {removed} artifact file(s) no version refers to (left by a crash)");
     }
-    let (auth, source) = Auth::load(config.admin_token_file.as_deref(), data)?;
+    let (mut auth, source) = Auth::load(config.admin_token_file.as_deref(), data)?;
+    if let Some(path) = &config.node_enroll_token_file {
+        auth.require_nodes(path)?;
+        log::info!(
+            "node authentication on: enrollment token read from {}",
+            path.display()
+        );
+    } else if config.insecure_open_nodes {
+        log::warn!(
+            "node authentication off on {}: nodes are not authenticated (--insecure-open-nodes)",
+            config.listen
+        );
+    }
     log_token_source(&source);
     Ok(App {
         store,

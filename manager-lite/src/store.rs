@@ -49,6 +49,8 @@ const RELEASE_NODES: TableDefinition<(u64, &str), &str> = TableDefinition::new("
 const PINS: TableDefinition<(&str, &str), &str> = TableDefinition::new("pins");
 /// token name → JSON [`StoredToken`] (the secret's sha256, never the secret).
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+/// node_id → hex sha256 of the node's secret.
+const NODE_SECRETS: TableDefinition<&str, &str> = TableDefinition::new("node_secrets");
 /// audit id → JSON [`AuditRecord`]; the newest [`MAX_AUDIT`] are kept.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
@@ -179,6 +181,8 @@ pub struct Store {
     pins: RwLock<HashMap<(String, String), String>>,
     /// Secret sha256 (hex) → token (mirror of TOKENS).
     tokens: RwLock<HashMap<String, TokenInfo>>,
+    /// Secret sha256 (hex) → node_id (mirror of NODE_SECRETS).
+    node_secrets: RwLock<HashMap<String, String>>,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -198,6 +202,7 @@ impl Store {
             release_reports: RwLock::new(HashMap::new()),
             pins: RwLock::new(HashMap::new()),
             tokens: RwLock::new(HashMap::new()),
+            node_secrets: RwLock::new(HashMap::new()),
         };
         store.init_schema()?;
         store.load_nodes()?;
@@ -205,6 +210,7 @@ impl Store {
         store.load_release_reports()?;
         store.load_pins()?;
         store.load_tokens()?;
+        store.load_node_secrets()?;
         Ok(store)
     }
 
@@ -260,6 +266,8 @@ impl Store {
                 .at(&self.path, "release nodes")?;
             txn.open_table(PINS).at(&self.path, "pins")?;
             txn.open_table(TOKENS).at(&self.path, "tokens")?;
+            txn.open_table(NODE_SECRETS)
+                .at(&self.path, "node secrets")?;
             txn.open_table(AUDIT).at(&self.path, "audit")?;
             txn.open_table(PROGRESS_BY_NODE)
                 .at(&self.path, "progress")?;
@@ -904,6 +912,76 @@ impl Store {
             .filter(|(n, _)| n == node)
             .map(|(_, b)| b.clone())
             .collect()
+    }
+
+    // ---- node secrets ----
+
+    fn load_node_secrets(&self) -> Result<()> {
+        let txn = self.read("loading node secrets")?;
+        let t = txn
+            .open_table(NODE_SECRETS)
+            .at(&self.path, "node secrets")?;
+        let mut map = HashMap::new();
+        for row in t.iter().at(&self.path, "node secrets")? {
+            let (node, sha) = row.at(&self.path, "node secrets")?;
+            map.insert(sha.value().to_owned(), node.value().to_owned());
+        }
+        *self
+            .node_secrets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    /// The node whose secret hashes to `sha256`.
+    pub fn node_of_secret(&self, sha256: &str) -> Option<String> {
+        self.node_secrets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(sha256)
+            .cloned()
+    }
+
+    /// Enrolls a node with the hash of its new secret, durably; `false` if
+    /// it already has one.
+    pub fn enroll_node(&self, node: &str, sha256: &str) -> Result<bool> {
+        let mut map = self
+            .node_secrets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let added = self.write("enrolling node", |txn| {
+            let mut t = txn
+                .open_table(NODE_SECRETS)
+                .at(&self.path, "node secrets")?;
+            if t.get(node).at(&self.path, "node secrets")?.is_some() {
+                return Ok(false);
+            }
+            t.insert(node, sha256).at(&self.path, "enrolling node")?;
+            Ok(true)
+        })?;
+        if added {
+            map.insert(sha256.to_owned(), node.to_owned());
+        }
+        Ok(added)
+    }
+
+    /// Forgets a node's secret; `false` if it had none.
+    pub fn revoke_node(&self, node: &str) -> Result<bool> {
+        let mut map = self
+            .node_secrets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let removed = self.write("revoking node", |txn| {
+            let mut t = txn
+                .open_table(NODE_SECRETS)
+                .at(&self.path, "node secrets")?;
+            let old = t.remove(node).at(&self.path, "revoking node")?;
+            Ok(old.map(|v| v.value().to_owned()))
+        })?;
+        if let Some(sha) = &removed {
+            map.remove(sha);
+        }
+        Ok(removed.is_some())
     }
 
     // ---- admin tokens and audit ----

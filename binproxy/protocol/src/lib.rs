@@ -70,6 +70,10 @@ pub struct KeepaliveReply {
     /// For each bin of the request: why it has that target (or none), in words.
     #[serde(default)]
     pub reasons: BTreeMap<String, String>,
+    /// The node's own secret, sent once: in the answer to the keepalive that
+    /// enrolled it with the enrollment token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_secret: Option<String>,
 }
 
 /// What the manager knows of a node.
