@@ -304,6 +304,7 @@ fn run(command: &str, args: Vec<OsString>) -> Result<(), ClientError> {
         Command::Releases { bin } => releases(&connect()?, json, bin.as_deref()),
         Command::Nodes => nodes(&connect()?, json),
         Command::Node { node } => node_details(&connect()?, json, &node),
+        Command::NodeRevoke { node } => node_revoke(&connect()?, json, &node),
         Command::Progress { bin, node, limit } => {
             progress(&connect()?, json, &bin, node.as_deref(), limit)
         }
@@ -339,6 +340,9 @@ enum Command {
     },
     Nodes,
     Node {
+        node: String,
+    },
+    NodeRevoke {
         node: String,
     },
     Progress {
@@ -551,9 +555,19 @@ fn build(command: &'static str, mut raw: Raw) -> Result<Command, ClientError> {
             bin: checked("bin", raw.bin, check_bin_name)?,
         },
         "nodes" => Command::Nodes,
-        "node" => Command::Node {
-            node: name(words, "NODE", check_node_id)?,
-        },
+        "node" => {
+            let first = word(words, "NODE")?
+                .into_string()
+                .map_err(|w| usage(&format!("NODE {} is not UTF-8", quoted(&w))))?;
+            if first == "revoke" {
+                Command::NodeRevoke {
+                    node: name(words, "NODE", check_node_id)?,
+                }
+            } else {
+                check_node_id(&first)?;
+                Command::Node { node: first }
+            }
+        }
         "progress" => Command::Progress {
             bin: name(words, "BIN", check_bin_name)?,
             node: checked("node", once("node", raw.node)?, check_node_id)?,
@@ -1272,6 +1286,18 @@ fn unpin(client: &Client, json: bool, node: &str, bin: &str) -> Result<(), Clien
             &serde_json::json!({ "node_id": node, "bin_name": bin, "unpinned": true }),
         )),
         (true, body) => emit(&pretty(body)),
+    }
+}
+
+/// Forgets a node's secret: the node must enroll again.
+fn node_revoke(client: &Client, json: bool, node: &str) -> Result<(), ClientError> {
+    let answer = client.delete(&format!("{API_PREFIX}/nodes/{node}/secret"))?;
+    if json {
+        emit(&pretty(&answer.body))
+    } else {
+        emit(&format!(
+            "revoked the secret of {node}: it must enroll again\n"
+        ))
     }
 }
 

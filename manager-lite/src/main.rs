@@ -23,6 +23,7 @@ USAGE:
     manager-lite pin NODE BIN VERSION
     manager-lite unpin NODE BIN
     manager-lite nodes
+    manager-lite node revoke NODE
     manager-lite node NODE
     manager-lite progress BIN [--node NODE] [--limit N]
     manager-lite token create NAME ROLE
