@@ -30,6 +30,9 @@ pub struct Config {
     pub trusted_keys: Vec<String>,
     /// Accept a signed timestamp older than the newest one installed.
     pub allow_downgrade: bool,
+    /// The fleet's enrollment token (absolute path), read when the node has
+    /// no secret of its own yet; see [`crate::credential`].
+    pub enroll_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,7 @@ struct RawConfig {
     trusted_keys: Vec<String>,
     #[serde(default)]
     allow_downgrade: bool,
+    enroll_token_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +172,10 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         bins,
         trusted_keys: check_keys(raw.trusted_keys)?,
         allow_downgrade: raw.allow_downgrade,
+        enroll_token_file: raw
+            .enroll_token_file
+            .map(|p| absolute("enroll_token_file", &p))
+            .transpose()?,
     })
 }
 
@@ -369,6 +377,25 @@ mod tests {
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
         assert_eq!(c.bins[0].keep, DEFAULT_KEEP);
         assert_eq!(c.bins[0].mode, None);
+        assert_eq!(c.enroll_token_file, None);
+    }
+
+    #[test]
+    fn enroll_token_file_is_an_absolute_path() {
+        let c = parse_str(
+            r#"{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","enroll_token_file":"/etc/binproxy/enroll.token","bins":[{"name":"a","path":"/a"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.enroll_token_file.as_deref(),
+            Some(Path::new("/etc/binproxy/enroll.token"))
+        );
+        for bad in [r#""enroll.token""#, r#""""#] {
+            let e = error_of(&format!(
+                r#"{{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","enroll_token_file":{bad},"bins":[{{"name":"a","path":"/a"}}]}}"#
+            ));
+            assert!(e.contains("enroll_token_file"), "{bad} -> {e}");
+        }
     }
 
     fn error_of(text: &str) -> String {

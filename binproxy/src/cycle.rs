@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{BinConfig, Config};
+use crate::credential::{self, Credentials};
 use crate::error::{Error, Result};
 use crate::hashcache::{self, short};
 use crate::health;
@@ -92,7 +93,9 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
         );
         return Ok(Exit::Done);
     };
-    let mut agent = Agent::new(config, stop)?;
+    // Read under the lock: a run that just ended may have enrolled.
+    let credentials = Credentials::load(config)?;
+    let mut agent = Agent::with_credentials(config, stop, credentials)?;
     let saved = agent.state.clone();
     let mut failed = agent.recover()?.iter().any(BinResult::is_failure);
     if splay {
@@ -119,10 +122,19 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
 }
 
 impl<'a> Agent<'a> {
+    /// An agent with the stored node secret only (no enrollment).
     pub fn new(config: &'a Config, stop: &'a AtomicBool) -> Result<Agent<'a>> {
+        Agent::with_credentials(config, stop, Credentials::stored(&config.state_dir))
+    }
+
+    pub fn with_credentials(
+        config: &'a Config,
+        stop: &'a AtomicBool,
+        credentials: Credentials,
+    ) -> Result<Agent<'a>> {
         Ok(Agent {
             config,
-            manager: Manager::new(config),
+            manager: Manager::new(config, credentials),
             outbox: Outbox::new(&config.state_dir),
             state: State::load(&config.state_dir)?,
             stop,
@@ -137,7 +149,11 @@ impl<'a> Agent<'a> {
     /// Steps 3 to 11 for every bin.
     fn update_all(&mut self) -> Result<Vec<BinResult>> {
         let locals = self.local_hashes()?;
-        let mut targets = self.keepalive(&locals)?.targets;
+        let reply = self.keepalive(&locals)?;
+        if let Some(secret) = reply.node_secret {
+            self.enrolled(secret)?;
+        }
+        let mut targets = reply.targets;
         self.outbox.flush(&self.manager);
         let mut results = Vec::new();
         for bin in &self.config.bins {
@@ -192,6 +208,29 @@ impl<'a> Agent<'a> {
             ),
         };
         self.manager.keepalive(&body)
+    }
+
+    /// The keepalive enrolled this node: the secret is stored durably before
+    /// anything else, then used for the rest of the cycle.
+    fn enrolled(&mut self, secret: String) -> Result<()> {
+        let path = credential::node_secret_path(&self.config.state_dir);
+        let lost = |why: String| {
+            Error::Other(format!(
+                "the manager enrolled node {} but its secret could not be kept ({why}); \
+                 revoke it with manager-lite node revoke {} so that it can enroll again",
+                self.config.node_id, self.config.node_id
+            ))
+        };
+        credential::check_secret(&secret)
+            .map_err(|why| lost(format!("the secret sent is unusable: {why}")))?;
+        credential::store_node_secret(&self.config.state_dir, &secret)
+            .map_err(|e| lost(e.to_string()))?;
+        log::info!(
+            "enrolled with the manager; node secret stored in {}",
+            path.display()
+        );
+        self.manager.set_node_secret(secret);
+        Ok(())
     }
 
     /// Step 5: what to do about one bin.
@@ -786,6 +825,7 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 trusted_keys: Vec::new(),
                 allow_downgrade: false,
+                enroll_token_file: None,
                 bins: vec![BinConfig {
                     name: "svc".into(),
                     path: dir.join("bin/svc"),

@@ -1,6 +1,11 @@
 //! The agent's side of the wire protocol: one small client for every call it
 //! makes to manager-lite. Timeouts come from the config; a status error keeps
 //! the manager's `{"error"}` text; a connection failure is [`Error::Unreachable`].
+//!
+//! Every request to the manager carries `Authorization: Bearer <node secret>`
+//! once the node has one; before that, the keepalive (only) carries the
+//! enrollment token. Nothing is sent to URLs outside the manager (a target's
+//! absolute `url` on a mirror gets no credential).
 
 use binproxy_protocol::{ErrorBody, Installed, Keepalive, KeepaliveReply, Progress, Target};
 use serde::{de::DeserializeOwned, Serialize};
@@ -9,6 +14,7 @@ use std::time::Duration;
 use ureq::Agent;
 
 use crate::config::Config;
+use crate::credential::Credentials;
 use crate::error::{Error, Result};
 
 /// Largest JSON answer the agent reads.
@@ -17,6 +23,7 @@ const MAX_JSON_ANSWER: u64 = 4 << 20;
 pub struct Manager {
     agent: Agent,
     base: String,
+    credentials: Credentials,
 }
 
 /// An open download: the body from `offset` on.
@@ -27,8 +34,22 @@ pub struct Download {
 }
 
 impl Manager {
-    pub fn new(config: &Config) -> Manager {
-        Manager::with_timeout(&config.manager_url, config.timeout)
+    pub fn new(config: &Config, credentials: Credentials) -> Manager {
+        let mut m = Manager::with_timeout(&config.manager_url, config.timeout);
+        m.credentials = credentials;
+        m
+    }
+
+    /// Uses `secret` from now on (after an enrollment); the enrollment token
+    /// is not sent any more.
+    pub fn set_node_secret(&mut self, secret: String) {
+        self.credentials.node_secret = Some(secret);
+        self.credentials.enroll_token = None;
+    }
+
+    /// Whether the node has a secret of its own.
+    pub fn has_node_secret(&self) -> bool {
+        self.credentials.node_secret.is_some()
     }
 
     pub fn with_timeout(base: &str, timeout: Duration) -> Manager {
@@ -47,6 +68,27 @@ impl Manager {
         Manager {
             agent,
             base: base.trim_end_matches('/').to_owned(),
+            credentials: Credentials::default(),
+        }
+    }
+
+    /// The bearer to send to `url`: none outside the manager.
+    fn bearer(&self, url: &str, keepalive: bool) -> Option<&str> {
+        let on_manager = url
+            .strip_prefix(self.base.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+        self.credentials.bearer(keepalive).filter(|_| on_manager)
+    }
+
+    fn authorized<B>(
+        &self,
+        req: ureq::RequestBuilder<B>,
+        url: &str,
+        keepalive: bool,
+    ) -> ureq::RequestBuilder<B> {
+        match self.bearer(url, keepalive) {
+            Some(secret) => req.header("Authorization", format!("Bearer {secret}")),
+            None => req,
         }
     }
 
@@ -60,15 +102,14 @@ impl Manager {
     }
 
     pub fn keepalive(&self, body: &Keepalive) -> Result<KeepaliveReply> {
-        self.post_json("/api/v1/keepalive", body)
+        self.post_json("/api/v1/keepalive", body, true)
     }
 
     /// The node's target for one bin, or the manager's reason for none (404).
     pub fn target(&self, bin: &str, node_id: &str) -> Result<Result<Target, String>> {
         let url = self.url(&format!("/api/v1/bins/{bin}?node_id={node_id}"));
         let mut resp = self
-            .agent
-            .get(&url)
+            .authorized(self.agent.get(&url), &url, false)
             .call()
             .map_err(|e| unreachable(&url, &e))?;
         match resp.status().as_u16() {
@@ -82,19 +123,19 @@ impl Manager {
     }
 
     pub fn progress(&self, bin: &str, body: &Progress) -> Result<()> {
-        self.post_json::<_, serde_json::Value>(&format!("/api/v1/bins/{bin}/progress"), body)
+        self.post_json::<_, serde_json::Value>(&format!("/api/v1/bins/{bin}/progress"), body, false)
             .map(drop)
     }
 
     pub fn installed(&self, bin: &str, body: &Installed) -> Result<()> {
-        self.post_json::<_, serde_json::Value>(&format!("/api/v1/bins/{bin}"), body)
+        self.post_json::<_, serde_json::Value>(&format!("/api/v1/bins/{bin}"), body, false)
             .map(drop)
     }
 
     /// Starts a download at `offset` (a `Range` request when non-zero). The
     /// answer's offset is 0 when the server sent the whole file instead.
     pub fn download(&self, url: &str, offset: u64) -> Result<Download> {
-        let mut req = self.agent.get(url);
+        let mut req = self.authorized(self.agent.get(url), url, false);
         if offset > 0 {
             req = req.header("Range", format!("bytes={offset}-"));
         }
@@ -121,13 +162,17 @@ impl Manager {
         })
     }
 
-    fn post_json<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+    fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        keepalive: bool,
+    ) -> Result<T> {
         let url = self.url(path);
         let bytes = serde_json::to_vec(body)
             .map_err(|e| Error::Other(format!("encoding a request to {url}: {e}")))?;
         let mut resp = self
-            .agent
-            .post(&url)
+            .authorized(self.agent.post(&url), &url, keepalive)
             .header("Content-Type", "application/json")
             .send(&bytes[..])
             .map_err(|e| unreachable(&url, &e))?;
@@ -199,6 +244,30 @@ mod tests {
             "http://127.0.0.1:1/api/v1/download/ab"
         );
         assert_eq!(m.url("https://mirror/x"), "https://mirror/x");
+    }
+
+    #[test]
+    fn credentials_go_to_the_manager_only() {
+        let mut m = Manager::with_timeout("http://127.0.0.1:1/", Duration::from_secs(1));
+        let on = "http://127.0.0.1:1/api/v1/keepalive";
+        assert_eq!(m.bearer(on, true), None);
+        m.credentials.enroll_token = Some("tok".into());
+        assert_eq!(m.bearer(on, true), Some("tok"));
+        assert_eq!(m.bearer("http://127.0.0.1:1/api/v1/bins/a", false), None);
+        m.set_node_secret("s3cret".into());
+        assert!(m.has_node_secret());
+        assert_eq!(m.bearer(on, true), Some("s3cret"));
+        assert_eq!(
+            m.bearer("http://127.0.0.1:1/api/v1/download/ab", false),
+            Some("s3cret")
+        );
+        for elsewhere in [
+            "https://mirror/x",
+            "http://127.0.0.1:10/api/v1/download/ab",
+            "http://127.0.0.1:1.evil/x",
+        ] {
+            assert_eq!(m.bearer(elsewhere, false), None, "{elsewhere}");
+        }
     }
 
     #[test]

@@ -113,6 +113,11 @@ impl Outbox {
             };
             match sent {
                 Ok(()) => {}
+                // Not (or no longer) enrolled: the report waits for a secret.
+                Err(e @ Error::Refused { status: 401, .. }) => {
+                    log::info!("report queued for a later run ({} waiting): {e}", total - i);
+                    return total - i;
+                }
                 Err(Error::Refused {
                     url,
                     status,

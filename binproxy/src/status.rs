@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 use crate::config::{BinConfig, Config};
+use crate::credential::Credentials;
 use crate::error::Result;
 use crate::hashcache::{self, short};
 use crate::journal;
@@ -54,7 +55,7 @@ enum Asked {
 /// Gathers the status; `offline` skips the manager.
 pub fn gather(config: &Config, offline: bool) -> Result<Status> {
     let state = State::load(&config.state_dir)?;
-    let manager = Manager::new(config);
+    let manager = Manager::new(config, Credentials::stored(&config.state_dir));
     let mut bins = Vec::new();
     let mut unreachable: Option<String> =
         offline.then(|| "manager not asked (--offline)".to_owned());
