@@ -185,6 +185,10 @@ enum Unchanged {
     NoPin(String, String),
     /// The node's pin for the bin is still there (the bootstrap DELETE answers 200).
     Pinned(String, String),
+    /// This version of the bin (no arch) still has no signature.
+    NoSignature(String, String),
+    /// The node with this secret is still enrolled (its keepalive answers 200).
+    Enrolled(String, String),
 }
 
 /// One call, ready to send.
@@ -243,6 +247,33 @@ struct Fixtures<'a> {
     next: Cell<u32>,
     /// A registered node, for `GET /api/v1/nodes/{id}`.
     node: String,
+    /// The manager's enrollment token (node authentication is on).
+    enroll: String,
+}
+
+/// Well-formed (base64 of the right lengths, algorithm "ED"), but signed by
+/// nobody: the manager checks a signature's shape only.
+const SIGNATURE: &str = "untrusted comment: signature from minisign secret key\n\
+    RUS/6ARklDCuZucTpt+RnHwxPQQVoBhvNhJaitDn16AWO1o+21elY7nnfC3f6X79V2U4x7EHazg3tTD9MXtJYSzHFiD37mRcnQw=\n\
+    trusted comment: bin=tool version=1.0 arch=x86_64 timestamp=1700000000\n\
+    NJa3FKs9y0AKjHaxW9fhpycmdS1ManTIIEgQXEXPXKQ7VH0nr3kLP/PUQTUdxU1IohV89S60PCSyKZRt8TuhDQ==\n";
+
+/// A keepalive body for `node_id`.
+fn keepalive_body(node_id: &str) -> Value {
+    json!({"node_id": node_id, "cpu_arch": "x86_64", "os": "linux", "os_release": "t",
+           "node_name": node_id, "bin_proxy_version": "0.1.0", "bins": {}})
+}
+
+/// `POST /api/v1/keepalive` for `node_id` with `token` (an enrollment token
+/// or a node secret).
+fn node_keepalive(m: &Manager, node_id: &str, token: &str) -> Response {
+    send(
+        m,
+        "POST",
+        "/api/v1/keepalive",
+        Some(token),
+        Some(&keepalive_body(node_id)),
+    )
 }
 
 /// Waves that keep a release with no nodes in its first wave for an hour.
@@ -340,6 +371,18 @@ impl Fixtures<'_> {
     fn pin_target(&self) -> (String, String) {
         (format!("pn-{}", self.n()), self.bin())
     }
+
+    /// A freshly enrolled node: its id and its secret.
+    fn enrolled(&self) -> (String, String) {
+        let node = format!("en-{}", self.n());
+        let r = node_keepalive(self.m, &node, &self.enroll);
+        r.expect(200);
+        let secret = r.json()["node_secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no \"node_secret\" string: {r}"))
+            .to_owned();
+        (node, secret)
+    }
 }
 
 fn release_op(op: &str, r: &Release) -> Call {
@@ -367,6 +410,7 @@ const fn ep(
 fn endpoints() -> Vec<Endpoint> {
     let mut all = reads();
     all.extend(writes());
+    all.extend(admin_writes());
     all
 }
 
@@ -466,6 +510,38 @@ fn writes() -> Vec<Endpoint> {
                 Call::op(path, Unchanged::Pinned(node, bin))
             },
         ),
+        ep(
+            "PUT",
+            "/api/v1/bins/{bin}/versions/{version}/signature",
+            PUBLISHER,
+            |f| {
+                let bin = f.bin();
+                Call {
+                    path: format!("/api/v1/bins/{bin}/versions/1/signature"),
+                    content_type: "text/plain",
+                    body: SIGNATURE.as_bytes().to_vec(),
+                    unchanged: Unchanged::NoSignature(bin, "1".into()),
+                }
+            },
+        ),
+    ]
+}
+
+/// Node secrets and tokens: admin only.
+fn admin_writes() -> Vec<Endpoint> {
+    vec![
+        ep(
+            "DELETE",
+            "/api/v1/nodes/{node_id}/secret",
+            ADMIN_ONLY,
+            |f| {
+                let (node, secret) = f.enrolled();
+                Call::op(
+                    format!("/api/v1/nodes/{node}/secret"),
+                    Unchanged::Enrolled(node, secret),
+                )
+            },
+        ),
         ep("POST", "/api/v1/tokens", ADMIN_ONLY, |f| {
             let name = format!("new-{}", f.n());
             Call::json(
@@ -526,6 +602,23 @@ fn changed(m: &Manager, unchanged: &Unchanged) -> Option<String> {
         Unchanged::Pinned(node, bin) => {
             let status = unpin(node, bin);
             (status != 200).then(|| format!("{node} lost its pin for {bin} (unpin: {status})"))
+        }
+        Unchanged::NoSignature(bin, version) => {
+            let r = m.admin_get(&format!("/api/v1/bins/{bin}/versions"));
+            r.expect(200);
+            let listed = r.json();
+            let v = listed
+                .as_array()
+                .unwrap_or_else(|| panic!("not an array: {r}"))
+                .iter()
+                .find(|v| v["version"] == version.as_str() && v["arch"].is_null())
+                .unwrap_or_else(|| panic!("no {bin} {version}: {r}"))
+                .clone();
+            (!v["signature"].is_null()).then(|| format!("{bin} {version} got a signature: {v}"))
+        }
+        Unchanged::Enrolled(node, secret) => {
+            let r = node_keepalive(m, node, secret);
+            (r.status != 200).then(|| format!("{node} is no longer enrolled: {r}"))
         }
     }
 }
@@ -593,7 +686,16 @@ impl JsonOpt for Response {
 
 #[test]
 fn every_admin_endpoint_answers_each_role_as_the_permission_table_says() {
-    let m = Manager::new();
+    // Node authentication on, for `DELETE /api/v1/nodes/{node_id}/secret`.
+    let dir = TempDir::new("enroll");
+    let enroll = unique("enroll-token-0123456789");
+    let enroll_file = dir.join("enroll.token");
+    std::fs::write(&enroll_file, format!("{enroll}\n")).unwrap();
+    let m = Manager::new_with(
+        ManagerOptions::default()
+            .arg("--node-enroll-token-file")
+            .arg(enroll_file.to_str().unwrap()),
+    );
     let setup = new_token(&m, "setup", "admin");
     let secrets: Vec<(Caller, String, Option<String>)> = Caller::ALL
         .iter()
@@ -612,12 +714,13 @@ fn every_admin_endpoint_answers_each_role_as_the_permission_table_says() {
             (c, name, secret)
         })
         .collect();
-    m.keepalive("node-1", "x86_64", &[]).expect(200);
+    node_keepalive(&m, "node-1", &enroll).expect(200);
     let fixtures = Fixtures {
         m: &m,
         setup,
         next: Cell::new(0),
         node: "node-1".into(),
+        enroll,
     };
     let endpoints = endpoints();
     let mut failures = Vec::new();
@@ -631,7 +734,7 @@ fn every_admin_endpoint_answers_each_role_as_the_permission_table_says() {
             }
         }
     }
-    assert_eq!(calls, 21 * 7);
+    assert_eq!(calls, 23 * 7);
     assert!(
         failures.is_empty(),
         "{} of {calls} calls broke the permission table:\n\n{}",
