@@ -13,13 +13,11 @@
 
 use binproxy_protocol::{Release, ReleaseStatus};
 use binproxy_tests::{
-    artifact_bytes, is_rfc3339, manager_bin, output_within, sha256_hex, unique, Manager,
-    ManagerOptions, Response, TempDir,
+    artifact_bytes, is_rfc3339, sha256_hex, unique, Manager, ManagerOptions, Response, TempDir,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -1445,19 +1443,6 @@ fn secrets_never_reach_the_log() {
 // ---------------------------------------------------------------------------
 // the command line
 
-/// Runs `manager-lite ARGS --server URL --token-file FILE`.
-fn cli(m: &Manager, token_file: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(manager_bin());
-    cmd.args(args)
-        .arg("--server")
-        .arg(&m.url)
-        .arg("--token-file")
-        .arg(token_file)
-        .env_remove("MANAGER_ADMIN_TOKEN")
-        .env_remove("MANAGER_URL");
-    output_within(&mut cmd, Duration::from_secs(60))
-}
-
 #[test]
 fn cli_creates_lists_revokes_tokens_and_shows_the_audit() {
     let m = Manager::new();
@@ -1466,7 +1451,7 @@ fn cli_creates_lists_revokes_tokens_and_shows_the_audit() {
     std::fs::write(&admin_file, format!("{}\n", m.token)).unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
 
-    let out = cli(&m, &admin_file, &["token", "create", "ci", "publisher"]);
+    let out = m.cli(&admin_file, &["token", "create", "ci", "publisher"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let secret = text(&out.stdout).trim_end().to_owned();
     assert_eq!(
@@ -1479,8 +1464,7 @@ fn cli_creates_lists_revokes_tokens_and_shows_the_audit() {
     assert!(!stderr.contains(&secret), "{stderr}");
     send(&m, "GET", "/api/v1/releases", Some(&secret), None).expect(200);
 
-    let out = cli(
-        &m,
+    let out = m.cli(
         &admin_file,
         &["token", "create", "qa", "approver", "--json"],
     );
@@ -1492,14 +1476,14 @@ fn cli_creates_lists_revokes_tokens_and_shows_the_audit() {
     );
     assert!(created["token"].as_str().is_some_and(|t| !t.is_empty()));
 
-    let out = cli(&m, &admin_file, &["token", "create", "x", "root"]);
+    let out = m.cli(&admin_file, &["token", "create", "x", "root"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(text(&out.stderr).contains("\"root\""), "{out:?}");
-    let out = cli(&m, &admin_file, &["token", "create", "ci", "viewer"]);
+    let out = m.cli(&admin_file, &["token", "create", "ci", "viewer"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("409"), "{out:?}");
 
-    let out = cli(&m, &admin_file, &["token", "list"]);
+    let out = m.cli(&admin_file, &["token", "list"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let list = text(&out.stdout);
     let rows: Vec<Vec<&str>> = list
@@ -1518,18 +1502,18 @@ fn cli_creates_lists_revokes_tokens_and_shows_the_audit() {
     // A publisher's token file: refused with 403, exit 1.
     let ci_file = tmp.join("ci");
     std::fs::write(&ci_file, &secret).unwrap();
-    let out = cli(&m, &ci_file, &["token", "revoke", "qa"]);
+    let out = m.cli(&ci_file, &["token", "revoke", "qa"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("403"), "{out:?}");
 
-    let out = cli(&m, &admin_file, &["token", "revoke", "ci"]);
+    let out = m.cli(&admin_file, &["token", "revoke", "ci"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(text(&out.stdout).contains("revoked token ci"), "{out:?}");
-    let out = cli(&m, &ci_file, &["token", "list"]);
+    let out = m.cli(&ci_file, &["token", "list"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("401"), "{out:?}");
 
-    let out = cli(&m, &admin_file, &["audit", "--limit", "2"]);
+    let out = m.cli(&admin_file, &["audit", "--limit", "2"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let table = text(&out.stdout);
     let rows: Vec<Vec<&str>> = table
@@ -1554,7 +1538,7 @@ fn cli_creates_lists_revokes_tokens_and_shows_the_audit() {
         ["ci", "DELETE", "/api/v1/tokens/qa", "403", "127.0.0.1"],
         "{table}"
     );
-    let out = cli(&m, &admin_file, &["audit", "--json"]);
+    let out = m.cli(&admin_file, &["audit", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let records: Value = serde_json::from_slice(&out.stdout).unwrap();
     // Two creations, the duplicate, the refused and the done revocation;

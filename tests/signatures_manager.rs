@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_protocol::{KeepaliveReply, Target, Version};
-use binproxy_tests::{artifact_bytes, manager_bin, output_within, Manager, Response, TempDir};
+use binproxy_tests::{artifact_bytes, output_within, Manager, Response, TempDir};
 use serde_json::{json, Value};
 use std::ffi::OsStr;
 use std::path::Path;
@@ -217,18 +217,6 @@ fn keepalive_target(m: &Manager, bin: &str, node: &str) -> Target {
     reply.targets[bin].clone().expect("a target")
 }
 
-fn cli(m: &Manager, token_file: &Path, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(manager_bin());
-    cmd.args(args)
-        .arg("--server")
-        .arg(&m.url)
-        .arg("--token-file")
-        .arg(token_file)
-        .env_remove("MANAGER_ADMIN_TOKEN")
-        .env_remove("MANAGER_URL");
-    output_within(&mut cmd, Duration::from_secs(60))
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -342,8 +330,7 @@ fn cli_publishes_with_a_signature_before_the_release_and_resigns() {
     let sig = keys.dir.join("tool.minisig");
     let (file_arg, sig_arg) = (file.to_str().unwrap(), sig.to_str().unwrap());
 
-    let out = cli(
-        &m,
+    let out = m.cli(
         &admin,
         &[
             "publish",
@@ -391,8 +378,7 @@ fn cli_publishes_with_a_signature_before_the_release_and_resigns() {
         "later.minisig",
     );
     let later_path = keys.dir.join("later.minisig");
-    let out = cli(
-        &m,
+    let out = m.cli(
         &admin,
         &[
             "signature",
@@ -429,8 +415,7 @@ fn cli_refuses_a_bad_signature_file_before_uploading_and_viewers_cannot_sign() {
     // A bad signature file uploads nothing (exit 2, before any request).
     let bad = tmp.join("bad.minisig");
     std::fs::write(&bad, "untrusted comment: x\nnot a signature\n").unwrap();
-    let out = cli(
-        &m,
+    let out = m.cli(
         &admin,
         &[
             "publish",
@@ -457,16 +442,14 @@ fn cli_refuses_a_bad_signature_file_before_uploading_and_viewers_cannot_sign() {
     std::fs::write(&good, FAKE).unwrap();
     let viewer = tmp.join("viewer.token");
     std::fs::write(&viewer, new_token(&m, "watcher", "viewer")).unwrap();
-    let out = cli(
-        &m,
+    let out = m.cli(
         &viewer,
         &["signature", "tool", "3.0", good.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(text(&out.stderr).contains("403"), "{out:?}");
     assert_eq!(stored_signature(&m, "tool", "3.0", None), None);
-    let out = cli(
-        &m,
+    let out = m.cli(
         &admin,
         &["signature", "tool", "3.0", good.to_str().unwrap()],
     );

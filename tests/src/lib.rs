@@ -560,6 +560,20 @@ pub struct Manager {
 }
 
 impl Manager {
+    /// Runs the admin command line against this manager with the token in
+    /// `token_file` (and no token or URL from the environment), bounded in time.
+    pub fn cli(&self, token_file: &Path, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(manager_bin());
+        cmd.args(args)
+            .arg("--server")
+            .arg(&self.url)
+            .arg("--token-file")
+            .arg(token_file)
+            .env_remove("MANAGER_ADMIN_TOKEN")
+            .env_remove("MANAGER_URL");
+        output_within(&mut cmd, Duration::from_secs(60))
+    }
+
     /// A manager with default options on a fresh temp data dir it owns.
     pub fn new() -> Manager {
         Manager::new_with(ManagerOptions::default())
