@@ -23,6 +23,7 @@ esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/target/dist}
+case "$out" in /*) ;; *) out=$PWD/$out ;; esac
 triple=x86_64-unknown-linux-musl
 bins=(binproxy manager-lite)
 cd "$root"

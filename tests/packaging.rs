@@ -78,8 +78,8 @@ fn verify_units(src: &Path, units: &[&str], from: &str, dir: &Path) -> Result<()
     require("systemd-analyze", "systemd");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(binproxy_bin(), bin.join("binproxy")).unwrap();
-    std::fs::copy(manager_bin(), bin.join("manager-lite")).unwrap();
+    std::os::unix::fs::symlink(binproxy_bin(), bin.join("binproxy")).unwrap();
+    std::os::unix::fs::symlink(manager_bin(), bin.join("manager-lite")).unwrap();
     let mut paths = Vec::new();
     for unit in units {
         let rewritten = read(&src.join(unit)).replace(from, &format!("{}/", bin.display()));
