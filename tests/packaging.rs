@@ -157,7 +157,10 @@ fn units_say_what_the_agent_and_the_manager_need() {
         "binproxy.service",
         &[
             ("Type", "oneshot"),
-            ("ExecStart", &format!("/usr/local/bin/binproxy run {config}")),
+            (
+                "ExecStart",
+                &format!("/usr/local/bin/binproxy run {config}"),
+            ),
         ],
     );
     assert_settings(
@@ -196,8 +199,14 @@ fn units_say_what_the_agent_and_the_manager_need() {
             ("SystemCallFilter", "@system-service"),
             ("CapabilityBoundingSet", ""),
             ("EnvironmentFile", "-/etc/default/manager-lite"),
-            ("LoadCredential", "admin.token:/etc/manager-lite/admin.token"),
-            ("LoadCredential", "enroll.token:/etc/manager-lite/enroll.token"),
+            (
+                "LoadCredential",
+                "admin.token:/etc/manager-lite/admin.token",
+            ),
+            (
+                "LoadCredential",
+                "enroll.token:/etc/manager-lite/enroll.token",
+            ),
         ],
     );
 }
@@ -265,7 +274,11 @@ fn the_config_skeleton_is_accepted_by_the_agent() {
         .args(["status", "--offline", "--config"])
         .arg(&copy));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("example"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("example"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -314,7 +327,10 @@ fn files(root: &Path) -> BTreeMap<String, u32> {
         .into_iter()
         .filter(|rel| root.join(rel).is_file())
         .map(|rel| {
-            let mode = std::fs::metadata(root.join(&rel)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(root.join(&rel))
+                .unwrap()
+                .permissions()
+                .mode();
             (rel.display().to_string(), mode & 0o7777)
         })
         .collect()
@@ -385,7 +401,10 @@ fn installing_twice_gives_the_same_tree_and_switching_mode_removes_the_old_one()
     let first = snapshot(tmp.path());
     let again = install_ok(tmp.path(), &args);
     assert_eq!(snapshot(tmp.path()), first);
-    assert!(!again.contains("installed /"), "second run rewrote: {again}");
+    assert!(
+        !again.contains("installed /"),
+        "second run rewrote: {again}"
+    );
     // The binary is optional once installed; another mode replaces the first.
     install_ok(tmp.path(), &["--mode", "cron"]);
     assert_eq!(files(tmp.path()), expected_files("cron"));
@@ -483,7 +502,14 @@ fn bad_arguments_exit_2_with_the_usage_and_touch_nothing() {
         &["--mode", "timer", "--binary", bin, "--purge"],
         &["--uninstall", "--mode", "timer"],
         &["--mode", "timer", "--binary", bin, "--manager", "ftp://m"],
-        &["--mode", "timer", "--binary", bin, "--manager", "http://m\",\"x"],
+        &[
+            "--mode",
+            "timer",
+            "--binary",
+            bin,
+            "--manager",
+            "http://m\",\"x",
+        ],
         // No --binary and none installed yet.
         &["--mode", "timer"],
     ] {
@@ -504,7 +530,10 @@ fn a_missing_or_foreign_binary_is_refused() {
     let root = tmp.join("root");
     std::fs::create_dir(&root).unwrap();
     for bin in [tmp.join("missing"), not_binproxy] {
-        let out = install(&root, &["--mode", "timer", "--binary", bin.to_str().unwrap()]);
+        let out = install(
+            &root,
+            &["--mode", "timer", "--binary", bin.to_str().unwrap()],
+        );
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(bin.to_str().unwrap()), "{stderr}");
@@ -516,7 +545,11 @@ fn a_missing_or_foreign_binary_is_refused() {
 fn build_static_refuses_unknown_arguments() {
     let out = run(Command::new(packaging().join("build-static.sh")).arg("--fast"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("usage:"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("usage:"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -524,7 +557,11 @@ fn build_static_refuses_unknown_arguments() {
 
 fn dpkg_deb(args: &[&str], deb: &Path) -> String {
     let out = run(Command::new("dpkg-deb").args(args).arg(deb));
-    assert!(out.status.success(), "dpkg-deb {args:?}: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dpkg-deb {args:?}: {}",
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -564,23 +601,44 @@ fn the_binproxy_deb_has_the_promised_layout() {
     for field in ["Package: binproxy", "Version: 1.2.3", "Architecture: amd64"] {
         assert!(info.contains(field), "{info}");
     }
-    assert_eq!(dpkg_deb(&["-I"], &deb).matches("conffiles").count(), 1);
-    let conffiles = run(Command::new("dpkg-deb").arg("-I").arg(&deb).arg("conffiles"));
+    let conffiles = run(Command::new("dpkg-deb")
+        .arg("-I")
+        .arg(&deb)
+        .arg("conffiles"));
     assert_eq!(text(&conffiles.stdout).trim(), "/etc/binproxy/agent.json");
 
     let listing = deb_listing(&deb);
     let want = [
         ("./usr/bin/binproxy", "-rwxr-xr-x root/root"),
-        ("./lib/systemd/system/binproxy.service", "-rw-r--r-- root/root"),
-        ("./lib/systemd/system/binproxy.timer", "-rw-r--r-- root/root"),
-        ("./lib/systemd/system/binproxy-daemon.service", "-rw-r--r-- root/root"),
+        (
+            "./lib/systemd/system/binproxy.service",
+            "-rw-r--r-- root/root",
+        ),
+        (
+            "./lib/systemd/system/binproxy.timer",
+            "-rw-r--r-- root/root",
+        ),
+        (
+            "./lib/systemd/system/binproxy-daemon.service",
+            "-rw-r--r-- root/root",
+        ),
         ("./etc/binproxy/agent.json", "-rw-r--r-- root/root"),
-        ("./usr/share/doc/binproxy/examples/cron.d-binproxy", "-rw-r--r-- root/root"),
+        (
+            "./usr/share/doc/binproxy/examples/cron.d-binproxy",
+            "-rw-r--r-- root/root",
+        ),
     ];
     for (path, perms) in want {
-        assert_eq!(listing.get(path).map(String::as_str), Some(perms), "{path}: {listing:?}");
+        assert_eq!(
+            listing.get(path).map(String::as_str),
+            Some(perms),
+            "{path}: {listing:?}"
+        );
     }
-    assert!(!listing.keys().any(|p| p.starts_with("./etc/cron.d")), "{listing:?}");
+    assert!(
+        !listing.keys().any(|p| p.starts_with("./etc/cron.d")),
+        "{listing:?}"
+    );
     check_deb_contents(&deb, &tmp.join("x"));
 }
 
@@ -614,4 +672,55 @@ fn check_deb_contents(deb: &Path, dir: &Path) {
         let out = run(Command::new("sh").arg("-n").arg(&path));
         assert!(out.status.success(), "{script}: {}", text(&out.stderr));
     }
+}
+
+#[test]
+fn the_manager_lite_deb_has_its_unit_and_conffile() {
+    require("dpkg-deb", "dpkg");
+    let tmp = TempDir::new("pkg-deb-manager");
+    let out = run(Command::new(packaging().join("deb/build-deb.sh"))
+        .arg("--manager-lite")
+        .arg(manager_bin())
+        .args([
+            "--version",
+            "1.2.3",
+            "--compress",
+            "none",
+            "--allow-dynamic",
+            "--out",
+        ])
+        .arg(tmp.path()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deb = tmp.join("manager-lite_1.2.3_amd64.deb");
+    assert!(!tmp.join("binproxy_1.2.3_amd64.deb").exists());
+    let listing = deb_listing(&deb);
+    for (path, perms) in [
+        ("./usr/bin/manager-lite", "-rwxr-xr-x root/root"),
+        (
+            "./lib/systemd/system/manager-lite.service",
+            "-rw-r--r-- root/root",
+        ),
+        ("./etc/default/manager-lite", "-rw-r--r-- root/root"),
+    ] {
+        assert_eq!(
+            listing.get(path).map(String::as_str),
+            Some(perms),
+            "{path}: {listing:?}"
+        );
+    }
+    let dir = tmp.join("x");
+    let out = run(Command::new("dpkg-deb").arg("-R").arg(&deb).arg(&dir));
+    assert!(out.status.success(), "dpkg-deb -R: {}", text(&out.stderr));
+    assert_eq!(
+        read(&dir.join("DEBIAN/conffiles")).trim(),
+        "/etc/default/manager-lite"
+    );
+    let units = dir.join("lib/systemd/system");
+    verify_units(
+        &units,
+        &["manager-lite.service"],
+        "/usr/bin/",
+        &dir.join("verify"),
+    )
+    .unwrap();
 }
