@@ -146,6 +146,7 @@ fi
 # The binary: the one given, else the one installed already.
 if [ -n "$binary" ]; then
   [ -f "$binary" ] || die "--binary $binary: no such file"
+  case "$binary" in */*) ;; *) binary=./$binary ;; esac # not looked up in PATH
   version=$("$binary" --version 2>/dev/null) || die "--binary $binary: \`--version\` failed; not a binproxy for this host?"
   case "$version" in
     "binproxy "*) ;;
