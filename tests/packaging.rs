@@ -212,6 +212,23 @@ fn units_say_what_the_agent_and_the_manager_need() {
     );
 }
 
+#[test]
+fn the_cron_file_runs_a_cycle_every_minute_as_root() {
+    let cron = read(&packaging().join("cron.d/binproxy"));
+    let job: Vec<&str> = cron
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('='))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(job.len(), 1, "{job:?}");
+    assert!(
+        job[0].starts_with(
+            "* * * * * root /usr/local/bin/binproxy run --config /etc/binproxy/agent.json"
+        ),
+        "{job:?}"
+    );
+}
+
 /// The unit's `ExecStart`, with `/etc/default/manager-lite`'s options, is a
 /// command line the real `manager-lite serve` starts with (on a free loopback
 /// port and a temp data dir instead of the real ones): the admin token handed
