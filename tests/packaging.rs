@@ -4,8 +4,9 @@
 //! `install.sh` installs each mode into a temp root with the expected files
 //! and modes (twice gives the same tree, an operator's config is kept,
 //! uninstall removes, bad arguments exit 2 with the usage), and
-//! `deb/build-deb.sh` builds a binproxy package that `dpkg-deb` reads back
-//! with the promised layout.
+//! `deb/build-deb.sh` builds binproxy and manager-lite packages that
+//! `dpkg-deb` reads back with the promised layout. The units'
+//! `manager-lite serve` command line is run for real.
 //!
 //! A missing tool (`systemd-analyze`, `dpkg-deb`) fails the test with what to
 //! install; nothing is skipped. `.ci/run` installs them.
@@ -71,7 +72,7 @@ fn write(path: &Path, contents: &str) {
 // systemd units
 
 /// Copies `units` from `src` into `dir`, with every `from` path rewritten to
-/// `dir/bin/` holding copies of the real binaries, and runs `systemd-analyze
+/// `dir/bin/` holding links to the real binaries, and runs `systemd-analyze
 /// verify` on them. Any complaint on stderr counts as a failure: verify exits
 /// 0 on an unknown key and only warns.
 fn verify_units(src: &Path, units: &[&str], from: &str, dir: &Path) -> Result<(), String> {
@@ -208,6 +209,23 @@ fn units_say_what_the_agent_and_the_manager_need() {
                 "enroll.token:/etc/manager-lite/enroll.token",
             ),
         ],
+    );
+}
+
+#[test]
+fn the_cron_file_runs_a_cycle_every_minute_as_root() {
+    let cron = read(&packaging().join("cron.d/binproxy"));
+    let job: Vec<&str> = cron
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains('='))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(job.len(), 1, "{job:?}");
+    assert!(
+        job[0].starts_with(
+            "* * * * * root /usr/local/bin/binproxy run --config /etc/binproxy/agent.json"
+        ),
+        "{job:?}"
     );
 }
 
