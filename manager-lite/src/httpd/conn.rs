@@ -12,6 +12,8 @@ use super::parse::{self, Head, ParseError};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// Longest single wait for bytes, so that a stop is noticed.
+const POLL: Duration = Duration::from_millis(200);
 /// A graceful close reads what the client still sends for at most this long...
 const LINGER_TIME: Duration = Duration::from_secs(1);
 /// ...or this many bytes, so that our answer is not lost to a reset.
@@ -130,15 +132,26 @@ impl Conn {
         read
     }
 
-    /// Reads one request head, which must be complete by `deadline`.
+    /// Reads one request head, which must be complete by `deadline`. Gives
+    /// up (as if closed) when `stop` turns true: a head still on its way is
+    /// not a request in hand.
     pub fn read_head(
         &mut self,
         deadline: Instant,
         io_timeout: Duration,
+        stop: &dyn Fn() -> bool,
     ) -> Result<Head, HeadError> {
         let mut fresh = true;
-        // Every round reads at least one byte or ends, and the head is bounded.
-        for _ in 0..=parse::MAX_HEAD + 1 {
+        // Every round reads at least one byte or waits POLL, and both the
+        // head and the wait are bounded.
+        let waits = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            / POLL.as_millis();
+        let rounds = usize::try_from(waits)
+            .unwrap_or(usize::MAX)
+            .saturating_add(parse::MAX_HEAD + 2);
+        for _ in 0..rounds {
             if fresh || self.buffered().len() >= parse::MAX_HEAD {
                 match parse::parse_head(self.buffered()) {
                     Ok(Some((head, n))) => {
@@ -154,7 +167,10 @@ impl Conn {
             if now >= deadline {
                 return Err(HeadError::Timeout { partial });
             }
-            self.set_read_timeout((deadline - now).min(io_timeout))
+            if stop() {
+                return Err(HeadError::Closed);
+            }
+            self.set_read_timeout((deadline - now).min(io_timeout).min(POLL))
                 .map_err(|_| HeadError::Closed)?;
             let before = self.buf.len();
             match self.fill_more() {
@@ -171,15 +187,15 @@ impl Conn {
     }
 
     /// Waits up to `idle` for the first byte of a next request, polling
-    /// `give_up` (shutdown, a full pool) every 100 ms. True: bytes are there.
+    /// `give_up` (shutdown, a full pool) every [`POLL`]. True: bytes are there.
     pub fn wait_for_request(&mut self, idle: Duration, give_up: &dyn Fn() -> bool) -> bool {
         if !self.buffered().is_empty() {
             return true;
         }
         let until = Instant::now() + idle;
-        let slice = Duration::from_millis(100);
-        // Bounded by `idle` / 100 ms rounds, plus spurious wake-ups.
-        for _ in 0..(idle.as_millis() / 100 + 16) {
+        let slice = POLL;
+        // Bounded by `idle` / POLL rounds, plus spurious wake-ups.
+        for _ in 0..(idle.as_millis() / POLL.as_millis() + 16) {
             let now = Instant::now();
             if now >= until || give_up() || self.set_read_timeout((until - now).min(slice)).is_err()
             {
@@ -218,6 +234,15 @@ impl Conn {
             io::ErrorKind::InvalidData,
             format!("a chunked-body line over {max} bytes"),
         ))
+    }
+
+    /// Closes at once (after a TLS close_notify, so that a client reading
+    /// to the end can tell the end from a cut).
+    pub fn close(mut self) {
+        if let Stream::Tls(t) = &mut self.stream {
+            t.conn.send_close_notify();
+            let _ = t.conn.complete_io(&mut t.sock);
+        }
     }
 
     /// Sends TLS close_notify (if any), stops writing, and reads what the

@@ -297,13 +297,18 @@ impl Server {
     fn worker(&self, pool: &Pool, handler: Handler, stop: &AtomicBool) {
         while let Some((stream, peer)) = next_job(pool, stop) {
             let served = catch_unwind(AssertUnwindSafe(|| {
-                self.serve(stream, peer, handler, stop, pool);
+                self.serve(stream, peer, handler, stop, pool)
             }));
+            // The slot is free before the client sees the close, so a
+            // client that reconnects at once is not turned away.
             pool.busy.fetch_sub(1, Ordering::AcqRel);
-            if served.is_err() {
-                log::error!(
+            match served {
+                Ok(Some(Closing::Linger(conn))) => conn.close_gracefully(),
+                Ok(Some(Closing::Now(conn))) => conn.close(),
+                Ok(None) => {}
+                Err(_) => log::error!(
                     "serving {peer} panicked; the connection is closed, the worker goes on"
-                );
+                ),
             }
         }
     }
@@ -343,38 +348,39 @@ impl Server {
         handler: Handler,
         stop: &AtomicBool,
         pool: &Pool,
-    ) {
+    ) -> Option<Closing> {
         let limits = self.limits;
         let mut deadline = Instant::now() + limits.header_timeout;
         if stream.set_nodelay(true).is_err()
             || stream.set_write_timeout(Some(limits.io_timeout)).is_err()
         {
-            return;
+            return None;
         }
-        let Some(stream) = self.wrap(stream, deadline) else {
-            return;
-        };
-        let mut conn = Conn::new(stream);
+        let mut conn = Conn::new(self.wrap(stream, deadline)?);
         let rejected_before = || pool.rejected.load(Ordering::Relaxed);
         for n in 0..MAX_REQUESTS_PER_CONNECTION {
             if n > 0 {
                 let seen = rejected_before();
                 let give_up = || stop.load(Ordering::Relaxed) || rejected_before() != seen;
                 if !conn.wait_for_request(limits.keepalive_timeout, &give_up) {
-                    return;
+                    return Some(Closing::Now(conn));
                 }
                 deadline = Instant::now() + limits.header_timeout;
             }
             match serve_one(&mut conn, peer, handler, stop, deadline, limits.io_timeout) {
                 Next::KeepAlive => {}
-                Next::Close => return,
-                Next::Linger => {
-                    conn.close_gracefully();
-                    return;
-                }
+                Next::Close => return Some(Closing::Now(conn)),
+                Next::Linger => return Some(Closing::Linger(conn)),
             }
         }
+        Some(Closing::Now(conn))
     }
+}
+
+/// How a served connection is to be closed (once its slot is free).
+enum Closing {
+    Now(Conn),
+    Linger(Conn),
 }
 
 /// What to do with a connection after a request.
@@ -395,7 +401,8 @@ fn serve_one(
     deadline: Instant,
     io_timeout: Duration,
 ) -> Next {
-    let head = match conn.read_head(deadline, io_timeout) {
+    let stopping = || stop.load(Ordering::Relaxed);
+    let head = match conn.read_head(deadline, io_timeout, &stopping) {
         Ok(head) => head,
         Err(HeadError::Closed | HeadError::Timeout { partial: false }) => return Next::Close,
         Err(HeadError::Timeout { partial: true }) => {

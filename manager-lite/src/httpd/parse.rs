@@ -160,7 +160,7 @@ impl Head {
 
 /// A Content-Length value: digits only, fitting a u64.
 fn parse_length(v: &str) -> Result<u64, ParseError> {
-    if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseError::Bad(format!(
             "invalid Content-Length {:?}",
             shown(v.as_bytes())
