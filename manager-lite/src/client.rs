@@ -37,6 +37,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use ureq::http::Response;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::typestate::WithBody;
 use ureq::{Agent, Body, RequestBuilder};
 
@@ -73,6 +74,7 @@ const OPERATIONS: &[&str] = &["approve", "pause", "resume", "promote", "cancel"]
 const DEFAULT_SERVER: &str = "http://127.0.0.1:38012";
 const SERVER_ENV: &str = "MANAGER_URL";
 const TOKEN_ENV: &str = "MANAGER_ADMIN_TOKEN";
+const CA_ENV: &str = "MANAGER_CA_FILE";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per read and per write, never for a whole request: an upload of a large
@@ -224,7 +226,7 @@ const SPECS: &[Spec] = &[
     },
 ];
 
-const COMMON_USAGE: &str = "[--server URL] [--token-file FILE] [--json]";
+const COMMON_USAGE: &str = "[--server URL] [--token-file FILE] [--ca-file FILE] [--json]";
 
 fn spec(command: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.name == command)
@@ -408,6 +410,9 @@ struct Signature {
 struct Common {
     server: Option<String>,
     token_file: Option<PathBuf>,
+    /// PEM certificates to trust for an https server, instead of the
+    /// built-in web roots.
+    ca_file: Option<PathBuf>,
     json: bool,
 }
 
@@ -476,6 +481,7 @@ fn scan(spec: &Spec, args: Vec<OsString>) -> Result<Raw, ClientError> {
         match arg {
             Long("server") => raw.common.server = Some(parser.value()?.string()?),
             Long("token-file") => raw.common.token_file = Some(parser.value()?.into()),
+            Long("ca-file") => raw.common.ca_file = Some(parser.value()?.into()),
             Long("json") => raw.common.json = true,
             Short('h') | Long("help") => raw.help = true,
             Long("arch") if takes("arch") => raw.arch.push(parser.value()?.string()?),
@@ -871,10 +877,12 @@ fn parse_labels(select: &[String]) -> Result<BTreeMap<String, Vec<String>>, Clie
 // ---------------------------------------------------------------------------
 // Configuration
 
-/// Where the server is and how to prove we are its admin.
+/// Where the server is, how to prove we are its admin, and which
+/// certificates to trust (`None`: the built-in web roots).
 struct Settings {
     server: String,
     token: String,
+    roots: Option<Vec<Certificate<'static>>>,
 }
 
 /// Resolves the server URL and the token from the options, else from the
@@ -883,10 +891,33 @@ fn settings(
     common: &Common,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Settings, ClientError> {
+    let ca_file = match (&common.ca_file, env(CA_ENV).filter(|v| !v.is_empty())) {
+        (Some(path), _) => Some(path.clone()),
+        (None, from_env) => from_env.map(PathBuf::from),
+    };
     Ok(Settings {
         server: server_url(common.server.as_deref(), env)?,
         token: admin_token(common.token_file.as_deref(), env)?,
+        roots: ca_file.as_deref().map(ca_certificates).transpose()?,
     })
+}
+
+/// The certificates of a PEM CA file (others items in it are skipped).
+fn ca_certificates(path: &Path) -> Result<Vec<Certificate<'static>>, ClientError> {
+    let config = |why: String| ClientError::Config(format!("CA file {}: {why}", shown(path)));
+    let pem = fs::read(path).map_err(|e| config(format!("cannot read it: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(config(format!("not valid PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(config("no PEM certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 fn server_url(
@@ -902,11 +933,13 @@ fn server_url(
         (None, None) => DEFAULT_SERVER.to_owned(),
     };
     let url = url.trim_end_matches('/');
-    // This build has no TLS: https would only fail later with a vaguer error.
-    match url.strip_prefix("http://") {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
         Some(rest) if !rest.is_empty() => Ok(url.to_owned()),
         _ => Err(ClientError::Config(format!(
-            "server URL {:?} must look like http://HOST:PORT",
+            "server URL {:?} must look like http://HOST:PORT or https://HOST:PORT",
             table::clean(url)
         ))),
     }
@@ -986,6 +1019,11 @@ impl Client {
             .timeout_per_read(Some(IO_TIMEOUT))
             .timeout_per_write(Some(IO_TIMEOUT))
             .user_agent(concat!("manager-lite/", env!("CARGO_PKG_VERSION")))
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(settings.roots.map_or(RootCerts::WebPki, RootCerts::from))
+                    .build(),
+            )
             .build();
         Self {
             agent: Agent::new_with_config(config),
@@ -1070,8 +1108,8 @@ impl Client {
         let sent = request
             .content_type("application/octet-stream")
             .header("Content-Length", size)
-            // No `Expect: 100-continue`: tiny_http's 100 answer carries
-            // headers, ureq takes it for a final answer and never sends the body.
+            // No `Expect: 100-continue`: an older server (tiny_http) sent a
+            // 100 answer with headers, which ureq took for a final answer.
             .send(file);
         read_answer("POST", &url, sent)
     }
@@ -1849,6 +1887,7 @@ mod tests {
             Common {
                 server: Some("http://h:1/".into()),
                 token_file: None,
+                ca_file: None,
                 json: true,
             }
         );
@@ -2411,7 +2450,11 @@ mod tests {
         assert_eq!(server_url(None, &no_env).unwrap(), DEFAULT_SERVER);
         let empty = |_: &str| Some(OsString::new());
         assert_eq!(server_url(None, &empty).unwrap(), DEFAULT_SERVER);
-        for bad in ["https://h", "h:1", "http://", ""] {
+        assert_eq!(
+            server_url(Some("https://h:1/"), &no_env).unwrap(),
+            "https://h:1"
+        );
+        for bad in ["ftp://h", "h:1", "http://", "https://", ""] {
             let err = server_url(Some(bad), &no_env).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
         }
@@ -2459,6 +2502,7 @@ mod tests {
         let common = Common {
             server: Some("http://127.0.0.1:9/".into()),
             token_file: Some(file.clone()),
+            ca_file: None,
             json: false,
         };
         let s = settings(&common, &no_env).unwrap();
@@ -2520,6 +2564,7 @@ mod tests {
         Client::new(Settings {
             server: server.to_owned(),
             token: "s3cret".to_owned(),
+            roots: None,
         })
     }
 

@@ -13,11 +13,11 @@ use binproxy_protocol::{
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
-use tiny_http::Request;
 
 use crate::artifacts::{Artifacts, IngestError};
 use crate::auth::{Actor, Auth, NodeCaller, BOOTSTRAP_NAME};
 use crate::http::{file_reply, header, parse_range, read_bounded, read_json, ApiError, Reply, Url};
+use crate::httpd::Request;
 use crate::store::{PutVersion, ReleaseError, Store};
 use crate::time::now_rfc3339;
 use crate::{rollout, signature, targets};
@@ -335,7 +335,7 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
     let max = app.max_artifact_size;
     let too_large =
         || ApiError::too_large(format!("artifact larger than the limit of {max} bytes"));
-    if rq.body_length().is_some_and(|n| n as u64 > max) {
+    if rq.body_length().is_some_and(|n| n > max) {
         return Err(too_large());
     }
     let staged = app
@@ -351,7 +351,7 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
         })?;
     // A client that goes away early can look like a short body: refuse it.
     if let Some(declared) = rq.body_length() {
-        if declared as u64 != staged.size {
+        if declared != staged.size {
             return Err(ApiError::bad_request(format!(
                 "upload ended after {} of the {declared} bytes announced",
                 staged.size

@@ -10,8 +10,8 @@ use binproxy_protocol::{ErrorBody, NameError, MAX_JSON_BODY};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use tiny_http::{Header, Request, Response, ResponseBox, StatusCode};
 
+use crate::httpd::Request;
 use crate::store::StoreError;
 
 /// An error answer: a status and `{"error": message}`.
@@ -26,6 +26,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with any status (the server's own 408, 431, 503...).
+    pub fn with_status(status: u16, message: impl Into<String>) -> Self {
+        Self::new(status, message)
+    }
+
     fn new(status: u16, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -103,7 +108,7 @@ pub enum Body {
     Empty,
 }
 
-/// A handler's answer, turned into a tiny_http response at the end.
+/// A handler's answer, written out by [`crate::httpd`].
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
@@ -134,37 +139,6 @@ impl Reply {
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
-    }
-
-    pub fn into_response(self) -> ResponseBox {
-        let headers = self
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Header::from_bytes(k.as_bytes(), v.as_bytes()).ok())
-            .collect();
-        let status = StatusCode(self.status);
-        match self.body {
-            Body::Bytes(bytes) => {
-                let len = bytes.len();
-                Response::new(
-                    status,
-                    headers,
-                    std::io::Cursor::new(bytes),
-                    Some(len),
-                    None,
-                )
-                .boxed()
-            }
-            Body::File(file, len) => {
-                let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
-                // tiny_http would switch to chunked encoding above 32 KiB and
-                // drop Content-Length; a downloader wants the length up front.
-                Response::new(status, headers, file.take(len), Some(len_usize), None)
-                    .with_chunked_threshold(usize::MAX)
-                    .boxed()
-            }
-            Body::Empty => Response::new(status, headers, std::io::empty(), Some(0), None).boxed(),
-        }
     }
 }
 
@@ -235,10 +209,7 @@ fn percent_decode(s: &str, plus_is_space: bool) -> String {
 
 /// The value of a request header, by case-insensitive name.
 pub fn header<'r>(rq: &'r Request, name: &str) -> Option<&'r str> {
-    rq.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+    rq.header(name)
 }
 
 /// Reads and parses a JSON body of at most [`MAX_JSON_BODY`] bytes.
@@ -258,7 +229,7 @@ pub fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, ApiError> {
 /// Reads a body of at most `max` bytes; 413 naming `what` above that.
 pub fn read_bounded(rq: &mut Request, max: usize, what: &str) -> Result<Vec<u8>, ApiError> {
     let too_large = || ApiError::too_large(format!("{what} over {max} bytes"));
-    if rq.body_length().is_some_and(|n| n > max) {
+    if rq.body_length().is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
     let mut body = Vec::new();

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod client;
 pub mod handlers;
 pub mod http;
+pub mod httpd;
 pub mod rollout;
 pub mod routes;
 pub mod serve;

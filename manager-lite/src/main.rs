@@ -10,9 +10,12 @@ manager-lite: the control plane of binproxy fleets
 USAGE:
     manager-lite serve [--listen ADDR] [--data DIR] [--admin-token-file FILE]
                        [--offline-after DURATION] [--max-artifact-size BYTES]
-                       [--progress-keep N] [--workers N] [--flush-interval DURATION]
+                       [--progress-keep N] [--flush-interval DURATION]
                        [--rollout-interval DURATION]
                        [--node-enroll-token-file FILE] [--insecure-open-nodes]
+                       [--tls-cert FILE --tls-key FILE] [--max-connections N]
+                       [--header-timeout DURATION] [--io-timeout DURATION]
+                       [--keepalive-timeout DURATION]
     manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig]
                          [--release [--note TEXT] PLAN...]
     manager-lite signature BIN VERSION FILE.minisig [--arch A]
@@ -69,6 +72,8 @@ PLAN (options of a new release: which nodes get it, and how fast):
 CLIENT OPTIONS:
     --server URL        manager to talk to (env MANAGER_URL, default http://127.0.0.1:38012)
     --token-file FILE   admin or named token (else env MANAGER_ADMIN_TOKEN)
+    --ca-file FILE      PEM CA certificate(s) to trust for an https:// server
+                        (env MANAGER_CA_FILE; default: the built-in web roots)
     --json              print JSON instead of a table
 
 EXIT CODES:

@@ -4,9 +4,9 @@
 //! before anything else, so a caller learns nothing from validation errors.
 //! Every admin write, whatever its outcome, leaves an audit record.
 
+use crate::httpd::{Method, Request};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
-use tiny_http::{Method, Request};
 
 use binproxy_protocol::{AuditRecord, Role};
 
@@ -16,12 +16,12 @@ use crate::http::{header, ApiError, Reply, Url};
 
 /// Answers one request. Never panics outward: a handler panic is logged and
 /// answered with 500, and the worker goes on.
-pub fn handle(app: &App, mut rq: Request) {
+pub fn handle(app: &App, rq: &mut Request) -> Reply {
     let started = Instant::now();
     let method = rq.method().clone();
     let path = rq.url().split('?').next().unwrap_or("").to_owned();
     let mut audit = Audit::default();
-    let reply = catch_unwind(AssertUnwindSafe(|| dispatch(app, &mut rq, &mut audit)))
+    let reply = catch_unwind(AssertUnwindSafe(|| dispatch(app, rq, &mut audit)))
         .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)")))
         .unwrap_or_else(|e| {
             if e.status >= 500 {
@@ -33,13 +33,11 @@ pub fn handle(app: &App, mut rq: Request) {
     if audit.write {
         record(app, audit, &method, &path, status, rq.remote_addr());
     }
-    if let Err(e) = rq.respond(reply.into_response()) {
-        log::debug!("{method} {path}: sending the answer failed: {e}");
-    }
     log::debug!(
         "{method} {path} {status} {}ms",
         started.elapsed().as_millis()
     );
+    reply
 }
 
 /// Stores the audit record of an admin write before its answer goes out.
@@ -49,7 +47,7 @@ fn record(
     method: &Method,
     path: &str,
     status: u16,
-    from: Option<&std::net::SocketAddr>,
+    from: std::net::SocketAddr,
 ) {
     let entry = AuditRecord {
         id: 0,
@@ -58,7 +56,7 @@ fn record(
         method: method.to_string(),
         path: path.chars().take(300).collect(),
         status,
-        remote_addr: from.map(|a| a.ip().to_string()),
+        remote_addr: Some(from.ip().to_string()),
     };
     if let Err(e) = app.store.add_audit(entry) {
         log::error!("audit record of {method} {path}: {e}");
@@ -155,7 +153,7 @@ impl<'a> Route<'a> {
 
 #[derive(PartialEq, Eq)]
 enum Verb {
-    /// GET, and HEAD (tiny_http leaves out the body).
+    /// GET, and HEAD (the server leaves out the body).
     Get,
     Post,
     Put,
@@ -182,7 +180,7 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
         Method::Post => Verb::Post,
         Method::Put => Verb::Put,
         Method::Delete => Verb::Delete,
-        _ => Verb::Other,
+        Method::Other(_) => Verb::Other,
     };
     audit.write = route.is_admin() && verb != Verb::Get;
     match (route, verb) {
@@ -305,7 +303,7 @@ fn need(app: &App, rq: &Request, audit: &mut Audit, roles: &[Role]) -> Result<Ac
         .map_err(|e| {
             // The body stays unread: ask the client to close instead of
             // reusing a connection whose next bytes are the rest of it.
-            let close = rq.body_length().unwrap_or(0) > 0;
+            let close = rq.body_length() != Some(0);
             ApiError { close, ..e }
         })?;
     audit.actor = Some(actor.name.clone());

@@ -1,11 +1,12 @@
 //! `manager-lite serve`: the process around the handlers.
 //!
 //! Startup opens the data directory (artifacts, redb file, admin token),
-//! removes what a crash left half-done, and binds. A fixed pool of workers
-//! answers requests; the main thread flushes batched `last_seen` updates. On
-//! SIGTERM or SIGINT the workers finish the request in hand and stop, the last
-//! `last_seen` values are written, the database is closed, and the process
-//! exits 0.
+//! removes what a crash left half-done, loads the TLS certificate if given,
+//! and binds. [`crate::httpd`] answers requests with a bounded pool of
+//! workers; the main thread flushes batched `last_seen` updates. On SIGTERM
+//! or SIGINT the server stops accepting, the workers finish the request in
+//! hand, the last `last_seen` values are written, the database is closed, and
+//! the process exits 0.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::artifacts::Artifacts;
 use crate::auth::{Auth, TokenSource};
 use crate::handlers::App;
+use crate::httpd::{Limits, Server};
 use crate::routes;
 use crate::store::{Store, StoreOptions};
 
@@ -29,7 +31,17 @@ pub struct ServeConfig {
     pub offline_after: Duration,
     pub max_artifact_size: u64,
     pub progress_keep: usize,
-    pub workers: usize,
+    /// Connections served at once (`--workers` is its old name).
+    pub max_connections: usize,
+    /// The whole request line and headers must arrive within it.
+    pub header_timeout: Duration,
+    /// Per read or write on a socket.
+    pub io_timeout: Duration,
+    /// Idle time allowed between requests on a kept-alive connection.
+    pub keepalive_timeout: Duration,
+    /// PEM certificate chain and key: serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub flush_interval: Duration,
     /// How often releases are recounted, advanced or paused.
     pub rollout_interval: Duration,
@@ -48,7 +60,12 @@ impl Default for ServeConfig {
             offline_after: Duration::from_secs(180),
             max_artifact_size: 1 << 30,
             progress_keep: 100,
-            workers: 16,
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(5),
+            tls_cert: None,
+            tls_key: None,
             flush_interval: Duration::from_secs(5),
             rollout_interval: Duration::from_secs(5),
             node_enroll_token_file: None,
@@ -127,9 +144,29 @@ pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
                 )?));
             }
             Long("insecure-open-nodes") => c.insecure_open_nodes = true,
-            Long("workers") => c.workers = number("--workers", &value(&mut parser, "--workers")?)?,
+            // --workers: the old name, kept as an alias.
+            Long(flag @ ("max-connections" | "workers")) => {
+                let flag = format!("--{flag}");
+                c.max_connections = number(&flag, &value(&mut parser, &flag)?)?;
+            }
+            Long(flag @ ("header-timeout" | "io-timeout" | "keepalive-timeout")) => {
+                let flag = format!("--{flag}");
+                let d = duration(&flag, &value(&mut parser, &flag)?)?;
+                match flag.as_str() {
+                    "--header-timeout" => c.header_timeout = d,
+                    "--io-timeout" => c.io_timeout = d,
+                    _ => c.keepalive_timeout = d,
+                }
+            }
+            Long("tls-cert") => c.tls_cert = Some(PathBuf::from(value(&mut parser, "--tls-cert")?)),
+            Long("tls-key") => c.tls_key = Some(PathBuf::from(value(&mut parser, "--tls-key")?)),
             other => return Err(other.unexpected().to_string()),
         }
+    }
+    if c.tls_cert.is_some() != c.tls_key.is_some() {
+        return Err(
+            "--tls-cert and --tls-key go together: give both (PEM files) or neither".into(),
+        );
     }
     // Secure by default: anyone who can reach an open manager can read every
     // artifact and forge any node's reports.
@@ -173,14 +210,24 @@ fn number<T: std::str::FromStr + PartialOrd + From<u8>>(flag: &str, v: &str) -> 
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: &ServeConfig) -> Result<(), String> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::httpd::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let app = open(config)?;
-    let server = tiny_http::Server::http(config.listen)
-        .map_err(|e| format!("listening on {}: {e}", config.listen))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .map_or_else(|| config.listen.to_string(), |a| a.to_string());
-    log::info!("listening on http://{addr}");
+    let limits = Limits {
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+        io_timeout: config.io_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+    };
+    let server = Server::bind(config.listen, tls, limits)?;
+    log::info!(
+        "listening on {}://{} ({} connections at most)",
+        server.scheme(),
+        server.local_addr(),
+        config.max_connections
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -188,10 +235,14 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
 
-    std::thread::scope(|scope| {
-        for _ in 0..config.workers {
-            scope.spawn(|| worker(&app, &server, &stop));
-        }
+    let handler = |rq: &mut crate::httpd::Request| routes::handle(&app, rq);
+    let outcome = std::thread::scope(|scope| {
+        let http = scope.spawn(|| {
+            let result = server.run(&handler, &stop);
+            // Whatever ended the server ends the process.
+            stop.store(true, Ordering::Relaxed);
+            result
+        });
         scope.spawn(|| {
             every(config.rollout_interval, &stop, || {
                 crate::rollout::tick(&app.store, None, std::time::SystemTime::now()).map(drop)
@@ -200,11 +251,14 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         every(config.flush_interval, &stop, || {
             app.store.flush_last_seen().map(drop)
         });
+        http.join()
+            .unwrap_or_else(|_| Err("the HTTP server panicked".into()))
     });
-    log::info!("stopping: workers done");
+    log::info!("stopping: requests in hand done");
     app.store.flush_last_seen().map_err(|e| e.to_string())?;
     drop(server);
     drop(app);
+    outcome?;
     log::info!("stopped");
     Ok(())
 }
@@ -265,16 +319,6 @@ fn log_token_source(source: &TokenSource) {
         TokenSource::Env => log::info!("admin token taken from ${}", crate::auth::TOKEN_ENV),
         TokenSource::Generated(p) => {
             log::info!("admin token generated into {} (mode 0600)", p.display());
-        }
-    }
-}
-
-fn worker(app: &App, server: &tiny_http::Server, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(rq)) => routes::handle(app, rq),
-            Ok(None) => {}
-            Err(e) => log::warn!("accepting a request: {e}"),
         }
     }
 }

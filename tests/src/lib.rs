@@ -592,11 +592,11 @@ impl Manager {
     /// waits for its `listening on` line.
     pub fn start(data_dir: &Path, opts: ManagerOptions) -> Manager {
         let log = Arc::new(Mutex::new(String::new()));
-        let (child, addr) = spawn_manager(data_dir, &opts, &log);
+        let (child, addr, scheme) = spawn_manager(data_dir, &opts, &log);
         let mut m = Manager {
             child: Some(child),
             addr,
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             token: String::new(),
             data_dir: data_dir.to_path_buf(),
             opts,
@@ -696,10 +696,10 @@ impl Manager {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push_str("\n===== restart =====\n");
-        let (child, addr) = spawn_manager(&self.data_dir, &self.opts, &self.log);
+        let (child, addr, scheme) = spawn_manager(&self.data_dir, &self.opts, &self.log);
         self.child = Some(child);
         self.addr = addr;
-        self.url = format!("http://{addr}");
+        self.url = format!("{scheme}://{addr}");
         self.token = self.read_token();
     }
 
@@ -829,7 +829,7 @@ fn spawn_manager(
     data_dir: &Path,
     opts: &ManagerOptions,
     log: &Arc<Mutex<String>>,
-) -> (Child, SocketAddr) {
+) -> (Child, SocketAddr, &'static str) {
     let bin = manager_bin();
     let mut cmd = Command::new(&bin);
     cmd.arg("serve")
@@ -860,7 +860,7 @@ fn spawn_manager(
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
 
-    let (tx, rx) = mpsc::channel::<SocketAddr>();
+    let (tx, rx) = mpsc::channel::<(SocketAddr, &'static str)>();
     let stderr = child.stderr.take().expect("stderr piped");
     let stdout = child.stdout.take().expect("stdout piped");
     let log_err = Arc::clone(log);
@@ -907,8 +907,8 @@ fn spawn_manager(
         }
     });
 
-    if let Ok(addr) = rx.recv_timeout(START_TIMEOUT) {
-        (child, addr)
+    if let Ok((addr, scheme)) = rx.recv_timeout(START_TIMEOUT) {
+        (child, addr, scheme)
     } else {
         let _ = child.kill();
         let status = child.wait();
@@ -919,19 +919,21 @@ fn spawn_manager(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         panic!(
-            "manager-lite did not print `listening on http://ADDR` (exit: {status:?})\nlog:\n{text}"
+            "manager-lite did not print `listening on http(s)://ADDR` (exit: {status:?})\nlog:\n{text}"
         );
     }
 }
 
-/// The address in a `listening on http://IP:PORT` line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let at = line.find("listening on http://")?;
-    let rest = &line[at + "listening on http://".len()..];
+/// The address and scheme in a `listening on http(s)://IP:PORT` line.
+fn listening_addr(line: &str) -> Option<(SocketAddr, &'static str)> {
+    let (scheme, at) = ["http", "https"]
+        .into_iter()
+        .find_map(|s| Some((s, line.find(&format!("listening on {s}://"))?)))?;
+    let rest = &line[at + "listening on ://".len() + scheme.len()..];
     let end = rest
         .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')))
         .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    Some((rest[..end].parse().ok()?, scheme))
 }
 
 /// Runs `cmd` to completion like [`Command::output`], but kills it and panics
@@ -1038,7 +1040,11 @@ mod tests {
             listening_addr(
                 "[2024 INFO manager_lite] listening on http://127.0.0.1:4567 (16 workers)\n"
             ),
-            Some("127.0.0.1:4567".parse().unwrap())
+            Some(("127.0.0.1:4567".parse().unwrap(), "http"))
+        );
+        assert_eq!(
+            listening_addr("listening on https://[::1]:80 (64 connections at most)"),
+            Some(("[::1]:80".parse().unwrap(), "https"))
         );
         assert_eq!(listening_addr("starting"), None);
     }
