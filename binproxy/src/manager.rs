@@ -11,11 +11,13 @@ use binproxy_protocol::{ErrorBody, Installed, Keepalive, KeepaliveReply, Progres
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::Read;
 use std::time::Duration;
+use ureq::tls::TlsConfig;
 use ureq::Agent;
 
 use crate::config::Config;
 use crate::credential::Credentials;
 use crate::error::{Error, Result};
+use crate::tls;
 
 /// Largest JSON answer the agent reads.
 const MAX_JSON_ANSWER: u64 = 4 << 20;
@@ -35,7 +37,8 @@ pub struct Download {
 
 impl Manager {
     pub fn new(config: &Config, credentials: Credentials) -> Manager {
-        let mut m = Manager::with_timeout(&config.manager_url, config.timeout);
+        let tls = tls::client_config(config.ca_file.as_deref(), &config.ca_roots);
+        let mut m = Manager::with_tls(&config.manager_url, config.timeout, tls);
         m.credentials = credentials;
         m
     }
@@ -52,8 +55,14 @@ impl Manager {
         self.credentials.node_secret.is_some()
     }
 
+    /// A client trusting the webpki roots for HTTPS.
     pub fn with_timeout(base: &str, timeout: Duration) -> Manager {
+        Manager::with_tls(base, timeout, tls::client_config(None, &[]))
+    }
+
+    fn with_tls(base: &str, timeout: Duration, tls: TlsConfig) -> Manager {
         let agent: Agent = Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(timeout))
             .timeout_send_request(Some(timeout))
@@ -188,7 +197,7 @@ impl Manager {
 fn unreachable(url: &str, e: &ureq::Error) -> Error {
     Error::Unreachable {
         url: url.to_owned(),
-        message: e.to_string(),
+        message: tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
     }
 }
 
