@@ -7,6 +7,7 @@
 //! make the agent run a command.
 
 use binproxy_protocol::{check_bin_name, check_node_id};
+use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,11 @@ pub struct Config {
     /// The fleet's enrollment token (absolute path), read when the node has
     /// no secret of its own yet; see [`crate::credential`].
     pub enroll_token_file: Option<PathBuf>,
+    /// PEM roots trusted for HTTPS instead of the webpki ones (absolute path).
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file`, read by [`load`]. [`parse`] alone leaves
+    /// them empty, and an empty list with `ca_file` set trusts nothing.
+    pub ca_roots: Vec<CertificateDer<'static>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +83,7 @@ struct RawConfig {
     #[serde(default)]
     allow_downgrade: bool,
     enroll_token_file: Option<String>,
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,13 +113,20 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_KEEP: usize = 3;
 const MAX_KEEP: usize = 100;
 
-/// Reads and validates the config at `path`.
+/// Reads and validates the config at `path`, and the `ca_file` it names.
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
         path: path.to_path_buf(),
         message: format!("cannot read: {e}"),
     })?;
-    parse(&text, path)
+    let mut config = parse(&text, path)?;
+    if let Some(ca_file) = &config.ca_file {
+        config.ca_roots = crate::tls::read_roots(ca_file).map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("ca_file {}: {message}", ca_file.display()),
+        })?;
+    }
+    Ok(config)
 }
 
 /// Validates config text; `origin` names it in errors.
@@ -176,6 +190,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
             .enroll_token_file
             .map(|p| absolute("enroll_token_file", &p))
             .transpose()?,
+        ca_file: raw.ca_file.map(|p| absolute("ca_file", &p)).transpose()?,
+        ca_roots: Vec::new(),
     })
 }
 
@@ -430,10 +446,43 @@ mod tests {
                 "trusted_keys[0]",
             ),
             ("{not json".into(), "test.json"),
+            (r#"{"manager_url":"https://m","node_id":"n","state_dir":"/s","ca_file":"ca.pem","bins":[{"name":"a","path":"/a"}]}"#.into(), "ca_file"),
         ];
         for (text, want) in cases {
             let e = error_of(&text);
             assert!(e.contains(want), "{text}\n -> {e}\n wanted {want}");
         }
+    }
+
+    #[test]
+    fn a_ca_file_is_read_by_load_and_a_bad_one_is_a_config_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("binproxy-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.json");
+        let ca = dir.join("ca.pem");
+        let text = format!(
+            r#"{{"manager_url":"https://m","node_id":"n","state_dir":"/s","ca_file":{},"bins":[{{"name":"a","path":"/a"}}]}}"#,
+            serde_json::to_string(&ca).unwrap()
+        );
+        std::fs::write(&config, &text).unwrap();
+        let parsed = parse(&text, &config).unwrap();
+        assert_eq!(parsed.ca_file.as_deref(), Some(ca.as_path()));
+        assert!(parsed.ca_roots.is_empty(), "parse alone reads no file");
+        for (content, want) in [
+            (None, "cannot read"),
+            (Some("garbage"), "no PEM certificate"),
+        ] {
+            if let Some(c) = content {
+                std::fs::write(&ca, c).unwrap();
+            }
+            let e = load(&config).unwrap_err();
+            assert!(matches!(e, Error::Config { .. }), "{e}");
+            let e = e.to_string();
+            assert!(
+                e.contains(&ca.display().to_string()) && e.contains(want),
+                "{e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

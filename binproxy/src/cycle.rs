@@ -826,6 +826,8 @@ mod tests {
                 trusted_keys: Vec::new(),
                 allow_downgrade: false,
                 enroll_token_file: None,
+                ca_file: None,
+                ca_roots: Vec::new(),
                 bins: vec![BinConfig {
                     name: "svc".into(),
                     path: dir.join("bin/svc"),

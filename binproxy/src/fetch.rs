@@ -21,10 +21,15 @@ pub fn part_path(live: &Path, sha: &str) -> PathBuf {
     let name = live
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    fsutil::parent(live).join(format!(
-        ".{name}.binproxy-{}.part",
-        &sha[..sha.len().min(16)]
-    ))
+    // The manager's answers are checked (see `manager`), but a file name is
+    // made from hex digits only all the same: never a `/`, never a cut
+    // inside a UTF-8 character.
+    let prefix: String = sha
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(16)
+        .collect();
+    fsutil::parent(live).join(format!(".{name}.binproxy-{prefix}.part"))
 }
 
 /// Removes our temp files beside `live`, except the part file of `keep`.
@@ -176,5 +181,30 @@ fn copy(
             let _ = fs::remove_file(part);
             return Err(Error::io(part, "write")(e));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the property tests: a sha cut at byte 16 inside a UTF-8
+    /// character panicked, and a `/` in it left the directory.
+    #[test]
+    fn part_paths_of_malformed_hashes_stay_beside_the_live_file() {
+        let live = Path::new("/srv/bin/streamd");
+        for sha in [
+            "NѨ\"&'鬝&Y🕴\t𳋄*qEU:&=",
+            "/../../../../etc/passwd",
+            "",
+            &"ab".repeat(32),
+        ] {
+            let part = part_path(live, sha);
+            assert_eq!(part.parent(), Some(Path::new("/srv/bin")), "{sha:?}");
+        }
+        assert_eq!(
+            part_path(live, &"ab".repeat(32)),
+            Path::new("/srv/bin/.streamd.binproxy-abababababababab.part")
+        );
     }
 }

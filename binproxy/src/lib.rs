@@ -10,7 +10,8 @@
 //! checks it ([`health`], [`hooks`]), and commits or rolls back. Outcomes go
 //! to the manager through a durable outbox ([`report`]); what must survive
 //! between runs is in [`state`]. [`status`] explains each bin; [`daemon`] runs
-//! cycles in a loop; [`cli`] parses the command line.
+//! cycles in a loop; [`cli`] parses the command line; [`tls`] says which
+//! certificates HTTPS trusts.
 
 pub mod cli;
 pub mod config;
@@ -30,4 +31,5 @@ pub mod report;
 pub mod state;
 pub mod status;
 pub mod swap;
+pub mod tls;
 pub mod verify;

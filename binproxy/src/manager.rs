@@ -7,15 +7,19 @@
 //! enrollment token. Nothing is sent to URLs outside the manager (a target's
 //! absolute `url` on a mirror gets no credential).
 
-use binproxy_protocol::{ErrorBody, Installed, Keepalive, KeepaliveReply, Progress, Target};
+use binproxy_protocol::{
+    check_sha256, ErrorBody, Installed, Keepalive, KeepaliveReply, Progress, Target,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::Read;
 use std::time::Duration;
+use ureq::tls::TlsConfig;
 use ureq::Agent;
 
 use crate::config::Config;
 use crate::credential::Credentials;
 use crate::error::{Error, Result};
+use crate::tls;
 
 /// Largest JSON answer the agent reads.
 const MAX_JSON_ANSWER: u64 = 4 << 20;
@@ -35,7 +39,8 @@ pub struct Download {
 
 impl Manager {
     pub fn new(config: &Config, credentials: Credentials) -> Manager {
-        let mut m = Manager::with_timeout(&config.manager_url, config.timeout);
+        let tls = tls::client_config(config.ca_file.as_deref(), &config.ca_roots);
+        let mut m = Manager::with_tls(&config.manager_url, config.timeout, tls);
         m.credentials = credentials;
         m
     }
@@ -52,8 +57,14 @@ impl Manager {
         self.credentials.node_secret.is_some()
     }
 
+    /// A client trusting the webpki roots for HTTPS.
     pub fn with_timeout(base: &str, timeout: Duration) -> Manager {
+        Manager::with_tls(base, timeout, tls::client_config(None, &[]))
+    }
+
+    fn with_tls(base: &str, timeout: Duration, tls: TlsConfig) -> Manager {
         let agent: Agent = Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(timeout))
             .timeout_send_request(Some(timeout))
@@ -101,8 +112,14 @@ impl Manager {
         }
     }
 
+    /// The keepalive; its targets are checked (see [`checked_target`]).
     pub fn keepalive(&self, body: &Keepalive) -> Result<KeepaliveReply> {
-        self.post_json("/api/v1/keepalive", body, true)
+        let mut reply: KeepaliveReply = self.post_json("/api/v1/keepalive", body, true)?;
+        let url = self.url("/api/v1/keepalive");
+        for target in reply.targets.values_mut().flatten() {
+            checked_target(&url, target)?;
+        }
+        Ok(reply)
     }
 
     /// The node's target for one bin, or the manager's reason for none (404).
@@ -113,7 +130,11 @@ impl Manager {
             .call()
             .map_err(|e| unreachable(&url, &e))?;
         match resp.status().as_u16() {
-            200 => read_json(&url, resp.body_mut()).map(Ok),
+            200 => {
+                let mut target: Target = read_json(&url, resp.body_mut())?;
+                checked_target(&url, &mut target)?;
+                Ok(Ok(target))
+            }
             404 => match refused(&url, 404, resp.body_mut()) {
                 Error::Refused { message, .. } => Ok(Err(message)),
                 other => Err(other),
@@ -188,8 +209,20 @@ impl Manager {
 fn unreachable(url: &str, e: &ureq::Error) -> Error {
     Error::Unreachable {
         url: url.to_owned(),
-        message: e.to_string(),
+        message: tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
     }
+}
+
+/// A target's sha256 names files and is compared with local hashes: one
+/// that is not 64 hex digits makes the answer garbage; upper case is
+/// lowered (the one spelling compared).
+fn checked_target(url: &str, target: &mut Target) -> Result<()> {
+    target.sha256sum =
+        check_sha256("sha256sum", &target.sha256sum).map_err(|e| Error::Unreachable {
+            url: url.to_owned(),
+            message: format!("the target of {:?}: {e}", target.bin_name),
+        })?;
+    Ok(())
 }
 
 fn read_json<T: DeserializeOwned>(url: &str, body: &mut ureq::Body) -> Result<T> {
@@ -267,6 +300,40 @@ mod tests {
             "http://127.0.0.1:1.evil/x",
         ] {
             assert_eq!(m.bearer(elsewhere, false), None, "{elsewhere}");
+        }
+    }
+
+    /// A manager that sends a malformed sha256 (found by the property tests
+    /// of `fetch::part_path`) is answered as garbage, before any file name
+    /// is made from it.
+    #[test]
+    fn targets_with_a_malformed_sha256_are_refused() {
+        let mut t = Target {
+            bin_name: "svc".into(),
+            version: "1".into(),
+            sha256sum: "AB".repeat(32),
+            size: 1,
+            url: "/x".into(),
+            reason: None,
+            signature: None,
+        };
+        checked_target("http://m/api", &mut t).unwrap();
+        assert_eq!(t.sha256sum, "ab".repeat(32));
+        for bad in [
+            "",
+            "/../../etc/passwd",
+            "Ѩ🕴",
+            &"g".repeat(64),
+            &"a".repeat(65),
+        ] {
+            t.sha256sum = bad.into();
+            let e = checked_target("http://m/api", &mut t)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("http://m/api") && e.contains("sha256"),
+                "{bad:?}: {e}"
+            );
         }
     }
 
