@@ -598,6 +598,7 @@ impl Store {
             ),
             max_failures: new.max_failures.clone(),
             require_approval: new.require_approval,
+            windows: new.windows.clone(),
             baseline_version,
             paused_reason: None,
             wave_started_at: (!pending).then(|| crate::time::rfc3339_millis(now)),
