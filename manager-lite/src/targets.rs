@@ -122,7 +122,7 @@ fn windowed(
     reason: String,
     now: SystemTime,
 ) -> Result<Result<Decision, String>, StoreError> {
-    let until = match window_closed(r, now) {
+    let until = match closed_until(r, now) {
         Ok(None) => return artifact(store, &r.bin_name, &r.version, arch, reason).map(Ok),
         Ok(Some(until)) => until,
         Err(why) => return Ok(Err(why)),
@@ -148,8 +148,8 @@ fn windowed(
 
 /// When the release's windows next open (RFC 3339), or `None` when open now.
 /// Windows were checked on creation; a record that fails to parse now counts
-/// as closed, so nothing installs on its account.
-fn window_closed(r: &Release, now: SystemTime) -> Result<Option<String>, String> {
+/// as closed (`Err`), so nothing installs on its account.
+pub fn closed_until(r: &Release, now: SystemTime) -> Result<Option<String>, String> {
     if r.windows.is_empty() {
         return Ok(None);
     }

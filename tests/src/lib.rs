@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 pub mod agent;
 pub mod fleet;
 pub mod tls;
+pub mod windows;
 
 /// How long a socket read or write may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
