@@ -93,7 +93,7 @@ fn prestage_downloads_and_verifies_ahead_and_swaps_inside_the_window() {
         a.run().expect_code(0);
         a.assert_live(&v1, "outside the window");
         let part = format!(".{BIN}.binproxy-{}.part", &s2[..16]);
-        assert_eq!(a.beside(), [part.clone()], "round {round}");
+        assert_eq!(a.beside(), std::slice::from_ref(&part), "round {round}");
         let staged = fs::read(a.live.parent().unwrap().join(&part)).unwrap();
         assert!(staged == v2, "round {round}: the staged file is not v2");
         let p = progress(&m, BIN, &a.node_id);

@@ -68,8 +68,13 @@ fn every_release_plan_is_accepted_by_a_real_manager() {
         let plan: NewRelease =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{shown}: {e}"));
         Windows::parse(&plan.windows).unwrap_or_else(|(i, e)| panic!("{shown}: windows[{i}]: {e}"));
-        m.upload(&plan.bin_name, &plan.version, None, shown.to_string().as_bytes())
-            .expect(201);
+        m.upload(
+            &plan.bin_name,
+            &plan.version,
+            None,
+            shown.to_string().as_bytes(),
+        )
+        .expect(201);
         let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let release: Release = m.admin_post("/api/v1/releases", &body).expect(201).parse();
         assert_eq!(release.windows, plan.windows, "{shown}");

@@ -52,7 +52,7 @@ fn a_closed_window_keeps_nodes_on_their_previous_target_and_an_open_one_does_not
     // Release 2 at 100% with its only window three hours away.
     let (later, opens) = opens_later();
     let r2 = create(&m, "2.0.0", &[&later]);
-    assert_eq!(r2.windows, [later.clone()]);
+    assert_eq!(r2.windows, std::slice::from_ref(&later));
     assert_eq!(r2.status, ReleaseStatus::RollingOut);
     let (target, reason) = offered(&m, "n1", &s1);
     assert_eq!(target.as_deref(), Some(&*s1), "reason: {reason}");

@@ -2037,9 +2037,15 @@ mod tests {
         ] {
             let err = usage_error("release", &["a", "1", "--window", bad]);
             assert!(err.starts_with("--window "), "{bad}: {err}");
-            assert!(err.contains(&format!("{bad:?}")) && err.contains(why), "{bad}: {err}");
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains(why),
+                "{bad}: {err}"
+            );
         }
-        let err = usage_error("publish", &["a", "1", "f", "--window", "* 00:00-24:00 +00:00"]);
+        let err = usage_error(
+            "publish",
+            &["a", "1", "f", "--window", "* 00:00-24:00 +00:00"],
+        );
         assert!(err.contains("--window goes with --release"), "{err}");
     }
 

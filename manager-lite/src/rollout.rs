@@ -10,11 +10,11 @@
 //! advances a wave once its wait has passed and `success_threshold` of the
 //! reached nodes succeeded.
 
+use binproxy_protocol::window::Windows;
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, NewRelease, Node, ProgressStatus, Release,
     ReleaseCounts, ReleaseStatus, Wave,
 };
-use binproxy_protocol::window::Windows;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -455,7 +455,10 @@ mod tests {
         t.success_threshold = Some("95".into());
         assert!(validate(&t).unwrap_err().contains("success_threshold"));
         let mut w = new_release(&[]);
-        w.windows = vec!["Sat 00:00-24:00 +00:00".into(), "Sun 25:00-26:00 +00:00".into()];
+        w.windows = vec![
+            "Sat 00:00-24:00 +00:00".into(),
+            "Sun 25:00-26:00 +00:00".into(),
+        ];
         let e = validate(&w).unwrap_err();
         assert!(e.contains("windows[1]") && e.contains("25:00"), "{e}");
         w.windows.pop();

@@ -35,7 +35,12 @@ fn local_minute(unix: i64) -> i64 {
 /// A daily window from two hours ago to two hours ahead (it may cross midnight).
 pub fn open_now() -> String {
     let m = local_minute(now_unix());
-    format!("Daily {}-{} {}", hhmm(m - 120), hhmm(m + 120), offset_text())
+    format!(
+        "Daily {}-{} {}",
+        hhmm(m - 120),
+        hhmm(m + 120),
+        offset_text()
+    )
 }
 
 /// A daily window that opens three hours from now (to the minute) and lasts

@@ -288,9 +288,15 @@ mod tests {
         // 01:00-05:00 at +08:00 is 17:00-21:00 UTC the day before.
         let win = w("Tue 01:00-05:00 +08:00");
         assert!(win.contains(MON + 17 * H));
-        assert!(!win.contains(MON + DAY + 2 * H), "02:00 UTC Tuesday is 10:00 local");
+        assert!(
+            !win.contains(MON + DAY + 2 * H),
+            "02:00 UTC Tuesday is 10:00 local"
+        );
         let west = w("Mon 22:00-23:00 -05:00");
-        assert!(west.contains(MON + DAY + 3 * H + 30 * MINUTE), "03:30 UTC Tue");
+        assert!(
+            west.contains(MON + DAY + 3 * H + 30 * MINUTE),
+            "03:30 UTC Tue"
+        );
         // Offsets near the date line still land on the right local weekday.
         // Sunday 23:30 at +14:00 is Sunday 09:30 UTC.
         let east = w("Sun 23:00-24:00 +14:00");
@@ -303,18 +309,33 @@ mod tests {
         let win = w("Fri 22:00-02:00 +00:00");
         let fri = MON + 4 * DAY;
         assert!(win.contains(fri + 23 * H));
-        assert!(win.contains(fri + DAY + H), "Saturday 01:00 continues Friday's window");
+        assert!(
+            win.contains(fri + DAY + H),
+            "Saturday 01:00 continues Friday's window"
+        );
         assert!(!win.contains(fri + DAY + 2 * H));
-        assert!(!win.contains(fri + H), "Friday 01:00 belongs to Thursday, not listed");
-        assert!(!win.contains(fri + DAY + 23 * H), "Saturday night is not listed");
+        assert!(
+            !win.contains(fri + H),
+            "Friday 01:00 belongs to Thursday, not listed"
+        );
+        assert!(
+            !win.contains(fri + DAY + 23 * H),
+            "Saturday night is not listed"
+        );
     }
 
     #[test]
     fn week_wraps_from_sunday_into_monday() {
         let win = w("Sun 23:00-01:00 +00:00");
         assert!(win.contains(MON + 6 * DAY + 23 * H + 30 * MINUTE));
-        assert!(win.contains(MON + 7 * DAY + 30 * MINUTE), "next Monday 00:30");
-        assert!(win.contains(MON + 30 * MINUTE), "this Monday 00:30, from last Sunday");
+        assert!(
+            win.contains(MON + 7 * DAY + 30 * MINUTE),
+            "next Monday 00:30"
+        );
+        assert!(
+            win.contains(MON + 30 * MINUTE),
+            "this Monday 00:30, from last Sunday"
+        );
         assert!(!win.contains(MON + H));
         let range = w("Fri-Mon 00:00-24:00 +00:00");
         for (day, open) in [(0, true), (1, false), (3, false), (4, true), (6, true)] {
@@ -392,7 +413,10 @@ mod tests {
             ("Mox 01:00-02:00 +00:00", "\"Mox\" is not a day"),
             ("Mon-Fry 01:00-02:00 +00:00", "\"Fry\" is not a day"),
             ("Mon 25:00-02:00 +00:00", "\"25:00\" is not a time"),
-            ("Mon 24:00-02:00 +00:00", "\"24:00\" is not a time 00:00 to 23:59"),
+            (
+                "Mon 24:00-02:00 +00:00",
+                "\"24:00\" is not a time 00:00 to 23:59",
+            ),
             ("Mon 01:60-02:00 +00:00", "\"01:60\""),
             ("Mon 1:00-02:00 +00:00", "\"1:00\""),
             ("Mon 24:01 +00:00", "not a time range"),
