@@ -2,7 +2,9 @@
 //! them: every `*.json` there (found by listing the directory, so a new file
 //! is covered without touching this test) goes through binproxy's own config
 //! parser, and the real binary reads the minimal one and refuses a misspelt
-//! field with exit code 2.
+//! field with exit code 2. Every release plan under `manifests/releases/`
+//! parses as the protocol's strict `NewRelease` and is accepted (201) by a
+//! real manager.
 
 #![allow(clippy::expect_used)]
 
@@ -10,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use binproxy_tests::{binproxy_bin, output_within, TempDir};
+use binproxy_protocol::window::Windows;
+use binproxy_protocol::{NewRelease, Release};
+use binproxy_tests::{binproxy_bin, output_within, Manager, TempDir};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -23,8 +27,12 @@ fn manifests_dir() -> PathBuf {
 
 /// Every `*.json` under `manifests/`, sorted.
 fn manifests() -> Vec<PathBuf> {
-    let dir = manifests_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    json_files(&manifests_dir())
+}
+
+/// Every `*.json` directly in `dir`, sorted; at least one.
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
         .map(|entry| entry.expect("read a directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -48,6 +56,29 @@ fn every_manifest_parses_with_the_agents_parser() {
                 bin.name
             );
         }
+    }
+}
+
+#[test]
+fn every_release_plan_is_accepted_by_a_real_manager() {
+    let m = Manager::new();
+    for path in json_files(&manifests_dir().join("releases")) {
+        let shown = path.display();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {shown}: {e}"));
+        let plan: NewRelease =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{shown}: {e}"));
+        Windows::parse(&plan.windows).unwrap_or_else(|(i, e)| panic!("{shown}: windows[{i}]: {e}"));
+        m.upload(
+            &plan.bin_name,
+            &plan.version,
+            None,
+            shown.to_string().as_bytes(),
+        )
+        .expect(201);
+        let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let release: Release = m.admin_post("/api/v1/releases", &body).expect(201).parse();
+        assert_eq!(release.windows, plan.windows, "{shown}");
+        assert_eq!(release.selector, plan.selector, "{shown}");
     }
 }
 

@@ -6,6 +6,7 @@
 //! a shell, and they come from this file only: nothing the manager sends can
 //! make the agent run a command.
 
+use binproxy_protocol::window::Windows;
 use binproxy_protocol::{check_bin_name, check_node_id};
 use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
@@ -39,6 +40,11 @@ pub struct Config {
     /// The certificates of `ca_file`, read by [`load`]. [`parse`] alone leaves
     /// them empty, and an empty list with `ca_file` set trusts nothing.
     pub ca_roots: Vec<CertificateDer<'static>>,
+    /// Maintenance windows: outside every one, nothing new is installed.
+    /// Empty: always open.
+    pub windows: Windows,
+    /// Outside the windows, download and verify the next version ahead.
+    pub prestage: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +90,10 @@ struct RawConfig {
     allow_downgrade: bool,
     enroll_token_file: Option<String>,
     ca_file: Option<String>,
+    #[serde(default)]
+    windows: Vec<String>,
+    #[serde(default)]
+    prestage: bool,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +202,8 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
             .transpose()?,
         ca_file: raw.ca_file.map(|p| absolute("ca_file", &p)).transpose()?,
         ca_roots: Vec::new(),
+        windows: Windows::parse(&raw.windows).map_err(|(i, e)| format!("windows[{i}]: {e}"))?,
+        prestage: raw.prestage,
     })
 }
 
@@ -394,6 +406,19 @@ mod tests {
         assert_eq!(c.bins[0].keep, DEFAULT_KEEP);
         assert_eq!(c.bins[0].mode, None);
         assert_eq!(c.enroll_token_file, None);
+        assert!(c.windows.is_empty() && !c.prestage);
+    }
+
+    #[test]
+    fn windows_and_prestage() {
+        let c = parse_str(
+            r#"{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","windows":["Mon-Fri 01:00-05:00 +08:00","Sat 00:00-24:00 +00:00"],"prestage":true,"bins":[{"name":"a","path":"/a"}]}"#,
+        )
+        .unwrap();
+        assert!(c.prestage);
+        // Monday 2024-01-01 18:00 UTC is Tuesday 02:00 at +08:00.
+        assert!(c.windows.is_open(1_704_067_200 + 18 * 3600));
+        assert!(!c.windows.is_open(1_704_067_200 + 12 * 3600));
     }
 
     #[test]
@@ -444,6 +469,10 @@ mod tests {
             (
                 r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","trusted_keys":["RWnope"],"bins":[{"name":"a","path":"/a"}]}"#.into(),
                 "trusted_keys[0]",
+            ),
+            (
+                r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","windows":["* 00:00-24:00 +00:00","Mon 01:00-05:00"],"bins":[{"name":"a","path":"/a"}]}"#.into(),
+                "windows[1]: \"Mon 01:00-05:00\": expected DAYS",
             ),
             ("{not json".into(), "test.json"),
             (r#"{"manager_url":"https://m","node_id":"n","state_dir":"/s","ca_file":"ca.pem","bins":[{"name":"a","path":"/a"}]}"#.into(), "ca_file"),

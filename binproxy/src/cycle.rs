@@ -33,6 +33,9 @@ use crate::state::State;
 use crate::swap;
 use crate::{fetch, fsutil, hooks, verify};
 
+mod maintenance;
+pub use maintenance::{closed_until, is_staged};
+
 /// How a bin ended a cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinResult {
@@ -262,6 +265,9 @@ impl<'a> Agent<'a> {
                 "download of {} failed before; next try in {left}s",
                 short(sha)
             ));
+        }
+        if let Some(result) = self.outside_window(bin, target) {
+            return result;
         }
         self.update(bin, target, local).unwrap_or_else(|e| {
             let message = e.to_string();
@@ -828,6 +834,8 @@ mod tests {
                 enroll_token_file: None,
                 ca_file: None,
                 ca_roots: Vec::new(),
+                windows: binproxy_protocol::window::Windows::default(),
+                prestage: false,
                 bins: vec![BinConfig {
                     name: "svc".into(),
                     path: dir.join("bin/svc"),

@@ -22,6 +22,9 @@ pub struct Status {
     pub manager_url: String,
     /// Reports waiting to be delivered.
     pub queued_reports: usize,
+    /// `outside maintenance window until <RFC 3339>` while the windows are
+    /// closed; null when they are open (or none are configured).
+    pub maintenance: Option<String>,
     pub bins: Vec<BinStatus>,
 }
 
@@ -59,6 +62,8 @@ pub fn gather(config: &Config, offline: bool) -> Result<Status> {
     let mut bins = Vec::new();
     let mut unreachable: Option<String> =
         offline.then(|| "manager not asked (--offline)".to_owned());
+    let maintenance = crate::cycle::closed_until(&config.windows, crate::state::now_unix())
+        .map(|until| format!("outside maintenance window until {until}"));
     for bin in &config.bins {
         let asked = match &unreachable {
             Some(why) => Asked::Unknown(why.clone()),
@@ -72,12 +77,14 @@ pub fn gather(config: &Config, offline: bool) -> Result<Status> {
                 }
             },
         };
-        bins.push(bin_status(config, bin, state.bins.get(&bin.name), asked)?);
+        let st = state.bins.get(&bin.name);
+        bins.push(bin_status(config, bin, st, asked, maintenance.as_deref())?);
     }
     Ok(Status {
         node_id: config.node_id.clone(),
         manager_url: config.manager_url.clone(),
         queued_reports: Outbox::new(&config.state_dir).len(),
+        maintenance,
         bins,
     })
 }
@@ -87,6 +94,7 @@ fn bin_status(
     bin: &BinConfig,
     st: Option<&BinState>,
     asked: Asked,
+    maintenance: Option<&str>,
 ) -> Result<BinStatus> {
     let empty = BinState::default();
     let st = st.unwrap_or(&empty);
@@ -95,7 +103,8 @@ fn bin_status(
         .map(|e| format!("{:?} towards {}", e.phase, short(&e.target_sha)));
     let (target, reason, manager_reason) = match asked {
         Asked::Target(t) => {
-            let why = explain(bin, st, sha256.as_deref(), &t, interrupted.as_deref());
+            let why = explain(bin, st, sha256.as_deref(), &t, interrupted.as_deref())
+                .unwrap_or_else(|| pending(bin, &t, maintenance));
             let manager = t.reason.clone();
             (Some(t), why, manager)
         }
@@ -122,43 +131,61 @@ fn bin_status(
     })
 }
 
-/// Why a bin with a target is, or is not, on it.
+/// Why a bin with a target is, or is not, on it; `None`: an update is pending.
 fn explain(
     bin: &BinConfig,
     st: &BinState,
     local: Option<&str>,
     t: &Target,
     interrupted: Option<&str>,
-) -> String {
+) -> Option<String> {
     let sha = t.sha256sum.as_str();
     if let Some(i) = interrupted {
-        return format!("an update was interrupted ({i}); the next run finishes or undoes it");
+        return Some(format!(
+            "an update was interrupted ({i}); the next run finishes or undoes it"
+        ));
     }
     if local == Some(sha) {
-        return format!("on target (version {})", t.version);
+        return Some(format!("on target (version {})", t.version));
     }
     if let Some(q) = st.quarantine_of(sha) {
-        return format!(
+        return Some(format!(
             "target {} is quarantined: it failed here ({}); clear with: binproxy unquarantine --config FILE {}",
             short(sha),
             q.reason,
             bin.name
-        );
+        ));
     }
     if let Some(left) = st.backoff_left(sha) {
-        return format!("download of {} failed; next try in {left}s", short(sha));
+        return Some(format!(
+            "download of {} failed; next try in {left}s",
+            short(sha)
+        ));
     }
-    format!(
-        "update pending: the next run installs {} (version {})",
-        short(sha),
-        t.version
-    )
+    None
+}
+
+/// An update that the next run makes, or the first run inside the windows.
+fn pending(bin: &BinConfig, t: &Target, maintenance: Option<&str>) -> String {
+    let what = format!("{} (version {})", short(&t.sha256sum), t.version);
+    let staged = if crate::cycle::is_staged(bin, t) {
+        ", already staged"
+    } else {
+        ""
+    };
+    match maintenance {
+        Some(closed) => format!("{closed}: then installs {what}{staged}"),
+        None => format!("update pending: the next run installs {what}{staged}"),
+    }
 }
 
 /// The status for people.
 pub fn render(s: &Status) -> String {
     use std::fmt::Write as _;
     let mut out = format!("node {} (manager {})\n", s.node_id, s.manager_url);
+    if let Some(closed) = &s.maintenance {
+        let _ = writeln!(out, "{closed}: nothing new is installed before then");
+    }
     if s.queued_reports > 0 {
         let _ = writeln!(out, "{} report(s) queued for the manager", s.queued_reports);
     }

@@ -20,6 +20,7 @@
 
 use crate::table;
 use binproxy_protocol::names::normalize_arch;
+use binproxy_protocol::window::Windows;
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_version, AuditRecord, CreatedToken, ErrorBody,
     NameError, NewRelease, NewToken, Node, NodeView, Pin, ProgressRecord, Release, ReleaseStatus,
@@ -101,7 +102,7 @@ macro_rules! plan_usage {
     () => {
         "[--waves P%[:WAIT],...] [--success-threshold N%] [--max-failures N%|N] \
          [--select KEY=V1,V2]... [--node ID]... [--exclude-node ID]... [--os OS]... \
-         [--require-approval]"
+         [--require-approval] [--window \"DAYS HH:MM-HH:MM +HH:MM\"]..."
     };
 }
 
@@ -121,6 +122,7 @@ const SPECS: &[Spec] = &[
             "exclude-node",
             "os",
             "require-approval",
+            "window",
         ],
         usage: concat!(
             "manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig] ",
@@ -147,6 +149,7 @@ const SPECS: &[Spec] = &[
             "arch",
             "os",
             "require-approval",
+            "window",
         ],
         usage: concat!(
             "manager-lite release BIN VERSION [--note TEXT] [--arch A]... ",
@@ -441,6 +444,8 @@ struct Raw {
     exclude_node: Vec<String>,
     os: Vec<String>,
     require_approval: bool,
+    /// Each `--window`: a maintenance window of a release.
+    window: Vec<String>,
 }
 
 impl Raw {
@@ -456,6 +461,7 @@ impl Raw {
             ("exclude-node", !self.exclude_node.is_empty()),
             ("os", !self.os.is_empty()),
             ("require-approval", self.require_approval),
+            ("window", !self.window.is_empty()),
         ]
         .into_iter()
         .find_map(|(option, given)| given.then_some(option))
@@ -506,6 +512,7 @@ fn scan(spec: &Spec, args: Vec<OsString>) -> Result<Raw, ClientError> {
             }
             Long("os") if takes("os") => raw.os.push(parser.value()?.string()?),
             Long("require-approval") if takes("require-approval") => raw.require_approval = true,
+            Long("window") if takes("window") => raw.window.push(parser.value()?.string()?),
             Value(word) => raw.words.push(word),
             _ => return Err(arg.unexpected().into()),
         }
@@ -782,7 +789,14 @@ fn new_release(bin: String, version: String, raw: Raw) -> Result<NewRelease, Cli
             .map(|t| threshold("max-failures", &t, true))
             .transpose()?,
         require_approval: raw.require_approval,
+        windows: check_windows(raw.window)?,
     })
+}
+
+/// `--window "Mon-Fri 01:00-05:00 +08:00"`, checked here as the server does.
+fn check_windows(windows: Vec<String>) -> Result<Vec<String>, ClientError> {
+    Windows::parse(&windows).map_err(|(_, e)| usage(&format!("--window {e}")))?;
+    Ok(windows)
 }
 
 /// `--waves 1%:10m,10%:30m,100%`: percents from 1 to 100, each above the one
@@ -1601,6 +1615,14 @@ fn release_block(r: &Release) -> String {
             .to_owned(),
         ),
         (
+            "windows",
+            if r.windows.is_empty() {
+                "always open".to_owned()
+            } else {
+                r.windows.join("; ")
+            },
+        ),
+        (
             "counts",
             format!(
                 "targeted {}, in progress {}, ok {}, failed {}, rolled back {}",
@@ -1987,6 +2009,9 @@ mod tests {
             "--require-approval",
             "--note",
             "canary first",
+            "--window",
+            "Mon-Fri 01:00-05:00 +08:00",
+            "--window=Sat 00:00-24:00 +00:00",
         ]);
         assert_eq!(
             r,
@@ -2016,6 +2041,10 @@ mod tests {
                 success_threshold: Some("99.5%".into()),
                 max_failures: Some("3".into()),
                 require_approval: true,
+                windows: vec![
+                    "Mon-Fri 01:00-05:00 +08:00".into(),
+                    "Sat 00:00-24:00 +00:00".into()
+                ],
             }
         );
         let body = serde_json::to_value(&r).unwrap();
@@ -2036,6 +2065,27 @@ mod tests {
             serde_json::to_value(&r).unwrap(),
             serde_json::json!({"bin_name": "agent", "version": "1.3.0", "require_approval": false})
         );
+    }
+
+    #[test]
+    fn bad_windows_are_usage_errors_naming_the_entry() {
+        for (bad, why) in [
+            ("Mon 01:00-05:00", "expected DAYS"),
+            ("Someday 01:00-05:00 +00:00", "\"Someday\" is not a day"),
+            ("Mon 01:00-25:00 +00:00", "\"25:00\" is not a time"),
+        ] {
+            let err = usage_error("release", &["a", "1", "--window", bad]);
+            assert!(err.starts_with("--window "), "{bad}: {err}");
+            assert!(
+                err.contains(&format!("{bad:?}")) && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+        let err = usage_error(
+            "publish",
+            &["a", "1", "f", "--window", "* 00:00-24:00 +00:00"],
+        );
+        assert!(err.contains("--window goes with --release"), "{err}");
     }
 
     #[test]
@@ -2252,7 +2302,10 @@ mod tests {
             "{release}"
         );
         let publish = spec("publish").unwrap().usage;
-        assert!(publish.contains("--require-approval]]"), "{publish}");
+        assert!(
+            publish.contains("[--require-approval] [--window \"DAYS HH:MM-HH:MM +HH:MM\"]...]"),
+            "{publish}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! advances a wave once its wait has passed and `success_threshold` of the
 //! reached nodes succeeded.
 
+use binproxy_protocol::window::Windows;
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, NewRelease, Node, ProgressStatus, Release,
     ReleaseCounts, ReleaseStatus, Wave,
@@ -133,6 +134,7 @@ pub fn validate(new: &NewRelease) -> Result<(), String> {
     if let Some(m) = &new.max_failures {
         Limit::parse("max_failures", m)?;
     }
+    Windows::parse(&new.windows).map_err(|(i, e)| format!("windows[{i}]: {e}"))?;
     Ok(())
 }
 
@@ -452,6 +454,15 @@ mod tests {
         let mut t = new_release(&[]);
         t.success_threshold = Some("95".into());
         assert!(validate(&t).unwrap_err().contains("success_threshold"));
+        let mut w = new_release(&[]);
+        w.windows = vec![
+            "Sat 00:00-24:00 +00:00".into(),
+            "Sun 25:00-26:00 +00:00".into(),
+        ];
+        let e = validate(&w).unwrap_err();
+        assert!(e.contains("windows[1]") && e.contains("25:00"), "{e}");
+        w.windows.pop();
+        assert!(validate(&w).is_ok());
     }
 
     fn release(waves: &[(u32, Option<&str>)], wave: usize) -> Release {
@@ -469,6 +480,7 @@ mod tests {
             success_threshold: Some("90%".into()),
             max_failures: Some("10%".into()),
             require_approval: false,
+            windows: Vec::new(),
             baseline_version: None,
             paused_reason: None,
             wave_started_at: Some("2024-01-01T00:00:00Z".into()),

@@ -598,6 +598,7 @@ impl Store {
             ),
             max_failures: new.max_failures.clone(),
             require_approval: new.require_approval,
+            windows: new.windows.clone(),
             baseline_version,
             paused_reason: None,
             wave_started_at: (!pending).then(|| crate::time::rfc3339_millis(now)),
@@ -609,7 +610,7 @@ impl Store {
             history: Vec::new(),
         };
         push_event(&mut release, &at, actor, "created", new.note.clone());
-        self.supersede(&mut t, &release, actor, &at)?;
+        self.supersede(&mut t, &release, actor, now)?;
         t.insert(id, to_json(&release).as_slice())
             .at(&self.path, "creating release")?;
         Ok(release)
@@ -618,17 +619,21 @@ impl Store {
     /// Once `by` is live at 100%, marks as superseded the older live
     /// releases of the same bin that it covers (every node they could reach,
     /// `by` reaches too). Before that, an older release still gives its
-    /// target to the nodes `by` has not reached.
+    /// target to the nodes `by` has not reached. While `by`'s maintenance
+    /// windows are closed the older releases stay live (their nodes keep
+    /// their targets); `by` supersedes them at its first change while open.
     fn supersede(
         &self,
         t: &mut redb::Table<u64, &[u8]>,
         by: &Release,
         actor: &str,
-        at: &str,
+        now: SystemTime,
     ) -> Result<()> {
-        if by.percent < 100 || !by.status.is_live() {
+        let open = matches!(crate::targets::closed_until(by, now), Ok(None));
+        if by.percent < 100 || !by.status.is_live() || !open {
             return Ok(());
         }
+        let at = &rfc3339(now);
         for mut old in self.scan_releases(t)? {
             let covered = by.selector.is_empty() || by.selector == old.selector;
             if old.id >= by.id || old.bin_name != by.bin_name || !old.status.is_live() || !covered {
@@ -695,7 +700,7 @@ impl Store {
             {
                 release.wave_started_at = Some(crate::time::rfc3339_millis(now));
             }
-            self.supersede(&mut t, &release, actor, &at)?;
+            self.supersede(&mut t, &release, actor, now)?;
             t.insert(id, to_json(&release).as_slice())
                 .at(&self.path, "updating release")?;
             Ok(Ok(release))

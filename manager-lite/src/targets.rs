@@ -5,12 +5,16 @@
 //! bucket is inside the current percentage). A newer release that selects the
 //! node but has not reached it yet is skipped, so the node keeps the target an
 //! older release gave it — and the reason says so, which is the answer to
-//! "why did this host not update?".
+//! "why did this host not update?". A release whose maintenance windows are
+//! closed is skipped the same way, except for nodes that already run it.
 
+use binproxy_protocol::window::Windows;
 use binproxy_protocol::{download_path, Node, Release, ReleaseStatus, Target};
+use std::time::{Duration, SystemTime};
 
 use crate::rollout::{bucket, in_wave, BUCKETS};
 use crate::store::{Store, StoreError};
+use crate::time::rfc3339;
 
 /// A node's target for one bin, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +23,23 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// Decides the target of `node` for `bin`. `arch` overrides the node's own.
+/// Decides the target of `node` for `bin` now. `arch` overrides the node's own.
 pub fn decide(
     store: &Store,
     node: &Node,
     bin: &str,
     arch: Option<&str>,
+) -> Result<Decision, StoreError> {
+    decide_at(store, node, bin, arch, SystemTime::now())
+}
+
+/// [`decide`] at the instant `now` (maintenance windows depend on it).
+pub fn decide_at(
+    store: &Store,
+    node: &Node,
+    bin: &str,
+    arch: Option<&str>,
+    now: SystemTime,
 ) -> Result<Decision, StoreError> {
     let arch = arch.unwrap_or(&node.cpu_arch);
     if let Some(version) = store.pin(&node.node_id, bin) {
@@ -33,13 +48,19 @@ pub fn decide(
     // Why the newest release that could have reached the node did not.
     let mut skipped: Option<String> = None;
     for r in store.live_releases().iter().filter(|r| r.bin_name == bin) {
-        match reach(r, node) {
-            Ok(reason) => {
-                let reason = match skipped {
-                    Some(newer) => format!("{reason}; newer: {newer}"),
-                    None => reason,
-                };
-                return artifact(store, bin, &r.version, arch, reason);
+        let outcome = match reach(r, node) {
+            Ok(reason) => windowed(store, node, r, arch, reason, now)?,
+            Err(why_not) => Err(why_not),
+        };
+        match outcome {
+            Ok(mut decision) => {
+                if let Some(newer) = skipped {
+                    decision.reason = format!("{}; newer: {newer}", decision.reason);
+                    if let Some(t) = &mut decision.target {
+                        t.reason = Some(decision.reason.clone());
+                    }
+                }
+                return Ok(decision);
             }
             Err(why_not) => {
                 skipped.get_or_insert(why_not);
@@ -86,6 +107,61 @@ fn reach(r: &Release, node: &Node) -> Result<String, String> {
         ReleaseStatus::Completed => format!("release {id} (completed)"),
         _ => format!("in wave {} of release {id}", r.wave + 1),
     })
+}
+
+/// The target release `r` gives a node it has reached, unless its maintenance
+/// windows are closed: then only a node that already runs its artifact keeps
+/// it as its target, and the others are skipped (`Err`) so that they keep what
+/// an older release gave them — or no target, which the agent takes as "keep
+/// what you run".
+fn windowed(
+    store: &Store,
+    node: &Node,
+    r: &Release,
+    arch: &str,
+    reason: String,
+    now: SystemTime,
+) -> Result<Result<Decision, String>, StoreError> {
+    let until = match closed_until(r, now) {
+        Ok(None) => return artifact(store, &r.bin_name, &r.version, arch, reason).map(Ok),
+        Ok(Some(until)) => until,
+        Err(why) => return Ok(Err(why)),
+    };
+    let closed = format!(
+        "release {} outside its maintenance windows until {until}",
+        r.id
+    );
+    let decision = artifact(
+        store,
+        &r.bin_name,
+        &r.version,
+        arch,
+        format!("{reason} (installed; {closed})"),
+    )?;
+    let running = node.bins.get(&r.bin_name);
+    let installed = decision
+        .target
+        .as_ref()
+        .is_some_and(|t| running == Some(&t.sha256sum));
+    Ok(if installed { Ok(decision) } else { Err(closed) })
+}
+
+/// When the release's windows next open (RFC 3339), or `None` when open now.
+/// Windows were checked on creation; a record that fails to parse now counts
+/// as closed (`Err`), so nothing installs on its account.
+pub fn closed_until(r: &Release, now: SystemTime) -> Result<Option<String>, String> {
+    if r.windows.is_empty() {
+        return Ok(None);
+    }
+    let windows = Windows::parse(&r.windows)
+        .map_err(|(i, e)| format!("release {} has an invalid windows[{i}]: {e}", r.id))?;
+    let unix = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Ok(windows.closed_until(unix).map(|at| {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+        rfc3339(at)
+    }))
 }
 
 /// The artifact of `bin` `version` for `arch`, with `reason`.

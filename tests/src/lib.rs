@@ -33,6 +33,7 @@ pub mod agent;
 pub mod fleet;
 pub mod tls;
 pub mod tls_forward;
+pub mod windows;
 
 /// How long a socket read or write may block before the test fails.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);

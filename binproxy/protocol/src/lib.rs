@@ -13,6 +13,7 @@
 //! alias on input; output always uses the documented name.
 
 pub mod names;
+pub mod window;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -238,6 +239,10 @@ pub struct NewRelease {
     pub max_failures: Option<String>,
     #[serde(default)]
     pub require_approval: bool,
+    /// Maintenance windows ([`window`] syntax): outside every one of them the
+    /// release gives no node its new version. Empty: always open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<String>,
 }
 
 /// Which nodes a release is for. Fields AND together; list values are any-of;
@@ -357,6 +362,10 @@ pub struct Release {
     pub max_failures: Option<String>,
     #[serde(default)]
     pub require_approval: bool,
+    /// Maintenance windows ([`window`] syntax); empty (and in records made
+    /// before windows existed): always open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<String>,
     /// The version this bin's previous live release targeted: what `rollback` restores.
     #[serde(default)]
     pub baseline_version: Option<String>,
@@ -543,6 +552,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.selector.labels["env"], ["x"]);
+    }
+
+    #[test]
+    fn releases_without_windows_still_load() {
+        // A record stored before windows existed.
+        let old = r#"{"id":1,"bin_name":"a","version":"1","status":"completed","percent":100,
+            "created_at":"2024-01-01T00:00:00Z","created_by":"admin","updated_at":"2024-01-01T00:00:00Z"}"#;
+        let r: Release = serde_json::from_str(old).unwrap();
+        assert!(r.windows.is_empty());
+        assert!(!serde_json::to_string(&r).unwrap().contains("windows"));
+        let new: NewRelease = serde_json::from_str(
+            r#"{"bin_name":"a","version":"1","windows":["Sat 00:00-24:00 +00:00"]}"#,
+        )
+        .unwrap();
+        assert_eq!(new.windows, ["Sat 00:00-24:00 +00:00"]);
     }
 
     #[test]
