@@ -426,6 +426,7 @@ fn new_release() -> impl Strategy<Value = NewRelease> {
         option::of(text()),
         option::of(text()),
         any::<bool>(),
+        vec(text(), 0..3),
     )
         .prop_map(
             |(
@@ -437,6 +438,7 @@ fn new_release() -> impl Strategy<Value = NewRelease> {
                 success_threshold,
                 max_failures,
                 require_approval,
+                windows,
             )| {
                 NewRelease {
                     bin_name,
@@ -447,6 +449,7 @@ fn new_release() -> impl Strategy<Value = NewRelease> {
                     success_threshold,
                     max_failures,
                     require_approval,
+                    windows,
                 }
             },
         )
@@ -527,6 +530,7 @@ fn release() -> impl Strategy<Value = Release> {
             success_threshold: n.success_threshold,
             max_failures: n.max_failures,
             require_approval: n.require_approval,
+            windows: n.windows,
             baseline_version,
             paused_reason,
             wave_started_at,
