@@ -111,7 +111,7 @@
     $("nodes-online").textContent = String(online);
     $("nodes-offline").textContent = String(nodes.length - online);
     $("bins-count").textContent = String(bins.length);
-    $("releases-live").textContent = String(releases.filter((r) => LIVE.includes(r.status)).length);
+    $("releases-active").textContent = String(releases.filter((r) => LIVE.includes(r.status)).length);
   }
 
   function releaseRow(r) {
@@ -278,7 +278,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     $("token").value = "";
     for (const t of ["releases", "nodes", "bins", "progress", "why-not"]) $(t).tBodies[0].replaceChildren();
-    for (const s of ["nodes-online", "nodes-offline", "bins-count", "releases-live"]) $(s).textContent = "–";
+    for (const s of ["nodes-online", "nodes-offline", "bins-count", "releases-active"]) $(s).textContent = "–";
     setStatus("Token forgotten.", false);
     setState("no-token");
   }
