@@ -12,8 +12,8 @@
 use binproxy_protocol::{Node, ProgressStatus, ReleaseStatus};
 use binproxy_tests::browser::Browser;
 use binproxy_tests::fleet::{
-    admin, create_release, drive, drive_fleet, get_release, in_percent, node_view,
-    rollout_manager, upload_versions, Fleet, Mode,
+    admin, create_release, drive, drive_fleet, get_release, in_percent, node_view, rollout_manager,
+    upload_versions, Fleet, Mode,
 };
 use binproxy_tests::Manager;
 use serde_json::{json, Value};
@@ -45,9 +45,16 @@ fn build_fleet(m: &Manager, fleet: &mut Fleet) -> Built {
     let web = upload_versions(m, "web", &["1.0.0", "1.1.0", "1.2.0"]);
     create_release(m, &json!({"bin_name": "svc", "version": "1.0.0"}));
     create_release(m, &json!({"bin_name": "web", "version": "1.2.0"}));
-    drive_fleet(m, fleet, Mode::Update, "every node on svc 1.0.0, web 1.2.0", |f| {
-        f.running("svc", &svc["1.0.0"]).len() == NODES && f.running("web", &web["1.2.0"]).len() == NODES
-    });
+    drive_fleet(
+        m,
+        fleet,
+        Mode::Update,
+        "every node on svc 1.0.0, web 1.2.0",
+        |f| {
+            f.running("svc", &svc["1.0.0"]).len() == NODES
+                && f.running("web", &web["1.2.0"]).len() == NODES
+        },
+    );
     let r = create_release(
         m,
         &json!({"bin_name": "svc", "version": "2.0.0", "note": "the page test",
@@ -66,9 +73,14 @@ fn build_fleet(m: &Manager, fleet: &mut Fleet) -> Built {
         fleet.node_mut(id).fails_with = Some(ProgressStatus::Failed);
     }
     let ok = u64::try_from(reached.len() - 2).unwrap();
-    drive(m, fleet, r.id, Mode::Update, "2 failures, the rest of wave 1 on 2.0.0", |r| {
-        r.counts.failed == 2 && r.counts.success == ok
-    });
+    drive(
+        m,
+        fleet,
+        r.id,
+        Mode::Update,
+        "2 failures, the rest of wave 1 on 2.0.0",
+        |r| r.counts.failed == 2 && r.counts.success == ok,
+    );
     Built {
         release: r.id,
         reached,
@@ -116,7 +128,12 @@ fn page_state(b: &Browser) -> (String, u64) {
 fn wait_loaded(b: &Browser, before: u64) -> u64 {
     b.poll("the page to load the fleet", |b| {
         let (state, loads) = page_state(b);
-        assert_ne!(state, "error", "the page failed to load: {}", b.text_of("#status"));
+        assert_ne!(
+            state,
+            "error",
+            "the page failed to load: {}",
+            b.text_of("#status")
+        );
         (state == "ready" && loads > before).then_some(loads)
     })
 }
@@ -142,7 +159,9 @@ fn enter_token(b: &Browser, token: &str) {
 }
 
 fn release_cell(b: &Browser, id: u64, class: &str) -> String {
-    b.text_of(&format!("#releases tr[data-release-id=\"{id}\"] td.{class}"))
+    b.text_of(&format!(
+        "#releases tr[data-release-id=\"{id}\"] td.{class}"
+    ))
 }
 
 fn click_op(b: &Browser, id: u64, op: &str) {
@@ -162,10 +181,17 @@ fn target_dir() -> PathBuf {
 /// Saves the screenshot to `target/admin-page.png`, and to
 /// `docs/admin-page.png` when `BINPROXY_UPDATE_SCREENSHOT` is set.
 fn save_screenshot(png: &[u8]) {
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is not a PNG"
+    );
     let path = target_dir().join("admin-page.png");
     std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    println!("screenshot of the admin page: {} ({} bytes)", path.display(), png.len());
+    println!(
+        "screenshot of the admin page: {} ({} bytes)",
+        path.display(),
+        png.len()
+    );
     if std::env::var_os("BINPROXY_UPDATE_SCREENSHOT").is_some() {
         let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
         std::fs::create_dir_all(&docs).unwrap();
@@ -186,11 +212,16 @@ fn page_and_assets_carry_a_strict_policy() {
         let r = m.get(path);
         r.expect(200);
         assert!(
-            r.header("content-type").is_some_and(|t| t.starts_with(kind)),
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with(kind)),
             "{path}: {r}"
         );
         assert_eq!(r.header("content-security-policy"), Some(CSP), "{path}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
     }
     // The page is public (it holds no data); the API behind it is not.
@@ -207,7 +238,7 @@ fn admin_page_in_a_real_browser() {
     register_evil_node(&m);
     let viewer = token(&m, "page-viewer", "viewer");
 
-    let b = Browser::start(1400, 1500);
+    let b = Browser::start(1280, 900);
     b.goto(&format!("{}/", m.url));
     b.wait_for(
         "the page's script to run",
@@ -221,7 +252,11 @@ fn admin_page_in_a_real_browser() {
          document.body.appendChild(s); return window.__inline === 1;",
         &[],
     );
-    assert_eq!(ran, Value::Bool(false), "an inline script ran despite the CSP");
+    assert_eq!(
+        ran,
+        Value::Bool(false),
+        "an inline script ran despite the CSP"
+    );
 
     // A wrong token: the API's 401 in the status line.
     enter_token(&b, "not-a-token-at-all");
@@ -239,7 +274,10 @@ fn admin_page_in_a_real_browser() {
     click_op(&b, built.release, "pause");
     let shown = wait_error(&b, "403");
     assert!(shown.contains("pause"), "{shown}");
-    assert_eq!(get_release(&m, built.release).status, ReleaseStatus::RollingOut);
+    assert_eq!(
+        get_release(&m, built.release).status,
+        ReleaseStatus::RollingOut
+    );
 
     // The admin pauses it with one click.
     enter_token(&b, &m.token);
@@ -250,7 +288,10 @@ fn admin_page_in_a_real_browser() {
     let r = get_release(&m, built.release);
     assert_eq!(r.status, ReleaseStatus::Paused, "after clicking Pause");
     let last = r.history.last().unwrap();
-    assert!(last.action.contains("pause") && last.actor == "admin", "{last:?}");
+    assert!(
+        last.action.contains("pause") && last.actor == "admin",
+        "{last:?}"
+    );
     let status = b.text_of("#status");
     assert!(status.contains("pause done, now paused"), "{status}");
     save_screenshot(&b.screenshot());
@@ -267,7 +308,10 @@ fn check_counts(b: &Browser, m: &Manager, built: &Built) {
     assert_eq!(nodes.len(), NODES + 1);
     let online = nodes.iter().filter(|n| n.online).count();
     assert_eq!(b.text_of("#nodes-online"), online.to_string());
-    assert_eq!(b.text_of("#nodes-offline"), (nodes.len() - online).to_string());
+    assert_eq!(
+        b.text_of("#nodes-offline"),
+        (nodes.len() - online).to_string()
+    );
     assert_eq!(b.count("#nodes tbody tr[data-node-id]"), NODES + 1);
     assert_eq!(b.text_of("#bins-count"), "2");
     assert_eq!(b.text_of("#bins tr[data-bin=\"svc\"] td.count"), "2");
@@ -283,7 +327,10 @@ fn check_counts(b: &Browser, m: &Manager, built: &Built) {
     assert_eq!(release_cell(b, id, "percent"), "50%");
     assert_eq!(release_cell(b, id, "failed"), "2");
     assert_eq!(release_cell(b, id, "success"), r.counts.success.to_string());
-    assert_eq!(release_cell(b, id, "targeted"), r.counts.targeted.to_string());
+    assert_eq!(
+        release_cell(b, id, "targeted"),
+        r.counts.targeted.to_string()
+    );
     assert_eq!(
         r.counts.targeted,
         u64::try_from(built.reached.len()).unwrap()
@@ -302,14 +349,29 @@ fn check_nodes(b: &Browser, fleet: &Fleet, built: &Built) {
         } else {
             "svc: 1.0.0"
         };
-        assert_eq!(b.text_of(&format!("{row} li[data-bin=\"svc\"]")), svc, "{}", node.id);
-        assert_eq!(b.text_of(&format!("{row} li[data-bin=\"web\"]")), "web: 1.2.0");
+        assert_eq!(
+            b.text_of(&format!("{row} li[data-bin=\"svc\"]")),
+            svc,
+            "{}",
+            node.id
+        );
+        assert_eq!(
+            b.text_of(&format!("{row} li[data-bin=\"web\"]")),
+            "web: 1.2.0"
+        );
         assert_eq!(b.text_of(&format!("{row} td.state")), "online");
     }
     let name = b.text_of("#nodes tr[data-node-id=\"evil\"] td.name");
     assert_eq!(name, EVIL_NAME);
-    assert_eq!(b.count("#nodes img, #nodes b"), 0, "markup from a node name was rendered");
-    assert_eq!(b.script("return window.__xss === undefined;", &[]), Value::Bool(true));
+    assert_eq!(
+        b.count("#nodes img, #nodes b"),
+        0,
+        "markup from a node name was rendered"
+    );
+    assert_eq!(
+        b.script("return window.__xss === undefined;", &[]),
+        Value::Bool(true)
+    );
 }
 
 /// Picking a node shows, per bin, the same target and reason as the API.
@@ -325,6 +387,9 @@ fn check_why_not(b: &Browser, m: &Manager, built: &Built) {
     assert_eq!(b.text_of("#why-not tr[data-bin=\"svc\"] td.reason"), *want);
     assert_eq!(
         b.text_of("#why-not tr[data-bin=\"svc\"] td.target"),
-        view.bins["svc"].target.as_ref().map_or("(none)", |t| t.version.as_str())
+        view.bins["svc"]
+            .target
+            .as_ref()
+            .map_or("(none)", |t| t.version.as_str())
     );
 }

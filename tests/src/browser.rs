@@ -85,10 +85,10 @@ impl Browser {
         browser.wait_ready();
         let caps = capabilities(browser.profile.path(), width, height);
         let created = browser.call("POST", "/session", Some(&caps));
-        browser.session = created["sessionId"]
+        created["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no sessionId in the new session answer: {created}"))
-            .to_owned();
+            .clone_into(&mut browser.session);
         browser
     }
 
@@ -100,10 +100,7 @@ impl Browser {
             if v["ready"].as_bool() == Some(true) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver not ready: {v}"
-            );
+            assert!(Instant::now() < deadline, "chromedriver not ready: {v}");
             thread::sleep(Duration::from_millis(100));
         }
         panic!("chromedriver never became ready");

@@ -51,7 +51,11 @@ mod tests {
 
     #[test]
     fn assets_have_types_and_policy() {
-        for (name, kind) in [("", "text/html"), ("app.js", "text/javascript"), ("app.css", "text/css")] {
+        for (name, kind) in [
+            ("", "text/html"),
+            ("app.js", "text/javascript"),
+            ("app.css", "text/css"),
+        ] {
             let reply = asset(name).unwrap_or_else(|e| panic!("{name}: {}", e.message));
             let get = |h: &str| {
                 reply
@@ -60,7 +64,10 @@ mod tests {
                     .find(|(k, _)| *k == h)
                     .map(|(_, v)| v.as_str())
             };
-            assert!(get("Content-Type").is_some_and(|t| t.starts_with(kind)), "{name}");
+            assert!(
+                get("Content-Type").is_some_and(|t| t.starts_with(kind)),
+                "{name}"
+            );
             assert_eq!(get("Content-Security-Policy"), Some(CSP));
             assert_eq!(get("X-Content-Type-Options"), Some("nosniff"));
         }
@@ -89,7 +96,13 @@ mod tests {
 
     #[test]
     fn script_never_writes_markup() {
-        for bad in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+        for bad in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
             assert!(!APP_JS.contains(bad), "app.js uses {bad}");
         }
     }
