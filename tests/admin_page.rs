@@ -300,6 +300,21 @@ fn admin_page_in_a_real_browser() {
     click_op(&b, built.release, "approve");
     wait_error(&b, "409");
     assert_eq!(get_release(&m, built.release).status, ReleaseStatus::Paused);
+
+    // The token lives in sessionStorage only: a reload loads at once with it,
+    // and Forget removes it.
+    let stored = b.script(
+        "return [sessionStorage.getItem('manager-lite.token'), localStorage.length];",
+        &[],
+    );
+    assert_eq!(stored, json!([m.token, 0]));
+    b.goto(&format!("{}/", m.url));
+    wait_loaded(&b, 0);
+    assert_eq!(release_cell(&b, built.release, "status"), "paused");
+    b.click(&b.find("#forget-token"));
+    let stored = b.script("return sessionStorage.length;", &[]);
+    assert_eq!(stored, json!(0));
+    assert_eq!(b.count("#releases tbody tr"), 0);
 }
 
 /// The summary, bins and release counts match the API.

@@ -29,8 +29,9 @@ const DRIVER_START: Duration = Duration::from_secs(60);
 /// The longest one WebDriver command may take (a session start included).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest [`Browser::wait_for`] polls.
-pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
-const WAIT_ROUNDS: u32 = 1200;
+/// Generous: the machine running the tests may be busy building.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(120);
+const WAIT_ROUNDS: u32 = 2400;
 /// A screenshot is a few hundred KiB of base64; more means something is wrong.
 const MAX_ANSWER: u64 = 64 << 20;
 /// The key of an element reference in W3C WebDriver answers.
@@ -218,21 +219,9 @@ impl Browser {
     /// and the page's status line otherwise.
     #[track_caller]
     pub fn wait_for(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + WAIT_LIMIT;
-        for _ in 0..WAIT_ROUNDS {
-            if self.script(script, &[]) == Value::Bool(true) {
-                return;
-            }
-            if Instant::now() > deadline {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let page = self.script(
-            "const s = document.getElementById('status'); return s ? s.textContent : document.title;",
-            &[],
-        );
-        panic!("waited {WAIT_LIMIT:?} for {what}; status line: {page}");
+        self.poll(what, |b| {
+            (b.script(script, &[]) == Value::Bool(true)).then_some(())
+        });
     }
 
     /// Calls `check` until it gives a value (bounded in rounds and time);
@@ -249,7 +238,17 @@ impl Browser {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("waited {WAIT_LIMIT:?} for {what}");
+        panic!("waited {WAIT_LIMIT:?} for {what}; {}", self.page_status());
+    }
+
+    /// The page's state and status line, for failure messages.
+    fn page_status(&self) -> String {
+        let v = self.script(
+            "const s = document.getElementById('status'); \
+             return 'state ' + document.body.dataset.state + ', status line: ' + (s ? s.textContent : '');",
+            &[],
+        );
+        v.as_str().unwrap_or_default().to_owned()
     }
 
     /// A PNG of the window.
