@@ -1343,8 +1343,10 @@ fn env_token_works_and_is_never_logged() {
 fn unknown_routes_are_404() {
     let m = Manager::new();
     for path in [
-        "/",
         "/nope",
+        "/ui",
+        "/ui/nope",
+        "/ui/app.js/x",
         "/api",
         "/api/v1",
         "/api/v1/nope",
@@ -1368,6 +1370,8 @@ fn wrong_methods_are_405_with_allow() {
     for (method, path, allowed) in [
         ("DELETE", "/health", "GET"),
         ("POST", "/health", "GET"),
+        ("POST", "/", "GET"),
+        ("PUT", "/ui/app.js", "GET"),
         ("PUT", "/api/v1/keepalive", "POST"),
         ("DELETE", "/api/v1/keepalive", "GET"),
         ("PUT", "/api/v1/releases", "POST"),

@@ -9,6 +9,7 @@
 //! [`serve`] owns the process: listening, workers, signals, clean shutdown.
 //! [`signature`] checks the shape of the minisign signatures stored with
 //! versions (the manager holds no key; agents verify them).
+//! [`page`] is the admin page a browser opens at `/`, a client of the same API.
 //! [`client`] is the admin command line that talks to a running server.
 
 pub mod artifacts;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod handlers;
 pub mod http;
 pub mod httpd;
+pub mod page;
 pub mod rollout;
 pub mod routes;
 pub mod serve;

@@ -84,12 +84,16 @@ enum Route<'a> {
     Token(&'a str),
     Audit,
     NodeSecret(&'a str),
+    /// The admin page: `/` (empty name) and its assets `/ui/{name}`.
+    Page(&'a str),
 }
 
 impl<'a> Route<'a> {
     fn parse(segments: &[&'a str]) -> Option<Route<'a>> {
         Some(match *segments {
             ["health"] => Route::Health,
+            [""] => Route::Page(""),
+            ["ui", name] => Route::Page(name),
             ["api", "v1", "keepalive"] => Route::Keepalive,
             ["api", "v1", "bins"] => Route::Bins,
             ["api", "v1", "bins", bin] => Route::Bin(bin),
@@ -121,6 +125,7 @@ impl<'a> Route<'a> {
         !matches!(
             self,
             Route::Health
+                | Route::Page(_)
                 | Route::Keepalive
                 | Route::Bin(_)
                 | Route::BinProgress(_)
@@ -131,6 +136,7 @@ impl<'a> Route<'a> {
     fn allow(self) -> &'static str {
         match self {
             Route::Health
+            | Route::Page(_)
             | Route::Bins
             | Route::Download(_)
             | Route::Release(_)
@@ -186,6 +192,7 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
     match (route, verb) {
         // Node-facing: with node authentication on, a node's secret.
         (Route::Health, Verb::Get) => handlers::health(),
+        (Route::Page(name), Verb::Get) => crate::page::asset(name),
         (Route::Keepalive, Verb::Get) => {
             node_read(app, rq).and_then(|()| handlers::node_status(app, &url))
         }

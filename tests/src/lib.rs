@@ -6,6 +6,7 @@
 //! is a deliberately raw HTTP/1.1 client that sends the path exactly as given,
 //! so `%2e%2e`, `%2f`, `%00` and literal `..` reach the server unnormalised.
 //! [`TempDir`] is a std-only temporary directory removed on drop.
+//! [`browser`] drives a real headless Chromium over WebDriver for the admin page.
 //!
 //! Binaries are found next to the test executable: `target/<profile>/deps/x`
 //! means `target/<profile>/<name>`. They are (re)built once per test process
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 pub mod agent;
+pub mod browser;
 pub mod fleet;
 pub mod tls;
 pub mod tls_forward;
