@@ -22,7 +22,21 @@ pub struct Status {
     pub manager_url: String,
     /// Reports waiting to be delivered.
     pub queued_reports: usize,
+    /// When runs may contact the manager again, and why they wait.
+    pub backoff: Option<BackoffStatus>,
     pub bins: Vec<BinStatus>,
+}
+
+/// A back-off in force (see [`crate::backoff`]).
+#[derive(Debug, Serialize)]
+pub struct BackoffStatus {
+    /// Unix seconds before which no run contacts the manager.
+    pub not_before: u64,
+    /// The same, RFC 3339 UTC.
+    pub not_before_utc: String,
+    pub failures: u32,
+    /// "manager asked to retry after 120s (503)" or "backing off after N failures: ...".
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,8 +92,24 @@ pub fn gather(config: &Config, offline: bool) -> Result<Status> {
         node_id: config.node_id.clone(),
         manager_url: config.manager_url.clone(),
         queued_reports: Outbox::new(&config.state_dir).len(),
+        backoff: backoff_status(config)?,
         bins,
     })
+}
+
+fn backoff_status(config: &Config) -> Result<Option<BackoffStatus>> {
+    let now = crate::state::now_unix();
+    Ok(
+        crate::backoff::active(&config.state_dir, now)?.map(|b| BackoffStatus {
+            not_before: b.not_before,
+            not_before_utc: humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(b.not_before),
+            )
+            .to_string(),
+            failures: b.failures,
+            reason: b.reason(),
+        }),
+    )
 }
 
 fn bin_status(
@@ -161,6 +191,13 @@ pub fn render(s: &Status) -> String {
     let mut out = format!("node {} (manager {})\n", s.node_id, s.manager_url);
     if s.queued_reports > 0 {
         let _ = writeln!(out, "{} report(s) queued for the manager", s.queued_reports);
+    }
+    if let Some(b) = &s.backoff {
+        let _ = writeln!(
+            out,
+            "next contact with the manager not before {}: {} (run --ignore-backoff overrides)",
+            b.not_before_utc, b.reason
+        );
     }
     for b in &s.bins {
         let _ = writeln!(out, "\n{}  {}", b.name, b.path.display());
