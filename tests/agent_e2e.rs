@@ -365,11 +365,15 @@ fn manager_unreachable_on_a_new_node_exits_69_and_writes_no_state() {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    // The lock, and the back-off record that keeps the next runs away.
     assert!(
-        state.iter().all(|p| p == "binproxy.lock"),
+        state
+            .iter()
+            .all(|p| p == "binproxy.lock" || p == "backoff.json"),
         "the state dir of a run that reached no manager holds {state:?}; state.json: {:?}",
         a.state()
     );
+    assert!(state.iter().any(|p| p == "backoff.json"), "{state:?}");
 }
 
 /// Waits (bounded) until the live file's last change is more than `age` ago,
@@ -422,11 +426,14 @@ fn manager_unreachable_after_updates_exits_69_and_changes_nothing() {
                 .filter(|f| !before.0.contains(f) && !before.1.contains(f)),
         )
         .map(|(p, _)| p.display().to_string())
+        // The back-off record is the one file an unreachable run writes.
+        .filter(|p| p != "backoff.json")
         .collect();
     assert!(
         changed.is_empty(),
         "the unreachable run changed, added or removed: {changed:?}"
     );
+    assert!(a.state_dir.join("backoff.json").exists());
 }
 
 #[test]

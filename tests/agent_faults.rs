@@ -362,10 +362,16 @@ fn a_cut_download_changes_nothing_and_is_resumed_later() {
         v2.len()
     );
 
-    // The server is fixed, but the failed download backs off.
+    // The server is fixed, but the failed download backs off: the whole
+    // agent first (a cut download is the server's or the network's trouble),
+    // so a plain run does not even send a keepalive...
     fake.set_download(Download::Exact);
     let downloads = fake.downloads().len();
-    a.run().expect_code(0);
+    let requests = fake.seen().len();
+    a.run().expect_code(69);
+    assert_eq!(fake.seen().len(), requests, "a request during the back-off");
+    // ...and this bin's download (the operator overrides the first only).
+    a.exec("run", &["--now", "--ignore-backoff"]).expect_code(0);
     a.assert_live(&v1, "during the back-off");
     assert_eq!(
         fake.downloads().len(),

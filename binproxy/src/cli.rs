@@ -15,7 +15,8 @@ pub const USAGE: &str = "\
 binproxy: keeps managed binaries at the version manager-lite targets
 
 USAGE:
-    binproxy run --config FILE [--now]           one cycle, then exit (for cron)
+    binproxy run --config FILE [--now] [--ignore-backoff]
+                                                 one cycle, then exit (for cron)
     binproxy daemon --config FILE [--interval D] cycle every D (default 60s) plus splay
     binproxy status --config FILE [--json] [--offline]
     binproxy rollback --config FILE BIN [--to SHA256]
@@ -23,13 +24,16 @@ USAGE:
     binproxy --version | --help
 
     --now        skip this node's splay delay
+    --ignore-backoff
+                 contact the manager even while backing off
     --offline    do not ask the manager for targets
 
 EXIT CODES:
     0   all bins on target or nothing to do (also: another run holds the lock)
     1   a bin failed or was rolled back
     2   usage or config error
-    69  manager unreachable (nothing changed on disk)
+    69  manager unreachable, or backing off from it (nothing changed on disk
+        but the back-off record)
 ";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -37,6 +41,7 @@ pub enum Command {
     Run {
         config: PathBuf,
         now: bool,
+        ignore_backoff: bool,
     },
     Daemon {
         config: PathBuf,
@@ -75,11 +80,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         None => return Err("no command given".into()),
     };
     let (mut config, mut now, mut json, mut offline) = (None, false, false, false);
+    let mut ignore_backoff = false;
     let (mut interval, mut to, mut sha, mut bin) = (Duration::from_secs(60), None, None, None);
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Long("config") => config = Some(PathBuf::from(p.value().map_err(|e| e.to_string())?)),
             Long("now") if sub == "run" => now = true,
+            Long("ignore-backoff") if sub == "run" => ignore_backoff = true,
             Long("json") if sub == "status" => json = true,
             Long("offline") if sub == "status" => offline = true,
             Long("interval") if sub == "daemon" => {
@@ -106,7 +113,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let config = config.ok_or_else(|| format!("{sub}: --config FILE is required"))?;
     let need_bin = |bin: Option<String>| bin.ok_or_else(|| format!("{sub}: name the BIN"));
     Ok(match sub.as_str() {
-        "run" => Command::Run { config, now },
+        "run" => Command::Run {
+            config,
+            now,
+            ignore_backoff,
+        },
         "daemon" => Command::Daemon { config, interval },
         "status" => Command::Status {
             config,
@@ -149,7 +160,11 @@ pub fn execute(cmd: Command) -> Exit {
             println!("binproxy {}", env!("CARGO_PKG_VERSION"));
             Exit::Done
         }
-        Command::Run { config, now } => with_config(&config, |c, stop| cycle::run(c, stop, !now)),
+        Command::Run {
+            config,
+            now,
+            ignore_backoff,
+        } => with_config(&config, |c, stop| cycle::run(c, stop, !now, ignore_backoff)),
         Command::Daemon { config, interval } => with_config(&config, |c, stop| {
             Ok(daemon::run(&config, c.clone(), interval, stop))
         }),
@@ -291,7 +306,16 @@ mod tests {
             parse(args(&["run", "--config", "/c.json", "--now"])).unwrap(),
             Command::Run {
                 config: "/c.json".into(),
-                now: true
+                now: true,
+                ignore_backoff: false
+            }
+        );
+        assert_eq!(
+            parse(args(&["run", "--ignore-backoff", "--config", "/c"])).unwrap(),
+            Command::Run {
+                config: "/c".into(),
+                now: false,
+                ignore_backoff: true
             }
         );
         assert_eq!(
@@ -322,6 +346,10 @@ mod tests {
             (vec![], "no command"),
             (vec!["run"], "--config"),
             (vec!["run", "--config", "/c", "--json"], "run:"),
+            (
+                vec!["daemon", "--config", "/c", "--ignore-backoff"],
+                "daemon:",
+            ),
             (vec!["fly", "--config", "/c"], "unknown command"),
             (vec!["rollback", "--config", "/c"], "name the BIN"),
             (vec!["rollback", "--config", "/c", "../x"], "bin name"),

@@ -18,8 +18,9 @@ use binproxy_protocol::{Installed, Keepalive, Progress, ProgressStatus, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::backoff;
 use crate::config::{BinConfig, Config};
 use crate::credential::{self, Credentials};
 use crate::error::{Error, Result};
@@ -31,7 +32,7 @@ use crate::manager::Manager;
 use crate::report::{Outbox, Report};
 use crate::state::State;
 use crate::swap;
-use crate::{fetch, fsutil, hooks, verify};
+use crate::{fetch, fsutil, hooks, logging, verify};
 
 mod maintenance;
 pub use maintenance::{closed_until, is_staged};
@@ -84,10 +85,14 @@ pub struct Agent<'a> {
     pub state: State,
     stop: &'a AtomicBool,
     hook_log: PathBuf,
+    /// A download failure on the server's or network's account, for the back-off.
+    pub trouble: Option<String>,
 }
 
 /// Runs one full cycle. `splay`: wait this node's deterministic offset first.
-pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
+/// Before the time a [`backoff`] allows, exits 69 without contacting the
+/// manager, unless `ignore_backoff`.
+pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool) -> Result<Exit> {
     fsutil::ensure_dir(&config.state_dir)?;
     let Some(_lock) = lock::try_lock(&config.state_dir)? else {
         log::info!(
@@ -96,6 +101,9 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
         );
         return Ok(Exit::Done);
     };
+    if !ignore_backoff && backing_off(config)? {
+        return Ok(Exit::Unreachable);
+    }
     // Read under the lock: a run that just ended may have enrolled.
     let credentials = Credentials::load(config)?;
     let mut agent = Agent::with_credentials(config, stop, credentials)?;
@@ -111,6 +119,7 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
     if agent.state != saved && !unreachable {
         agent.state.save(&config.state_dir)?;
     }
+    backoff::after_cycle(&config.state_dir, backoff_of(&agent, &outcome))?;
     match outcome {
         Ok(results) => {
             failed |= results.iter().any(BinResult::is_failure);
@@ -121,6 +130,49 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool) -> Result<Exit> {
             Ok(Exit::Unreachable)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Whether a back-off forbids contacting the manager now (logged once).
+fn backing_off(config: &Config) -> Result<bool> {
+    let now = crate::state::now_unix();
+    let Some(b) = backoff_in_force(config, now)? else {
+        return Ok(false);
+    };
+    log::warn!(
+        "backing off until {}: {}; not contacting the manager (--ignore-backoff overrides)",
+        backoff::until(&b, now),
+        b.reason()
+    );
+    Ok(true)
+}
+
+/// The back-off that keeps a cycle from starting at `now`, if any. An update
+/// an earlier cycle left half-done is finished regardless.
+pub fn backoff_in_force(config: &Config, now: u64) -> Result<Option<backoff::Backoff>> {
+    let Some(b) = backoff::active(&config.state_dir, now)? else {
+        return Ok(None);
+    };
+    if !journal::pending(&config.state_dir)?.is_empty() {
+        log::warn!("backing off, but an interrupted update must be finished: running");
+        return Ok(None);
+    }
+    Ok(Some(b))
+}
+
+/// What this cycle means for the back-off.
+fn backoff_of(agent: &Agent, outcome: &Result<Vec<BinResult>>) -> backoff::Cycle {
+    let retry_after = agent.manager.retry_after();
+    let error = match outcome {
+        Err(e @ Error::Unreachable { .. }) => Some(e.to_string()),
+        Err(_) => return backoff::Cycle::Unknown,
+        Ok(_) => agent.trouble.clone().or_else(|| {
+            retry_after.map(|r| format!("the manager answered {} with Retry-After", r.status))
+        }),
+    };
+    match error {
+        Some(error) => backoff::Cycle::Failed { error, retry_after },
+        None => backoff::Cycle::Ok,
     }
 }
 
@@ -142,6 +194,7 @@ impl<'a> Agent<'a> {
             state: State::load(&config.state_dir)?,
             stop,
             hook_log: config.state_dir.join("hook.log"),
+            trouble: None,
         })
     }
 
@@ -166,8 +219,17 @@ impl<'a> Agent<'a> {
             }
             let target = targets.remove(&bin.name).flatten();
             let local = locals.get(&bin.name).cloned().flatten();
+            let started = Instant::now();
             let result = self.decide(bin, target.as_ref(), local.as_deref());
-            log_result(bin, target.as_ref(), local.as_deref(), &result);
+            let to = target.as_ref().map(|t| t.sha256sum.as_str());
+            log_action(
+                &bin.name,
+                "update",
+                local.as_deref(),
+                to,
+                &result,
+                started.elapsed(),
+            );
             results.push(result);
         }
         Ok(results)
@@ -345,6 +407,11 @@ impl<'a> Agent<'a> {
                     return Ok(Err(BinResult::Skipped(e.to_string())))
                 }
                 Err(e) => {
+                    if matches!(e, Error::Unreachable { .. } | Error::Other(_)) {
+                        // Unreachable, 5xx, 429 or cut: the server or the network,
+                        // not this file. Back off the manager too.
+                        self.trouble.get_or_insert_with(|| e.to_string());
+                    }
                     let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
                     let message = format!("{e}; next try in {}", humantime::format_duration(wait));
                     return self
@@ -514,7 +581,7 @@ impl<'a> Agent<'a> {
         })?;
         self.persist()?;
         journal::clear(&self.config.state_dir, &bin.name)?;
-        log::info!(
+        log::debug!(
             "{}: {} is live and healthy",
             bin.name,
             short(&entry.target_sha)
@@ -579,8 +646,18 @@ impl<'a> Agent<'a> {
                 entry.phase,
                 short(&entry.target_sha)
             );
+            let (from, to) = (entry.previous_sha.clone(), entry.target_sha.clone());
+            let started = Instant::now();
             let result = self.recover_one(bin, entry)?;
-            log::info!("{}: recovery: {result:?}", bin.name);
+            let took = started.elapsed();
+            log_action(
+                &bin.name,
+                "recover",
+                from.as_deref(),
+                Some(&to),
+                &result,
+                took,
+            );
             results.push(result);
         }
         for bin in &self.config.bins {
@@ -648,12 +725,13 @@ impl<'a> Agent<'a> {
             )));
         }
         let started_ms = now_ms();
+        let started = Instant::now();
         let staged = swap::stage_kept(&kept, &bin.path)?;
         swap::prepare(&staged, &bin.path, bin.mode)?;
         let target = Target {
             bin_name: bin.name.clone(),
             version: format!("kept {}", short(&to)),
-            sha256sum: to,
+            sha256sum: to.clone(),
             size: 0,
             url: String::new(),
             reason: None,
@@ -669,6 +747,15 @@ impl<'a> Agent<'a> {
         )?;
         let result = self.settle(bin, entry)?;
         self.state.save(&self.config.state_dir)?;
+        let took = started.elapsed();
+        log_action(
+            &bin.name,
+            "rollback",
+            local.as_deref(),
+            Some(&to),
+            &result,
+            took,
+        );
         Ok(result)
     }
 
@@ -728,24 +815,35 @@ fn remove_new_file(path: &Path) -> Result<()> {
     }
 }
 
-fn log_result(bin: &BinConfig, target: Option<&Target>, local: Option<&str>, result: &BinResult) {
-    let name = &bin.name;
-    let local = local.map_or("(missing)", short);
-    match result {
-        BinResult::OnTarget => log::info!("{name}: on target {local}"),
-        BinResult::NoTarget => log::info!("{name}: no release targets this node; {local} stays"),
-        BinResult::Skipped(why) => log::warn!("{name}: {local} stays: {why}"),
-        BinResult::Updated => log::info!(
-            "{name}: updated to {}",
-            target.map_or("?".to_owned(), |t| format!(
-                "{} ({})",
-                short(&t.sha256sum),
-                t.version
-            ))
-        ),
-        BinResult::Failed(why) => log::error!("{name}: update failed, {local} stays: {why}"),
-        BinResult::RolledBack(why) => log::error!("{name}: {why}"),
-    }
+/// The one line ending an action on a bin (see [`logging::Action`]); a bin
+/// found on its target, or with none, is a `check`.
+pub fn log_action(
+    bin: &str,
+    action: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    result: &BinResult,
+    took: Duration,
+) {
+    use log::Level::{Error as E, Info, Warn};
+    let (action, outcome, level, reason) = match result {
+        BinResult::OnTarget => ("check", "on_target", Info, None),
+        BinResult::NoTarget => ("check", "no_target", Info, None),
+        BinResult::Skipped(why) => (action, "skipped", Warn, Some(why.as_str())),
+        BinResult::Updated => (action, "ok", Info, None),
+        BinResult::Failed(why) => (action, "failed", E, Some(why.as_str())),
+        BinResult::RolledBack(why) => (action, "rolled_back", E, Some(why.as_str())),
+    };
+    let line = logging::Action {
+        bin,
+        action,
+        from,
+        to,
+        outcome,
+        took,
+        reason,
+    };
+    log::log!(level, "{line}");
 }
 
 pub fn now_ms() -> u64 {

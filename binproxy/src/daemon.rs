@@ -1,5 +1,5 @@
 //! `binproxy daemon`: a cycle, then a sleep of the interval plus this node's
-//! splay, forever. SIGTERM or SIGINT ends it after the current step (a swap
+//! splay, forever; while a [`backoff`] is in force it sleeps until it ends. SIGTERM or SIGINT ends it after the current step (a swap
 //! always runs on to its recorded outcome); SIGHUP reloads the config before
 //! the next cycle, keeping the old one if the new one is wrong.
 
@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backoff;
 use crate::config::{self, Config};
 use crate::cycle::{self, Exit};
 
@@ -36,19 +37,46 @@ pub fn run(
                 Err(e) => log::error!("{e}; keeping the previous config"),
             }
         }
-        match cycle::run(&config, stop, false) {
+        if let Some(deadline) = backoff_deadline(&config) {
+            sleep_until(deadline, stop, &hup);
+            continue;
+        }
+        match cycle::run(&config, stop, false, false) {
             Ok(exit) => log::debug!("cycle ended: {exit:?}"),
             Err(e) => log::error!("cycle failed: {e}"),
         }
         let pause = interval + cycle::splay_offset(&config.node_id, config.splay);
-        let deadline = Instant::now() + pause;
-        while Instant::now() < deadline
-            && !stop.load(Ordering::Relaxed)
-            && !hup.load(Ordering::Relaxed)
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        sleep_until(Instant::now() + pause, stop, &hup);
     }
     log::info!("daemon stopped");
     Exit::Done
+}
+
+/// When the back-off in force ends (logged), if one is.
+fn backoff_deadline(config: &Config) -> Option<Instant> {
+    let now = crate::state::now_unix();
+    match cycle::backoff_in_force(config, now) {
+        Ok(Some(b)) => {
+            log::warn!(
+                "backing off until {}: {}; sleeping",
+                backoff::until(&b, now),
+                b.reason()
+            );
+            Some(Instant::now() + Duration::from_secs(b.left(now).unwrap_or(0)))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            // The cycle meets the same error and reports it.
+            log::debug!("reading the back-off: {e}");
+            None
+        }
+    }
+}
+
+/// Sleeps until `deadline`, a stop or a SIGHUP.
+fn sleep_until(deadline: Instant, stop: &AtomicBool, hup: &AtomicBool) {
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) && !hup.load(Ordering::Relaxed)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

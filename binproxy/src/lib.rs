@@ -11,8 +11,11 @@
 //! to the manager through a durable outbox ([`report`]); what must survive
 //! between runs is in [`state`]. [`status`] explains each bin; [`daemon`] runs
 //! cycles in a loop; [`cli`] parses the command line; [`tls`] says which
-//! certificates HTTPS trusts.
+//! certificates HTTPS trusts. [`backoff`] keeps runs away from a manager that
+//! failed or asked to wait; [`logging`] formats the log lines (with syslog
+//! priorities under journald).
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod credential;
@@ -26,6 +29,7 @@ pub mod health;
 pub mod hooks;
 pub mod journal;
 pub mod lock;
+pub mod logging;
 pub mod manager;
 pub mod report;
 pub mod state;

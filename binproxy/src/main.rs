@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    binproxy::logging::init();
     let code = match binproxy::cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(cmd) => binproxy::cli::execute(cmd) as u8,
         Err(e) => {

@@ -12,10 +12,12 @@ use binproxy_protocol::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::Read;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use ureq::tls::TlsConfig;
 use ureq::Agent;
 
+use crate::backoff::{self, RetryAfter};
 use crate::config::Config;
 use crate::credential::Credentials;
 use crate::error::{Error, Result};
@@ -28,6 +30,8 @@ pub struct Manager {
     agent: Agent,
     base: String,
     credentials: Credentials,
+    /// The longest `Retry-After` a 429 or 5xx answer carried (see [`backoff`]).
+    retry_after: Mutex<Option<RetryAfter>>,
 }
 
 /// An open download: the body from `offset` on.
@@ -80,6 +84,38 @@ impl Manager {
             agent,
             base: base.trim_end_matches('/').to_owned(),
             credentials: Credentials::default(),
+            retry_after: Mutex::new(None),
+        }
+    }
+
+    /// The longest `Retry-After` the manager asked for so far, if any.
+    pub fn retry_after(&self) -> Option<RetryAfter> {
+        *self
+            .retry_after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers a 429 or 5xx answer's `Retry-After`.
+    fn note_retry_after(&self, url: &str, status: u16, headers: &ureq::http::HeaderMap) {
+        if status != 429 && status < 500 {
+            return;
+        }
+        let Some(value) = headers.get("retry-after").map(|v| v.to_str().unwrap_or("")) else {
+            return;
+        };
+        let Some(seconds) = backoff::parse_retry_after(value, crate::state::now_unix()) else {
+            log::warn!(
+                "{url}: {status} with a Retry-After that does not parse ({value:?}); ignored"
+            );
+            return;
+        };
+        let mut slot = self
+            .retry_after
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none_or(|r| r.seconds < seconds) {
+            *slot = Some(RetryAfter { status, seconds });
         }
     }
 
@@ -129,6 +165,7 @@ impl Manager {
             .authorized(self.agent.get(&url), &url, false)
             .call()
             .map_err(|e| unreachable(&url, &e))?;
+        self.note_retry_after(&url, resp.status().as_u16(), resp.headers());
         match resp.status().as_u16() {
             200 => {
                 let mut target: Target = read_json(&url, resp.body_mut())?;
@@ -162,6 +199,7 @@ impl Manager {
         }
         let mut resp = req.call().map_err(|e| unreachable(url, &e))?;
         let status = resp.status().as_u16();
+        self.note_retry_after(url, status, resp.headers());
         let start = match status {
             200 => 0,
             206 => content_range_start(
@@ -198,6 +236,7 @@ impl Manager {
             .send(&bytes[..])
             .map_err(|e| unreachable(&url, &e))?;
         let status = resp.status().as_u16();
+        self.note_retry_after(&url, status, resp.headers());
         if (200..300).contains(&status) {
             read_json(&url, resp.body_mut())
         } else {
@@ -238,7 +277,8 @@ fn read_json<T: DeserializeOwned>(url: &str, body: &mut ureq::Body) -> Result<T>
 }
 
 /// A status error, with the manager's own words when it sent `{"error"}`.
-/// 5xx means the manager is there but not working: treated as unreachable.
+/// 5xx means the manager is there but not working, and 429 that it is too
+/// busy: both are treated as unreachable (exit 69, and a back-off).
 fn refused(url: &str, status: u16, body: &mut ureq::Body) -> Error {
     let text = body
         .with_config()
@@ -247,7 +287,7 @@ fn refused(url: &str, status: u16, body: &mut ureq::Body) -> Error {
         .unwrap_or_default();
     let message = serde_json::from_str::<ErrorBody>(&text)
         .map_or_else(|_| text.chars().take(200).collect(), |e| e.error);
-    if status >= 500 {
+    if status >= 500 || status == 429 {
         return Error::Unreachable {
             url: url.to_owned(),
             message: format!("{status} {message}"),

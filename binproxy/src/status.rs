@@ -25,7 +25,21 @@ pub struct Status {
     /// `outside maintenance window until <RFC 3339>` while the windows are
     /// closed; null when they are open (or none are configured).
     pub maintenance: Option<String>,
+    /// When runs may contact the manager again, and why they wait.
+    pub backoff: Option<BackoffStatus>,
     pub bins: Vec<BinStatus>,
+}
+
+/// A back-off in force (see [`crate::backoff`]).
+#[derive(Debug, Serialize)]
+pub struct BackoffStatus {
+    /// Unix seconds before which no run contacts the manager.
+    pub not_before: u64,
+    /// The same, RFC 3339 UTC.
+    pub not_before_utc: String,
+    pub failures: u32,
+    /// "manager asked to retry after 120s (503)" or "backing off after N failures: ...".
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,8 +99,24 @@ pub fn gather(config: &Config, offline: bool) -> Result<Status> {
         manager_url: config.manager_url.clone(),
         queued_reports: Outbox::new(&config.state_dir).len(),
         maintenance,
+        backoff: backoff_status(config)?,
         bins,
     })
+}
+
+fn backoff_status(config: &Config) -> Result<Option<BackoffStatus>> {
+    let now = crate::state::now_unix();
+    Ok(
+        crate::backoff::active(&config.state_dir, now)?.map(|b| BackoffStatus {
+            not_before: b.not_before,
+            not_before_utc: humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(b.not_before),
+            )
+            .to_string(),
+            failures: b.failures,
+            reason: b.reason(),
+        }),
+    )
 }
 
 fn bin_status(
@@ -188,6 +218,13 @@ pub fn render(s: &Status) -> String {
     }
     if s.queued_reports > 0 {
         let _ = writeln!(out, "{} report(s) queued for the manager", s.queued_reports);
+    }
+    if let Some(b) = &s.backoff {
+        let _ = writeln!(
+            out,
+            "next contact with the manager not before {}: {} (run --ignore-backoff overrides)",
+            b.not_before_utc, b.reason
+        );
     }
     for b in &s.bins {
         let _ = writeln!(out, "\n{}  {}", b.name, b.path.display());
