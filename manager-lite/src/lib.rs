@@ -9,13 +9,17 @@
 //! [`serve`] owns the process: listening, workers, signals, clean shutdown.
 //! [`signature`] checks the shape of the minisign signatures stored with
 //! versions (the manager holds no key; agents verify them).
+//! [`metrics`] renders `/metrics` for Prometheus; [`alerts`] posts release
+//! and node events to webhooks.
 //! [`client`] is the admin command line that talks to a running server.
 
+pub mod alerts;
 pub mod artifacts;
 pub mod auth;
 pub mod client;
 pub mod handlers;
 pub mod http;
+pub mod metrics;
 pub mod rollout;
 pub mod routes;
 pub mod serve;

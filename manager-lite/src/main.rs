@@ -13,6 +13,8 @@ USAGE:
                        [--progress-keep N] [--workers N] [--flush-interval DURATION]
                        [--rollout-interval DURATION]
                        [--node-enroll-token-file FILE] [--insecure-open-nodes]
+                       [--metrics-public] [--webhook URL]...
+                       [--webhook-format json|slack|dingtalk]
     manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig]
                          [--release [--note TEXT] PLAN...]
     manager-lite signature BIN VERSION FILE.minisig [--arch A]

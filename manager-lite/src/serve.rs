@@ -37,6 +37,11 @@ pub struct ServeConfig {
     pub node_enroll_token_file: Option<PathBuf>,
     /// Serve nodes without authentication on a non-loopback address anyway.
     pub insecure_open_nodes: bool,
+    /// `/metrics` without a token.
+    pub metrics_public: bool,
+    /// Where alerts go, and in which body shape.
+    pub webhooks: Vec<crate::alerts::Webhook>,
+    pub webhook_format: crate::alerts::Format,
 }
 
 impl Default for ServeConfig {
@@ -53,6 +58,9 @@ impl Default for ServeConfig {
             rollout_interval: Duration::from_secs(5),
             node_enroll_token_file: None,
             insecure_open_nodes: false,
+            metrics_public: false,
+            webhooks: Vec::new(),
+            webhook_format: crate::alerts::Format::Json,
         }
     }
 }
@@ -127,6 +135,15 @@ pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
                 )?));
             }
             Long("insecure-open-nodes") => c.insecure_open_nodes = true,
+            Long("metrics-public") => c.metrics_public = true,
+            Long("webhook") => c.webhooks.push(crate::alerts::Webhook::parse(&value(
+                &mut parser,
+                "--webhook",
+            )?)?),
+            Long("webhook-format") => {
+                c.webhook_format =
+                    crate::alerts::Format::parse(&value(&mut parser, "--webhook-format")?)?;
+            }
             Long("workers") => c.workers = number("--workers", &value(&mut parser, "--workers")?)?,
             other => return Err(other.unexpected().to_string()),
         }
@@ -194,7 +211,12 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         }
         scope.spawn(|| {
             every(config.rollout_interval, &stop, || {
-                crate::rollout::tick(&app.store, None, std::time::SystemTime::now()).map(drop)
+                let changed = crate::rollout::tick(&app.store, None, std::time::SystemTime::now())?;
+                app.alerts.releases(&changed);
+                if app.alerts.enabled() {
+                    app.alerts.watch_nodes(&app.store.nodes());
+                }
+                Ok(())
             });
         });
         every(config.flush_interval, &stop, || {
@@ -204,6 +226,8 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
     log::info!("stopping: workers done");
     app.store.flush_last_seen().map_err(|e| e.to_string())?;
     drop(server);
+    let mut app = app;
+    app.alerts.shutdown();
     drop(app);
     log::info!("stopped");
     Ok(())
@@ -256,6 +280,8 @@ fn open(config: &ServeConfig) -> Result<App, String> {
         auth,
         max_artifact_size: config.max_artifact_size,
         recounted: std::sync::Mutex::default(),
+        metrics: crate::metrics::Metrics::new(config.metrics_public),
+        alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,
     })
 }
 
