@@ -428,13 +428,22 @@ impl Text {
             let le = h
                 .bounds
                 .get(i)
-                .map_or_else(|| "+Inf".to_owned(), f64::to_string);
+                .map_or_else(|| "+Inf".to_owned(), |b| le(*b));
             let mut with_le = labels.to_vec();
             with_le.push(("le", &le));
             self.sample(&bucket, &with_le, cumulative);
         }
         self.sample(&format!("{name}_sum"), labels, h.sum);
         self.sample(&format!("{name}_count"), labels, cumulative);
+    }
+}
+
+/// A bucket bound as Prometheus clients write it: `1.0`, `0.005`.
+fn le(bound: f64) -> String {
+    if bound.fract() == 0.0 {
+        format!("{bound:.1}")
+    } else {
+        bound.to_string()
     }
 }
 
@@ -472,8 +481,16 @@ mod tests {
         }
         let mut t = Text::default();
         t.histogram("d", &[("bin", "b")], &h);
-        assert!(t.0.contains("d_bucket{bin=\"b\",le=\"1\"} 1\n"), "{}", t.0);
-        assert!(t.0.contains("d_bucket{bin=\"b\",le=\"2\"} 3\n"), "{}", t.0);
+        assert!(
+            t.0.contains("d_bucket{bin=\"b\",le=\"1.0\"} 1\n"),
+            "{}",
+            t.0
+        );
+        assert!(
+            t.0.contains("d_bucket{bin=\"b\",le=\"2.0\"} 3\n"),
+            "{}",
+            t.0
+        );
         assert!(
             t.0.contains("d_bucket{bin=\"b\",le=\"+Inf\"} 4\n"),
             "{}",
