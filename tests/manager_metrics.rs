@@ -7,6 +7,8 @@
 //! with `--metrics-public`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The values compared exactly are counts: small whole numbers, exact in an f64.
+#![allow(clippy::float_cmp)]
 
 use std::path::Path;
 use std::process::Command;
