@@ -30,6 +30,8 @@ pub struct App {
     pub max_artifact_size: u64,
     /// When each bin's releases were last recounted after a report.
     pub recounted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    pub metrics: crate::metrics::Metrics,
+    pub alerts: crate::alerts::Alerts,
 }
 
 /// Successes recount a bin's releases at most this often (a recount is
@@ -284,10 +286,13 @@ pub fn report_progress(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Reque
     }
     let now = SystemTime::now();
     let record = app.store.add_progress(bin, &p, now)?;
+    app.metrics.progress(bin, &p);
+    app.alerts.progress(bin, &p);
     // The report is stored either way: a failed evaluation is only logged.
     if app.recount_due(bin, p.status) {
-        if let Err(e) = rollout::tick(&app.store, Some(bin), now) {
-            log::error!("evaluating releases of {bin} after a report: {e}");
+        match rollout::tick(&app.store, Some(bin), now) {
+            Ok(changed) => app.alerts.releases(&changed),
+            Err(e) => log::error!("evaluating releases of {bin} after a report: {e}"),
         }
     }
     Ok(Reply::json(201, &record))
@@ -521,8 +526,17 @@ fn release_error(e: ReleaseError, what: &str) -> ApiError {
 /// The release after a recount, so an answer shows the nodes it reaches now
 /// rather than at the last timer tick.
 fn fresh(app: &App, release: Release) -> Result<Release, ApiError> {
-    rollout::tick(&app.store, Some(&release.bin_name), SystemTime::now())?;
+    let changed = rollout::tick(&app.store, Some(&release.bin_name), SystemTime::now())?;
+    app.alerts.releases(&changed);
     Ok(app.store.release(release.id)?.unwrap_or(release))
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub fn metrics(app: &App) -> Answer {
+    let fleet = app.store.fleet_snapshot()?;
+    Ok(crate::metrics::Metrics::reply(
+        app.metrics.render(&fleet, app.alerts.stats()),
+    ))
 }
 
 fn release_id(id: &str) -> Result<u64, ApiError> {

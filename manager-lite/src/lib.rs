@@ -10,14 +10,18 @@
 //! [`signature`] checks the shape of the minisign signatures stored with
 //! versions (the manager holds no key; agents verify them).
 //! [`page`] is the admin page a browser opens at `/`, a client of the same API.
+//! [`metrics`] renders `/metrics` for Prometheus; [`alerts`] posts release
+//! and node events to webhooks.
 //! [`client`] is the admin command line that talks to a running server.
 
+pub mod alerts;
 pub mod artifacts;
 pub mod auth;
 pub mod client;
 pub mod handlers;
 pub mod http;
 pub mod httpd;
+pub mod metrics;
 pub mod page;
 pub mod rollout;
 pub mod routes;

@@ -16,6 +16,8 @@ USAGE:
                        [--tls-cert FILE --tls-key FILE] [--max-connections N]
                        [--header-timeout DURATION] [--io-timeout DURATION]
                        [--keepalive-timeout DURATION]
+                       [--metrics-public] [--webhook URL]...
+                       [--webhook-format json|slack|dingtalk]
     manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig]
                          [--release [--note TEXT] PLAN...]
     manager-lite signature BIN VERSION FILE.minisig [--arch A]

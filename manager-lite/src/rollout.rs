@@ -250,8 +250,10 @@ fn wave_elapsed(release: &Release, now: SystemTime) -> bool {
 }
 
 /// Recounts every live release (of `bin`, or all) and applies the policy.
-pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<(), StoreError> {
+/// Returns the releases this call paused, advanced or completed (for alerts).
+pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<Vec<Release>, StoreError> {
     let nodes = store.nodes();
+    let mut changed = Vec::new();
     for r in store.live_releases().iter() {
         if !r.status.is_live() || bin.is_some_and(|b| b != r.bin_name) {
             continue;
@@ -260,23 +262,30 @@ pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<(), Sto
         if counts == r.counts && evaluate(r, &counts, now) == Step::Hold {
             continue;
         }
+        // Whether this call made the change (not a concurrent one).
+        let mut stepped = false;
         let outcome = store.update_release(r.id, "rollout", now, |rel| {
             if rel.status != r.status || rel.wave != r.wave {
                 return Ok(Change::Nothing); // changed meanwhile; the next tick looks again
             }
             rel.counts = counts.clone();
-            Ok(apply(rel, evaluate(rel, &counts, now), now))
+            let change = apply(rel, evaluate(rel, &counts, now), now);
+            stepped = matches!(change, Change::Event(..));
+            Ok(change)
         });
         match outcome {
-            Ok(updated) if updated.status != r.status || updated.wave != r.wave => log::info!(
-                "release {} of {} {}: {} (wave {}, {}%)",
-                updated.id,
-                updated.bin_name,
-                updated.version,
-                updated.status.as_str(),
-                updated.wave + 1,
-                updated.percent
-            ),
+            Ok(updated) if stepped => {
+                log::info!(
+                    "release {} of {} {}: {} (wave {}, {}%)",
+                    updated.id,
+                    updated.bin_name,
+                    updated.version,
+                    updated.status.as_str(),
+                    updated.wave + 1,
+                    updated.percent
+                );
+                changed.push(updated);
+            }
             Ok(_)
             | Err(
                 ReleaseError::NotFound | ReleaseError::Conflict(_) | ReleaseError::UnknownVersion,
@@ -284,7 +293,7 @@ pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<(), Sto
             Err(ReleaseError::Store(e)) => return Err(e),
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// The release's counts as of now.

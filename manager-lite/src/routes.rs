@@ -30,6 +30,7 @@ pub fn handle(app: &App, rq: &mut Request) -> Reply {
             e.into_reply()
         });
     let status = reply.status;
+    app.metrics.request(audit.route, status, started.elapsed());
     if audit.write {
         record(app, audit, &method, &path, status, rq.remote_addr());
     }
@@ -86,6 +87,7 @@ enum Route<'a> {
     NodeSecret(&'a str),
     /// The admin page: `/` (empty name) and its assets `/ui/{name}`.
     Page(&'a str),
+    Metrics,
 }
 
 impl<'a> Route<'a> {
@@ -115,6 +117,7 @@ impl<'a> Route<'a> {
             ["api", "v1", "tokens"] => Route::Tokens,
             ["api", "v1", "tokens", name] => Route::Token(name),
             ["api", "v1", "audit"] => Route::Audit,
+            ["metrics"] => Route::Metrics,
             _ => return None,
         })
     }
@@ -133,6 +136,32 @@ impl<'a> Route<'a> {
         )
     }
 
+    /// The route's name in metrics: bounded, unlike paths.
+    fn name(self) -> &'static str {
+        match self {
+            Route::Health => "Health",
+            Route::Keepalive => "Keepalive",
+            Route::Bins => "Bins",
+            Route::Bin(_) => "Bin",
+            Route::BinProgress(_) => "BinProgress",
+            Route::BinVersions(_) => "BinVersions",
+            Route::Signature(..) => "Signature",
+            Route::Download(_) => "Download",
+            Route::Releases => "Releases",
+            Route::Release(_) => "Release",
+            Route::ReleaseOp(..) => "ReleaseOp",
+            Route::Nodes => "Nodes",
+            Route::Node(_) => "Node",
+            Route::Pin(..) => "Pin",
+            Route::Tokens => "Tokens",
+            Route::Token(_) => "Token",
+            Route::Audit => "Audit",
+            Route::NodeSecret(_) => "NodeSecret",
+            Route::Metrics => "Metrics",
+            Route::Page(_) => "Page",
+        }
+    }
+
     fn allow(self) -> &'static str {
         match self {
             Route::Health
@@ -142,7 +171,8 @@ impl<'a> Route<'a> {
             | Route::Release(_)
             | Route::Nodes
             | Route::Node(_)
-            | Route::Audit => "GET, HEAD",
+            | Route::Audit
+            | Route::Metrics => "GET, HEAD",
             Route::ReleaseOp(..) => "POST",
             Route::Token(_) | Route::NodeSecret(_) => "DELETE",
             Route::Pin(..) => "PUT, DELETE",
@@ -181,6 +211,7 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
             .collect();
         ApiError::not_found(format!("no such route: {path}"))
     })?;
+    audit.route = route.name();
     let verb = match rq.method() {
         Method::Get | Method::Head => Verb::Get,
         Method::Post => Verb::Post,
@@ -239,6 +270,10 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
         (Route::Audit, Verb::Get) => {
             need(app, rq, audit, READ).and_then(|_| handlers::list_audit(app, &url))
         }
+        (Route::Metrics, Verb::Get) if app.metrics.public => handlers::metrics(app),
+        (Route::Metrics, Verb::Get) => {
+            need(app, rq, audit, READ).and_then(|_| handlers::metrics(app))
+        }
         // Admin writes.
         (Route::BinVersions(bin), Verb::Post) => {
             need(app, rq, audit, PUBLISH).and_then(|_| handlers::upload(app, bin, &url, rq))
@@ -292,12 +327,23 @@ fn op_roles(op: &str) -> &'static [Role] {
     }
 }
 
-/// What the audit log needs to know about a request.
-#[derive(Default)]
+/// What the audit log (and the metrics) need to know about a request.
 struct Audit {
     /// An admin write (authenticated or not): recorded.
     write: bool,
     actor: Option<String>,
+    /// The route's name for metrics; `None` until a route matched.
+    route: &'static str,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            write: false,
+            actor: None,
+            route: "None",
+        }
+    }
 }
 
 /// Authenticates an admin request and checks its role: 401 for no or an

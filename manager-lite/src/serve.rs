@@ -49,6 +49,11 @@ pub struct ServeConfig {
     pub node_enroll_token_file: Option<PathBuf>,
     /// Serve nodes without authentication on a non-loopback address anyway.
     pub insecure_open_nodes: bool,
+    /// `/metrics` without a token.
+    pub metrics_public: bool,
+    /// Where alerts go, and in which body shape.
+    pub webhooks: Vec<crate::alerts::Webhook>,
+    pub webhook_format: crate::alerts::Format,
 }
 
 impl Default for ServeConfig {
@@ -70,6 +75,9 @@ impl Default for ServeConfig {
             rollout_interval: Duration::from_secs(5),
             node_enroll_token_file: None,
             insecure_open_nodes: false,
+            metrics_public: false,
+            webhooks: Vec::new(),
+            webhook_format: crate::alerts::Format::Json,
         }
     }
 }
@@ -160,6 +168,15 @@ pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
             }
             Long("tls-cert") => c.tls_cert = Some(PathBuf::from(value(&mut parser, "--tls-cert")?)),
             Long("tls-key") => c.tls_key = Some(PathBuf::from(value(&mut parser, "--tls-key")?)),
+            Long("metrics-public") => c.metrics_public = true,
+            Long("webhook") => c.webhooks.push(crate::alerts::Webhook::parse(&value(
+                &mut parser,
+                "--webhook",
+            )?)?),
+            Long("webhook-format") => {
+                c.webhook_format =
+                    crate::alerts::Format::parse(&value(&mut parser, "--webhook-format")?)?;
+            }
             other => return Err(other.unexpected().to_string()),
         }
     }
@@ -245,7 +262,12 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         });
         scope.spawn(|| {
             every(config.rollout_interval, &stop, || {
-                crate::rollout::tick(&app.store, None, std::time::SystemTime::now()).map(drop)
+                let changed = crate::rollout::tick(&app.store, None, std::time::SystemTime::now())?;
+                app.alerts.releases(&changed);
+                if app.alerts.enabled() {
+                    app.alerts.watch_nodes(&app.store.nodes());
+                }
+                Ok(())
             });
         });
         every(config.flush_interval, &stop, || {
@@ -257,6 +279,8 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
     log::info!("stopping: requests in hand done");
     app.store.flush_last_seen().map_err(|e| e.to_string())?;
     drop(server);
+    let mut app = app;
+    app.alerts.shutdown();
     drop(app);
     outcome?;
     log::info!("stopped");
@@ -310,6 +334,8 @@ fn open(config: &ServeConfig) -> Result<App, String> {
         auth,
         max_artifact_size: config.max_artifact_size,
         recounted: std::sync::Mutex::default(),
+        metrics: crate::metrics::Metrics::new(config.metrics_public),
+        alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,
     })
 }
 

@@ -1213,6 +1213,39 @@ impl Store {
         let t = txn.open_table(PROGRESS).at(&self.path, "progress")?;
         t.len().at(&self.path, "progress")
     }
+
+    /// What `/metrics` shows of the fleet: the versions and releases read
+    /// in one transaction, the nodes from memory.
+    pub fn fleet_snapshot(&self) -> Result<FleetSnapshot> {
+        let txn = self.read("reading the fleet for metrics")?;
+        let vt = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+        let mut versions = HashMap::new();
+        for row in vt.iter().at(&self.path, "versions")? {
+            let (_, value) = row.at(&self.path, "versions")?;
+            let v: Version = self.decode(value.value(), "version")?;
+            versions.insert((v.bin_name, v.sha256sum), v.version);
+        }
+        let rt = txn.open_table(RELEASES).at(&self.path, "releases")?;
+        let mut releases = Vec::new();
+        for row in rt.iter().at(&self.path, "releases")?.rev() {
+            let (_, value) = row.at(&self.path, "releases")?;
+            releases.push(self.decode(value.value(), "release")?);
+        }
+        Ok(FleetSnapshot {
+            nodes: self.nodes(),
+            versions,
+            releases,
+        })
+    }
+}
+
+/// The fleet as `/metrics` sees it at one scrape.
+pub struct FleetSnapshot {
+    pub nodes: Vec<Node>,
+    /// (bin, sha256) → version.
+    pub versions: HashMap<(String, String), String>,
+    /// Every release, newest first.
+    pub releases: Vec<Release>,
 }
 
 /// Attaches the database path and the operation to a redb error.
