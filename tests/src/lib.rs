@@ -247,6 +247,10 @@ fn cargo_bin(pkg: &'static str, bin: &'static str, cell: &'static OnceLock<PathB
             .current_dir(&workspace)
             .args(["build", "--quiet", "-p", pkg, "--bin", bin])
             .args(&args)
+            // cargo sets it for the test; passed on, ring's build script
+            // sees it change and rebuilds ring, rustls, ureq and the agent
+            // on every alternation between `cargo test` and `cargo build`.
+            .env_remove("CARGO_MANIFEST_DIR")
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("run {} build -p {pkg}: {e}", cargo.display()));
