@@ -6,7 +6,8 @@
 //! files named by their sha256 behind [`artifacts`]. [`routes`] maps a request
 //! to one thin handler in [`handlers`], which checks names, calls the store and
 //! answers JSON. [`targets`] decides which version a node should run.
-//! [`serve`] owns the process: listening, workers, signals, clean shutdown.
+//! [`serve`] owns the process: startup, signals, clean shutdown; [`httpd`] is
+//! its own hardened HTTP/1.1 server (bounded pool, timeouts, limits, TLS).
 //! [`signature`] checks the shape of the minisign signatures stored with
 //! versions (the manager holds no key; agents verify them).
 //! [`page`] is the admin page a browser opens at `/`, a client of the same API.
