@@ -4,7 +4,9 @@
 //! end to end, its download passing through TLS; with another CA's file, or
 //! with the default webpki roots, the agent refuses the certificate, says so
 //! naming the URL, and keeps its binary; a `ca_file` that is not PEM is a
-//! config error naming the file.
+//! config error naming the file. The last test does the same against the
+//! manager's own HTTPS (`serve --tls-cert --tls-key`), published to with the
+//! CLI's `--ca-file`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -112,4 +114,61 @@ fn a_ca_file_that_is_not_pem_is_a_config_error_naming_the_file() {
         );
         a.assert_live(&old, "after a config error");
     }
+}
+
+/// The manager serving HTTPS itself (`--tls-cert`/`--tls-key`), published to
+/// with the CLI's `--ca-file`: the agent with that CA installs, the agent
+/// with another CA refuses and keeps its binary.
+#[test]
+fn against_the_managers_own_tls_the_right_ca_installs_and_another_is_refused() {
+    let ca = TestCa::new("manager CA");
+    let other = TestCa::new("not the manager's CA");
+    let cert = ca.server_cert("manager");
+    let m = Manager::new_with(
+        binproxy_tests::ManagerOptions::default()
+            .arg("--tls-cert")
+            .arg(cert.cert_file.to_str().unwrap())
+            .arg("--tls-key")
+            .arg(cert.key_file.to_str().unwrap()),
+    );
+    assert!(m.url.starts_with("https://"), "{}", m.url);
+    let tmp = binproxy_tests::TempDir::new("tls-native");
+    let token_file = tmp.join("token");
+    fs::write(&token_file, &m.token).unwrap();
+    let v1 = artifact_bytes("tls-native-v1", 200_000);
+    let file = tmp.join("svc-1.0.0");
+    fs::write(&file, &v1).unwrap();
+    let ca_arg = ca.ca_file.to_str().unwrap();
+    let file_arg = file.to_str().unwrap();
+    let out = m.cli(
+        &token_file,
+        &[
+            "publish",
+            BIN,
+            "1.0.0",
+            file_arg,
+            "--release",
+            "--ca-file",
+            ca_arg,
+        ],
+    );
+    assert!(out.status.success(), "publish over https: {out:?}");
+
+    let old = b"#!/bin/sh\necho old\n".to_vec();
+    let refused = Agent::new(BIN);
+    refused.place(&old);
+    configure(&refused, &m.url, Some(&other.ca_file));
+    let out = refused.run();
+    out.expect_code(69);
+    assert!(
+        out.stderr.contains(&m.url) && out.stderr.contains("certificate"),
+        "the message names the URL and the certificate:\n{}",
+        out.stderr
+    );
+    refused.assert_live(&old, "agent trusting another CA");
+
+    let a = Agent::new(BIN);
+    configure(&a, &m.url, Some(&ca.ca_file));
+    a.run().expect_code(0);
+    a.assert_live(&v1, "after an update from the manager's own https");
 }
