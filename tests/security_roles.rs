@@ -442,6 +442,8 @@ fn reads() -> Vec<Endpoint> {
         ep("GET", "/api/v1/tokens", READERS, |_| {
             Call::read("/api/v1/tokens".into())
         }),
+        // Prometheus scrapes with a viewer token unless --metrics-public.
+        ep("GET", "/metrics", READERS, |_| Call::read("/metrics".into())),
     ]
 }
 
@@ -732,7 +734,7 @@ fn every_admin_endpoint_answers_each_role_as_the_permission_table_says() {
             }
         }
     }
-    assert_eq!(calls, 23 * 7);
+    assert_eq!(calls, 24 * 7);
     assert!(
         failures.is_empty(),
         "{} of {calls} calls broke the permission table:\n\n{}",
