@@ -443,7 +443,9 @@ fn reads() -> Vec<Endpoint> {
             Call::read("/api/v1/tokens".into())
         }),
         // Prometheus scrapes with a viewer token unless --metrics-public.
-        ep("GET", "/metrics", READERS, |_| Call::read("/metrics".into())),
+        ep("GET", "/metrics", READERS, |_| {
+            Call::read("/metrics".into())
+        }),
     ]
 }
 
