@@ -110,7 +110,12 @@ fn start_manager(data: &std::path::Path) -> (Child, String) {
     let addr = loop {
         let line = lines.next().expect("manager exited").unwrap();
         if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_owned();
+            // "IP:PORT (N connections at most)"
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.

@@ -34,8 +34,9 @@ pub use parse::{Method, Version};
 
 use crate::http::{ApiError, Reply};
 
-/// Requests served on one connection before it is closed.
-const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
+/// Requests served on one connection; the last is answered with
+/// `Connection: close`.
+const MAX_REQUESTS_PER_CONNECTION: usize = 100_000;
 /// Connections being turned away (503) at the same time; more are dropped.
 const MAX_REJECTING: usize = 8;
 /// How long turning a connection away may take.
@@ -367,7 +368,15 @@ impl Server {
                 }
                 deadline = Instant::now() + limits.header_timeout;
             }
-            match serve_one(&mut conn, peer, handler, stop, deadline, limits.io_timeout) {
+            let last = n + 1 == MAX_REQUESTS_PER_CONNECTION;
+            match serve_one(
+                &mut conn,
+                peer,
+                handler,
+                (stop, last),
+                deadline,
+                limits.io_timeout,
+            ) {
                 Next::KeepAlive => {}
                 Next::Close => return Some(Closing::Now(conn)),
                 Next::Linger => return Some(Closing::Linger(conn)),
@@ -397,7 +406,7 @@ fn serve_one(
     conn: &mut Conn,
     peer: SocketAddr,
     handler: Handler,
-    stop: &AtomicBool,
+    (stop, last): (&AtomicBool, bool),
     deadline: Instant,
     io_timeout: Duration,
 ) -> Next {
@@ -433,7 +442,7 @@ fn serve_one(
     let reply = handler(&mut rq);
     let body_done = rq.body.is_done();
     drop(rq);
-    let keep = keep_alive && body_done && !stop.load(Ordering::Relaxed);
+    let keep = keep_alive && body_done && !last && !stopping();
     match write::write_reply(conn, reply, head_only, keep) {
         Ok(true) => Next::KeepAlive,
         Ok(false) if body_done => Next::Close,
