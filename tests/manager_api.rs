@@ -795,8 +795,8 @@ fn download_by_sha_and_by_bin_name() {
 
 #[test]
 fn large_downloads_carry_content_length() {
-    // tiny_http turns bodies over 32 KiB into chunked encoding unless told
-    // not to; an agent wants the length, and HEAD must give it too.
+    // An agent wants the length (to resume, and to refuse more bytes than
+    // announced), and HEAD must give it too.
     let m = Manager::new();
     let bytes = artifact_bytes("big", 3 << 20);
     let sha = publish(&m, "big", "1.0", &bytes);

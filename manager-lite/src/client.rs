@@ -1122,8 +1122,8 @@ impl Client {
         let sent = request
             .content_type("application/octet-stream")
             .header("Content-Length", size)
-            // No `Expect: 100-continue`: an older server (tiny_http) sent a
-            // 100 answer with headers, which ureq took for a final answer.
+            // No `Expect: 100-continue`: some servers send a 100 answer with
+            // headers, which ureq takes for a final answer.
             .send(file);
         read_answer("POST", &url, sent)
     }
@@ -2693,8 +2693,8 @@ mod tests {
         assert_eq!(answer.status, 201);
         assert_eq!(answer.parse::<Version>().unwrap().size, 10);
         let (head, body) = server.join().unwrap();
-        // No "Expect: 100-continue": ureq cannot parse tiny_http's 100
-        // answer (it has headers) and would then never send the body.
+        // No "Expect: 100-continue": ureq cannot parse a 100 answer that has
+        // headers, and would then never send the body.
         assert!(!head.to_ascii_lowercase().contains("expect:"), "{head}");
         assert!(
             head.to_ascii_lowercase().contains("content-length: 10\r\n"),
