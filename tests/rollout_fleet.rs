@@ -696,6 +696,33 @@ fn rollback_releases_the_baseline_version() {
         "{}",
         show_release(&r5)
     );
+
+    // The same plan sent chunked is read, not ignored.
+    let r6 = create_release(&m, &json!({"bin_name": BIN, "version": V2}));
+    let plan = br#"{"waves": [{"percent": 30, "wait": "1h"}, {"percent": 100}]}"#;
+    let mut chunked = format!("{:x}\r\n", plan.len()).into_bytes();
+    chunked.extend_from_slice(plan);
+    chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+    let auth = format!("Bearer {}", m.token);
+    let r7: Release = binproxy_tests::request(
+        m.addr,
+        "POST",
+        &format!("/api/v1/releases/{}/rollback", r6.id),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        &chunked,
+    )
+    .expect(201)
+    .parse();
+    assert_eq!(
+        (r7.version.as_str(), r7.percent, r7.waves.len()),
+        (V1, 30, 2),
+        "{}",
+        show_release(&r7)
+    );
 }
 
 // ---------------------------------------------------------------------------

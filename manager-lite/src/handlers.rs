@@ -16,7 +16,9 @@ use std::time::SystemTime;
 
 use crate::artifacts::{Artifacts, IngestError};
 use crate::auth::{Actor, Auth, NodeCaller, BOOTSTRAP_NAME};
-use crate::http::{file_reply, header, parse_range, read_bounded, read_json, ApiError, Reply, Url};
+use crate::http::{
+    file_reply, header, parse_json, parse_range, read_bounded, read_json, ApiError, Reply, Url,
+};
 use crate::httpd::Request;
 use crate::store::{PutVersion, ReleaseError, Store};
 use crate::time::now_rfc3339;
@@ -599,10 +601,13 @@ fn read_rollback_plan(rq: &mut Request) -> Result<Vec<binproxy_protocol::Wave>, 
         #[serde(default)]
         waves: Vec<binproxy_protocol::Wave>,
     }
-    if rq.body_length().is_none_or(|n| n == 0) {
+    // Read whatever framing the body came in (a chunked plan must not be
+    // ignored); no body, or only whitespace, means the default plan.
+    let body = read_bounded(rq, binproxy_protocol::MAX_JSON_BODY, "rollback plan")?;
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
-    let plan: Plan = read_json(rq)?;
+    let plan: Plan = parse_json(&body)?;
     let check = NewRelease {
         waves: plan.waves.clone(),
         ..NewRelease::default()

@@ -214,10 +214,14 @@ pub fn header<'r>(rq: &'r Request, name: &str) -> Option<&'r str> {
 
 /// Reads and parses a JSON body of at most [`MAX_JSON_BODY`] bytes.
 pub fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, ApiError> {
-    let body = read_bounded(rq, MAX_JSON_BODY, "JSON body")?;
+    parse_json(&read_bounded(rq, MAX_JSON_BODY, "JSON body")?)
+}
+
+/// A body already read, as a JSON object of type `T`; 400 otherwise.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let invalid = |e: serde_json::Error| ApiError::bad_request(format!("invalid JSON body: {e}"));
     // serde reads a struct from an array too, field by field; only objects are bodies here.
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(invalid)?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
     if !value.is_object() {
         return Err(ApiError::bad_request(
             "invalid JSON body: expected an object",

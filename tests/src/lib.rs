@@ -359,7 +359,8 @@ impl std::fmt::Display for Response {
 ///
 /// `path` goes on the request line byte for byte. `Host`, `Connection` and
 /// (for a body or a POST/PUT) `Content-Length` are added unless `headers` has
-/// them. A write error is tolerated when the server still answers (it may
+/// them (or, for the length, a `Transfer-Encoding`: `body` is then sent as
+/// given, already chunked). A write error is tolerated when the server still answers (it may
 /// refuse a body before reading all of it).
 pub fn try_request(
     addr: SocketAddr,
@@ -380,7 +381,8 @@ pub fn try_request(
     if !has("connection") {
         head.push_str("Connection: close\r\n");
     }
-    if !has("content-length") && (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH")) {
+    let framed = has("content-length") || has("transfer-encoding");
+    if !framed && (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH")) {
         let _ = write!(head, "Content-Length: {}\r\n", body.len());
     }
     for (k, v) in headers {
