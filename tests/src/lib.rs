@@ -243,15 +243,24 @@ fn cargo_bin(pkg: &'static str, bin: &'static str, cell: &'static OnceLock<PathB
             .expect("workspace root")
             .to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(&cargo)
+        let mut build = Command::new(&cargo);
+        build
             .current_dir(&workspace)
             .args(["build", "--quiet", "-p", pkg, "--bin", bin])
             .args(&args)
-            // cargo sets it for the test; passed on, ring's build script
-            // sees it change and rebuilds ring, rustls, ureq and the agent
-            // on every alternation between `cargo test` and `cargo build`.
-            .env_remove("CARGO_MANIFEST_DIR")
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        // cargo sets these for the test or program running now (CARGO_PKG_NAME
+        // = binproxy-tests, ...). Passed on, ring's build script, which
+        // watches them, sees them change and rebuilds ring, rustls, ureq and
+        // the agent (20 s and more) on every switch between this nested
+        // build and a plain `cargo build`.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if is_per_crate_cargo_var(&key) {
+                build.env_remove(&*key);
+            }
+        }
+        let out = build
             .output()
             .unwrap_or_else(|e| panic!("run {} build -p {pkg}: {e}", cargo.display()));
         assert!(
@@ -272,6 +281,23 @@ fn cargo_bin(pkg: &'static str, bin: &'static str, cell: &'static OnceLock<PathB
 }
 
 /// The `manager-lite` binary of this workspace, built if needed.
+/// The variables cargo sets for one crate's build or run, as opposed to
+/// settings for cargo itself (`CARGO_HOME`, `CARGO_TARGET_DIR`, ...).
+fn is_per_crate_cargo_var(key: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+        || matches!(
+            key,
+            "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+        )
+}
+
 pub fn manager_bin() -> PathBuf {
     static CELL: OnceLock<PathBuf> = OnceLock::new();
     cargo_bin("manager-lite", "manager-lite", &CELL)
