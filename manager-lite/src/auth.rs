@@ -158,12 +158,9 @@ impl Auth {
         authorization: Option<&str>,
         store: &Store,
     ) -> Result<Actor, ApiError> {
-        let presented = authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized("missing admin token: send Authorization: Bearer TOKEN")
-            })?;
+        let presented = bearer(authorization).ok_or_else(|| {
+            ApiError::unauthorized("missing admin token: send Authorization: Bearer TOKEN")
+        })?;
         let d = digest(presented);
         if constant_time_eq(&d, &self.admin_digest) {
             return Ok(Actor {
@@ -183,10 +180,14 @@ impl Auth {
     }
 }
 
+/// The credentials of `Authorization: Bearer TOKEN`; the scheme is matched
+/// case-insensitively (RFC 9110, 11.1).
 fn bearer(authorization: Option<&str>) -> Option<&str> {
-    authorization
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+    let (scheme, token) = authorization?.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// The sha256 of a secret, in hex, as the store keeps it.
@@ -253,5 +254,16 @@ mod tests {
     fn short_tokens_refused() {
         assert!(checked("short", "env").is_err());
         assert!(checked("0123456789abcdef", "env").is_ok());
+    }
+
+    #[test]
+    fn bearer_scheme_is_matched_in_any_case() {
+        for h in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "  bEaReR\tt0k"] {
+            assert_eq!(bearer(Some(h)), Some("t0k"), "{h:?}");
+        }
+        for h in ["Basic t0k", "Bearer", "Bearer   ", "Bearert0k", ""] {
+            assert_eq!(bearer(Some(h)), None, "{h:?}");
+        }
+        assert_eq!(bearer(None), None);
     }
 }

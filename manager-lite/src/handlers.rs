@@ -17,9 +17,9 @@ use std::time::SystemTime;
 use crate::artifacts::{Artifacts, IngestError};
 use crate::auth::{Actor, Auth, NodeCaller, BOOTSTRAP_NAME};
 use crate::http::{
-    file_reply, header, parse_json, parse_range, read_bounded, read_json, ApiError, Reply, Url,
+    body_error, file_reply, header, parse_json, parse_range, read_bounded, read_json, ApiError,
+    Reply, Request, Url,
 };
-use crate::httpd::Request;
 use crate::store::{PutVersion, ReleaseError, Store};
 use crate::time::now_rfc3339;
 use crate::{rollout, signature, targets};
@@ -57,6 +57,11 @@ impl App {
 }
 
 type Answer = Result<Reply, ApiError>;
+
+/// Answers that must never be cached (they change with every call).
+const NO_STORE: &str = "no-store";
+/// Content-addressed bytes never change: any cache may keep them.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Longest free-text field we keep (node names, OS strings, messages).
 const MAX_TEXT: usize = 1024;
@@ -107,7 +112,8 @@ pub fn keepalive(app: &App, caller: &NodeCaller, rq: &mut Request) -> Answer {
             reasons,
             node_secret,
         },
-    ))
+    )
+    .header("Cache-Control", NO_STORE))
 }
 
 /// Gives a new node its secret; only its hash is stored, before the answer.
@@ -213,7 +219,7 @@ pub fn node_status(app: &App, url: &Url) -> Answer {
         .store
         .node(id)
         .ok_or_else(|| ApiError::not_found(format!("unknown node {id}")))?;
-    Ok(Reply::json(200, &node))
+    Ok(Reply::json(200, &node).header("Cache-Control", NO_STORE))
 }
 
 /// The node a target is computed for: the registered one, or one with no
@@ -243,9 +249,13 @@ pub fn bin_target(app: &App, bin: &str, url: &Url, rq: &Request) -> Answer {
     let body = serde_json::to_vec(&target).map_err(|e| ApiError::internal(e.to_string()))?;
     let etag = format!("\"{}\"", &hex(&Sha256::digest(&body))[..32]);
     if header(rq, "If-None-Match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Ok(Reply::empty(304).header("ETag", etag));
+        return Ok(Reply::empty(304)
+            .header("ETag", etag)
+            .header("Cache-Control", NO_STORE));
     }
-    Ok(Reply::json(200, &target).header("ETag", etag))
+    Ok(Reply::json(200, &target)
+        .header("ETag", etag)
+        .header("Cache-Control", NO_STORE))
 }
 
 pub fn installed(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Request) -> Answer {
@@ -303,7 +313,14 @@ pub fn report_progress(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Reque
 /// `{name}` is an artifact's sha256, or a bin name meaning that bin's target
 /// for a node with no attributes (the old agents' call).
 pub fn download(app: &App, name: &str, rq: &Request) -> Answer {
-    let sha = if let Ok(sha) = check_sha256("artifact", name) {
+    let by_hash = check_sha256("artifact", name).ok();
+    // By name, the bytes change with the next release: caches must ask.
+    let cache = if by_hash.is_some() {
+        IMMUTABLE
+    } else {
+        "no-cache"
+    };
+    let sha = if let Some(sha) = by_hash {
         sha
     } else {
         check_bin_name(name)?;
@@ -318,12 +335,13 @@ pub fn download(app: &App, name: &str, rq: &Request) -> Answer {
         .open_file(&sha)
         .map_err(|e| ApiError::internal(format!("opening artifact {sha}: {e}")))?
         .ok_or_else(|| ApiError::not_found(format!("no artifact {sha}")))?;
-    file_reply(
+    Ok(file_reply(
         file,
         len,
         parse_range(header(rq, "Range"), len),
         &format!("\"{sha}\""),
-    )
+    )?
+    .header("Cache-Control", cache))
 }
 
 // ---- admin ----
@@ -350,7 +368,7 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
         .ingest(rq.as_reader(), max)
         .map_err(|e| match e {
             IngestError::TooLarge { .. } => too_large(),
-            IngestError::Body(e) => ApiError::bad_request(format!("reading the upload: {e}")),
+            IngestError::Body(e) => body_error(&e, "the upload"),
             IngestError::Disk { path, source } => {
                 log::error!("storing upload in {}: {source}", path.display());
                 ApiError::internal(format!("storing the upload: {source}"))

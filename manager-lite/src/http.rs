@@ -1,6 +1,7 @@
-//! HTTP plumbing the handlers share: splitting and decoding URLs, reading
-//! bounded JSON bodies, the error type every handler returns, replies, and
-//! byte ranges.
+//! HTTP plumbing the handlers share: the request as they see it, splitting
+//! and decoding URLs, reading bounded JSON bodies, the error type every
+//! handler returns, replies, and byte ranges. Nothing here knows the
+//! network: [`crate::server`] builds a [`Request`] and writes the [`Reply`].
 //!
 //! Path segments are percent-decoded one by one *after* splitting on `/`, so
 //! `a%2fb` stays one segment (and then fails its name check) instead of
@@ -8,11 +9,179 @@
 
 use binproxy_protocol::{ErrorBody, NameError, MAX_JSON_BODY};
 use serde::{de::DeserializeOwned, Serialize};
+use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 
-use crate::httpd::Request;
 use crate::store::StoreError;
+
+/// A request method; routes match on these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    /// Any other method (answered 405 or 404 by the routes).
+    Other(String),
+}
+
+impl Method {
+    pub fn parse(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            other => Method::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Other(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One request as handlers see it: its head, who sent it, and its body as
+/// a blocking reader (already in memory, or streamed by the server).
+pub struct Request {
+    method: Method,
+    target: String,
+    headers: hyper::HeaderMap,
+    peer: SocketAddr,
+    length: Option<u64>,
+    body: Box<dyn Read + Send>,
+}
+
+impl Request {
+    /// A request whose body is not attached yet. `length`: the announced
+    /// body length (`Some(0)` for none), `None` for a chunked body.
+    pub fn new(
+        method: Method,
+        target: String,
+        headers: hyper::HeaderMap,
+        peer: SocketAddr,
+        length: Option<u64>,
+    ) -> Request {
+        Request {
+            method,
+            target,
+            headers,
+            peer,
+            length,
+            body: Box::new(io::empty()),
+        }
+    }
+
+    pub fn set_body(&mut self, body: Box<dyn Read + Send>) {
+        self.body = body;
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request target: path and query.
+    pub fn url(&self) -> &str {
+        &self.target
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The first value of a header, by case-insensitive name (`None` when
+    /// it is not visible ASCII).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The TCP peer (a reverse proxy's address when behind one).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The announced body length; `None` for a chunked body.
+    pub fn body_length(&self) -> Option<u64> {
+        self.length
+    }
+
+    pub fn as_reader(&mut self) -> &mut (dyn Read + Send) {
+        &mut *self.body
+    }
+}
+
+/// Why a request body could not be read; carried inside the `io::Error`
+/// its reader returns, so a handler answers with the right status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the route's limit, in bytes.
+    TooLarge(u64),
+    /// Slower than the minimum rate, stalled, or past the request deadline.
+    TooSlow(String),
+    /// Broken framing, or the client went away.
+    Broken(String),
+}
+
+impl BodyError {
+    pub fn status(&self) -> u16 {
+        match self {
+            BodyError::TooLarge(_) => 413,
+            BodyError::TooSlow(_) => 408,
+            BodyError::Broken(_) => 400,
+        }
+    }
+
+    pub fn into_io(self) -> io::Error {
+        io::Error::other(self)
+    }
+
+    /// The answer to a request whose body failed `what`.
+    pub fn into_api(self, what: &str) -> ApiError {
+        let close = |e: ApiError| ApiError { close: true, ..e };
+        match self {
+            BodyError::TooLarge(max) => ApiError::too_large(format!("{what} over {max} bytes")),
+            BodyError::TooSlow(why) => close(ApiError::with_status(408, why)),
+            BodyError::Broken(why) => {
+                close(ApiError::bad_request(format!("reading {what}: {why}")))
+            }
+        }
+    }
+
+    /// The body error inside a reader's error, if it is one.
+    pub fn of(e: &io::Error) -> Option<&BodyError> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<BodyError>())
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge(max) => write!(f, "body over {max} bytes"),
+            BodyError::TooSlow(why) | BodyError::Broken(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
 
 /// An error answer: a status and `{"error": message}`.
 #[derive(Debug)]
@@ -108,7 +277,7 @@ pub enum Body {
     Empty,
 }
 
-/// A handler's answer, written out by [`crate::httpd`].
+/// A handler's answer, written out by [`crate::server`].
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
@@ -212,6 +381,15 @@ pub fn header<'r>(rq: &'r Request, name: &str) -> Option<&'r str> {
     rq.header(name)
 }
 
+/// The answer for a body that failed to read: its own status when the
+/// server cut it (413, 408), else 400 naming `what`.
+pub fn body_error(e: &io::Error, what: &str) -> ApiError {
+    match BodyError::of(e) {
+        Some(b) => b.clone().into_api(what),
+        None => ApiError::bad_request(format!("reading {what}: {e}")),
+    }
+}
+
 /// Reads and parses a JSON body of at most [`MAX_JSON_BODY`] bytes.
 pub fn read_json<T: DeserializeOwned>(rq: &mut Request) -> Result<T, ApiError> {
     parse_json(&read_bounded(rq, MAX_JSON_BODY, "JSON body")?)
@@ -240,7 +418,7 @@ pub fn read_bounded(rq: &mut Request, max: usize, what: &str) -> Result<Vec<u8>,
     rq.as_reader()
         .take(max as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        .map_err(|e| body_error(&e, "the request body"))?;
     if body.len() > max {
         return Err(too_large());
     }

@@ -6,8 +6,9 @@
 //! files named by their sha256 behind [`artifacts`]. [`routes`] maps a request
 //! to one thin handler in [`handlers`], which checks names, calls the store and
 //! answers JSON. [`targets`] decides which version a node should run.
-//! [`serve`] owns the process: startup, signals, clean shutdown; [`httpd`] is
-//! its own hardened HTTP/1.1 server (bounded pool, timeouts, limits, TLS).
+//! [`serve`] owns the process: startup, signals, clean shutdown; [`server`]
+//! is its network layer (hyper on tokio, TLS, connection caps, deadlines,
+//! minimum rates, the bounded blocking pool).
 //! [`signature`] checks the shape of the minisign signatures stored with
 //! versions (the manager holds no key; agents verify them).
 //! [`page`] is the admin page a browser opens at `/`, a client of the same API.
@@ -21,12 +22,12 @@ pub mod auth;
 pub mod client;
 pub mod handlers;
 pub mod http;
-pub mod httpd;
 pub mod metrics;
 pub mod page;
 pub mod rollout;
 pub mod routes;
 pub mod serve;
+pub mod server;
 pub mod signature;
 pub mod store;
 pub mod table;

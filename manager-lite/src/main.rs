@@ -14,8 +14,11 @@ USAGE:
                        [--rollout-interval DURATION]
                        [--node-enroll-token-file FILE] [--insecure-open-nodes]
                        [--tls-cert FILE --tls-key FILE] [--max-connections N]
-                       [--header-timeout DURATION] [--io-timeout DURATION]
-                       [--keepalive-timeout DURATION]
+                       [--max-connections-per-ip N] [--header-timeout DURATION]
+                       [--keepalive-timeout DURATION] [--io-timeout DURATION]
+                       [--min-rate BYTES/s] [--min-rate-window DURATION]
+                       [--request-timeout DURATION] [--blocking-threads N]
+                       [--queue-timeout DURATION] [--shutdown-timeout DURATION]
                        [--metrics-public] [--webhook URL]...
                        [--webhook-format json|slack|dingtalk]
     manager-lite publish BIN VERSION FILE [--arch A] [--signature FILE.minisig]
@@ -48,7 +51,8 @@ TOKENS AND ROLES:
     viewer                      read only
     A release created with --require-approval must be approved by another token.
     `token revoke NAME` refuses that token at once. `audit` lists the latest admin
-    writes (default 100, at most 1000), refused ones included, newest first.
+    writes (default 100, at most 1000), refused ones included, newest first;
+    writes refused for want of a valid token are summed up in one record a minute.
 
 SIGNATURES:
     `publish --signature FILE.minisig` uploads, then stores the artifact's minisign

@@ -1,68 +1,29 @@
-//! The route table: which handler answers a (method, path), and which role an
-//! admin route needs. Unknown paths get 404, known paths with another method
-//! 405 (with `Allow`); admin routes check the token (401) and its role (403)
-//! before anything else, so a caller learns nothing from validation errors.
-//! Every admin write, whatever its outcome, leaves an audit record.
+//! The route table: which handler answers a (method, path), who may call it,
+//! what body it reads and whether it may block. Unknown paths get 404,
+//! known paths with another method 405 (with `Allow`); a route's caller is
+//! checked (401, then 403 for a role that may not) before its body is read,
+//! so a caller learns nothing from validation errors and an unauthenticated
+//! client never costs a body read, a blocking thread or a durable write.
+//!
+//! A request goes through [`admit`] (route, caller, body and thread class,
+//! in memory, on the server's async side) and then [`run`] (the handler,
+//! the metrics and the audit record). Every authenticated admin write,
+//! whatever its outcome, leaves an audit record; unauthenticated ones are
+//! counted, and summed up in at most one audit record a minute
+//! ([`summarize_refused`]), so anonymous traffic cannot push real admin
+//! actions out of the audit log.
 
-use crate::httpd::{Method, Request};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use binproxy_protocol::{AuditRecord, Role};
+use binproxy_protocol::{AuditRecord, Role, MAX_JSON_BODY};
 
 use crate::auth::{Actor, NodeCaller};
 use crate::handlers::{self, App};
-use crate::http::{header, ApiError, Reply, Url};
+use crate::http::{header, ApiError, Method, Reply, Request, Url};
 
-/// Answers one request. Never panics outward: a handler panic is logged and
-/// answered with 500, and the worker goes on.
-pub fn handle(app: &App, rq: &mut Request) -> Reply {
-    let started = Instant::now();
-    let method = rq.method().clone();
-    let path = rq.url().split('?').next().unwrap_or("").to_owned();
-    let mut audit = Audit::default();
-    let reply = catch_unwind(AssertUnwindSafe(|| dispatch(app, rq, &mut audit)))
-        .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)")))
-        .unwrap_or_else(|e| {
-            if e.status >= 500 {
-                log::error!("{method} {path}: {}", e.message);
-            }
-            e.into_reply()
-        });
-    let status = reply.status;
-    app.metrics.request(audit.route, status, started.elapsed());
-    if audit.write {
-        record(app, audit, &method, &path, status, rq.remote_addr());
-    }
-    log::debug!(
-        "{method} {path} {status} {}ms",
-        started.elapsed().as_millis()
-    );
-    reply
-}
-
-/// Stores the audit record of an admin write before its answer goes out.
-fn record(
-    app: &App,
-    audit: Audit,
-    method: &Method,
-    path: &str,
-    status: u16,
-    from: std::net::SocketAddr,
-) {
-    let entry = AuditRecord {
-        id: 0,
-        at: crate::time::now_rfc3339(),
-        actor: audit.actor,
-        method: method.to_string(),
-        path: path.chars().take(300).collect(),
-        status,
-        remote_addr: Some(from.ip().to_string()),
-    };
-    if let Err(e) = app.store.add_audit(entry) {
-        log::error!("audit record of {method} {path}: {e}");
-    }
-}
+/// How often at most a summary of refused anonymous writes is audited.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// A known path, with the names it carries (still unchecked).
 #[derive(Clone, Copy)]
@@ -187,7 +148,7 @@ impl<'a> Route<'a> {
     }
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Verb {
     /// GET, and HEAD (the server leaves out the body).
     Get,
@@ -197,109 +158,356 @@ enum Verb {
     Other,
 }
 
-fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, ApiError> {
-    let url = Url::parse(rq.url());
-    let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
-    let route = Route::parse(&segments).ok_or_else(|| {
-        let path: String = rq
-            .url()
-            .split('?')
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
-        ApiError::not_found(format!("no such route: {path}"))
-    })?;
-    audit.route = route.name();
-    let verb = match rq.method() {
+fn verb(method: &Method) -> Verb {
+    match method {
         Method::Get | Method::Head => Verb::Get,
         Method::Post => Verb::Post,
         Method::Put => Verb::Put,
         Method::Delete => Verb::Delete,
         Method::Other(_) => Verb::Other,
-    };
-    audit.write = route.is_admin() && verb != Verb::Get;
+    }
+}
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy)]
+enum Access {
+    Anyone,
+    /// A node's secret or an admin token (when node auth is on).
+    NodeRead,
+    /// A node writing its own records (or enrolling).
+    NodeWrite,
+    /// An admin token of `admin` or one of these roles.
+    Roles(&'static [Role]),
+}
+
+/// What the server reads of a request's body before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyUse {
+    /// Nothing: the handler does not read it.
+    Ignored,
+    /// Read whole into memory first, at most this many bytes.
+    Buffered(u64),
+    /// Streamed to the handler as it arrives, at most this many bytes.
+    Streamed(u64),
+}
+
+/// Where a handler runs: on the async side (memory only, never blocks) or
+/// on the bounded blocking pool (redb commits, file I/O, large answers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Inline,
+    Blocking,
+}
+
+struct Endpoint {
+    access: Access,
+    body: BodyUse,
+    work: Work,
+}
+
+const JSON: BodyUse = BodyUse::Buffered(MAX_JSON_BODY as u64);
+
+/// The endpoint table; `None` for a method the route does not allow.
+fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
+    use Access::{Anyone, NodeRead, NodeWrite, Roles};
+    use BodyUse::{Buffered, Ignored, Streamed};
+    use Work::{Blocking, Inline};
+    let e = |access, body, work| Some(Endpoint { access, body, work });
     match (route, verb) {
-        // Node-facing: with node authentication on, a node's secret.
-        (Route::Health, Verb::Get) => handlers::health(),
-        (Route::Page(name), Verb::Get) => crate::page::asset(name),
-        (Route::Keepalive, Verb::Get) => {
-            node_read(app, rq).and_then(|()| handlers::node_status(app, &url))
+        (Route::Health | Route::Page(_), Verb::Get) => e(Anyone, Ignored, Inline),
+        (Route::Keepalive | Route::Bin(_), Verb::Get) => e(NodeRead, Ignored, Inline),
+        (Route::Download(_), Verb::Get) => e(NodeRead, Ignored, Blocking),
+        (Route::Keepalive | Route::Bin(_) | Route::BinProgress(_), Verb::Post) => {
+            e(NodeWrite, JSON, Blocking)
         }
-        (Route::Keepalive, Verb::Post) => {
-            node(app, rq).and_then(|c| handlers::keepalive(app, &c, rq))
+        (Route::Metrics, Verb::Get) if app.metrics.public => e(Anyone, Ignored, Blocking),
+        (
+            Route::Bins
+            | Route::BinProgress(_)
+            | Route::BinVersions(_)
+            | Route::Releases
+            | Route::Release(_)
+            | Route::Nodes
+            | Route::Node(_)
+            | Route::Tokens
+            | Route::Audit
+            | Route::Metrics,
+            Verb::Get,
+        ) => e(Roles(READ), Ignored, Blocking),
+        (Route::BinVersions(_), Verb::Post) => {
+            e(Roles(PUBLISH), Streamed(app.max_artifact_size), Blocking)
         }
-        (Route::Bin(bin), Verb::Get) => {
-            node_read(app, rq).and_then(|()| handlers::bin_target(app, bin, &url, rq))
+        (Route::Signature(..), Verb::Put) => e(
+            Roles(PUBLISH),
+            Buffered(crate::signature::MAX_SIGNATURE as u64),
+            Blocking,
+        ),
+        (Route::Releases, Verb::Post) => e(Roles(PUBLISH), JSON, Blocking),
+        (Route::ReleaseOp(_, op), Verb::Post) => e(Roles(op_roles(op)), JSON, Blocking),
+        (Route::Pin(..), Verb::Put) | (Route::Tokens, Verb::Post) => {
+            e(Roles(ADMIN), JSON, Blocking)
         }
-        (Route::Bin(bin), Verb::Post) => {
-            node(app, rq).and_then(|c| handlers::installed(app, &c, bin, rq))
+        (Route::Pin(..) | Route::NodeSecret(_) | Route::Token(_), Verb::Delete) => {
+            e(Roles(ADMIN), Ignored, Blocking)
         }
-        (Route::BinProgress(bin), Verb::Post) => {
-            node(app, rq).and_then(|c| handlers::report_progress(app, &c, bin, rq))
+        _ => None,
+    }
+}
+
+/// Who a request is, once its access rule has let it in.
+enum Caller {
+    Anyone,
+    Node(NodeCaller),
+    Admin(Actor),
+}
+
+/// A request admitted to be run: what [`admit`] found out.
+pub struct Ticket {
+    started: Instant,
+    route: &'static str,
+    caller: Caller,
+    /// The answer already decided (404, 405, 401, 403).
+    refusal: Option<ApiError>,
+    body: BodyUse,
+    work: Work,
+    audit: Audit,
+}
+
+impl Ticket {
+    pub fn body(&self) -> BodyUse {
+        self.body
+    }
+
+    /// Whether [`run`] must go to the blocking pool.
+    pub fn blocking(&self) -> bool {
+        self.work == Work::Blocking
+    }
+}
+
+/// What the audit log needs to know about a request.
+#[derive(Default)]
+struct Audit {
+    /// An admin write: recorded (authenticated) or counted (not).
+    write: bool,
+    actor: Option<String>,
+}
+
+/// Routes a request and checks its caller, in memory: never blocks.
+pub fn admit(app: &App, rq: &Request) -> Ticket {
+    let mut t = Ticket {
+        started: Instant::now(),
+        route: "None",
+        caller: Caller::Anyone,
+        refusal: None,
+        body: BodyUse::Ignored,
+        work: Work::Inline,
+        audit: Audit::default(),
+    };
+    let url = Url::parse(rq.url());
+    let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
+    let Some(route) = Route::parse(&segments) else {
+        let path: String = rq.path().chars().take(200).collect();
+        t.refusal = Some(ApiError::not_found(format!("no such route: {path}")));
+        return t;
+    };
+    t.route = route.name();
+    let verb = verb(rq.method());
+    t.audit.write = route.is_admin() && verb != Verb::Get;
+    let Some(ep) = endpoint(app, route, verb) else {
+        t.refusal = Some(ApiError::method_not_allowed(route.allow()));
+        if t.audit.write {
+            let token = app
+                .auth
+                .authenticate(header(rq, "Authorization"), &app.store);
+            t.audit.actor = token.ok().map(|a| a.name);
         }
-        (Route::Download(name), Verb::Get) => {
-            node_read(app, rq).and_then(|()| handlers::download(app, name, rq))
+        t.work = durable_audit(&t.audit);
+        return t;
+    };
+    match authorize(app, rq, ep.access, &mut t.audit) {
+        Ok(caller) => {
+            t.caller = caller;
+            t.body = ep.body;
+            t.work = if t.audit.write {
+                Work::Blocking
+            } else {
+                ep.work
+            };
         }
-        // Admin reads: every role.
-        (Route::Bins, Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::list_bins(app))
+        Err(e) => {
+            t.refusal = Some(e);
+            t.work = durable_audit(&t.audit);
         }
-        (Route::BinProgress(bin), Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::list_progress(app, bin, &url))
+    }
+    t
+}
+
+/// A refused request blocks only to write its audit record.
+fn durable_audit(audit: &Audit) -> Work {
+    if audit.write && audit.actor.is_some() {
+        Work::Blocking
+    } else {
+        Work::Inline
+    }
+}
+
+/// Checks the caller against the endpoint's access rule.
+fn authorize(
+    app: &App,
+    rq: &Request,
+    access: Access,
+    audit: &mut Audit,
+) -> Result<Caller, ApiError> {
+    match access {
+        Access::Anyone => Ok(Caller::Anyone),
+        Access::NodeRead => {
+            let c = node(app, rq)?;
+            c.may_read()?;
+            Ok(Caller::Node(c))
         }
-        (Route::BinVersions(bin), Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::bin_versions(app, bin))
+        Access::NodeWrite => node(app, rq).map(Caller::Node),
+        Access::Roles(roles) => need(app, rq, audit, roles).map(Caller::Admin),
+    }
+}
+
+/// Answers an admitted request: its refusal, the body's `failure`, or its
+/// handler. Never panics outward: a handler panic is logged and answered
+/// with 500. Counts it in the metrics and audits it.
+pub fn run(app: &App, mut ticket: Ticket, rq: &mut Request, failure: Option<ApiError>) -> Reply {
+    let result = match ticket.refusal.take().or(failure) {
+        Some(e) => Err(e),
+        None => catch_unwind(AssertUnwindSafe(|| call(app, &ticket.caller, rq)))
+            .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)"))),
+    };
+    let reply = result.unwrap_or_else(|e| {
+        if e.status >= 500 {
+            log::error!("{} {}: {}", rq.method(), rq.path(), e.message);
         }
-        (Route::Releases, Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::list_releases(app, &url))
+        e.into_reply()
+    });
+    finish(app, &ticket, rq, reply.status);
+    reply
+}
+
+/// The answer when no blocking thread came free in time: counted, never
+/// audited (a saturated server must not take on more writes).
+pub fn busy(app: &App, ticket: &Ticket, rq: &Request, waited: Duration) -> Reply {
+    app.metrics.net.busy();
+    let reply = ApiError::with_status(
+        503,
+        format!(
+            "server busy: no worker free within {}; retry shortly",
+            humantime::format_duration(waited)
+        ),
+    )
+    .into_reply()
+    .header("Retry-After", "1");
+    app.metrics
+        .request(ticket.route, reply.status, ticket.started.elapsed());
+    log::debug!("{} {}: 503 busy", rq.method(), rq.path());
+    reply
+}
+
+/// Metrics, the audit record, the debug log line.
+fn finish(app: &App, ticket: &Ticket, rq: &Request, status: u16) {
+    let elapsed = ticket.started.elapsed();
+    app.metrics.request(ticket.route, status, elapsed);
+    if ticket.audit.write {
+        match &ticket.audit.actor {
+            Some(actor) => record(app, actor, rq, status),
+            None => app.metrics.net.unauthenticated(rq.remote_addr().ip()),
         }
-        (Route::Release(id), Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::release(app, id))
+    }
+    log::debug!(
+        "{} {} {status} {}ms",
+        rq.method(),
+        rq.path(),
+        elapsed.as_millis()
+    );
+}
+
+/// Stores the audit record of an authenticated admin write before its
+/// answer goes out.
+fn record(app: &App, actor: &str, rq: &Request, status: u16) {
+    let entry = AuditRecord {
+        id: 0,
+        at: crate::time::now_rfc3339(),
+        actor: Some(actor.to_owned()),
+        method: rq.method().to_string(),
+        path: rq.path().chars().take(300).collect(),
+        status,
+        remote_addr: Some(rq.remote_addr().ip().to_string()),
+    };
+    if let Err(e) = app.store.add_audit(entry) {
+        log::error!("audit record of {} {}: {e}", rq.method(), rq.path());
+    }
+}
+
+/// Writes one audit record summing up the unauthenticated admin writes
+/// refused since the last one, at most every [`SUMMARY_EVERY`]. Called
+/// from the manager's periodic loop.
+pub fn summarize_refused(app: &App) {
+    let Some(summary) = app.metrics.net.take_unauthenticated(SUMMARY_EVERY) else {
+        return;
+    };
+    let entry = AuditRecord {
+        id: 0,
+        at: crate::time::now_rfc3339(),
+        actor: None,
+        method: "*".into(),
+        path: format!(
+            "{} unauthenticated admin writes refused (401) since {}; most from {} ({})",
+            summary.count, summary.since, summary.top_addr, summary.top_count
+        ),
+        status: 401,
+        remote_addr: Some(summary.top_addr),
+    };
+    if let Err(e) = app.store.add_audit(entry) {
+        log::error!("audit summary of refused writes: {e}");
+    }
+}
+
+/// Calls the handler of an admitted request.
+fn call(app: &App, caller: &Caller, rq: &mut Request) -> Result<Reply, ApiError> {
+    let url = Url::parse(rq.url());
+    let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
+    let route = Route::parse(&segments).ok_or_else(|| ApiError::internal("route vanished"))?;
+    match (route, verb(rq.method()), caller) {
+        (Route::Health, _, _) => handlers::health(),
+        (Route::Page(name), _, _) => crate::page::asset(name),
+        (Route::Metrics, _, _) => handlers::metrics(app),
+        // Node-facing.
+        (Route::Keepalive, Verb::Get, _) => handlers::node_status(app, &url),
+        (Route::Keepalive, Verb::Post, Caller::Node(c)) => handlers::keepalive(app, c, rq),
+        (Route::Bin(bin), Verb::Get, _) => handlers::bin_target(app, bin, &url, rq),
+        (Route::Bin(bin), Verb::Post, Caller::Node(c)) => handlers::installed(app, c, bin, rq),
+        (Route::BinProgress(bin), Verb::Post, Caller::Node(c)) => {
+            handlers::report_progress(app, c, bin, rq)
         }
-        (Route::Nodes, Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::list_nodes(app))
-        }
-        (Route::Node(node), Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::node_view(app, node))
-        }
-        (Route::Tokens, Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::list_tokens(app))
-        }
-        (Route::Audit, Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::list_audit(app, &url))
-        }
-        (Route::Metrics, Verb::Get) if app.metrics.public => handlers::metrics(app),
-        (Route::Metrics, Verb::Get) => {
-            need(app, rq, audit, READ).and_then(|_| handlers::metrics(app))
-        }
+        (Route::Download(name), _, _) => handlers::download(app, name, rq),
+        // Admin reads.
+        (Route::Bins, _, _) => handlers::list_bins(app),
+        (Route::BinProgress(bin), Verb::Get, _) => handlers::list_progress(app, bin, &url),
+        (Route::BinVersions(bin), Verb::Get, _) => handlers::bin_versions(app, bin),
+        (Route::Releases, Verb::Get, _) => handlers::list_releases(app, &url),
+        (Route::Release(id), _, _) => handlers::release(app, id),
+        (Route::Nodes, _, _) => handlers::list_nodes(app),
+        (Route::Node(node), _, _) => handlers::node_view(app, node),
+        (Route::Tokens, Verb::Get, _) => handlers::list_tokens(app),
+        (Route::Audit, _, _) => handlers::list_audit(app, &url),
         // Admin writes.
-        (Route::BinVersions(bin), Verb::Post) => {
-            need(app, rq, audit, PUBLISH).and_then(|_| handlers::upload(app, bin, &url, rq))
+        (Route::BinVersions(bin), Verb::Post, _) => handlers::upload(app, bin, &url, rq),
+        (Route::Signature(bin, version), _, Caller::Admin(a)) => {
+            handlers::put_signature(app, a, bin, version, &url, rq)
         }
-        (Route::Signature(bin, version), Verb::Put) => need(app, rq, audit, PUBLISH)
-            .and_then(|actor| handlers::put_signature(app, &actor, bin, version, &url, rq)),
-        (Route::Releases, Verb::Post) => need(app, rq, audit, PUBLISH)
-            .and_then(|actor| handlers::create_release(app, &actor, rq)),
-        (Route::ReleaseOp(id, op), Verb::Post) => need(app, rq, audit, op_roles(op))
-            .and_then(|actor| handlers::release_op(app, &actor, id, op, rq)),
-        (Route::Pin(node, bin), Verb::Put) => {
-            need(app, rq, audit, ADMIN).and_then(|_| handlers::put_pin(app, node, bin, rq))
-        }
-        (Route::Pin(node, bin), Verb::Delete) => {
-            need(app, rq, audit, ADMIN).and_then(|_| handlers::delete_pin(app, node, bin))
-        }
-        (Route::Tokens, Verb::Post) => {
-            need(app, rq, audit, ADMIN).and_then(|actor| handlers::create_token(app, &actor, rq))
-        }
-        (Route::NodeSecret(node), Verb::Delete) => {
-            need(app, rq, audit, ADMIN).and_then(|_| handlers::revoke_node(app, node))
-        }
-        (Route::Token(name), Verb::Delete) => {
-            need(app, rq, audit, ADMIN).and_then(|_| handlers::revoke_token(app, name))
-        }
-        (route, _) => Err(ApiError::method_not_allowed(route.allow())),
+        (Route::Releases, Verb::Post, Caller::Admin(a)) => handlers::create_release(app, a, rq),
+        (Route::ReleaseOp(id, op), _, Caller::Admin(a)) => handlers::release_op(app, a, id, op, rq),
+        (Route::Pin(node, bin), Verb::Put, _) => handlers::put_pin(app, node, bin, rq),
+        (Route::Pin(node, bin), Verb::Delete, _) => handlers::delete_pin(app, node, bin),
+        (Route::Tokens, Verb::Post, Caller::Admin(a)) => handlers::create_token(app, a, rq),
+        (Route::NodeSecret(node), _, _) => handlers::revoke_node(app, node),
+        (Route::Token(name), _, _) => handlers::revoke_token(app, name),
+        (route, _, _) => Err(ApiError::method_not_allowed(route.allow())),
     }
 }
 
@@ -307,11 +515,6 @@ fn dispatch(app: &App, rq: &mut Request, audit: &mut Audit) -> Result<Reply, Api
 fn node(app: &App, rq: &Request) -> Result<NodeCaller, ApiError> {
     app.auth
         .node_caller(header(rq, "Authorization"), &app.store)
-}
-
-/// Node reads: a node's secret or an admin token, not the enrollment token.
-fn node_read(app: &App, rq: &Request) -> Result<(), ApiError> {
-    node(app, rq)?.may_read()
 }
 
 /// Roles besides `admin` (which may do everything) allowed on a route.
@@ -327,29 +530,9 @@ fn op_roles(op: &str) -> &'static [Role] {
     }
 }
 
-/// What the audit log (and the metrics) need to know about a request.
-struct Audit {
-    /// An admin write (authenticated or not): recorded.
-    write: bool,
-    actor: Option<String>,
-    /// The route's name for metrics; `None` until a route matched.
-    route: &'static str,
-}
-
-impl Default for Audit {
-    fn default() -> Self {
-        Self {
-            write: false,
-            actor: None,
-            route: "None",
-        }
-    }
-}
-
 /// Authenticates an admin request and checks its role: 401 for no or an
 /// unknown token, 403 for a role that may not.
 fn need(app: &App, rq: &Request, audit: &mut Audit, roles: &[Role]) -> Result<Actor, ApiError> {
-    audit.write = !matches!(rq.method(), Method::Get | Method::Head);
     let actor = app
         .auth
         .authenticate(header(rq, "Authorization"), &app.store)

@@ -2,11 +2,11 @@
 //!
 //! Startup opens the data directory (artifacts, redb file, admin token),
 //! removes what a crash left half-done, loads the TLS certificate if given,
-//! and binds. [`crate::httpd`] answers requests with a bounded pool of
-//! workers; the main thread flushes batched `last_seen` updates. On SIGTERM
-//! or SIGINT the server stops accepting, the workers finish the request in
-//! hand, the last `last_seen` values are written, the database is closed, and
-//! the process exits 0.
+//! and binds. [`crate::server`] answers requests on a tokio runtime; two
+//! threads beside it evaluate releases and flush batched `last_seen`
+//! updates. On SIGTERM or SIGINT the server stops accepting, the requests in
+//! hand finish (within `--shutdown-timeout`), the last `last_seen` values are
+//! written, the database is closed, and the process exits 0.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use crate::artifacts::Artifacts;
 use crate::auth::{Auth, TokenSource};
 use crate::handlers::App;
-use crate::httpd::{Limits, Server};
-use crate::routes;
+use crate::server::rate::MinRate;
+use crate::server::{Limits, Server};
 use crate::store::{Store, StoreOptions};
 
 /// Everything `serve` can be told.
@@ -31,14 +31,28 @@ pub struct ServeConfig {
     pub offline_after: Duration,
     pub max_artifact_size: u64,
     pub progress_keep: usize,
-    /// Connections served at once (`--workers` is its old name).
+    /// Connections open at once (`--workers` is its old name).
     pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_ip: usize,
     /// The whole request line and headers must arrive within it.
     pub header_timeout: Duration,
-    /// Per read or write on a socket.
+    /// The longest a body or an answer may stall with no byte moving.
     pub io_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection.
     pub keepalive_timeout: Duration,
+    /// Bodies and answers move at least this many bytes a second...
+    pub min_rate: u64,
+    /// ... over every window of this length.
+    pub min_rate_window: Duration,
+    /// A whole request with a small body, head to last byte.
+    pub request_timeout: Duration,
+    /// Threads for handlers that write or read files.
+    pub blocking_threads: usize,
+    /// How long a request may wait for one of them before 503.
+    pub queue_timeout: Duration,
+    /// How long requests in hand may take to finish on SIGTERM.
+    pub shutdown_timeout: Duration,
     /// PEM certificate chain and key: serve HTTPS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -65,10 +79,17 @@ impl Default for ServeConfig {
             offline_after: Duration::from_secs(180),
             max_artifact_size: 1 << 30,
             progress_keep: 100,
-            max_connections: 64,
+            max_connections: 16_384,
+            max_connections_per_ip: 256,
             header_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(5),
+            min_rate: 16 << 10,
+            min_rate_window: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            blocking_threads: 16,
+            queue_timeout: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(10),
             tls_cert: None,
             tls_key: None,
             flush_interval: Duration::from_secs(5),
@@ -152,19 +173,10 @@ pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
                 )?));
             }
             Long("insecure-open-nodes") => c.insecure_open_nodes = true,
-            // --workers: the old name, kept as an alias.
-            Long(flag @ ("max-connections" | "workers")) => {
+            Long(flag) if SERVER_FLAGS.contains(&flag) => {
                 let flag = format!("--{flag}");
-                c.max_connections = number(&flag, &value(&mut parser, &flag)?)?;
-            }
-            Long(flag @ ("header-timeout" | "io-timeout" | "keepalive-timeout")) => {
-                let flag = format!("--{flag}");
-                let d = duration(&flag, &value(&mut parser, &flag)?)?;
-                match flag.as_str() {
-                    "--header-timeout" => c.header_timeout = d,
-                    "--io-timeout" => c.io_timeout = d,
-                    _ => c.keepalive_timeout = d,
-                }
+                let v = value(&mut parser, &flag)?;
+                server_flag(&mut c, &flag, &v)?;
             }
             Long("tls-cert") => c.tls_cert = Some(PathBuf::from(value(&mut parser, "--tls-cert")?)),
             Long("tls-key") => c.tls_key = Some(PathBuf::from(value(&mut parser, "--tls-key")?)),
@@ -199,6 +211,51 @@ pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
     Ok(c)
 }
 
+/// The network layer's flags (`workers`: the old name of `max-connections`).
+const SERVER_FLAGS: &[&str] = &[
+    "max-connections",
+    "workers",
+    "max-connections-per-ip",
+    "blocking-threads",
+    "header-timeout",
+    "io-timeout",
+    "keepalive-timeout",
+    "min-rate",
+    "min-rate-window",
+    "request-timeout",
+    "queue-timeout",
+    "shutdown-timeout",
+];
+
+/// Sets one of [`SERVER_FLAGS`] (given with its dashes) from its value.
+fn server_flag(c: &mut ServeConfig, flag: &str, v: &str) -> Result<(), String> {
+    let count = match flag {
+        "--max-connections" | "--workers" => Some(&mut c.max_connections),
+        "--max-connections-per-ip" => Some(&mut c.max_connections_per_ip),
+        "--blocking-threads" => Some(&mut c.blocking_threads),
+        _ => None,
+    };
+    if let Some(slot) = count {
+        *slot = number(flag, v)?;
+        return Ok(());
+    }
+    if flag == "--min-rate" {
+        c.min_rate = crate::server::rate::parse(v)
+            .map_err(|e| format!("{flag} {v:?}: {e} (e.g. 16KiB, 1MiB/s)"))?;
+        return Ok(());
+    }
+    *match flag {
+        "--header-timeout" => &mut c.header_timeout,
+        "--io-timeout" => &mut c.io_timeout,
+        "--min-rate-window" => &mut c.min_rate_window,
+        "--request-timeout" => &mut c.request_timeout,
+        "--queue-timeout" => &mut c.queue_timeout,
+        "--shutdown-timeout" => &mut c.shutdown_timeout,
+        _ => &mut c.keepalive_timeout,
+    } = duration(flag, v)?;
+    Ok(())
+}
+
 /// The value of an option, as UTF-8.
 fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
     parser
@@ -228,38 +285,32 @@ fn number<T: std::str::FromStr + PartialOrd + From<u8>>(flag: &str, v: &str) -> 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: &ServeConfig) -> Result<(), String> {
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::httpd::tls::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::server::tls::server_config(cert, key)?),
         _ => None,
     };
-    let app = open(config)?;
-    let limits = Limits {
-        max_connections: config.max_connections,
-        header_timeout: config.header_timeout,
-        io_timeout: config.io_timeout,
-        keepalive_timeout: config.keepalive_timeout,
-    };
+    let app = Arc::new(open(config)?);
+    let limits = limits(config);
     let server = Server::bind(config.listen, tls, limits)?;
     log::info!(
         "listening on {}://{} ({} connections at most)",
         server.scheme(),
         server.local_addr(),
-        config.max_connections
+        limits.max_connections
     );
-
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
-
-    let handler = |rq: &mut crate::httpd::Request| routes::handle(&app, rq);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("manager-http")
+        // Handlers hold at most `blocking_threads`; the rest read file
+        // chunks for downloads.
+        .max_blocking_threads(limits.blocking_threads + 16)
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
     let outcome = std::thread::scope(|scope| {
-        let http = scope.spawn(|| {
-            let result = server.run(&handler, &stop);
-            // Whatever ended the server ends the process.
-            stop.store(true, Ordering::Relaxed);
-            result
-        });
         scope.spawn(|| {
             every(config.rollout_interval, &stop, || {
                 let changed = crate::rollout::tick(&app.store, None, std::time::SystemTime::now())?;
@@ -270,21 +321,50 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
                 Ok(())
             });
         });
-        every(config.flush_interval, &stop, || {
-            app.store.flush_last_seen().map(drop)
+        scope.spawn(|| {
+            every(config.flush_interval, &stop, || {
+                crate::routes::summarize_refused(&app);
+                app.store.flush_last_seen().map(drop)
+            });
         });
-        http.join()
-            .unwrap_or_else(|_| Err("the HTTP server panicked".into()))
+        let result = runtime.block_on(server.run(Arc::clone(&app), Arc::clone(&stop)));
+        // Whatever ended the server ends the process.
+        stop.store(true, Ordering::Relaxed);
+        result
     });
+    // Handlers still running past --shutdown-timeout are left to finish
+    // their write; nothing new reaches them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     log::info!("stopping: requests in hand done");
     app.store.flush_last_seen().map_err(|e| e.to_string())?;
-    drop(server);
-    let mut app = app;
-    app.alerts.shutdown();
-    drop(app);
+    match Arc::try_unwrap(app) {
+        Ok(mut app) => app.alerts.shutdown(),
+        Err(_) => log::warn!("a handler still runs: alerts still queued are dropped"),
+    }
     outcome?;
     log::info!("stopped");
     Ok(())
+}
+
+/// The server's bounds from the flags, with the connection cap lowered to
+/// what the file descriptor limit allows.
+fn limits(config: &ServeConfig) -> Limits {
+    let max_connections = crate::server::fd_budget(config.max_connections);
+    Limits {
+        max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        header_timeout: config.header_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        io_timeout: config.io_timeout,
+        min_rate: MinRate {
+            bytes_per_sec: config.min_rate,
+            window: config.min_rate_window,
+        },
+        request_timeout: config.request_timeout,
+        blocking_threads: config.blocking_threads,
+        queue_timeout: config.queue_timeout,
+        shutdown_timeout: config.shutdown_timeout,
+    }
 }
 
 /// Opens everything in the data directory and cleans what a crash left.

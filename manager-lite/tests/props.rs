@@ -2,7 +2,8 @@
 //! budget of cases each so a run is bounded: the `.minisig` shape check
 //! ([`manager_lite::signature::check`]), URL splitting and percent decoding
 //! ([`manager_lite::http::Url::parse`]) and `Range` headers
-//! ([`manager_lite::http::parse_range`]) never panic, accept what is well
+//! ([`manager_lite::http::parse_range`]) and `--min-rate` values
+//! ([`manager_lite::server::rate::parse`]) never panic, accept what is well
 //! formed, and a range always lies within the file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -230,5 +231,25 @@ proptest! {
         prop_assert_eq!(parse_range(Some(&format!("bytes={a}-,{b}-")), len), ByteRange::Full);
         prop_assert_eq!(parse_range(Some(&format!("items={a}-{b}")), len), ByteRange::Full);
         prop_assert_eq!(parse_range(None, len), ByteRange::Full);
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// `--min-rate`: any text is a rate or an error, never a panic; a
+    /// number with a unit means that many bytes per second.
+    #[test]
+    fn min_rates_parse_or_refuse(text in ".{0,40}") {
+        if let Ok(n) = manager_lite::server::rate::parse(&text) {
+            prop_assert!(n > 0);
+        }
+    }
+
+    #[test]
+    fn min_rates_mean_what_they_say(n in 1u64..1_000_000, unit in 0usize..4, per_s in any::<bool>()) {
+        let (name, size) = [("", 1u64), ("B", 1), ("KiB", 1024), ("MiB", 1 << 20)][unit];
+        let text = format!("{n}{name}{}", if per_s { "/s" } else { "" });
+        prop_assert_eq!(manager_lite::server::rate::parse(&text), Ok(n * size));
     }
 }

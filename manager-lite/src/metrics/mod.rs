@@ -11,9 +11,13 @@
 //! names (never raw paths), and past [`MAX_BINS`] distinct bin names the
 //! rest count as `_other`.
 
+mod net;
+
+pub use net::{Cut, Net, Refused, Summary};
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::{Display, Write as _};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use binproxy_protocol::{Progress, ProgressStatus, Release, ReleaseStatus};
@@ -109,6 +113,8 @@ pub struct Metrics {
     started: SystemTime,
     /// `serve --metrics-public`: `/metrics` answers without a token.
     pub public: bool,
+    /// The network layer's counters, shared with the server.
+    pub net: Arc<Net>,
 }
 
 impl Metrics {
@@ -117,6 +123,7 @@ impl Metrics {
             inner: Mutex::default(),
             started: SystemTime::now(),
             public,
+            net: Arc::default(),
         }
     }
 
@@ -229,6 +236,7 @@ impl Metrics {
             );
         }
         drop(inner);
+        self.net.render(out);
         alert_counts(out, alerts);
         out.head(
             "manager_start_time_seconds",
