@@ -253,7 +253,7 @@ pub fn bin_target(app: &App, bin: &str, url: &Url, rq: &Request) -> Answer {
             .header("ETag", etag)
             .header("Cache-Control", NO_STORE));
     }
-    Ok(Reply::json(200, &target)
+    Ok(Reply::json_bytes(200, body)
         .header("ETag", etag)
         .header("Cache-Control", NO_STORE))
 }

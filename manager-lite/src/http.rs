@@ -287,12 +287,17 @@ pub struct Reply {
 impl Reply {
     pub fn json<T: Serialize>(status: u16, value: &T) -> Self {
         match serde_json::to_vec(value) {
-            Ok(bytes) => Self {
-                status,
-                headers: vec![("Content-Type", "application/json".into())],
-                body: Body::Bytes(bytes),
-            },
+            Ok(bytes) => Self::json_bytes(status, bytes),
             Err(e) => ApiError::internal(format!("encoding the answer: {e}")).into_reply(),
+        }
+    }
+
+    /// A JSON answer already encoded.
+    pub fn json_bytes(status: u16, bytes: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type", "application/json".into())],
+            body: Body::Bytes(bytes),
         }
     }
 

@@ -264,6 +264,7 @@ enum Caller {
 /// A request admitted to be run: what [`admit`] found out.
 pub struct Ticket {
     started: Instant,
+    url: Url,
     route: &'static str,
     caller: Caller,
     /// The answer already decided (404, 405, 401, 403).
@@ -296,6 +297,7 @@ struct Audit {
 pub fn admit(app: &App, rq: &Request) -> Ticket {
     let mut t = Ticket {
         started: Instant::now(),
+        url: Url::parse(rq.url()),
         route: "None",
         caller: Caller::Anyone,
         refusal: None,
@@ -303,8 +305,7 @@ pub fn admit(app: &App, rq: &Request) -> Ticket {
         work: Work::Inline,
         audit: Audit::default(),
     };
-    let url = Url::parse(rq.url());
-    let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
+    let segments: Vec<&str> = t.url.segments.iter().map(String::as_str).collect();
     let Some(route) = Route::parse(&segments) else {
         let path: String = rq.path().chars().take(200).collect();
         t.refusal = Some(ApiError::not_found(format!("no such route: {path}")));
@@ -376,7 +377,7 @@ fn authorize(
 pub fn run(app: &App, mut ticket: Ticket, rq: &mut Request, failure: Option<ApiError>) -> Reply {
     let result = match ticket.refusal.take().or(failure) {
         Some(e) => Err(e),
-        None => catch_unwind(AssertUnwindSafe(|| call(app, &ticket.caller, rq)))
+        None => catch_unwind(AssertUnwindSafe(|| call(app, &ticket, rq)))
             .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)"))),
     };
     let reply = result.unwrap_or_else(|e| {
@@ -468,18 +469,18 @@ pub fn summarize_refused(app: &App) {
 }
 
 /// Calls the handler of an admitted request.
-fn call(app: &App, caller: &Caller, rq: &mut Request) -> Result<Reply, ApiError> {
-    let url = Url::parse(rq.url());
+fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError> {
+    let url = &ticket.url;
     let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
     let route = Route::parse(&segments).ok_or_else(|| ApiError::internal("route vanished"))?;
-    match (route, verb(rq.method()), caller) {
+    match (route, verb(rq.method()), &ticket.caller) {
         (Route::Health, _, _) => handlers::health(),
         (Route::Page(name), _, _) => crate::page::asset(name),
         (Route::Metrics, _, _) => handlers::metrics(app),
         // Node-facing.
-        (Route::Keepalive, Verb::Get, _) => handlers::node_status(app, &url),
+        (Route::Keepalive, Verb::Get, _) => handlers::node_status(app, url),
         (Route::Keepalive, Verb::Post, Caller::Node(c)) => handlers::keepalive(app, c, rq),
-        (Route::Bin(bin), Verb::Get, _) => handlers::bin_target(app, bin, &url, rq),
+        (Route::Bin(bin), Verb::Get, _) => handlers::bin_target(app, bin, url, rq),
         (Route::Bin(bin), Verb::Post, Caller::Node(c)) => handlers::installed(app, c, bin, rq),
         (Route::BinProgress(bin), Verb::Post, Caller::Node(c)) => {
             handlers::report_progress(app, c, bin, rq)
@@ -487,18 +488,18 @@ fn call(app: &App, caller: &Caller, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::Download(name), _, _) => handlers::download(app, name, rq),
         // Admin reads.
         (Route::Bins, _, _) => handlers::list_bins(app),
-        (Route::BinProgress(bin), Verb::Get, _) => handlers::list_progress(app, bin, &url),
+        (Route::BinProgress(bin), Verb::Get, _) => handlers::list_progress(app, bin, url),
         (Route::BinVersions(bin), Verb::Get, _) => handlers::bin_versions(app, bin),
-        (Route::Releases, Verb::Get, _) => handlers::list_releases(app, &url),
+        (Route::Releases, Verb::Get, _) => handlers::list_releases(app, url),
         (Route::Release(id), _, _) => handlers::release(app, id),
         (Route::Nodes, _, _) => handlers::list_nodes(app),
         (Route::Node(node), _, _) => handlers::node_view(app, node),
         (Route::Tokens, Verb::Get, _) => handlers::list_tokens(app),
-        (Route::Audit, _, _) => handlers::list_audit(app, &url),
+        (Route::Audit, _, _) => handlers::list_audit(app, url),
         // Admin writes.
-        (Route::BinVersions(bin), Verb::Post, _) => handlers::upload(app, bin, &url, rq),
+        (Route::BinVersions(bin), Verb::Post, _) => handlers::upload(app, bin, url, rq),
         (Route::Signature(bin, version), _, Caller::Admin(a)) => {
-            handlers::put_signature(app, a, bin, version, &url, rq)
+            handlers::put_signature(app, a, bin, version, url, rq)
         }
         (Route::Releases, Verb::Post, Caller::Admin(a)) => handlers::create_release(app, a, rq),
         (Route::ReleaseOp(id, op), _, Caller::Admin(a)) => handlers::release_op(app, a, id, op, rq),

@@ -290,7 +290,18 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
     };
     let app = Arc::new(open(config)?);
     let limits = limits(config);
-    let server = Server::bind(config.listen, tls, limits)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("manager-http")
+        // Handlers hold at most `blocking_threads`; the rest read file
+        // chunks for downloads.
+        .max_blocking_threads(limits.blocking_threads + 16)
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let server = {
+        let _inside = runtime.enter();
+        Server::bind(config.listen, tls, limits)?
+    };
     log::info!(
         "listening on {}://{} ({} connections at most)",
         server.scheme(),
@@ -302,14 +313,6 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("installing the signal handler: {e}"))?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("manager-http")
-        // Handlers hold at most `blocking_threads`; the rest read file
-        // chunks for downloads.
-        .max_blocking_threads(limits.blocking_threads + 16)
-        .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| {
             every(config.rollout_interval, &stop, || {

@@ -142,11 +142,17 @@ pub async fn serve(
     net.opened();
     let _open = OnDrop(move || net.closed());
     let _ = tcp.set_nodelay(true);
+    let deadline = accepted + shared.limits.header_timeout;
     let Some(acceptor) = shared.tls.clone() else {
-        http(shared, tcp, peer, accepted, watcher).await;
+        // hyper allocates its buffers (16 KiB) when it takes a connection:
+        // a socket that never sends a byte costs only its task.
+        match tokio::time::timeout_at(deadline.into(), tcp.readable()).await {
+            Ok(Ok(())) => http(shared, tcp, peer, accepted, watcher).await,
+            Ok(Err(_)) => {}
+            Err(_) => shared.app.metrics.net.cut(Cut::HeaderTimeout),
+        }
         return;
     };
-    let deadline = accepted + shared.limits.header_timeout;
     match tokio::time::timeout_at(deadline.into(), handshake(&acceptor, tcp)).await {
         Ok(Some(tls)) => http(shared, tls, peer, accepted, watcher).await,
         Ok(None) => {}

@@ -46,6 +46,10 @@ const MAX_FIELDS: usize = 100;
 const BODY_BUDGET: usize = 64 << 20;
 /// Memory for file chunks waiting to be written to slow clients, in all.
 const FILE_BUDGET: usize = 256 << 20;
+/// Connections the kernel queues before the accept loop takes them
+/// (capped by `net.core.somaxconn`): the default of 128 drops SYNs, and
+/// clients wait a second for their retry, under a burst of connections.
+const BACKLOG: u32 = 4096;
 /// How often the accept loop looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
@@ -132,24 +136,31 @@ pub fn fd_budget(wanted: usize) -> usize {
 
 /// A bound listener, ready to [`Server::run`].
 pub struct Server {
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     addr: SocketAddr,
     tls: Option<Arc<ServerConfig>>,
     limits: Limits,
 }
 
 impl Server {
+    /// Binds `addr`. Call inside the tokio runtime (`Runtime::enter`).
     pub fn bind(
         addr: SocketAddr,
         tls: Option<Arc<ServerConfig>>,
         limits: Limits,
     ) -> Result<Server, String> {
-        let listener =
-            std::net::TcpListener::bind(addr).map_err(|e| format!("listening on {addr}: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .and_then(|a| listener.set_nonblocking(true).map(|()| a))
-            .map_err(|e| format!("listening on {addr}: {e}"))?;
+        let listening = || {
+            let socket = match addr {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            let listener = socket.listen(BACKLOG)?;
+            let local = listener.local_addr()?;
+            Ok::<_, std::io::Error>((listener, local))
+        };
+        let (listener, addr) = listening().map_err(|e| format!("listening on {addr}: {e}"))?;
         Ok(Server {
             listener,
             addr,
@@ -174,8 +185,7 @@ impl Server {
     /// Serves until `stop` is set, then lets the requests in hand finish
     /// (within `shutdown_timeout`). Call inside the tokio runtime.
     pub async fn run(self, app: Arc<App>, stop: Arc<AtomicBool>) -> Result<(), String> {
-        let listener = TcpListener::from_std(self.listener)
-            .map_err(|e| format!("listening on {}: {e}", self.addr))?;
+        let listener = self.listener;
         let mut http = http1::Builder::new();
         http.keep_alive(true)
             .max_headers(MAX_FIELDS)
