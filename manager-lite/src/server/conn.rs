@@ -146,15 +146,18 @@ pub async fn serve(
     let Some(acceptor) = shared.tls.clone() else {
         // hyper allocates its buffers (16 KiB) when it takes a connection:
         // a socket that never sends a byte costs only its task.
-        match tokio::time::timeout_at(deadline.into(), tcp.readable()).await {
-            Ok(Ok(())) => http(shared, tcp, peer, accepted, watcher).await,
-            Ok(Err(_)) => {}
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(deadline.into(), tcp.peek(&mut first)).await {
+            Ok(Ok(1)) => Box::pin(http(shared, tcp, peer, accepted, watcher)).await,
+            Ok(_) => {}
             Err(_) => shared.app.metrics.net.cut(Cut::HeaderTimeout),
         }
         return;
     };
-    match tokio::time::timeout_at(deadline.into(), handshake(&acceptor, tcp)).await {
-        Ok(Some(tls)) => http(shared, tls, peer, accepted, watcher).await,
+    // Boxed: a waiting connection's task stays small (see Performance).
+    let handshake = Box::pin(handshake(&acceptor, tcp));
+    match tokio::time::timeout_at(deadline.into(), handshake).await {
+        Ok(Some(tls)) => Box::pin(http(shared, tls, peer, accepted, watcher)).await,
         Ok(None) => {}
         Err(_) => {
             shared.app.metrics.net.cut(Cut::HeaderTimeout);
@@ -197,6 +200,7 @@ where
     let guarded = Guarded::new(
         io,
         Arc::clone(&state),
+        Arc::clone(&shared.stopping),
         shared.deadlines(),
         Arc::clone(&shared.app.metrics.net),
         accepted,

@@ -16,8 +16,8 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -42,6 +42,10 @@ pub struct ConnState {
     active: AtomicBool,
     /// Requests finished: a change starts the wait for the next head.
     finished: AtomicU64,
+    /// The connection's task, parked whenever it waits on the socket: woken
+    /// when a request ends, so the keep-alive clock starts then and not at
+    /// some later wake-up.
+    parked: Mutex<Option<Waker>>,
 }
 
 impl ConnState {
@@ -54,6 +58,21 @@ impl ConnState {
     pub fn end(&self) {
         self.active.store(false, Ordering::Release);
         self.finished.fetch_add(1, Ordering::AcqRel);
+        let parked = self.lock_parked().take();
+        if let Some(waker) = parked {
+            waker.wake();
+        }
+    }
+
+    fn park(&self, cx: &Context<'_>) {
+        let mut parked = self.lock_parked();
+        if !parked.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *parked = Some(cx.waker().clone());
+        }
+    }
+
+    fn lock_parked(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn active(&self) -> bool {
@@ -78,6 +97,8 @@ pub struct Deadlines {
 pub struct Guarded<T> {
     inner: T,
     state: Arc<ConnState>,
+    /// The server is stopping: a connection waiting for a head closes.
+    stopping: Arc<AtomicBool>,
     limits: Deadlines,
     net: Arc<Net>,
     timer: Pin<Box<Sleep>>,
@@ -123,6 +144,7 @@ impl<T> Guarded<T> {
     pub fn new(
         inner: T,
         state: Arc<ConnState>,
+        stopping: Arc<AtomicBool>,
         limits: Deadlines,
         net: Arc<Net>,
         accepted: Instant,
@@ -131,6 +153,7 @@ impl<T> Guarded<T> {
         Guarded {
             inner,
             state,
+            stopping,
             limits,
             net,
             timer: Box::pin(tokio::time::sleep_until(now.into())),
@@ -196,9 +219,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Guarded<T> {
 
     /// Nothing to read: is the client still within its head deadline?
     fn poll_head_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.sync();
+        // hyper does not poll the socket again when an answer is out: it
+        // waits for a wake-up. `end()` gives it one, so the keep-alive
+        // clock starts when the answer is out.
+        self.state.park(cx);
         if self.state.active() {
             return Poll::Pending;
+        }
+        self.sync();
+        if self.stopping.load(Ordering::Relaxed) {
+            self.dead = true;
+            return Poll::Ready(Err(io::Error::other("the server is stopping")));
         }
         let (deadline, counts) = if self.head.first || self.head.started {
             (self.head.since + self.limits.header_timeout, true)

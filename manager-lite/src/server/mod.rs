@@ -79,7 +79,9 @@ pub struct Shared {
     caps: Arc<Caps>,
     workers: Arc<Semaphore>,
     body_budget: Arc<Semaphore>,
-    file_budget: Arc<Semaphore>,
+    /// Set on SIGTERM/SIGINT.
+    stopping: Arc<AtomicBool>,
+    file_chunks: Arc<answer::Chunks>,
 }
 
 impl Shared {
@@ -200,7 +202,8 @@ impl Server {
             caps: Caps::new(limits.max_connections, limits.max_connections_per_ip),
             workers: Arc::new(Semaphore::new(limits.blocking_threads)),
             body_budget: answer::budget(BODY_BUDGET),
-            file_budget: answer::budget(FILE_BUDGET),
+            file_chunks: answer::Chunks::new(FILE_BUDGET),
+            stopping: Arc::clone(&stop),
         });
         let graceful = GracefulShutdown::new();
         let mut poll = tokio::time::interval(STOP_POLL);

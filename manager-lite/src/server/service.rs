@@ -40,12 +40,20 @@ pub async fn handle(
 ) -> Result<Response<ReplyBody>, Infallible> {
     conn.begin();
     let head_only = request.method() == hyper::Method::HEAD;
-    let reply = respond(&shared, peer, request).await;
+    let closes = closes_after(&request);
+    let mut reply = respond(&shared, peer, request).await;
+    let says_close = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("connection"));
+    if closes && !says_close {
+        reply = reply.header("Connection", "close");
+    }
     Ok(answer::response(
         reply,
         head_only,
         conn,
-        &shared.file_budget,
+        &shared.file_chunks,
     ))
 }
 
@@ -90,8 +98,26 @@ async fn respond(
     }
 }
 
+/// An HTTP/1.0 client that did not ask for keep-alive: hyper closes the
+/// connection after the answer, which then says so.
+fn closes_after(request: &hyper::Request<Incoming>) -> bool {
+    request.version() == Version::HTTP_10
+        && !request
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("keep-alive"))
+}
+
 /// The protocol rules hyper leaves to the application.
 fn check_head(parts: &hyper::http::request::Parts) -> Result<(), ApiError> {
+    // Origin-form (`/path`) or absolute-form (`http://host/path`) only: an
+    // authority (`health`) or `*` names nothing here.
+    if parts.uri.scheme().is_none() && !parts.uri.path().starts_with('/') {
+        return Err(ApiError::bad_request(
+            "request target must be a path (/...) or an absolute URL",
+        ));
+    }
     let hosts = parts.headers.get_all(HOST).iter().count();
     if parts.version == Version::HTTP_11 && hosts != 1 {
         return Err(ApiError::bad_request(if hosts == 0 {
