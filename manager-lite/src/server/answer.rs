@@ -23,6 +23,7 @@ use hyper::{Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::guard::ConnState;
+use super::splice::{Splice, PLACEHOLDER};
 use crate::http::{ApiError, Body, Reply};
 
 /// Bytes per file read: large enough that the hop to the blocking pool is
@@ -97,6 +98,7 @@ pub fn response(
     let kind = match reply.body {
         _ if head_only => Kind::Empty,
         Body::Bytes(b) => Kind::Bytes(Some(Bytes::from(b))),
+        Body::File(file, len) if done.can_splice() => placeholders(file, len, &done),
         Body::File(file, len) => Kind::File(FileStream {
             file: Some(file),
             left: len,
@@ -153,6 +155,27 @@ enum Kind {
     Empty,
     Bytes(Option<Bytes>),
     File(FileStream),
+    /// Bytes of a file sendfile writes in their place ([`super::splice`]).
+    Placeholders(u64),
+}
+
+/// A file answer on a connection that sends files itself.
+fn placeholders(mut file: File, len: u64, conn: &ConnState) -> Kind {
+    use std::io::Seek;
+    // The handler placed the file at the first byte to send (a Range).
+    let offset = match file.stream_position() {
+        Ok(at) => at,
+        Err(e) => {
+            log::error!("reading an artifact's position: {e}");
+            return Kind::Placeholders(len);
+        }
+    };
+    conn.set_splice(Splice {
+        file,
+        offset,
+        left: len,
+    });
+    Kind::Placeholders(len)
 }
 
 type Reading = Pin<Box<dyn Future<Output = io::Result<(File, Bytes)>> + Send>>;
@@ -256,6 +279,13 @@ impl HttpBody for ReplyBody {
             Kind::Empty => Poll::Ready(None),
             Kind::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::File(f) => f.poll_chunk(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            Kind::Placeholders(left) => {
+                let n = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(PLACEHOLDER.len());
+                *left -= n as u64;
+                Poll::Ready((n > 0).then(|| Ok(Frame::data(Bytes::from_static(&PLACEHOLDER[..n])))))
+            }
         }
     }
 
@@ -264,6 +294,7 @@ impl HttpBody for ReplyBody {
             Kind::Empty => true,
             Kind::Bytes(b) => b.is_none(),
             Kind::File(f) => f.left == 0,
+            Kind::Placeholders(left) => *left == 0,
         }
     }
 
@@ -272,6 +303,7 @@ impl HttpBody for ReplyBody {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Bytes(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::File(f) => SizeHint::with_exact(f.left),
+            Kind::Placeholders(left) => SizeHint::with_exact(*left),
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::guard::{ConnState, Guarded};
+use super::splice::SendFile;
 use super::{answer, service, Shared};
 use crate::metrics::{Cut, Refused};
 
@@ -148,7 +149,7 @@ pub async fn serve(
         // a socket that never sends a byte costs only its task.
         let mut first = [0u8; 1];
         match tokio::time::timeout_at(deadline.into(), tcp.peek(&mut first)).await {
-            Ok(Ok(1)) => Box::pin(http(shared, tcp, peer, accepted, watcher)).await,
+            Ok(Ok(1)) => Box::pin(http(shared, tcp, peer, accepted, watcher, true)).await,
             Ok(_) => {}
             Err(_) => shared.app.metrics.net.cut(Cut::HeaderTimeout),
         }
@@ -157,7 +158,7 @@ pub async fn serve(
     // Boxed: a waiting connection's task stays small (see Performance).
     let handshake = Box::pin(handshake(&acceptor, tcp));
     match tokio::time::timeout_at(deadline.into(), handshake).await {
-        Ok(Some(tls)) => Box::pin(http(shared, tls, peer, accepted, watcher)).await,
+        Ok(Some(tls)) => Box::pin(http(shared, tls, peer, accepted, watcher, false)).await,
         Ok(None) => {}
         Err(_) => {
             shared.app.metrics.net.cut(Cut::HeaderTimeout);
@@ -192,11 +193,18 @@ async fn handshake(
 }
 
 /// hyper on the guarded socket, watched for a graceful shutdown.
-async fn http<T>(shared: Arc<Shared>, io: T, peer: SocketAddr, accepted: Instant, watcher: Watcher)
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+/// `can_splice`: a plain TCP socket, which may send files by itself.
+async fn http<T>(
+    shared: Arc<Shared>,
+    io: T,
+    peer: SocketAddr,
+    accepted: Instant,
+    watcher: Watcher,
+    can_splice: bool,
+) where
+    T: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
 {
-    let state = Arc::new(ConnState::default());
+    let state = Arc::new(ConnState::new(can_splice));
     let guarded = Guarded::new(
         io,
         Arc::clone(&state),

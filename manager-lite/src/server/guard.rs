@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::rate::{Meter, MinRate};
+use super::splice::{is_placeholder, SendFile, Splice};
 use crate::metrics::{Cut, Net};
 
 /// How long writing the `408` may take before the connection is just closed.
@@ -37,7 +38,7 @@ const LINGER_BYTES: usize = 1 << 20;
 
 /// Whether a request is in hand on a connection; shared by the connection's
 /// socket and the requests served on it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ConnState {
     active: AtomicBool,
     /// Requests finished: a change starts the wait for the next head.
@@ -46,9 +47,28 @@ pub struct ConnState {
     /// when a request ends, so the keep-alive clock starts then and not at
     /// some later wake-up.
     parked: Mutex<Option<Waker>>,
+    /// Plain TCP: file answers may go out with sendfile ([`super::splice`]).
+    can_splice: bool,
+    splice: Mutex<Option<Splice>>,
 }
 
 impl ConnState {
+    pub fn new(can_splice: bool) -> ConnState {
+        ConnState {
+            can_splice,
+            ..ConnState::default()
+        }
+    }
+
+    pub fn can_splice(&self) -> bool {
+        self.can_splice
+    }
+
+    /// The file whose bytes the next placeholders written stand for.
+    pub fn set_splice(&self, splice: Splice) {
+        *self.splice.lock().unwrap_or_else(PoisonError::into_inner) = Some(splice);
+    }
+
     /// A head arrived: its request is being served.
     pub fn begin(&self) {
         self.active.store(true, Ordering::Release);
@@ -206,7 +226,42 @@ impl<T> Guarded<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Guarded<T> {
+impl<T: AsyncRead + AsyncWrite + SendFile + Unpin> Guarded<T> {
+    /// Writes `want` bytes of the answer's file in place of a placeholder.
+    fn poll_splice(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        let mut splice = self
+            .state
+            .splice
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(sp) = splice.as_mut() else {
+            return Poll::Ready(Err(io::Error::other("a placeholder without its file")));
+        };
+        let count = usize::try_from(sp.left).unwrap_or(usize::MAX).min(want);
+        let sent = match self
+            .inner
+            .poll_send_file(cx, &sp.file, &mut sp.offset, count)
+        {
+            Poll::Ready(Ok(0)) if count > 0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the artifact file ended before its length",
+            )),
+            Poll::Ready(r) => r,
+            Poll::Pending => {
+                drop(splice);
+                return self.poll_write_deadline(cx).map(Err);
+            }
+        };
+        if let Ok(n) = sent {
+            sp.left -= n as u64;
+            if sp.left == 0 {
+                *splice = None;
+            }
+        }
+        drop(splice);
+        Poll::Ready(sent.and_then(|n| self.after_write(n).map(|()| n)))
+    }
+
     fn after_read(&mut self, n: usize) {
         self.sync();
         if n > 0 && !self.head.started && !self.state.active() {
@@ -333,7 +388,7 @@ fn dead() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "connection cut by its deadlines")
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
+impl<T: AsyncRead + AsyncWrite + SendFile + Unpin> AsyncRead for Guarded<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -358,7 +413,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+impl<T: AsyncRead + AsyncWrite + SendFile + Unpin> AsyncWrite for Guarded<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -367,6 +422,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         let this = self.get_mut();
         if this.dead {
             return Poll::Ready(Err(dead()));
+        }
+        if is_placeholder(buf) {
+            return this.poll_splice(cx, buf.len());
         }
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(Ok(n)) => Poll::Ready(this.after_write(n).map(|()| n)),
@@ -384,6 +442,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         if this.dead {
             return Poll::Ready(Err(dead()));
         }
+        // What comes before a placeholder goes out first, on its own.
+        let bufs = match bufs.iter().position(|b| is_placeholder(b)) {
+            Some(0) => return this.poll_splice(cx, bufs[0].len()),
+            Some(i) => &bufs[..i],
+            None => bufs,
+        };
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(Ok(n)) => Poll::Ready(this.after_write(n).map(|()| n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -20,6 +20,7 @@ mod conn;
 mod guard;
 pub mod rate;
 mod service;
+mod splice;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -189,7 +190,9 @@ impl Server {
     pub async fn run(self, app: Arc<App>, stop: Arc<AtomicBool>) -> Result<(), String> {
         let listener = self.listener;
         let mut http = http1::Builder::new();
+        // writev: body frames are queued, never copied (splice.rs needs it).
         http.keep_alive(true)
+            .writev(true)
             .max_headers(MAX_FIELDS)
             .max_header_size(MAX_HEAD)
             .header_read_timeout(None);
