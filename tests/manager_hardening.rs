@@ -50,6 +50,7 @@ use binproxy_tests::{artifact_bytes, sha256_hex, status_counts, Manager, Manager
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use socket2::{Domain, Socket, Type};
 
 /// Generous bound for any single read in these tests (not a timing assertion:
@@ -319,22 +320,15 @@ fn audit(m: &Manager) -> Vec<Value> {
         .clone()
 }
 
-/// A streaming sha256 (ring's: fast even in a debug build).
-fn sha256() -> ring::digest::Context {
-    ring::digest::Context::new(&ring::digest::SHA256)
+/// A streaming sha256 (sha2 is built at opt-level 3 even in debug builds:
+/// see the workspace's Cargo.toml).
+fn sha256() -> Sha256 {
+    Sha256::new()
 }
 
 /// Lower-case hex of a finished [`sha256`].
-fn hex_of(ctx: ring::digest::Context) -> String {
-    hex(ctx.finish().as_ref())
-}
-
-fn hex(digest: &[u8]) -> String {
-    use std::fmt::Write as _;
-    digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+fn hex_of(ctx: Sha256) -> String {
+    binproxy_protocol::hex(&ctx.finalize())
 }
 
 /// Size of one generated block.
@@ -1068,6 +1062,7 @@ fn a_saturated_blocking_pool_answers_503_busy_and_recovers() {
     const CHUNK: usize = 64 * 1024;
     const CHUNKS: u64 = 60;
     let m = manager(&["--blocking-threads", "1", "--queue-timeout", "1s"]);
+    keepalive_ok(&m, "known-node");
     let s = connect(m.addr);
     let mut w = s.try_clone().unwrap();
     let len = CHUNK as u64 * CHUNKS;
@@ -1099,9 +1094,12 @@ fn a_saturated_blocking_pool_answers_503_busy_and_recovers() {
         hex_of(hasher)
     });
     started.recv_timeout(READ_LIMIT).expect("upload started");
-    // Handlers that need no blocking thread are served.
+    // Handlers that need no blocking thread are served: health, and the
+    // keepalive of a known node that changes nothing (the fleet's steady
+    // state is answered from memory).
     health_ok(&m);
-    // One that does waits --queue-timeout, then 503.
+    keepalive_ok(&m, "known-node");
+    // One that needs a write (a new node) waits --queue-timeout, then 503.
     let r = m.keepalive("queued-node", "x86_64", &[]);
     r.expect_error(503);
     assert_eq!(r.header("retry-after"), Some("1"), "{r}");

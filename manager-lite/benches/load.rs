@@ -99,7 +99,16 @@ impl Conn {
 
 fn start_manager(data: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_manager-lite"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        // Every client comes from 127.0.0.1 here, standing in for many
+        // hosts: lift the per-address cap above --clients.
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-connections-per-ip",
+            "100000",
+            "--data",
+        ])
         .arg(data)
         .env("MANAGER_ADMIN_TOKEN", TOKEN)
         .env("RUST_LOG", "info")

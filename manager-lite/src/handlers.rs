@@ -81,20 +81,47 @@ pub fn health() -> Answer {
 
 // ---- node-facing ----
 
+/// `POST /api/v1/keepalive`: registers or updates the node (durably when
+/// new or changed) and answers its targets.
 pub fn keepalive(app: &App, caller: &NodeCaller, rq: &mut Request) -> Answer {
-    let k: Keepalive = read_json(rq)?;
-    let bins_given = k.bins.is_some();
-    let node = node_from_keepalive(k)?;
+    let (node, bins_given) = keepalive_node(caller, rq)?;
     let node_secret = match caller {
         NodeCaller::Enroll => Some(enroll(app, &node.node_id)?),
-        other => {
-            other.may_write_as(&node.node_id)?;
-            None
-        }
+        _ => None,
+    };
+    let node = app.store.keepalive(node, bins_given, SystemTime::now())?;
+    keepalive_reply(app, node, bins_given, node_secret)
+}
+
+/// The steady state of a fleet: a keepalive that changes nothing but
+/// `last_seen`, answered from memory without a blocking thread. `None`
+/// when it needs a write: [`keepalive`] then answers it.
+pub fn keepalive_in_memory(app: &App, caller: &NodeCaller, rq: &mut Request) -> Option<Answer> {
+    if *caller == NodeCaller::Enroll {
+        return None;
+    }
+    let (mut node, bins_given) = match keepalive_node(caller, rq) {
+        Ok(parsed) => parsed,
+        Err(e) => return Some(Err(e)),
     };
     let node = app
         .store
-        .keepalive(node.clone(), bins_given, SystemTime::now())?;
+        .keepalive_unchanged(&mut node, bins_given, SystemTime::now())?;
+    Some(keepalive_reply(app, node, bins_given, None))
+}
+
+/// The node a keepalive describes, checked, and whether it listed its bins.
+fn keepalive_node(caller: &NodeCaller, rq: &mut Request) -> Result<(Node, bool), ApiError> {
+    let k: Keepalive = read_json(rq)?;
+    let bins_given = k.bins.is_some();
+    let node = node_from_keepalive(k)?;
+    if *caller != NodeCaller::Enroll {
+        caller.may_write_as(&node.node_id)?;
+    }
+    Ok((node, bins_given))
+}
+
+fn keepalive_reply(app: &App, node: Node, bins_given: bool, node_secret: Option<String>) -> Answer {
     let (mut targets, mut reasons) = (BTreeMap::new(), BTreeMap::new());
     if bins_given {
         for bin in node.bins.keys() {

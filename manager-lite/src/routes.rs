@@ -197,6 +197,8 @@ pub enum BodyUse {
 enum Work {
     Inline,
     Blocking,
+    /// Inline when it needs no write ([`try_inline`]), else blocking.
+    InlineFirst,
 }
 
 struct Endpoint {
@@ -217,9 +219,8 @@ fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
         (Route::Health | Route::Page(_), Verb::Get) => e(Anyone, Ignored, Inline),
         (Route::Keepalive | Route::Bin(_), Verb::Get) => e(NodeRead, Ignored, Inline),
         (Route::Download(_), Verb::Get) => e(NodeRead, Ignored, Blocking),
-        (Route::Keepalive | Route::Bin(_) | Route::BinProgress(_), Verb::Post) => {
-            e(NodeWrite, JSON, Blocking)
-        }
+        (Route::Keepalive, Verb::Post) => e(NodeWrite, JSON, Work::InlineFirst),
+        (Route::Bin(_) | Route::BinProgress(_), Verb::Post) => e(NodeWrite, JSON, Blocking),
         (Route::Metrics, Verb::Get) if app.metrics.public => e(Anyone, Ignored, Blocking),
         (
             Route::Bins
@@ -281,7 +282,12 @@ impl Ticket {
 
     /// Whether [`run`] must go to the blocking pool.
     pub fn blocking(&self) -> bool {
-        self.work == Work::Blocking
+        self.work != Work::Inline
+    }
+
+    /// Whether [`try_inline`] may answer it first.
+    pub fn inline_first(&self) -> bool {
+        self.work == Work::InlineFirst && self.refusal.is_none()
     }
 }
 
@@ -388,6 +394,25 @@ pub fn run(app: &App, mut ticket: Ticket, rq: &mut Request, failure: Option<ApiE
     });
     finish(app, &ticket, rq, reply.status);
     reply
+}
+
+/// Answers an [`Ticket::inline_first`] request on the async side if it
+/// needs no write (an unchanged keepalive); gives the ticket back if it
+/// does, for [`run`] on the blocking pool (with the body set again).
+pub fn try_inline(app: &App, ticket: Ticket, rq: &mut Request) -> Result<Reply, Box<Ticket>> {
+    let Caller::Node(caller) = &ticket.caller else {
+        return Err(Box::new(ticket));
+    };
+    let attempt = catch_unwind(AssertUnwindSafe(|| {
+        handlers::keepalive_in_memory(app, caller, rq)
+    }))
+    .unwrap_or_else(|_| Some(Err(ApiError::internal("internal error (logged)"))));
+    let Some(result) = attempt else {
+        return Err(Box::new(ticket));
+    };
+    let reply = result.unwrap_or_else(ApiError::into_reply);
+    finish(app, &ticket, rq, reply.status);
+    Ok(reply)
 }
 
 /// The answer when no blocking thread came free in time: counted, never

@@ -313,26 +313,40 @@ impl Store {
     /// one only moves `last_seen` in memory. Without `bins_given` the node
     /// keeps the installed hashes it had.
     pub fn keepalive(&self, mut incoming: Node, bins_given: bool, now: SystemTime) -> Result<Node> {
-        {
-            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = nodes.get_mut(&incoming.node_id) {
-                if !bins_given {
-                    incoming.bins.clone_from(&entry.node.bins);
-                }
-                incoming.registered_at.clone_from(&entry.node.registered_at);
-                incoming.last_seen.clone_from(&entry.node.last_seen);
-                if entry.node == incoming {
-                    entry.last_seen = now;
-                    entry.seen_dirty = true;
-                    return Ok(self.view(entry, now));
-                }
-            } else {
-                incoming.registered_at = rfc3339(now);
-            }
+        if let Some(node) = self.keepalive_unchanged(&mut incoming, bins_given, now) {
+            return Ok(node);
+        }
+        if incoming.registered_at.is_empty() {
+            incoming.registered_at = rfc3339(now);
         }
         incoming.last_seen = rfc3339(now);
         incoming.online = false;
         self.save_node(incoming, now)
+    }
+
+    /// The keepalive of a known node that changes nothing but `last_seen`:
+    /// moves it in memory and returns the node. `None` when the record is
+    /// new or changed and must be written ([`Store::keepalive`]); `incoming`
+    /// then carries what it keeps of the stored record.
+    pub fn keepalive_unchanged(
+        &self,
+        incoming: &mut Node,
+        bins_given: bool,
+        now: SystemTime,
+    ) -> Option<Node> {
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = nodes.get_mut(&incoming.node_id)?;
+        if !bins_given {
+            incoming.bins.clone_from(&entry.node.bins);
+        }
+        incoming.registered_at.clone_from(&entry.node.registered_at);
+        incoming.last_seen.clone_from(&entry.node.last_seen);
+        if entry.node != *incoming {
+            return None;
+        }
+        entry.last_seen = now;
+        entry.seen_dirty = true;
+        Some(self.view(entry, now))
     }
 
     /// Sets what a node says it runs for `bin`. `None` when the node is unknown.

@@ -88,8 +88,17 @@ async fn respond(
             };
             match buffered(shared, &mut body, length, max, pace).await {
                 Ok((bytes, _budget)) => {
-                    rq.set_body(Box::new(Cursor::new(bytes)));
-                    run(shared, ticket, rq, None).await
+                    rq.set_body(Box::new(Cursor::new(bytes.clone())));
+                    if !ticket.inline_first() {
+                        return run(shared, ticket, rq, None).await;
+                    }
+                    match routes::try_inline(&shared.app, ticket, &mut rq) {
+                        Ok(reply) => reply,
+                        Err(ticket) => {
+                            rq.set_body(Box::new(Cursor::new(bytes)));
+                            run(shared, *ticket, rq, None).await
+                        }
+                    }
                 }
                 Err(e) => run(shared, ticket, rq, Some(e)).await,
             }
