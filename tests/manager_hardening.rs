@@ -1057,6 +1057,21 @@ fn answers_a_client_does_not_drain_are_dropped_while_a_normal_download_goes_thro
 // ---------------------------------------------------------------------------
 // The blocking pool and big transfers
 
+/// Starts an admin upload of `len` bytes of `bin` 1.0 on `w`; the caller
+/// streams the body.
+fn send_upload_head(w: &mut TcpStream, m: &Manager, bin: &str, len: u64) {
+    w.write_all(
+        format!(
+            "POST /api/v1/bins/{bin}/versions?version=1.0 HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {len}\r\n\r\n",
+            m.token
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_saturated_blocking_pool_answers_503_busy_and_recovers() {
     const CHUNK: usize = 64 * 1024;
@@ -1066,16 +1081,7 @@ fn a_saturated_blocking_pool_answers_503_busy_and_recovers() {
     let s = connect(m.addr);
     let mut w = s.try_clone().unwrap();
     let len = CHUNK as u64 * CHUNKS;
-    w.write_all(
-        format!(
-            "POST /api/v1/bins/slow/versions?version=1.0 HTTP/1.1\r\nHost: x\r\n\
-             Authorization: Bearer {}\r\nContent-Type: application/octet-stream\r\n\
-             Content-Length: {len}\r\n\r\n",
-            m.token
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    send_upload_head(&mut w, &m, "slow", len);
     // 64 KiB every 100 ms (640 KiB/s, far above the default minimum rate)
     // for 6 s; the test goes on once the first chunks are in.
     let (started_tx, started) = mpsc::channel();
@@ -1121,16 +1127,7 @@ fn a_one_gib_upload_and_download_go_through() {
     let m = manager(&[]);
     let s = connect(m.addr);
     let mut w = s.try_clone().unwrap();
-    w.write_all(
-        format!(
-            "POST /api/v1/bins/huge/versions?version=1.0 HTTP/1.1\r\nHost: x\r\n\
-             Authorization: Bearer {}\r\nContent-Type: application/octet-stream\r\n\
-             Content-Length: {SIZE}\r\n\r\n",
-            m.token
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    send_upload_head(&mut w, &m, "huge", SIZE);
     let mut blocks = Blocks::new("one-gib");
     let mut hasher = sha256();
     let mut write_error = None;
