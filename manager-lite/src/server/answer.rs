@@ -160,21 +160,10 @@ enum Kind {
 }
 
 /// A file answer on a connection that sends files itself.
-fn placeholders(mut file: File, len: u64, conn: &ConnState) -> Kind {
-    use std::io::Seek;
-    // The handler placed the file at the first byte to send (a Range).
-    let offset = match file.stream_position() {
-        Ok(at) => at,
-        Err(e) => {
-            log::error!("reading an artifact's position: {e}");
-            return Kind::Placeholders(len);
-        }
-    };
-    conn.set_splice(Splice {
-        file,
-        offset,
-        left: len,
-    });
+/// The handler placed the file at the first byte to send (a Range):
+/// sendfile reads on from the file's own position.
+fn placeholders(file: File, len: u64, conn: &ConnState) -> Kind {
+    conn.set_splice(Splice { file, left: len });
     Kind::Placeholders(len)
 }
 

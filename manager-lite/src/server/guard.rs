@@ -238,10 +238,7 @@ impl<T: AsyncRead + AsyncWrite + SendFile + Unpin> Guarded<T> {
             return Poll::Ready(Err(io::Error::other("a placeholder without its file")));
         };
         let count = usize::try_from(sp.left).unwrap_or(usize::MAX).min(want);
-        let sent = match self
-            .inner
-            .poll_send_file(cx, &sp.file, &mut sp.offset, count)
-        {
+        let sent = match self.inner.poll_send_file(cx, &sp.file, count) {
             Poll::Ready(Ok(0)) if count > 0 => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the artifact file ended before its length",

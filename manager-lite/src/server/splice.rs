@@ -29,22 +29,21 @@ pub fn is_placeholder(buf: &[u8]) -> bool {
     !buf.is_empty() && PLACEHOLDER.as_ptr_range().contains(&buf.as_ptr())
 }
 
-/// The file whose bytes stand for the placeholders of the answer in hand.
+/// The file whose bytes stand for the placeholders of the answer in hand,
+/// read from its current position on.
 pub struct Splice {
     pub file: File,
-    pub offset: u64,
     pub left: u64,
 }
 
 /// A socket that can send a file's bytes by itself.
 pub trait SendFile {
-    /// Sends up to `count` bytes of `file` from `offset` (advanced by what
-    /// was sent).
+    /// Sends up to `count` bytes of `file` from its position (advanced by
+    /// what was sent).
     fn poll_send_file(
         &mut self,
         cx: &mut Context<'_>,
         file: &File,
-        offset: &mut u64,
         count: usize,
     ) -> Poll<io::Result<usize>>;
 }
@@ -54,7 +53,6 @@ impl SendFile for TcpStream {
         &mut self,
         cx: &mut Context<'_>,
         file: &File,
-        offset: &mut u64,
         count: usize,
     ) -> Poll<io::Result<usize>> {
         let socket: &TcpStream = self;
@@ -65,8 +63,7 @@ impl SendFile for TcpStream {
                 Poll::Ready(Ok(())) => {}
             }
             let sent = socket.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(socket, file, Some(&mut *offset), count)
-                    .map_err(io::Error::from)
+                rustix::fs::sendfile(socket, file, None, count).map_err(io::Error::from)
             });
             match sent {
                 // The readiness was stale: try_io cleared it, so the next
@@ -84,7 +81,6 @@ impl SendFile for tokio_rustls::server::TlsStream<TcpStream> {
         &mut self,
         _: &mut Context<'_>,
         _: &File,
-        _: &mut u64,
         _: usize,
     ) -> Poll<io::Result<usize>> {
         Poll::Ready(Err(io::Error::new(
