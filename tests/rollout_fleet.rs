@@ -1425,6 +1425,9 @@ fn release_plans_are_validated() {
         (json!({"success_threshold": "most"}), "success_threshold"),
         (json!({"max_failures": "x%"}), "max_failures"),
         (json!({"max_failures": "-1"}), "max_failures"),
+        (json!({"max_failures": -1}), "max_failures"),
+        (json!({"max_failures": 2.5}), "max_failures"),
+        (json!({"success_threshold": true}), "success_threshold"),
     ];
     for (extra, field) in &refused {
         let mut body = json!({"bin_name": BIN, "version": V1});
@@ -1454,6 +1457,13 @@ fn release_plans_are_validated() {
     assert_eq!((ok.wave, ok.percent, ok.waves.len()), (0, 1, 3));
     assert_eq!(ok.waves[1].wait.as_deref(), Some("30m"));
     assert!(!ok.require_approval);
+    // JSON users write counts as numbers: stored and shown as the strings.
+    let numbers = create_release(
+        &m,
+        &json!({"bin_name": BIN, "version": V1, "success_threshold": 2, "max_failures": 5}),
+    );
+    assert_eq!(numbers.success_threshold.as_deref(), Some("2"));
+    assert_eq!(numbers.max_failures.as_deref(), Some("5"));
     // No plan: one wave of 100%.
     let whole = create_release(&m, &json!({"bin_name": BIN, "version": V1}));
     assert_eq!(whole.percent, 100, "{}", show_release(&whole));

@@ -41,7 +41,8 @@ pub fn in_wave(release: &Release, node_id: &str) -> bool {
     bucket(release.id, node_id) < u64::from(release.percent) * (BUCKETS / 100)
 }
 
-/// A limit on failures: a share of reached nodes, or a count.
+/// A plan's limit on failures or threshold of successes: a share of reached
+/// nodes, or a count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     /// Basis points (1% = 100).
@@ -61,6 +62,15 @@ impl Limit {
         })
     }
 
+    /// Whether `successes` out of `reached` meet the limit as a threshold: a
+    /// count wants that many, or every reached node when fewer are reached.
+    pub fn met(self, successes: u64, reached: u64) -> bool {
+        match self {
+            Limit::Count(n) => successes >= n.min(reached),
+            Limit::Share(bp) => successes * 10_000 >= bp * reached,
+        }
+    }
+
     /// Whether `failures` out of `reached` exceed the limit.
     pub fn exceeded(self, failures: u64, reached: u64) -> bool {
         match self {
@@ -68,15 +78,6 @@ impl Limit {
             Limit::Share(bp) => failures * 10_000 > bp * reached,
         }
     }
-}
-
-/// `"95%"` → basis points.
-pub fn parse_share(field: &str, text: &str) -> Result<u64, String> {
-    let p = text
-        .trim()
-        .strip_suffix('%')
-        .ok_or_else(|| format!("{field}: {text:?} must be a share like \"95%\""))?;
-    share(field, p)
 }
 
 fn share(field: &str, number: &str) -> Result<u64, String> {
@@ -129,7 +130,7 @@ pub fn validate(new: &NewRelease) -> Result<(), String> {
         return Err("waves: the last wave must reach 100%".into());
     }
     if let Some(t) = &new.success_threshold {
-        parse_share("success_threshold", t)?;
+        Limit::parse("success_threshold", t)?;
     }
     if let Some(m) = &new.max_failures {
         Limit::parse("max_failures", m)?;
@@ -216,10 +217,10 @@ pub fn evaluate(release: &Release, counts: &ReleaseCounts, now: SystemTime) -> S
     let threshold = release
         .success_threshold
         .as_deref()
-        .and_then(|t| parse_share("", t).ok())
-        .unwrap_or(9_500);
+        .and_then(|t| Limit::parse("", t).ok())
+        .unwrap_or(Limit::Share(9_500));
     // No reached node (a 1% wave of a small fleet) counts as met.
-    let succeeded = counts.success * 10_000 >= threshold * counts.targeted;
+    let succeeded = threshold.met(counts.success, counts.targeted);
     let waited = wave_elapsed(release, now);
     if !succeeded || !waited {
         return Step::Hold;
@@ -427,6 +428,12 @@ mod tests {
         assert!(Limit::Share(500).exceeded(6, 100));
         assert!(!Limit::Share(500).exceeded(5, 100));
         assert!(Limit::Count(3).exceeded(4, 1000));
+        assert!(Limit::Share(9_500).met(95, 100));
+        assert!(!Limit::Share(9_500).met(94, 100));
+        assert!(Limit::Count(3).met(3, 1000));
+        assert!(!Limit::Count(3).met(2, 1000));
+        assert!(Limit::Count(30).met(10, 10), "fewer reached: all of them");
+        assert!(!Limit::Count(30).met(9, 10));
     }
 
     fn new_release(waves: &[(u32, Option<&str>)]) -> NewRelease {
@@ -461,8 +468,10 @@ mod tests {
             assert!(e.contains(field), "{e}");
         }
         let mut t = new_release(&[]);
-        t.success_threshold = Some("95".into());
+        t.success_threshold = Some("ninety".into());
         assert!(validate(&t).unwrap_err().contains("success_threshold"));
+        t.success_threshold = Some("3".into());
+        assert!(validate(&t).is_ok());
         let mut w = new_release(&[]);
         w.windows = vec![
             "Sat 00:00-24:00 +00:00".into(),
@@ -535,6 +544,10 @@ mod tests {
         let mut resumed = r.clone();
         resumed.failure_baseline = 2;
         assert_eq!(evaluate(&resumed, &counts(10, 9, 2), later), Step::Advance);
+        let mut by_count = r.clone();
+        by_count.success_threshold = Some("5".into());
+        assert_eq!(evaluate(&by_count, &counts(10, 5, 0), later), Step::Advance);
+        assert_eq!(evaluate(&by_count, &counts(10, 4, 0), later), Step::Hold);
         let last = release(&[(10, Some("10m")), (100, None)], 1);
         assert_eq!(evaluate(&last, &counts(10, 10, 0), t0), Step::Complete);
         assert_eq!(

@@ -231,11 +231,21 @@ pub struct NewRelease {
     pub selector: Selector,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waves: Vec<Wave>,
-    /// Share of reached nodes that must report success before the next wave: `"95%"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Reached nodes that must report success before the next wave: a share
+    /// (`"95%"`) or a count (`3` or `"3"`; every reached node when fewer are).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "success_threshold"
+    )]
     pub success_threshold: Option<String>,
-    /// Failures that pause the release: a share of reached nodes (`"5%"`) or a count (`"3"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Failures that pause the release: a share of reached nodes (`"5%"`) or a
+    /// count (`3` or `"3"`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "max_failures"
+    )]
     pub max_failures: Option<String>,
     #[serde(default)]
     pub require_approval: bool,
@@ -499,6 +509,39 @@ pub fn download_path(sha256: &str) -> String {
     format!("{API_PREFIX}/download/{sha256}")
 }
 
+/// A plan's count-or-share field, as JSON users write it: a count as a number
+/// (`5`) or a string (`"5"`), a share as a string (`"5%"`). Kept as the string
+/// it is stored and shown as (`"5"`, `"5%"`); the manager checks its meaning.
+struct CountOrShare(&'static str);
+
+impl serde::de::Visitor<'_> for CountOrShare {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{} as a count like 3 or a share like \"5%\"", self.0)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Some(n.to_string()))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Some(text.to_owned()))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+fn success_threshold<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    de.deserialize_any(CountOrShare("success_threshold"))
+}
+
+fn max_failures<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    de.deserialize_any(CountOrShare("max_failures"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +557,35 @@ mod tests {
         assert_eq!(k.node_name, "web");
         assert_eq!(k.bin_proxy_version, "0.9");
         assert!(k.bins.is_none());
+    }
+
+    #[test]
+    fn plan_counts_may_be_numbers() {
+        let n: NewRelease = serde_json::from_str(
+            r#"{"bin_name":"b","version":"1","max_failures":5,"success_threshold":3}"#,
+        )
+        .unwrap();
+        assert_eq!(n.max_failures.as_deref(), Some("5"));
+        assert_eq!(n.success_threshold.as_deref(), Some("3"));
+        let s: NewRelease = serde_json::from_str(
+            r#"{"bin_name":"b","version":"1","max_failures":"5%","success_threshold":"95%"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.max_failures.as_deref(), Some("5%"));
+        assert_eq!(s.success_threshold.as_deref(), Some("95%"));
+        let none: NewRelease = serde_json::from_str(r#"{"bin_name":"b","version":"1"}"#).unwrap();
+        assert_eq!(none.max_failures, None);
+        let null: NewRelease =
+            serde_json::from_str(r#"{"bin_name":"b","version":"1","max_failures":null}"#).unwrap();
+        assert_eq!(null.max_failures, None);
+        for bad in [r#"-1"#, r#"2.5"#, r#"true"#] {
+            let body = format!(r#"{{"bin_name":"b","version":"1","max_failures":{bad}}}"#);
+            let e = serde_json::from_str::<NewRelease>(&body).unwrap_err();
+            assert!(e.to_string().contains("max_failures"), "{bad}: {e}");
+        }
+        // Shown as stored: the number comes back as the string.
+        let out = serde_json::to_value(&n).unwrap();
+        assert_eq!(out["max_failures"], "5");
     }
 
     #[test]
