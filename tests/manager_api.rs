@@ -224,6 +224,57 @@ fn keepalive_accepts_old_camel_case_fields() {
     assert_eq!(raw["node"]["cpu_arch"], "aarch64");
 }
 
+/// The old shell agent's cycle, field for field (see README "Old agents"): it
+/// names the node only by `nodeName` and reports what it runs as `sha256`.
+#[test]
+fn old_shell_agent_cycle_is_understood() {
+    let m = Manager::new();
+    let bytes = b"old client build";
+    m.upload("tool", "1.0", None, bytes).expect(201);
+    m.admin_post(
+        "/api/v1/releases",
+        &json!({"bin_name": "tool", "version": "1.0"}),
+    )
+    .expect(201);
+    let sha = sha256_hex(bytes);
+
+    m.get("/api/v1/keepalive?node_id=web-7").expect_error(404);
+    let r = m.post_json(
+        "/api/v1/keepalive",
+        &json!({"nodeName": "web-7", "cpuArch": "x86_64", "osRelease": "centos-7",
+                "binProxyVersion": "sh-1.2"}),
+    );
+    let reply: KeepaliveReply = r.expect(200).parse();
+    assert_eq!(reply.node.node_id, "web-7", "nodeName is the id: {r}");
+    assert_eq!(reply.node.node_name, "web-7");
+    let target: Target = m.get("/api/v1/bins/tool").expect(200).parse();
+    assert_eq!(target.sha256sum, sha);
+    assert_eq!(m.get("/api/v1/download/tool").expect(200).body, bytes);
+    m.post_json(
+        "/api/v1/bins/tool/progress",
+        &json!({"nodeName": "web-7", "targetHash": sha, "status": "success", "processingTime": 3}),
+    )
+    .expect(201);
+    let node: Node = m
+        .post_json(
+            "/api/v1/bins/tool",
+            &json!({"nodeName": "web-7", "sha256": sha}),
+        )
+        .expect(200)
+        .parse();
+    assert_eq!(node.bins.get("tool"), Some(&sha));
+    let nodes: Vec<Node> = m.admin_get("/api/v1/nodes").expect(200).parse();
+    assert_eq!(nodes.len(), 1, "one node, named once: {nodes:?}");
+
+    // Neither name: refused, and the message says what is missing.
+    let r = m.post_json("/api/v1/keepalive", &json!({"cpuArch": "x86_64"}));
+    r.expect_error(400);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("node_id"),
+        "{r}"
+    );
+}
+
 #[test]
 fn json_bodies_must_be_objects() {
     // serde's derive reads a struct from a sequence too, positionally: without

@@ -174,7 +174,13 @@ pub fn revoke_node(app: &App, node_id: &str) -> Answer {
 }
 
 /// Checks every field of a keepalive and builds the node record it describes.
-fn node_from_keepalive(k: Keepalive) -> Result<Node, ApiError> {
+fn node_from_keepalive(mut k: Keepalive) -> Result<Node, ApiError> {
+    if k.node().is_empty() {
+        return Err(ApiError::bad_request(
+            "missing field node_id (or nodeName, as the old agents name the node)",
+        ));
+    }
+    k.node_id = k.node().to_owned();
     check_node_id(&k.node_id)?;
     if !k.cpu_arch.is_empty() {
         check_arch(&k.cpu_arch)?;

@@ -38,7 +38,9 @@ pub struct Health {
 /// Body of `POST /api/v1/keepalive`: who the node is and what it runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Keepalive {
-    #[serde(alias = "nodeId")]
+    /// Absent in the old shell agent's keepalive, which names the node only
+    /// by `nodeName`: see [`Keepalive::node`].
+    #[serde(default, alias = "nodeId")]
     pub node_id: String,
     #[serde(default, alias = "cpuArch")]
     pub cpu_arch: String,
@@ -57,6 +59,19 @@ pub struct Keepalive {
     /// reply carries a target for each bin listed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bins: Option<BTreeMap<String, String>>,
+}
+
+impl Keepalive {
+    /// The node's id: `node_id`, or else `nodeName`, the only name the old
+    /// shell agent sends (as progress and installed reports accept it too).
+    /// Empty when neither is given.
+    pub fn node(&self) -> &str {
+        if self.node_id.is_empty() {
+            &self.node_name
+        } else {
+            &self.node_id
+        }
+    }
 }
 
 /// Answer to `POST /api/v1/keepalive`.
@@ -129,6 +144,8 @@ pub struct Target {
 pub struct Installed {
     #[serde(alias = "nodeName")]
     pub node_id: String,
+    /// `sha256` is the old shell agent's spelling.
+    #[serde(alias = "sha256")]
     pub sha256sum: String,
 }
 
@@ -589,9 +606,22 @@ mod tests {
     }
 
     #[test]
-    fn keepalive_requires_node_id() {
-        let err = serde_json::from_str::<Keepalive>(r#"{"cpu_arch":"x86_64"}"#).unwrap_err();
-        assert!(err.to_string().contains("node_id"), "{err}");
+    fn keepalive_names_the_node_by_node_id_or_else_node_name() {
+        let k: Keepalive = serde_json::from_str(r#"{"cpu_arch":"x86_64"}"#).unwrap();
+        assert_eq!(k.node(), "", "neither: the manager refuses it");
+        let old: Keepalive = serde_json::from_str(r#"{"nodeName":"web-1"}"#).unwrap();
+        assert_eq!((old.node(), old.node_name.as_str()), ("web-1", "web-1"));
+        let both: Keepalive =
+            serde_json::from_str(r#"{"nodeId":"n-7","nodeName":"web-1"}"#).unwrap();
+        assert_eq!((both.node(), both.node_name.as_str()), ("n-7", "web-1"));
+    }
+
+    #[test]
+    fn installed_accepts_the_old_sha256_spelling() {
+        let i: Installed = serde_json::from_str(r#"{"nodeName":"web-1","sha256":"ab"}"#).unwrap();
+        assert_eq!((i.node_id.as_str(), i.sha256sum.as_str()), ("web-1", "ab"));
+        let out = serde_json::to_value(&i).unwrap();
+        assert_eq!(out["sha256sum"], "ab", "output uses the documented name");
     }
 
     #[test]
