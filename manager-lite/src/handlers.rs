@@ -180,7 +180,9 @@ fn node_from_keepalive(mut k: Keepalive) -> Result<Node, ApiError> {
             "missing field node_id (or nodeName, as the old agents name the node)",
         ));
     }
-    k.node_id = k.node().to_owned();
+    if k.node_id.is_empty() {
+        k.node_id.clone_from(&k.node_name);
+    }
     check_node_id(&k.node_id)?;
     if !k.cpu_arch.is_empty() {
         check_arch(&k.cpu_arch)?;
