@@ -595,7 +595,7 @@ mod tests {
         let null: NewRelease =
             serde_json::from_str(r#"{"bin_name":"b","version":"1","max_failures":null}"#).unwrap();
         assert_eq!(null.max_failures, None);
-        for bad in [r#"-1"#, r#"2.5"#, r#"true"#] {
+        for bad in ["-1", "2.5", "true"] {
             let body = format!(r#"{{"bin_name":"b","version":"1","max_failures":{bad}}}"#);
             let e = serde_json::from_str::<NewRelease>(&body).unwrap_err();
             assert!(e.to_string().contains("max_failures"), "{bad}: {e}");
