@@ -9,7 +9,7 @@
 //! `manager-lite serve` command line is run for real.
 //!
 //! A missing tool (`systemd-analyze`, `dpkg-deb`) fails the test with what to
-//! install; nothing is skipped. `.ci/run` installs them.
+//! install; nothing is skipped. `tests/run.sh` installs them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -45,7 +45,7 @@ fn require(tool: &str, package: &str) {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
     assert!(
         found,
-        "{tool} is not installed: `apt-get install {package}` (.ci/run does this)"
+        "{tool} is not installed: `apt-get install {package}` (tests/run.sh does this)"
     );
 }
 

@@ -12,8 +12,8 @@
 //! `failed` for the target with a message naming the problem, and still
 //! shows the previous hash as installed.
 //!
-//! `minisign` must be installed (CI's `.ci/run` installs it): without it
-//! these tests fail, they are not skipped.
+//! `minisign` must be installed (`tests/run.sh`, the README's test command,
+//! installs it): without it these tests fail, they are not skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -76,7 +76,7 @@ fn minisign(args: &[&OsStr]) {
             "the `minisign` CLI is not installed (not found on PATH): these tests sign real \
              artifacts with it and are not skipped without it. Install it (Debian/Ubuntu: \
              `apt-get install minisign`; others: https://github.com/jedisct1/minisign); \
-             CI's .ci/run installs it"
+             tests/run.sh installs it"
         ),
         Err(e) => panic!("run minisign {args:?}: {e}"),
     };

@@ -6,7 +6,7 @@
 //! the artifact's version record and hands it to nodes in their target,
 //! byte for byte. Tests marked "real minisign" sign with the `minisign` CLI
 //! and verify what a node receives with it; without `minisign` on the PATH
-//! they fail and say how to install it (CI's `.ci/run` does). The others use
+//! they fail and say how to install it (`tests/run.sh` does). The others use
 //! a well-formed (not valid) signature.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -133,7 +133,7 @@ impl Minisign {
             found,
             "the `minisign` CLI is not installed (not found on PATH): these tests sign \
              with it and are not skipped without it. Install it (Debian/Ubuntu: \
-             `apt-get install minisign`); CI's .ci/run installs it"
+             `apt-get install minisign`); tests/run.sh installs it"
         );
         let keys = Minisign {
             dir: TempDir::new("minisign"),

@@ -43,7 +43,7 @@ pub fn require_chromium() {
         assert!(
             Path::new(path).is_file(),
             "{path} is missing: the admin page test drives a real headless browser. \
-             Install it with `apt-get install -y chromium chromium-driver` (.ci/run does)."
+             Install it with `apt-get install -y chromium chromium-driver` (tests/run.sh does)."
         );
     }
 }
