@@ -245,15 +245,20 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn node_status(app: &App, url: &Url) -> Answer {
+/// `GET /api/v1/keepalive?node_id=`: the node's record. Asked by the node
+/// itself (the old agents' keepalive), it also proves the node alive.
+pub fn node_status(app: &App, caller: Option<&NodeCaller>, url: &Url) -> Answer {
     let id = url
         .query("node_id")
         .ok_or_else(|| ApiError::bad_request("missing query parameter node_id"))?;
     check_node_id(id)?;
-    let node = app
-        .store
-        .node(id)
-        .ok_or_else(|| ApiError::not_found(format!("unknown node {id}")))?;
+    let by_itself = caller.is_some_and(|c| c.may_write_as(id).is_ok());
+    let node = if by_itself {
+        app.store.seen(id, SystemTime::now())
+    } else {
+        app.store.node(id)
+    }
+    .ok_or_else(|| ApiError::not_found(format!("unknown node {id}")))?;
     Ok(Reply::json(200, &node).header("Cache-Control", NO_STORE))
 }
 
@@ -333,6 +338,7 @@ pub fn report_progress(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Reque
     }
     let now = SystemTime::now();
     let record = app.store.add_progress(bin, &p, now)?;
+    app.store.seen(&p.node_id, now);
     app.metrics.progress(bin, &p);
     app.alerts.progress(bin, &p);
     // The report is stored either way: a failed evaluation is only logged.

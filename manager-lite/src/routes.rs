@@ -503,7 +503,8 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::Page(name), _, _) => crate::page::asset(name),
         (Route::Metrics, _, _) => handlers::metrics(app),
         // Node-facing.
-        (Route::Keepalive, Verb::Get, _) => handlers::node_status(app, url),
+        (Route::Keepalive, Verb::Get, Caller::Node(c)) => handlers::node_status(app, Some(c), url),
+        (Route::Keepalive, Verb::Get, _) => handlers::node_status(app, None, url),
         (Route::Keepalive, Verb::Post, Caller::Node(c)) => handlers::keepalive(app, c, rq),
         (Route::Bin(bin), Verb::Get, _) => handlers::bin_target(app, bin, url, rq),
         (Route::Bin(bin), Verb::Post, Caller::Node(c)) => handlers::installed(app, c, bin, rq),

@@ -319,8 +319,6 @@ impl Store {
         if incoming.registered_at.is_empty() {
             incoming.registered_at = rfc3339(now);
         }
-        incoming.last_seen = rfc3339(now);
-        incoming.online = false;
         self.save_node(incoming, now)
     }
 
@@ -349,6 +347,17 @@ impl Store {
         Some(self.view(entry, now))
     }
 
+    /// A call by the node itself proves it alive: moves its `last_seen` in
+    /// memory, flushed with the keepalives' ([`Store::flush_last_seen`]).
+    /// `None` when the node is unknown.
+    pub fn seen(&self, node_id: &str, now: SystemTime) -> Option<Node> {
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = nodes.get_mut(node_id)?;
+        entry.last_seen = now;
+        entry.seen_dirty = true;
+        Some(self.view(entry, now))
+    }
+
     /// Sets what a node says it runs for `bin`. `None` when the node is unknown.
     pub fn set_installed(&self, node_id: &str, bin: &str, sha256: &str) -> Result<Option<Node>> {
         let now = SystemTime::now();
@@ -358,7 +367,8 @@ impl Store {
                 return Ok(None);
             };
             if entry.node.bins.get(bin).map(String::as_str) == Some(sha256) {
-                return Ok(Some(self.view(entry, now)));
+                drop(nodes);
+                return Ok(self.seen(node_id, now));
             }
             let mut node = entry.node.clone();
             node.bins.insert(bin.to_owned(), sha256.to_owned());
@@ -367,11 +377,15 @@ impl Store {
         self.save_node(node, now).map(Some)
     }
 
-    fn save_node(&self, node: Node, now: SystemTime) -> Result<Node> {
+    /// Writes a node's record, with `now` as its `last_seen`: every caller is
+    /// the node itself.
+    fn save_node(&self, mut node: Node, now: SystemTime) -> Result<Node> {
         let _guard = self
             .node_writes
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        node.last_seen = rfc3339(now);
+        node.online = false;
         let bytes = to_json(&node);
         self.write("saving node", |txn| {
             let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
