@@ -139,15 +139,12 @@ pub fn init(dir: &Path, hosts: &str, days: u32) -> Result<String, PkiError> {
         .map_err(generate)?;
     let leaf = issue(&names, days, (&ca, &ca_key), &files.ca_cert)?;
     make_dir(dir)?;
-    write_file(
-        &files.ca_key,
-        ca_key.serialize_pem().as_bytes(),
-        0o600,
-        false,
-    )?;
-    write_file(&files.ca_cert, ca.pem().as_bytes(), 0o644, false)?;
-    write_file(&files.server_key, leaf.key_pem.as_bytes(), 0o600, false)?;
-    write_file(&files.server_cert, leaf.cert_pem.as_bytes(), 0o644, false)?;
+    write_all_new(&[
+        (&files.ca_key, ca_key.serialize_pem().as_bytes(), 0o600),
+        (&files.ca_cert, ca.pem().as_bytes(), 0o644),
+        (&files.server_key, leaf.key_pem.as_bytes(), 0o600),
+        (&files.server_cert, leaf.cert_pem.as_bytes(), 0o644),
+    ])?;
     Ok(init_text(&Files::new(&absolute(dir)?), &names, &leaf))
 }
 
@@ -529,6 +526,21 @@ fn write_tmp(tmp: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
         .map_err(io_error(tmp, "writing"))
 }
 
+/// Writes each new file (path, contents, mode), none replacing a file. All
+/// or nothing: on a failure the files written so far are removed again, so
+/// a rerun of `init` is not refused because of them.
+fn write_all_new(files: &[(&PathBuf, &[u8], u32)]) -> Result<(), PkiError> {
+    for (i, (path, bytes, mode)) in files.iter().enumerate() {
+        if let Err(e) = write_file(path, bytes, *mode, false) {
+            for (written, _, _) in &files[..i] {
+                let _ = fs::remove_file(written);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// Gives `tmp` the name `path` unless `path` exists (never replaces).
 fn link_new(tmp: &Path, path: &Path) -> Result<(), PkiError> {
     match fs::hard_link(tmp, path) {
@@ -732,5 +744,25 @@ mod tests {
         for bad in [0, MAX_DAYS + 1] {
             assert_eq!(check_days(bad).unwrap_err().exit_code(), 2);
         }
+    }
+
+    #[test]
+    fn a_refused_write_removes_the_files_written_before_it() {
+        let dir = std::env::temp_dir().join(format!("pki-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let (first, second, taken) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        fs::write(&taken, b"already here").unwrap();
+        let err = write_all_new(&[
+            (&first, b"1", 0o600),
+            (&second, b"2", 0o644),
+            (&taken, b"3", 0o600),
+        ])
+        .unwrap_err();
+        assert!(matches!(&err, PkiError::Exists(p) if *p == taken), "{err}");
+        assert!(!first.exists() && !second.exists(), "written files removed");
+        assert_eq!(fs::read(&taken).unwrap(), b"already here");
+        let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left: {leftovers:?}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
