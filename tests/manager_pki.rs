@@ -270,8 +270,29 @@ fn renew_signs_a_new_leaf_with_the_same_ca_and_old_agents_trust_it() {
     }
     // The agent keeps the ca_file it had.
     publish_and_converge(&m, &tmp, &a, "2.0.0", &ca);
+}
 
-    // Without a CA there is nothing to renew from.
+#[test]
+fn renew_refuses_without_its_ca_or_with_another_cas_key() {
+    let tmp = TempDir::new("pki-renew-refused");
+    let dir = tmp.join("tls");
+    let other = tmp.join("other");
+    init(&dir, &[]);
+    init(&other, &[]);
+    let server = fs::read(dir.join("server.pem")).unwrap();
+    fs::copy(other.join("ca.key"), dir.join("ca.key")).unwrap();
+    let out = tls(&["renew", "--dir", dir.to_str().unwrap()]);
+    expect_code(&out, 1);
+    assert!(
+        text(&out.stderr).contains("does ca.key belong to ca.pem?"),
+        "{out:?}"
+    );
+    assert_eq!(
+        fs::read(dir.join("server.pem")).unwrap(),
+        server,
+        "unchanged"
+    );
+
     let empty = tmp.join("empty");
     let out = tls(&["renew", "--dir", empty.to_str().unwrap(), "--host", "a"]);
     expect_code(&out, 1);

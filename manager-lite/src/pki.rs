@@ -28,6 +28,7 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, ServerName, UnixTime};
 use time::OffsetDateTime;
 
@@ -133,15 +134,19 @@ pub fn init(dir: &Path, hosts: &str, days: u32) -> Result<String, PkiError> {
     if let Some(p) = files.all().into_iter().find(|p| p.exists()) {
         return Err(PkiError::Exists(p.to_owned()));
     }
-    let ca_key = KeyPair::generate().map_err(generate)?;
-    let ca = ca_params(&names[0])?
-        .self_signed(&ca_key)
-        .map_err(generate)?;
-    let leaf = issue(&names, days, (&ca, &ca_key), &files.ca_cert)?;
+    let key = KeyPair::generate().map_err(generate)?;
+    let cert = ca_params(&names[0])?.self_signed(&key).map_err(generate)?;
+    let ca = Ca {
+        der: cert.der().clone(),
+        cert,
+        key,
+        path: files.ca_cert.clone(),
+    };
+    let leaf = issue(&names, days, &ca)?;
     make_dir(dir)?;
     write_all_new(&[
-        (&files.ca_key, ca_key.serialize_pem().as_bytes(), 0o600),
-        (&files.ca_cert, ca.pem().as_bytes(), 0o644),
+        (&files.ca_key, ca.key.serialize_pem().as_bytes(), 0o600),
+        (&files.ca_cert, ca.cert.pem().as_bytes(), 0o644),
         (&files.server_key, leaf.key_pem.as_bytes(), 0o600),
         (&files.server_cert, leaf.cert_pem.as_bytes(), 0o644),
     ])?;
@@ -158,15 +163,15 @@ pub fn renew(dir: &Path, hosts: Option<&str>, days: u32) -> Result<String, PkiEr
         Some(h) => parse_hosts(h)?,
         None => current_names(&files.server_cert)?,
     };
-    let (ca, ca_key) = load_ca(&files)?;
-    let leaf = issue(&names, days, (&ca, &ca_key), &files.ca_cert)?;
-    if leaf.not_after > ca.params().not_after {
+    let ca = load_ca(&files)?;
+    let leaf = issue(&names, days, &ca)?;
+    if leaf.not_after > ca.cert.params().not_after {
         return Err(PkiError::BadCa {
             path: files.ca_cert,
             why: format!(
                 "the CA expires on {}, before the new certificate would: \
                  ask for fewer --days, or make a new CA with `tls init` in another --dir",
-                date(ca.params().not_after)
+                date(ca.cert.params().not_after)
             ),
         });
     }
@@ -324,6 +329,15 @@ fn ca_params(first: &Host) -> Result<CertificateParams, PkiError> {
     Ok(params)
 }
 
+/// The CA that signs: rcgen's view of it, its key, and the certificate
+/// agents trust (`ca.pem`, which new certificates are verified against).
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    der: CertificateDer<'static>,
+    path: PathBuf,
+}
+
 /// A server certificate made by [`issue`]: PEM texts and its end date.
 struct Leaf {
     cert_pem: String,
@@ -332,14 +346,8 @@ struct Leaf {
 }
 
 /// A new key and a server certificate for `names` signed by the CA, checked
-/// the way an agent will check it before anything is written (`ca_path`
-/// names the CA in errors).
-fn issue(
-    names: &[Host],
-    days: u32,
-    (ca, ca_key): (&rcgen::Certificate, &KeyPair),
-    ca_path: &Path,
-) -> Result<Leaf, PkiError> {
+/// the way an agent will check it before anything is written.
+fn issue(names: &[Host], days: u32, ca: &Ca) -> Result<Leaf, PkiError> {
     let mut params = CertificateParams::default();
     validity(&mut params, days)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -353,8 +361,10 @@ fn issue(
     params.use_authority_key_identifier_extension = true;
     let not_after = params.not_after;
     let key = KeyPair::generate().map_err(generate)?;
-    let cert = params.signed_by(&key, ca, ca_key).map_err(generate)?;
-    verify(ca.der(), cert.der(), names, ca_path)?;
+    let cert = params
+        .signed_by(&key, &ca.cert, &ca.key)
+        .map_err(generate)?;
+    verify(&ca.der, cert.der(), names, &ca.path)?;
     Ok(Leaf {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -413,7 +423,7 @@ fn read_pem(path: &Path) -> Result<String, PkiError> {
 /// The CA of `dir` as rcgen needs it to sign: its parameters read back from
 /// `ca.pem` (subject, key identifier) and its key. That the key matches is
 /// checked when the new certificate is verified.
-fn load_ca(files: &Files) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
+fn load_ca(files: &Files) -> Result<Ca, PkiError> {
     let bad = |path: &Path, why: String| PkiError::BadCa {
         path: path.to_owned(),
         why,
@@ -437,12 +447,21 @@ fn load_ca(files: &Files) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
     }
     let key = KeyPair::from_pem(&key_pem)
         .map_err(|e| bad(&files.ca_key, format!("not a PEM private key ({e})")))?;
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| bad(&files.ca_cert, format!("not a PEM certificate ({e})")))?;
     // Re-signing only rebuilds rcgen's view of the CA (subject, key
-    // identifier) for `signed_by`; ca.pem itself is left as it is.
-    let ca = params
+    // identifier) for `signed_by`; ca.pem itself is left as it is, and new
+    // certificates are verified against it, so a key that is not the CA's
+    // is caught.
+    let cert = params
         .self_signed(&key)
         .map_err(|e| bad(&files.ca_cert, format!("cannot sign with it ({e})")))?;
-    Ok((ca, key))
+    Ok(Ca {
+        cert,
+        key,
+        der,
+        path: files.ca_cert.clone(),
+    })
 }
 
 /// The names of the current server certificate, for `renew` without --host.
