@@ -6,7 +6,8 @@
 //! checks the name. `renew` signs a new leaf with the same CA, which an agent
 //! with its old `ca_file` still trusts. An agent facing a self-signed
 //! `CA:TRUE` certificate, or a private CA without `ca_file`, says what is
-//! wrong in words and what to do.
+//! wrong in words and what to do, and so does one facing a certificate for
+//! other names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -373,6 +374,31 @@ fn an_agent_without_ca_file_facing_the_private_ca_is_told_to_set_it() {
             "not signed by a CA this agent trusts",
             "set ca_file to the CA certificate that signed it",
             "DIR/ca.pem from `manager-lite tls init`",
+        ],
+    );
+}
+
+#[test]
+fn an_agent_facing_a_certificate_for_other_names_is_told_which() {
+    let tmp = TempDir::new("pki-wrong-name");
+    let dir = tmp.join("tls");
+    let out = tls(&[
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--host",
+        "manager.example",
+    ]);
+    expect_code(&out, 0);
+    let m = serve(&dir);
+    refused_saying(
+        &Agent::new(BIN),
+        &m.url,
+        Some(&dir.join("ca.pem")),
+        &[
+            "NotValidForName",
+            "the manager's certificate names manager.example, not 127.0.0.1",
+            "manager-lite tls renew --dir DIR --host NAME[,IP...]",
         ],
     );
 }
