@@ -39,7 +39,6 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,8 +46,7 @@ use std::time::{Duration, Instant};
 use binproxy_protocol::download_path;
 use binproxy_tests::tls::TestCa;
 use binproxy_tests::{artifact_bytes, sha256_hex, status_counts, Manager, ManagerOptions};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use socket2::{Domain, Socket, Type};
@@ -392,22 +390,6 @@ fn download(addr: SocketAddr, path: &str) -> (Answer, u64, String) {
         got += n as u64;
     }
     (head, got, hex_of(hasher))
-}
-
-/// A rustls client configuration trusting only `ca_file`.
-fn tls_config(ca_file: &Path) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Arc::new(config)
 }
 
 fn tls_client(config: &Arc<rustls::ClientConfig>) -> rustls::ClientConnection {
@@ -794,7 +776,7 @@ fn stalled_tls_handshakes_cost_nothing_and_are_closed_after_the_header_timeout()
             .arg("300s"),
     );
     assert!(m.url.starts_with("https://"), "{}", m.url);
-    let config = tls_config(&ca.ca_file);
+    let config = binproxy_tests::tls::client_config(&ca.ca_file);
     // The first half of a genuine ClientHello.
     let mut hello = Vec::new();
     tls_client(&config).write_tls(&mut hello).unwrap();

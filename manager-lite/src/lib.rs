@@ -15,6 +15,8 @@
 //! [`metrics`] renders `/metrics` for Prometheus; [`alerts`] posts release
 //! and node events to webhooks.
 //! [`client`] is the admin command line that talks to a running server.
+//! [`pki`] makes a private CA and the server's certificate (`tls init`,
+//! `tls renew`) for `serve --tls-cert/--tls-key`.
 
 pub mod alerts;
 pub mod artifacts;
@@ -24,6 +26,7 @@ pub mod handlers;
 pub mod http;
 pub mod metrics;
 pub mod page;
+pub mod pki;
 pub mod rollout;
 pub mod routes;
 pub mod serve;

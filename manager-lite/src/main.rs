@@ -38,6 +38,8 @@ USAGE:
     manager-lite token list
     manager-lite token revoke NAME
     manager-lite audit [--limit N]
+    manager-lite tls init --dir DIR --host NAME[,IP...] [--days N]
+    manager-lite tls renew --dir DIR [--host NAME[,IP...]] [--days N]
 
 TOKENS AND ROLES:
     `token create` prints the new token's secret once, on stdout: the server keeps
@@ -53,6 +55,14 @@ TOKENS AND ROLES:
     `token revoke NAME` refuses that token at once. `audit` lists the latest admin
     writes (default 100, at most 1000), refused ones included, newest first;
     writes refused for want of a valid token are summed up in one record a minute.
+
+TLS:
+    `tls init` makes a private CA (DIR/ca.pem, DIR/ca.key) and a server certificate
+    signed by it (DIR/server.pem, DIR/server.key; keys 0600) for the names and IP
+    addresses of --host, valid --days (default 397); it never replaces a file. It
+    prints the `serve --tls-cert --tls-key` flags and the agents' `ca_file` line.
+    `tls renew` signs a new server certificate with the same CA (the names of the
+    current one unless --host); restart serve to use it. Agents need nothing new.
 
 SIGNATURES:
     `publish --signature FILE.minisig` uploads, then stores the artifact's minisign
@@ -99,6 +109,7 @@ fn main() -> ExitCode {
             0
         }
         Some("serve") => manager_lite::serve::main(args),
+        Some("tls") => manager_lite::pki::main(args),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             0

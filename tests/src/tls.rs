@@ -2,7 +2,8 @@
 //! authority and server certificates it signs, written as PEM files into a
 //! [`TempDir`]. Nothing here is trusted outside the test that made it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
@@ -66,6 +67,27 @@ impl TestCa {
             key_file,
         }
     }
+}
+
+/// A rustls client configuration trusting only the certificates of `ca_file`.
+pub fn client_config(ca_file: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls::pki_types::CertificateDer::pem_file_iter(ca_file).expect("reading a CA file")
+    {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a usable CA certificate");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
 }
 
 #[cfg(test)]
