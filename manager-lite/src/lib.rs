@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod http;
 pub mod metrics;
 pub mod page;
+pub mod pki;
 pub mod rollout;
 pub mod routes;
 pub mod serve;
