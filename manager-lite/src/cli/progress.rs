@@ -3,7 +3,7 @@
 //! (a CI log or a pipe gets no bar and no escape codes).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal, Read, Write};
 
 /// Uploads smaller than this finish before a bar says anything useful.
 pub const MIN_SIZE: u64 = 4 << 20;
@@ -27,10 +27,14 @@ impl<R: Read> Progress<R> {
         }
     }
 
-    /// Leaves the bar at its last state, with the rate it ended at.
+    /// Leaves the bar at its last state, with the rate it ended at, on a
+    /// line of its own: what the command prints next starts below it.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();
+            // The bar leaves the cursor at its end. Nothing sensible is left
+            // to do if stderr is gone.
+            let _ = writeln!(io::stderr());
         }
     }
 
