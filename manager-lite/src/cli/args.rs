@@ -6,7 +6,7 @@
 //! rules: [`super::check`] checks them with the messages operators know.
 
 use super::serve_args::ServeArgs;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 const TOP_AFTER: &str = concat!(
@@ -66,6 +66,22 @@ PLAN (options of a new release: which nodes get it, and how fast):
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parses a command line (the program's name first).
+pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    let matches: ArgMatches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The whole definition, where an option given twice takes its last value,
+/// as command lines always could (`serve --listen A ... --listen B`);
+/// repeatable options still collect every value.
+pub fn command() -> clap::Command {
+    fn last_wins(command: clap::Command) -> clap::Command {
+        command.args_override_self(true).mut_subcommands(last_wins)
+    }
+    last_wins(Cli::command())
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,9 +185,9 @@ the file is large; none otherwise."
     Progress {
         #[arg(value_name = "BIN")]
         bin: String,
-        /// Only this node's reports.
+        /// Only this node's reports; once.
         #[arg(long, value_name = "NODE")]
-        node: Option<String>,
+        node: Vec<String>,
         /// How many reports at most.
         #[arg(long, value_name = "N")]
         limit: Option<u32>,
@@ -224,9 +240,10 @@ pub struct Publish {
     /// The artifact to upload.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// The artifact's arch (default: an arch-less artifact).
+    /// The artifact's arch (default: an arch-less artifact); once.
+    // A Vec, so that a second one is refused rather than taken.
     #[arg(long, value_name = "A")]
-    pub arch: Option<String>,
+    pub arch: Vec<String>,
     /// A minisign signature of FILE to store after the upload.
     #[arg(long, value_name = "FILE.minisig")]
     pub signature: Option<PathBuf>,
@@ -248,9 +265,9 @@ pub struct SignatureArgs {
     /// The `.minisig` file (`minisign -S -m FILE`).
     #[arg(value_name = "FILE.minisig")]
     pub file: PathBuf,
-    /// The signed artifact's arch (default: the arch-less artifact).
+    /// The signed artifact's arch (default: the arch-less artifact); once.
     #[arg(long, value_name = "A")]
-    pub arch: Option<String>,
+    pub arch: Vec<String>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -405,20 +422,62 @@ pub enum Tls {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    fn parsed(words: &[&str]) -> Result<Cli, clap::Error> {
+        let line: Vec<std::ffi::OsString> = std::iter::once("manager-lite")
+            .chain(words.iter().copied())
+            .map(Into::into)
+            .collect();
+        parse(&line)
+    }
+
+    #[test]
+    fn an_option_given_twice_takes_its_last_value() {
+        let cli = parsed(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:2",
+        ]);
+        let Ok(Cli {
+            command: Command::Serve(serve),
+        }) = cli
+        else {
+            panic!("not a serve line: {cli:?}");
+        };
+        assert_eq!(serve.listen.port(), 2);
+        let cli = parsed(&[
+            "nodes",
+            "--json",
+            "--server",
+            "http://a:1",
+            "--server",
+            "http://b:2",
+            "--json",
+        ]);
+        let Ok(Cli {
+            command: Command::Admin(Admin::Nodes { common }),
+        }) = cli
+        else {
+            panic!("not a nodes line: {cli:?}");
+        };
+        assert_eq!(common.server.as_deref(), Some("http://b:2"));
+        assert!(common.json);
     }
 
     #[test]
     fn the_prose_is_not_lost() {
-        let top = Cli::command().render_long_help().to_string();
+        let top = command().render_long_help().to_string();
         assert!(top.contains("2 usage or configuration error"), "{top}");
         assert!(top.contains("MANAGER_ADMIN_TOKEN"), "{top}");
         for name in ["publish", "release", "token"] {
-            let mut cli = Cli::command();
+            let mut cli = command();
             let help = cli
                 .find_subcommand_mut(name)
                 .map(|c| c.render_long_help().to_string())

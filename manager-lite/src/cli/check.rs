@@ -123,7 +123,7 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
                 bin: name(s.bin, check_bin_name)?,
                 version: name(s.version, check_version)?,
                 file: s.file,
-                arch: checked("arch", s.arch, check_arch)?,
+                arch: checked("arch", once("arch", s.arch)?, check_arch)?,
             }),
             s.common,
         ),
@@ -189,7 +189,7 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
         } => (
             Command::Progress {
                 bin: name(bin, check_bin_name)?,
-                node: checked("node", node, check_node_id)?,
+                node: checked("node", once("node", node)?, check_node_id)?,
                 limit,
             },
             common,
@@ -210,14 +210,14 @@ fn publish(
     bin: String,
     version: String,
     file: PathBuf,
-    arch: Option<String>,
+    arch: Vec<String>,
     signature: Option<PathBuf>,
     release: bool,
     plan: Plan,
 ) -> Result<Publish, ClientError> {
     let bin = name(bin, check_bin_name)?;
     let version = name(version, check_version)?;
-    let arch = checked("arch", arch, check_arch)?;
+    let arch = checked("arch", once("arch", arch)?, check_arch)?;
     let release = match (release, release_option(&plan)) {
         // --arch is the artifact's here, not a selector.
         (true, _) => Some(new_release(bin.clone(), version.clone(), Vec::new(), plan)?),
@@ -290,6 +290,14 @@ pub(super) fn usage(message: &str) -> ClientError {
 }
 
 type Check = fn(&str) -> Result<(), NameError>;
+
+/// The value of an option that may be given once, if it was.
+fn once(option: &str, mut values: Vec<String>) -> Result<Option<String>, ClientError> {
+    if values.len() > 1 {
+        return Err(usage(&format!("--{option} may be given only once")));
+    }
+    Ok(values.pop())
+}
 
 /// A positional word as a name that passes `check`.
 fn name(value: String, check: Check) -> Result<String, ClientError> {

@@ -1,15 +1,15 @@
 //! Tests of [`super`]: command lines through clap and the checks.
 
 use super::*;
-use crate::cli::args::{self, Cli};
-use clap::Parser;
+use crate::cli::args;
 use std::path::Path;
 
 fn parse_line(command: &str, words: &[&str]) -> Result<Parsed, ClientError> {
     let line = ["manager-lite", command]
         .into_iter()
         .chain(words.iter().copied());
-    let cli = Cli::try_parse_from(line).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let line: Vec<std::ffi::OsString> = line.map(Into::into).collect();
+    let cli = args::parse(&line).map_err(|e| ClientError::Usage(e.to_string()))?;
     match cli.command {
         args::Command::Admin(admin) => check(admin),
         other => panic!("not an admin command: {other:?}"),
@@ -457,8 +457,7 @@ fn progress_takes_one_node() {
 
 /// The long help of `manager-lite NAME`.
 fn long_help(name: &str) -> String {
-    use clap::CommandFactory;
-    let mut cli = Cli::command();
+    let mut cli = args::command();
     cli.find_subcommand_mut(name)
         .map(|c| c.render_long_help().to_string())
         .unwrap_or_default()
@@ -527,7 +526,8 @@ fn a_bad_role_is_a_usage_error_naming_it() {
     }
     // And through the whole command, before any token or server is needed.
     let line = ["manager-lite", "token", "create", "ci", "superuser"];
-    let args::Command::Admin(admin) = Cli::try_parse_from(line).unwrap().command else {
+    let line: Vec<std::ffi::OsString> = line.into_iter().map(Into::into).collect();
+    let args::Command::Admin(admin) = args::parse(&line).unwrap().command else {
         panic!("not an admin command");
     };
     let err = crate::cli::run(admin).unwrap_err();

@@ -22,12 +22,11 @@ mod render;
 pub mod serve_args;
 mod settings;
 
-use args::{Admin, Cli, Command, Tls};
+use args::{Admin, Command, Tls};
 use binproxy_protocol::NameError;
 use check::Command as C;
 use check::Parsed;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
 use http::Client;
 use std::ffi::OsString;
 use std::fmt;
@@ -73,7 +72,7 @@ impl From<NameError> for ClientError {
 /// Runs the program on `args` (the program's name first); returns the exit code.
 pub fn main(args: &[OsString]) -> u8 {
     let path = command_path(args);
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match args::parse(args) {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&path, &e),
     };
@@ -90,7 +89,7 @@ pub fn main(args: &[OsString]) -> u8 {
         Command::Tls(tls) => run_tls(&path, tls),
         Command::Completions { shell } => {
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "manager-lite", &mut script);
+            clap_complete::generate(shell, &mut args::command(), "manager-lite", &mut script);
             print(&path, &String::from_utf8_lossy(&script))
         }
     }
@@ -113,7 +112,7 @@ fn fail(path: &str, message: &str, code: u8) -> u8 {
 
 /// The words that name the command (`manager-lite token create`), for messages.
 fn command_path(args: &[OsString]) -> String {
-    let mut command = Cli::command();
+    let mut command = args::command();
     let mut path = vec![command.get_name().to_owned()];
     for word in args.iter().skip(1).filter_map(|a| a.to_str()) {
         let Some(sub) = command.find_subcommand(word).cloned() else {
