@@ -156,10 +156,13 @@ the file is large; none otherwise."
     },
     /// Pin a node to a version of a bin, whatever releases say.
     Pin {
+        /// The node's id, as its agent reports it.
         #[arg(value_name = "NODE")]
         node: String,
+        /// The bin's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
         #[arg(value_name = "BIN")]
         bin: String,
+        /// The version, as the artifact was published.
         #[arg(value_name = "VERSION")]
         version: String,
         #[command(flatten)]
@@ -167,8 +170,10 @@ the file is large; none otherwise."
     },
     /// Remove a pin: the node's releases decide its target again.
     Unpin {
+        /// The node's id, as its agent reports it.
         #[arg(value_name = "NODE")]
         node: String,
+        /// The bin's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
         #[arg(value_name = "BIN")]
         bin: String,
         #[command(flatten)]
@@ -183,6 +188,7 @@ the file is large; none otherwise."
     Node(NodeArgs),
     /// Show a bin's latest progress reports.
     Progress {
+        /// The bin's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
         #[arg(value_name = "BIN")]
         bin: String,
         /// Only this node's reports; once.
@@ -233,8 +239,10 @@ pub struct Common {
 
 #[derive(Debug, Args)]
 pub struct Publish {
+    /// The bin's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
     #[arg(value_name = "BIN")]
     pub bin: String,
+    /// The version, as the artifact was published.
     #[arg(value_name = "VERSION")]
     pub version: String,
     /// The artifact to upload.
@@ -258,8 +266,10 @@ pub struct Publish {
 
 #[derive(Debug, Args)]
 pub struct SignatureArgs {
+    /// The bin's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
     #[arg(value_name = "BIN")]
     pub bin: String,
+    /// The version, as the artifact was published.
     #[arg(value_name = "VERSION")]
     pub version: String,
     /// The `.minisig` file (`minisign -S -m FILE`).
@@ -274,8 +284,10 @@ pub struct SignatureArgs {
 
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
+    /// The bin's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
     #[arg(value_name = "BIN")]
     pub bin: String,
+    /// The version, as the artifact was published.
     #[arg(value_name = "VERSION")]
     pub version: String,
     /// Only nodes of these arches (selector; repeatable).
@@ -291,7 +303,7 @@ pub struct ReleaseArgs {
 /// Their values may start with `-` (`--max-failures -3`): the checks, not
 /// the parser, say what is wrong with them, as they always did.
 #[derive(Debug, Default, Args)]
-#[command(next_help_heading = "Plan")]
+#[command(next_help_heading = "Plan (of a new release)")]
 pub struct Plan {
     /// A note shown with the release.
     #[arg(long, allow_hyphen_values = true, value_name = "TEXT")]
@@ -321,7 +333,8 @@ pub struct Plan {
     /// Start only on `approve ID`, by another token.
     #[arg(long)]
     pub require_approval: bool,
-    /// A maintenance window: nodes move only inside one (repeatable).
+    /// A maintenance window, e.g. "Mon-Fri 01:00-05:00 +08:00": nodes move
+    /// only inside one (repeatable).
     #[arg(
         long,
         allow_hyphen_values = true,
@@ -344,6 +357,7 @@ pub struct IdArgs {
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct NodeArgs {
+    /// The node's id, as its agent reports it.
     #[arg(value_name = "NODE", required = true)]
     pub node: Option<String>,
     #[command(subcommand)]
@@ -356,6 +370,7 @@ pub struct NodeArgs {
 pub enum NodeAction {
     /// Forget a node's secret: it must enroll again.
     Revoke {
+        /// The node's id, as its agent reports it.
         #[arg(value_name = "NODE")]
         node: String,
     },
@@ -374,6 +389,7 @@ pub enum TokenAction {
     /// Create a named token and print its secret, once.
     #[command(after_long_help = ROLES)]
     Create {
+        /// The token's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
         #[arg(value_name = "NAME")]
         name: String,
         /// admin, publisher, approver or viewer.
@@ -384,6 +400,7 @@ pub enum TokenAction {
     List,
     /// Refuse a named token from now on.
     Revoke {
+        /// The token's name: 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..).
         #[arg(value_name = "NAME")]
         name: String,
     },

@@ -106,18 +106,7 @@ pub struct Signature {
 /// Checks an admin command line; nothing is read or sent yet.
 pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
     let (command, common) = match admin {
-        Admin::Publish(p) => (
-            Command::Publish(publish(
-                p.bin,
-                p.version,
-                p.file,
-                p.arch,
-                p.signature,
-                p.release,
-                p.plan,
-            )?),
-            p.common,
-        ),
+        Admin::Publish(p) => publish(p)?,
         Admin::Signature(s) => (
             Command::Signature(Signature {
                 bin: name(s.bin, check_bin_name)?,
@@ -206,32 +195,30 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
 }
 
 /// `publish`: the plan options only make sense with `--release`.
-fn publish(
-    bin: String,
-    version: String,
-    file: PathBuf,
-    arch: Vec<String>,
-    signature: Option<PathBuf>,
-    release: bool,
-    plan: Plan,
-) -> Result<Publish, ClientError> {
-    let bin = name(bin, check_bin_name)?;
-    let version = name(version, check_version)?;
-    let arch = checked("arch", once("arch", arch)?, check_arch)?;
-    let release = match (release, release_option(&plan)) {
+fn publish(p: args::Publish) -> Result<(Command, Common), ClientError> {
+    let bin = name(p.bin, check_bin_name)?;
+    let version = name(p.version, check_version)?;
+    let arch = checked("arch", once("arch", p.arch)?, check_arch)?;
+    let release = match (p.release, release_option(&p.plan)) {
         // --arch is the artifact's here, not a selector.
-        (true, _) => Some(new_release(bin.clone(), version.clone(), Vec::new(), plan)?),
+        (true, _) => Some(new_release(
+            bin.clone(),
+            version.clone(),
+            Vec::new(),
+            p.plan,
+        )?),
         (false, Some(option)) => return Err(usage(&format!("--{option} goes with --release"))),
         (false, None) => None,
     };
-    Ok(Publish {
+    let publish = Publish {
         bin,
         version,
-        file,
+        file: p.file,
         arch,
-        signature,
+        signature: p.signature,
         release,
-    })
+    };
+    Ok((Command::Publish(publish), p.common))
 }
 
 /// The first option given that only makes sense for a new release.

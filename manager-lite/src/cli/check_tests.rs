@@ -27,6 +27,12 @@ fn assert_missing(err: &str, what: &str) {
     );
 }
 
+/// A command line of words without spaces, which must parse.
+fn parse_words(command: &str, line: &str) -> Parsed {
+    let words: Vec<&str> = line.split(' ').collect();
+    parse_line(command, &words).unwrap()
+}
+
 fn usage_error(command: &str, words: &[&str]) -> String {
     match parse_line(command, words) {
         Err(ClientError::Usage(m)) => m,
@@ -36,22 +42,10 @@ fn usage_error(command: &str, words: &[&str]) -> String {
 
 #[test]
 fn publish_parses_options_anywhere() {
-    let parsed = parse_line(
+    let parsed = parse_words(
         "publish",
-        &[
-            "--json",
-            "agent",
-            "--arch",
-            "x86_64",
-            "1.2.0",
-            "--server",
-            "http://h:1/",
-            "./a.bin",
-            "--release",
-            "--note=first",
-        ],
-    )
-    .unwrap();
+        "--json agent --arch x86_64 1.2.0 --server http://h:1/ ./a.bin --release --note=first",
+    );
     assert_eq!(
         parsed.command,
         Command::Publish(Publish {
@@ -340,22 +334,10 @@ fn bad_selectors_are_usage_errors_naming_the_option() {
 
 #[test]
 fn publish_takes_the_plan_only_with_release() {
-    let parsed = parse_line(
+    let parsed = parse_words(
         "publish",
-        &[
-            "a",
-            "1",
-            "f",
-            "--arch",
-            "arm64",
-            "--release",
-            "--waves",
-            "10%,100%",
-            "--os",
-            "linux",
-        ],
-    )
-    .unwrap();
+        "a 1 f --arch arm64 --release --waves 10%,100% --os linux",
+    );
     let Command::Publish(p) = parsed.command else {
         panic!("not a publish");
     };
