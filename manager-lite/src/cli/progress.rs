@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{self, IsTerminal, Read, Write};
 
 /// Uploads smaller than this finish before a bar says anything useful.
-pub const MIN_SIZE: u64 = 4 << 20;
+const MIN_SIZE: u64 = 4 << 20;
 
 const TEMPLATE: &str = "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}";
 
