@@ -14,14 +14,15 @@
 //! [`page`] is the admin page a browser opens at `/`, a client of the same API.
 //! [`metrics`] renders `/metrics` for Prometheus; [`alerts`] posts release
 //! and node events to webhooks.
-//! [`client`] is the admin command line that talks to a running server.
+//! [`cli`] is the command line (clap): `serve`'s flags, `tls`, shell
+//! completions, and the admin commands that talk to a running server.
 //! [`pki`] makes a private CA and the server's certificate (`tls init`,
 //! `tls renew`) for `serve --tls-cert/--tls-key`.
 
 pub mod alerts;
 pub mod artifacts;
 pub mod auth;
-pub mod client;
+pub mod cli;
 pub mod handlers;
 pub mod http;
 pub mod metrics;

@@ -13,7 +13,6 @@
 //! `init` never replaces an existing file (a CA overwritten by mistake would
 //! cut every agent off). Nothing here prints or logs a key.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
@@ -635,86 +634,6 @@ fn renew_text(files: &Files, names: &[Host], leaf: &Leaf) -> String {
         ca = files.ca_cert.display(),
         usage = usage_text(files, names),
     )
-}
-
-/// The usage of `manager-lite tls`.
-pub const USAGE: &str = "\
-USAGE:
-    manager-lite tls init --dir DIR --host NAME[,IP...] [--days N]
-    manager-lite tls renew --dir DIR [--host NAME[,IP...]] [--days N]
-";
-
-/// `manager-lite tls ARGS`: runs `init` or `renew`, prints the outcome, and
-/// returns the exit code.
-pub fn main(args: Vec<OsString>) -> u8 {
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{USAGE}");
-        return 0;
-    }
-    match run(args) {
-        Ok(text) => {
-            print!("{text}");
-            0
-        }
-        Err(e) => {
-            eprintln!("manager-lite tls: {e}");
-            if e.exit_code() == 2 {
-                eprint!("{USAGE}");
-            }
-            e.exit_code()
-        }
-    }
-}
-
-/// Arguments of `tls init` / `tls renew`.
-struct TlsArgs {
-    command: String,
-    dir: Option<PathBuf>,
-    hosts: Option<String>,
-    days: u32,
-}
-
-fn run(args: Vec<OsString>) -> Result<String, PkiError> {
-    let a = parse_args(args)?;
-    let dir = a
-        .dir
-        .ok_or_else(|| PkiError::Usage("--dir DIR is required".into()))?;
-    match a.command.as_str() {
-        "init" => {
-            let hosts = a
-                .hosts
-                .ok_or_else(|| PkiError::Usage("--host NAME[,IP...] is required".into()))?;
-            init(&dir, &hosts, a.days)
-        }
-        _ => renew(&dir, a.hosts.as_deref(), a.days),
-    }
-}
-
-fn parse_args(args: Vec<OsString>) -> Result<TlsArgs, PkiError> {
-    use lexopt::prelude::*;
-    let usage = |e: lexopt::Error| PkiError::Usage(e.to_string());
-    let mut parser = lexopt::Parser::from_args(args);
-    let mut a = TlsArgs {
-        command: String::new(),
-        dir: None,
-        hosts: None,
-        days: DEFAULT_DAYS,
-    };
-    while let Some(arg) = parser.next().map_err(usage)? {
-        match arg {
-            Long("dir") => a.dir = Some(parser.value().map_err(usage)?.into()),
-            Long("host") => a.hosts = Some(parser.value().map_err(usage)?.string().map_err(usage)?),
-            Long("days") => a.days = parser.value().map_err(usage)?.parse().map_err(usage)?,
-            Value(v) if a.command.is_empty() && (v == "init" || v == "renew") => {
-                a.command = v.string().map_err(usage)?;
-            }
-            other => return Err(usage(other.unexpected())),
-        }
-    }
-    if a.command.is_empty() {
-        return Err(PkiError::Usage("give a command: init or renew".into()));
-    }
-    Ok(a)
 }
 
 #[cfg(test)]

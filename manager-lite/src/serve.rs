@@ -8,7 +8,6 @@
 //! hand finish (within `--shutdown-timeout`), the last `last_seen` values are
 //! written, the database is closed, and the process exits 0.
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +21,8 @@ use crate::server::rate::MinRate;
 use crate::server::{Limits, Server};
 use crate::store::{Store, StoreOptions};
 
-/// Everything `serve` can be told.
+/// Everything `serve` can be told (its flags and their defaults are in
+/// [`crate::cli`]).
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
@@ -70,50 +70,11 @@ pub struct ServeConfig {
     pub webhook_format: crate::alerts::Format,
 }
 
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 38012)),
-            data: PathBuf::from("manager-data"),
-            admin_token_file: None,
-            offline_after: Duration::from_secs(180),
-            max_artifact_size: 1 << 30,
-            progress_keep: 100,
-            max_connections: 16_384,
-            max_connections_per_ip: 256,
-            header_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(5),
-            min_rate: 16 << 10,
-            min_rate_window: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            blocking_threads: 16,
-            queue_timeout: Duration::from_secs(2),
-            shutdown_timeout: Duration::from_secs(10),
-            tls_cert: None,
-            tls_key: None,
-            flush_interval: Duration::from_secs(5),
-            rollout_interval: Duration::from_secs(5),
-            node_enroll_token_file: None,
-            insecure_open_nodes: false,
-            metrics_public: false,
-            webhooks: Vec::new(),
-            webhook_format: crate::alerts::Format::Json,
-        }
-    }
-}
-
-/// Entry point of `manager-lite serve`; returns the exit code.
-pub fn main(args: Vec<OsString>) -> u8 {
+/// Entry point of `manager-lite serve` once its flags are parsed
+/// ([`crate::cli`]); returns the exit code.
+pub fn main(config: &ServeConfig) -> u8 {
     init_logging();
-    let config = match parse_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("manager-lite serve: {e}");
-            return 2;
-        }
-    };
-    match run(&config) {
+    match run(config) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
@@ -124,162 +85,6 @@ pub fn main(args: Vec<OsString>) -> u8 {
 
 fn init_logging() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-}
-
-pub fn parse_args(args: Vec<OsString>) -> Result<ServeConfig, String> {
-    use lexopt::prelude::*;
-    let mut c = ServeConfig::default();
-    let mut parser = lexopt::Parser::from_args(args);
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("listen") => {
-                let v = value(&mut parser, "--listen")?;
-                c.listen = v
-                    .parse()
-                    .map_err(|_| format!("--listen {v:?}: expected IP:PORT"))?;
-            }
-            Long("data") => c.data = PathBuf::from(value(&mut parser, "--data")?),
-            Long("admin-token-file") => {
-                c.admin_token_file = Some(PathBuf::from(value(&mut parser, "--admin-token-file")?));
-            }
-            Long("offline-after") => {
-                c.offline_after =
-                    duration("--offline-after", &value(&mut parser, "--offline-after")?)?;
-            }
-            Long("flush-interval") => {
-                c.flush_interval =
-                    duration("--flush-interval", &value(&mut parser, "--flush-interval")?)?;
-            }
-            Long("max-artifact-size") => {
-                c.max_artifact_size = number(
-                    "--max-artifact-size",
-                    &value(&mut parser, "--max-artifact-size")?,
-                )?;
-            }
-            Long("progress-keep") => {
-                c.progress_keep =
-                    number("--progress-keep", &value(&mut parser, "--progress-keep")?)?;
-            }
-            Long("rollout-interval") => {
-                c.rollout_interval = duration(
-                    "--rollout-interval",
-                    &value(&mut parser, "--rollout-interval")?,
-                )?;
-            }
-            Long("node-enroll-token-file") => {
-                c.node_enroll_token_file = Some(PathBuf::from(value(
-                    &mut parser,
-                    "--node-enroll-token-file",
-                )?));
-            }
-            Long("insecure-open-nodes") => c.insecure_open_nodes = true,
-            Long(flag) if SERVER_FLAGS.contains(&flag) => {
-                let flag = format!("--{flag}");
-                let v = value(&mut parser, &flag)?;
-                server_flag(&mut c, &flag, &v)?;
-            }
-            Long("tls-cert") => c.tls_cert = Some(PathBuf::from(value(&mut parser, "--tls-cert")?)),
-            Long("tls-key") => c.tls_key = Some(PathBuf::from(value(&mut parser, "--tls-key")?)),
-            Long("metrics-public") => c.metrics_public = true,
-            Long("webhook") => c.webhooks.push(crate::alerts::Webhook::parse(&value(
-                &mut parser,
-                "--webhook",
-            )?)?),
-            Long("webhook-format") => {
-                c.webhook_format =
-                    crate::alerts::Format::parse(&value(&mut parser, "--webhook-format")?)?;
-            }
-            other => return Err(other.unexpected().to_string()),
-        }
-    }
-    if c.tls_cert.is_some() != c.tls_key.is_some() {
-        return Err(
-            "--tls-cert and --tls-key go together: give both (PEM files) or neither".into(),
-        );
-    }
-    // Secure by default: anyone who can reach an open manager can read every
-    // artifact and forge any node's reports.
-    if !c.listen.ip().is_loopback() && c.node_enroll_token_file.is_none() && !c.insecure_open_nodes
-    {
-        return Err(format!(
-            "--listen {} is not a loopback address and node authentication is off: give \
-             --node-enroll-token-file FILE (nodes enroll with it), or --insecure-open-nodes \
-             to serve nodes unauthenticated anyway",
-            c.listen
-        ));
-    }
-    Ok(c)
-}
-
-/// The network layer's flags (`workers`: the old name of `max-connections`).
-const SERVER_FLAGS: &[&str] = &[
-    "max-connections",
-    "workers",
-    "max-connections-per-ip",
-    "blocking-threads",
-    "header-timeout",
-    "io-timeout",
-    "keepalive-timeout",
-    "min-rate",
-    "min-rate-window",
-    "request-timeout",
-    "queue-timeout",
-    "shutdown-timeout",
-];
-
-/// Sets one of [`SERVER_FLAGS`] (given with its dashes) from its value.
-fn server_flag(c: &mut ServeConfig, flag: &str, v: &str) -> Result<(), String> {
-    let count = match flag {
-        "--max-connections" | "--workers" => Some(&mut c.max_connections),
-        "--max-connections-per-ip" => Some(&mut c.max_connections_per_ip),
-        "--blocking-threads" => Some(&mut c.blocking_threads),
-        _ => None,
-    };
-    if let Some(slot) = count {
-        *slot = number(flag, v)?;
-        return Ok(());
-    }
-    if flag == "--min-rate" {
-        c.min_rate = crate::server::rate::parse(v)
-            .map_err(|e| format!("{flag} {v:?}: {e} (e.g. 16KiB, 1MiB/s)"))?;
-        return Ok(());
-    }
-    *match flag {
-        "--header-timeout" => &mut c.header_timeout,
-        "--io-timeout" => &mut c.io_timeout,
-        "--min-rate-window" => &mut c.min_rate_window,
-        "--request-timeout" => &mut c.request_timeout,
-        "--queue-timeout" => &mut c.queue_timeout,
-        "--shutdown-timeout" => &mut c.shutdown_timeout,
-        _ => &mut c.keepalive_timeout,
-    } = duration(flag, v)?;
-    Ok(())
-}
-
-/// The value of an option, as UTF-8.
-fn value(parser: &mut lexopt::Parser, name: &str) -> Result<String, String> {
-    parser
-        .value()
-        .map_err(|e| e.to_string())?
-        .into_string()
-        .map_err(|_| format!("{name}: not valid UTF-8"))
-}
-
-fn duration(flag: &str, v: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(v) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!("{flag} {v:?}: must be more than zero")),
-        Err(e) => Err(format!("{flag} {v:?}: {e} (e.g. 3m, 90s)")),
-    }
-}
-
-fn number<T: std::str::FromStr + PartialOrd + From<u8>>(flag: &str, v: &str) -> Result<T, String> {
-    match v.parse::<T>() {
-        Ok(n) if n >= T::from(1) => Ok(n),
-        _ => Err(format!(
-            "{flag} {v:?}: expected a whole number of at least 1"
-        )),
-    }
 }
 
 /// Runs the server until SIGTERM or SIGINT.
