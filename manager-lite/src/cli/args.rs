@@ -312,8 +312,9 @@ pub struct Plan {
     /// WAIT (90s, 1h 30m) before the next.
     #[arg(long, allow_hyphen_values = true, value_name = "P%[:WAIT],...")]
     pub waves: Option<String>,
-    /// Share of reached nodes that must succeed to go on.
-    #[arg(long, allow_hyphen_values = true, value_name = "N%")]
+    /// Reached nodes that must succeed to go on: a share, or a count (every
+    /// reached node while fewer are reached).
+    #[arg(long, allow_hyphen_values = true, value_name = "N%|N")]
     pub success_threshold: Option<String>,
     /// Failures (share or count) that pause the release.
     #[arg(long, allow_hyphen_values = true, value_name = "N%|N")]

@@ -400,11 +400,11 @@ fn new_release(
         },
         success_threshold: plan
             .success_threshold
-            .map(|t| threshold("success-threshold", &t, false))
+            .map(|t| threshold("success-threshold", &t))
             .transpose()?,
         max_failures: plan
             .max_failures
-            .map(|t| threshold("max-failures", &t, true))
+            .map(|t| threshold("max-failures", &t))
             .transpose()?,
         require_approval: plan.require_approval,
         windows: check_windows(plan.window)?,
@@ -459,24 +459,21 @@ fn parse_waves(text: &str) -> Result<Vec<Wave>, ClientError> {
     Ok(waves)
 }
 
-/// `--success-threshold 95%`, `--max-failures 5%` or (`count`) `3`: a share
-/// from 0% to 100% (decimals allowed), or a number of nodes.
-fn threshold(option: &str, text: &str, count: bool) -> Result<String, ClientError> {
+/// `--success-threshold 95%`, `--max-failures 5%`, or either as a count of
+/// nodes (`3`): a share from 0% to 100% (decimals allowed), or a number.
+fn threshold(option: &str, text: &str) -> Result<String, ClientError> {
     let t = text.trim();
     let share = t
         .strip_suffix('%')
         .and_then(|p| p.trim().parse::<f64>().ok())
         .is_some_and(|p| (0.0..=100.0).contains(&p));
-    let number = count && !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let number = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
     if share || number && t.parse::<u64>().is_ok() {
         return Ok(t.to_owned());
     }
-    let wanted = if count {
-        "a share like \"5%\" or a number of nodes like \"3\""
-    } else {
-        "a share from 0% to 100% like \"95%\""
-    };
-    Err(usage(&format!("--{option} {text:?}: must be {wanted}")))
+    Err(usage(&format!(
+        "--{option} {text:?}: must be a share like \"5%\" or a number of nodes like \"3\""
+    )))
 }
 
 /// `--select KEY=V1,V2`, each into `labels[KEY]`; a key given again adds values.

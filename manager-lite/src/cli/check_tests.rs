@@ -294,8 +294,11 @@ fn thresholds_are_shares_or_counts() {
     ]);
     assert_eq!(r.success_threshold.as_deref(), Some("95%"));
     assert_eq!(r.max_failures.as_deref(), Some("5%"));
+    let counts = release_of(&["a", "1", "--success-threshold", "20", "--max-failures", "3"]);
+    assert_eq!(counts.success_threshold.as_deref(), Some("20"));
+    assert_eq!(counts.max_failures.as_deref(), Some("3"));
     for (option, bad) in [
-        ("--success-threshold", "95"),
+        ("--success-threshold", "many"),
         ("--success-threshold", "101%"),
         ("--success-threshold", "-1%"),
         ("--success-threshold", "NaN%"),
