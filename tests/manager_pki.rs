@@ -7,7 +7,8 @@
 //! with its old `ca_file` still trusts. An agent facing a self-signed
 //! `CA:TRUE` certificate, or a private CA without `ca_file`, says what is
 //! wrong in words and what to do, and so does one facing a certificate for
-//! other names.
+//! other names. The README's openssl recipe (bring your own PKI), run as
+//! written, makes files the manager serves and agents trust.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -401,4 +402,42 @@ fn an_agent_facing_a_certificate_for_other_names_is_told_which() {
             "manager-lite tls renew --dir DIR --host NAME[,IP...]",
         ],
     );
+}
+
+/// The README's bring-your-own-PKI recipe, run as written with the real
+/// `openssl` (the names swapped for loopback ones): the files it makes are
+/// served by the manager and trusted by an agent given `ca.pem`.
+#[test]
+fn the_readmes_openssl_recipe_makes_files_agents_trust() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme
+        .find("# the CA: CA:TRUE")
+        .expect("the README's openssl recipe");
+    let end = start + readme[start..].find("```").expect("the recipe's end");
+    let recipe = readme[start..end].replace(
+        "DNS:manager.example, IP:10.0.0.5",
+        "DNS:localhost, IP:127.0.0.1",
+    );
+    assert!(recipe.contains("DNS:localhost"), "{recipe}");
+    let tmp = TempDir::new("pki-openssl");
+    let dir = tmp.join("tls");
+    fs::create_dir(&dir).unwrap();
+    let out = output_within(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &recipe])
+            .current_dir(&dir),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "the recipe failed (openssl missing? tests/run.sh installs it): {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(mode(&dir.join("server.key")), 0o600);
+    let m = serve(&dir);
+    let ca = dir.join("ca.pem");
+    handshake(&ca, m.addr, "localhost").unwrap();
+    publish_and_converge(&m, &tmp, &Agent::new(BIN), "1", &ca);
 }
