@@ -383,6 +383,118 @@ fn a_revoked_node_is_refused_until_it_enrolls_again() {
     assert_eq!(r.status, 200, "{r}");
 }
 
+/// `manager-lite node delete`: the node's record, pins and secret go, its
+/// progress reports stay; a host still running its agent enrolls again.
+#[test]
+fn a_deleted_node_is_forgotten_with_its_pins_and_secret() {
+    let s = secured();
+    let v1 = good_script("v1");
+    publish(&s.m, BIN, "1.0.0", &v1);
+    let token_file = s.token_file("agent", &s.token);
+    let a = s.agent(&token_file);
+    a.run().expect_code(0);
+    let old = secret_of(&a);
+    let admin = format!("Bearer {}", s.m.token);
+    let pin = format!("/api/v1/nodes/{}/pins/{BIN}", a.node_id);
+    let r = call(
+        &s.m,
+        "PUT",
+        &pin,
+        Some(&admin),
+        &json!({"version": "1.0.0"}),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    let node_path = format!("/api/v1/nodes/{}", a.node_id);
+    let view = call(&s.m, "GET", &node_path, Some(&admin), &Value::Null);
+    assert!(view.text().contains("pinned"), "{view}");
+    let reports_before = progress(&s.m, BIN, &a.node_id).len();
+    assert!(reports_before > 0);
+
+    let admin_file = s.dir.join("admin.token");
+    fs::write(&admin_file, &s.m.token).unwrap();
+    let out = s.m.cli(&admin_file, &["node", "delete", &a.node_id]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deleted node"),
+        "{out:?}"
+    );
+    assert_eq!(
+        call(&s.m, "GET", &node_path, Some(&admin), &Value::Null).status,
+        404
+    );
+    let nodes = call(&s.m, "GET", "/api/v1/nodes", Some(&admin), &Value::Null);
+    assert!(!nodes.text().contains(&a.node_id), "{nodes}");
+    let target_path = format!("/api/v1/bins/{BIN}?node_id={}", a.node_id);
+    let r = call(&s.m, "GET", &target_path, Some(&bearer(&old)), &Value::Null);
+    assert_eq!(r.status, 401, "the secret went with the node: {r}");
+    assert_eq!(
+        progress(&s.m, BIN, &a.node_id).len(),
+        reports_before,
+        "reports stay"
+    );
+    // Deleting it again: 404, exit 1.
+    let out = s.m.cli(&admin_file, &["node", "delete", &a.node_id]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    // The host still runs its agent: it enrolls afresh, with no pin left.
+    fs::remove_file(secret_path(&a)).unwrap();
+    a.run().expect_code(0);
+    assert_ne!(secret_of(&a), old);
+    let view = call(&s.m, "GET", &node_path, Some(&admin), &Value::Null);
+    assert_eq!(view.status, 200, "{view}");
+    assert!(!view.text().contains("pinned"), "{view}");
+}
+
+/// `serve --forget-offline-after`: a node silent that long is deleted, with
+/// an audit record; a node still keepaliving stays. Shorter than
+/// `--offline-after` is refused.
+#[test]
+fn nodes_silent_past_forget_offline_after_are_deleted() {
+    let m = Manager::new_with(
+        ManagerOptions::default()
+            .arg("--offline-after=1s")
+            .arg("--forget-offline-after=2s")
+            .arg("--flush-interval=100ms"),
+    );
+    m.keepalive("gone", "x86_64", &[]).expect(200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let listed = |id: &str| {
+        m.admin_get("/api/v1/nodes")
+            .expect(200)
+            .text()
+            .contains(&format!("\"{id}\""))
+    };
+    while listed("gone") {
+        assert!(std::time::Instant::now() < deadline, "never forgotten");
+        m.keepalive("alive", "x86_64", &[]).expect(200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(listed("alive"), "a node that keeps calling stays");
+    let audit = m.admin_get("/api/v1/audit").expect(200).text();
+    assert!(
+        audit.contains("/api/v1/nodes/gone: not seen for 2s (--forget-offline-after)"),
+        "{audit}"
+    );
+
+    let dir = TempDir::new("forget-flags");
+    let out = output_within(
+        Command::new(manager_bin()).args([
+            "serve",
+            "--listen=127.0.0.1:0",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--offline-after=10m",
+            "--forget-offline-after=5m",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shorter than --offline-after"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn serving_off_loopback_needs_node_authentication_or_an_explicit_opt_out() {
     let dir = TempDir::new("open");

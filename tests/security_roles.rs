@@ -544,6 +544,13 @@ fn admin_writes() -> Vec<Endpoint> {
                 )
             },
         ),
+        ep("DELETE", "/api/v1/nodes/{node_id}", ADMIN_ONLY, |f| {
+            let (node, secret) = f.enrolled();
+            Call::op(
+                format!("/api/v1/nodes/{node}"),
+                Unchanged::Enrolled(node, secret),
+            )
+        }),
         ep("POST", "/api/v1/tokens", ADMIN_ONLY, |f| {
             let name = format!("new-{}", f.n());
             Call::json(
@@ -736,7 +743,7 @@ fn every_admin_endpoint_answers_each_role_as_the_permission_table_says() {
             }
         }
     }
-    assert_eq!(calls, 24 * 7);
+    assert_eq!(calls, 25 * 7);
     assert!(
         failures.is_empty(),
         "{} of {calls} calls broke the permission table:\n\n{}",

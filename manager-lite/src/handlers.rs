@@ -158,6 +158,20 @@ fn enroll(app: &App, node_id: &str) -> Result<String, ApiError> {
     Ok(secret)
 }
 
+/// `DELETE /api/v1/nodes/{node_id}`: forgets the node, its pins and its
+/// secret; its progress reports stay with the releases.
+pub fn delete_node(app: &App, node_id: &str) -> Answer {
+    check_node_id(node_id)?;
+    if !app.store.delete_node(node_id)? {
+        return Err(ApiError::not_found(format!("unknown node {node_id}")));
+    }
+    log::info!("node {node_id} deleted");
+    Ok(Reply::json(
+        200,
+        &serde_json::json!({"node_id": node_id, "deleted": true}),
+    ))
+}
+
 /// `DELETE /api/v1/nodes/{node_id}/secret`: the node must enroll again.
 pub fn revoke_node(app: &App, node_id: &str) -> Answer {
     check_node_id(node_id)?;

@@ -131,9 +131,9 @@ impl<'a> Route<'a> {
             | Route::Download(_)
             | Route::Release(_)
             | Route::Nodes
-            | Route::Node(_)
             | Route::Audit
             | Route::Metrics => "GET, HEAD",
+            Route::Node(_) => "GET, HEAD, DELETE",
             Route::ReleaseOp(..) => "POST",
             Route::Token(_) | Route::NodeSecret(_) => "DELETE",
             Route::Pin(..) => "PUT, DELETE",
@@ -248,9 +248,10 @@ fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
         (Route::Pin(..), Verb::Put) | (Route::Tokens, Verb::Post) => {
             e(Roles(ADMIN), JSON, Blocking)
         }
-        (Route::Pin(..) | Route::NodeSecret(_) | Route::Token(_), Verb::Delete) => {
-            e(Roles(ADMIN), Ignored, Blocking)
-        }
+        (
+            Route::Pin(..) | Route::NodeSecret(_) | Route::Token(_) | Route::Node(_),
+            Verb::Delete,
+        ) => e(Roles(ADMIN), Ignored, Blocking),
         _ => None,
     }
 }
@@ -519,6 +520,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::Releases, Verb::Get, _) => handlers::list_releases(app, url),
         (Route::Release(id), _, _) => handlers::release(app, id),
         (Route::Nodes, _, _) => handlers::list_nodes(app),
+        (Route::Node(node), Verb::Delete, _) => handlers::delete_node(app, node),
         (Route::Node(node), _, _) => handlers::node_view(app, node),
         (Route::Tokens, Verb::Get, _) => handlers::list_tokens(app),
         (Route::Audit, _, _) => handlers::list_audit(app, url),

@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub data: PathBuf,
     pub admin_token_file: Option<PathBuf>,
     pub offline_after: Duration,
+    /// Nodes not seen for this long are deleted; `None`: never.
+    pub forget_offline_after: Option<Duration>,
     pub max_artifact_size: u64,
     pub progress_keep: usize,
     /// Connections open at once (`--workers` is its old name).
@@ -132,6 +134,9 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         scope.spawn(|| {
             every(config.flush_interval, &stop, || {
                 crate::routes::summarize_refused(&app);
+                if let Some(after) = config.forget_offline_after {
+                    forget_silent_nodes(&app, after);
+                }
                 app.store.flush_last_seen().map(drop)
             });
         });
@@ -152,6 +157,38 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
     outcome?;
     log::info!("stopped");
     Ok(())
+}
+
+/// `--forget-offline-after`: deletes the nodes not seen for `after` (a
+/// decommissioned host), each with an audit record.
+fn forget_silent_nodes(app: &App, after: Duration) {
+    for node in app.store.silent_nodes(after, std::time::SystemTime::now()) {
+        match app.store.delete_node(&node) {
+            Ok(_) => log::info!(
+                "node {node} deleted: not seen for {}",
+                humantime::format_duration(after)
+            ),
+            Err(e) => {
+                log::error!("deleting node {node}, not seen for long: {e}");
+                return;
+            }
+        }
+        let record = binproxy_protocol::AuditRecord {
+            id: 0,
+            at: crate::time::now_rfc3339(),
+            actor: None,
+            method: "DELETE".into(),
+            path: format!(
+                "/api/v1/nodes/{node}: not seen for {} (--forget-offline-after)",
+                humantime::format_duration(after)
+            ),
+            status: 200,
+            remote_addr: None,
+        };
+        if let Err(e) = app.store.add_audit(record) {
+            log::error!("audit of forgetting node {node}: {e}");
+        }
+    }
 }
 
 /// The server's bounds from the flags, with the connection cap lowered to

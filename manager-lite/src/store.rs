@@ -1017,6 +1017,72 @@ impl Store {
         Ok(removed.is_some())
     }
 
+    /// Removes a node: its record, pins and secret, in one transaction (its
+    /// progress reports stay with the releases). `false` when unknown. A
+    /// node that is still alive registers again with its next keepalive.
+    pub fn delete_node(&self, node_id: &str) -> Result<bool> {
+        // Held across the write: a flush of `last_seen` in between would
+        // write the record back.
+        let _guard = self
+            .node_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut pins = self.pins.write().unwrap_or_else(PoisonError::into_inner);
+        let mut secrets = self
+            .node_secrets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let pinned: Vec<String> = pins
+            .keys()
+            .filter(|(n, _)| n == node_id)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let (existed, secret) = self.write("deleting node", |txn| {
+            let existed = txn
+                .open_table(NODES)
+                .at(&self.path, "nodes")?
+                .remove(node_id)
+                .at(&self.path, "deleting node")?
+                .is_some();
+            let mut t = txn.open_table(PINS).at(&self.path, "pins")?;
+            for bin in &pinned {
+                t.remove((node_id, bin.as_str()))
+                    .at(&self.path, "deleting pins")?;
+            }
+            let secret = txn
+                .open_table(NODE_SECRETS)
+                .at(&self.path, "node secrets")?
+                .remove(node_id)
+                .at(&self.path, "deleting node secret")?
+                .map(|v| v.value().to_owned());
+            Ok((existed, secret))
+        })?;
+        for bin in pinned {
+            pins.remove(&(node_id.to_owned(), bin));
+        }
+        if let Some(sha) = &secret {
+            secrets.remove(sha);
+        }
+        // One mirror lock at a time past this point, as everywhere else.
+        drop((pins, secrets));
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(node_id);
+        Ok(existed || secret.is_some())
+    }
+
+    /// Nodes last seen longer than `after` before `now`.
+    pub fn silent_nodes(&self, after: Duration, now: SystemTime) -> Vec<String> {
+        self.nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|e| now.duration_since(e.last_seen).is_ok_and(|age| age > after))
+            .map(|e| e.node.node_id.clone())
+            .collect()
+    }
+
     // ---- admin tokens and audit ----
 
     fn load_tokens(&self) -> Result<()> {

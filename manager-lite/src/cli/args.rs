@@ -184,7 +184,8 @@ the file is large; none otherwise."
         #[command(flatten)]
         common: Common,
     },
-    /// Show one node and, per bin, its target and why (`node revoke NODE`: forget its secret).
+    /// Show one node and, per bin, its target and why (`node revoke NODE`: forget its
+    /// secret; `node delete NODE`: forget the node).
     Node(NodeArgs),
     /// Show a bin's latest progress reports.
     Progress {
@@ -354,7 +355,8 @@ pub struct IdArgs {
     pub common: Common,
 }
 
-/// `node NODE` or `node revoke NODE`: "revoke" is a subcommand, as it was.
+/// `node NODE`, `node revoke NODE` or `node delete NODE`: the actions are
+/// subcommands, as "revoke" was.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct NodeArgs {
@@ -371,6 +373,13 @@ pub struct NodeArgs {
 pub enum NodeAction {
     /// Forget a node's secret: it must enroll again.
     Revoke {
+        /// The node's id, as its agent reports it.
+        #[arg(value_name = "NODE")]
+        node: String,
+    },
+    /// Delete a node: its record, pins and secret (its progress reports stay with
+    /// the releases). A node still running an agent registers again.
+    Delete {
         /// The node's id, as its agent reports it.
         #[arg(value_name = "NODE")]
         node: String,

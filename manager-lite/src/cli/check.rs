@@ -44,6 +44,9 @@ pub enum Command {
     NodeRevoke {
         node: String,
     },
+    NodeDelete {
+        node: String,
+    },
     Progress {
         bin: String,
         node: Option<String>,
@@ -244,10 +247,13 @@ fn operate(op: &'static str, a: args::IdArgs) -> Result<(Command, Common), Clien
     Ok((Command::Operate { op, id }, a.common))
 }
 
-/// `node NODE` or `node revoke NODE`.
+/// `node NODE`, `node revoke NODE` or `node delete NODE`.
 fn node(node: Option<String>, action: Option<NodeAction>) -> Result<Command, ClientError> {
     match (action, node) {
         (Some(NodeAction::Revoke { node }), _) => Ok(Command::NodeRevoke {
+            node: name(node, check_node_id)?,
+        }),
+        (Some(NodeAction::Delete { node }), _) => Ok(Command::NodeDelete {
             node: name(node, check_node_id)?,
         }),
         (None, Some(node)) => Ok(Command::Node {

@@ -203,6 +203,18 @@ pub fn node_revoke(client: &Client, json: bool, node: &str) -> Result<(), Client
     }
 }
 
+/// Deletes a node with its pins and secret.
+pub fn node_delete(client: &Client, json: bool, node: &str) -> Result<(), ClientError> {
+    let answer = client.delete(&format!("{API_PREFIX}/nodes/{node}"))?;
+    if json {
+        emit(&pretty(&answer.body))
+    } else {
+        emit(&format!(
+            "deleted node {node} with its pins and secret (its progress reports stay)\n"
+        ))
+    }
+}
+
 /// Creates a named token and prints its secret, the one time it is shown.
 pub fn token_create(client: &Client, json: bool, new: &NewToken) -> Result<(), ClientError> {
     let answer = client.post_json(&format!("{API_PREFIX}/tokens"), new)?;

@@ -174,6 +174,7 @@ fn run(admin: Admin) -> Result<(), ClientError> {
         C::Nodes => commands::nodes(&connect()?, json),
         C::Node { node } => commands::node_details(&connect()?, json, &node),
         C::NodeRevoke { node } => commands::node_revoke(&connect()?, json, &node),
+        C::NodeDelete { node } => commands::node_delete(&connect()?, json, &node),
         C::Progress { bin, node, limit } => {
             commands::progress(&connect()?, json, &bin, node.as_deref(), limit)
         }

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// A node not seen for this long is shown offline.
     #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = duration)]
     pub offline_after: Duration,
+    /// Delete a node not seen for this long, with its pins and secret (off
+    /// unless given; at least --offline-after).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub forget_offline_after: Option<Duration>,
     /// Largest upload, in bytes.
     #[arg(long, value_name = "BYTES", default_value = "1073741824", value_parser = count::<u64>)]
     pub max_artifact_size: u64,
@@ -115,6 +119,16 @@ impl ServeArgs {
                 self.listen
             ));
         }
+        if let Some(forget) = self.forget_offline_after {
+            if forget < self.offline_after {
+                return Err(format!(
+                    "--forget-offline-after {} is shorter than --offline-after {}: a node would \
+                     be deleted before it shows offline",
+                    humantime::format_duration(forget),
+                    humantime::format_duration(self.offline_after)
+                ));
+            }
+        }
         let webhooks = self
             .webhook
             .iter()
@@ -125,6 +139,7 @@ impl ServeArgs {
             data: self.data,
             admin_token_file: self.admin_token_file,
             offline_after: self.offline_after,
+            forget_offline_after: self.forget_offline_after,
             max_artifact_size: self.max_artifact_size,
             progress_keep: self.progress_keep,
             max_connections: self.max_connections,
