@@ -878,6 +878,16 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Whether `node` has reported progress for release `id` (durable: the
+    /// report was committed before it was counted).
+    pub fn has_reported(&self, id: u64, node: &str) -> bool {
+        self.release_reports
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .is_some_and(|nodes| nodes.contains_key(node))
+    }
+
     /// The artifact hashes of a release's version, every arch.
     pub fn release_hashes(&self, r: &Release) -> Result<std::collections::HashSet<String>> {
         Ok(self

@@ -7,6 +7,14 @@
 //! older release gave it — and the reason says so, which is the answer to
 //! "why did this host not update?". A release whose maintenance windows are
 //! closed is skipped the same way, except for nodes that already run it.
+//!
+//! A paused release contains: it keeps its target only for the nodes that
+//! already took it up — reported progress for it, or run its artifact — so
+//! a release that pauses itself at its fourth failure stops there, even in a
+//! single wave of 100%. A node that was handed the target but had not
+//! started yet goes back to what an older release gives it. Both facts are
+//! durable (progress reports and installed hashes are committed before they
+//! count), so the answer is the same after a restart and costs no write.
 
 use binproxy_protocol::window::Windows;
 use binproxy_protocol::{download_path, Node, Release, ReleaseStatus, Target};
@@ -49,7 +57,8 @@ pub fn decide_at(
     let mut skipped: Option<String> = None;
     for r in store.live_releases().iter().filter(|r| r.bin_name == bin) {
         let outcome = match reach(r, node) {
-            Ok(reason) => windowed(store, node, r, arch, reason, now)?,
+            Ok(reason) => windowed(store, node, r, arch, reason, now)?
+                .and_then(|decision| contained(store, node, r, decision)),
             Err(why_not) => Err(why_not),
         };
         match outcome {
@@ -107,6 +116,31 @@ fn reach(r: &Release, node: &Node) -> Result<String, String> {
         ReleaseStatus::Completed => format!("release {id} (completed)"),
         _ => format!("in wave {} of release {id}", r.wave + 1),
     })
+}
+
+/// A paused release's target only for the nodes that took it up: reported
+/// progress for it, or run its artifact. The others are skipped (`Err`).
+fn contained(
+    store: &Store,
+    node: &Node,
+    r: &Release,
+    decision: Decision,
+) -> Result<Decision, String> {
+    if r.status != ReleaseStatus::Paused {
+        return Ok(decision);
+    }
+    let running = decision
+        .target
+        .as_ref()
+        .is_some_and(|t| node.bins.get(&r.bin_name) == Some(&t.sha256sum));
+    if running || store.has_reported(r.id, &node.node_id) {
+        return Ok(decision);
+    }
+    Err(format!(
+        "release {} paused: {}; it adds no node, and this one had not started it",
+        r.id,
+        r.paused_reason.as_deref().unwrap_or("by an operator")
+    ))
 }
 
 /// The target release `r` gives a node it has reached, unless its maintenance

@@ -114,10 +114,17 @@ fn wave(r: &Release) -> String {
 /// The note; for a paused release, why it paused first.
 fn note(r: &Release) -> String {
     let note = r.note.as_deref().unwrap_or_default();
-    match (r.status, r.paused_reason.as_deref()) {
-        (ReleaseStatus::Paused, Some(reason)) if note.is_empty() => format!("paused: {reason}"),
-        (ReleaseStatus::Paused, Some(reason)) => format!("paused: {reason}; {note}"),
-        _ => note.to_owned(),
+    // A reason outlives its pause only when the release ended paused
+    // (superseded, cancelled): shown as history.
+    let paused = match (r.status, r.paused_reason.as_deref()) {
+        (_, None) => return note.to_owned(),
+        (ReleaseStatus::Paused, Some(reason)) => format!("paused: {reason}"),
+        (_, Some(reason)) => format!("was paused: {reason}"),
+    };
+    if note.is_empty() {
+        paused
+    } else {
+        format!("{paused}; {note}")
     }
 }
 

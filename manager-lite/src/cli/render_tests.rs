@@ -122,6 +122,13 @@ fn releases_table_shows_waves_counts_and_why_paused() {
         row.ends_with("paused: 6 failures > 5% of 100 reached nodes; canary"),
         "{out}"
     );
+    let mut ended = r.clone();
+    ended.status = ReleaseStatus::Superseded;
+    let row = releases_table(&[ended]).lines().nth(1).unwrap().to_owned();
+    assert!(
+        row.ends_with("was paused: 6 failures > 5% of 100 reached nodes; canary"),
+        "{row}"
+    );
     r.status = ReleaseStatus::PendingApproval;
     r.paused_reason = None;
     let row = releases_table(&[r]).lines().nth(1).unwrap().to_owned();
