@@ -175,6 +175,8 @@ enum Unchanged {
     ReleaseCount(String, usize),
     /// This version of the bin was not stored.
     NoVersion(String, String),
+    /// This version of the bin is still stored.
+    HasVersion(String, String),
     /// No token of this name was created.
     NoToken(String),
     /// The token with this secret still works.
@@ -544,6 +546,18 @@ fn admin_writes() -> Vec<Endpoint> {
                 )
             },
         ),
+        ep(
+            "DELETE",
+            "/api/v1/bins/{bin}/versions/{version}",
+            ADMIN_ONLY,
+            |f| {
+                let bin = f.bin();
+                Call::op(
+                    format!("/api/v1/bins/{bin}/versions/1"),
+                    Unchanged::HasVersion(bin, "1".into()),
+                )
+            },
+        ),
         ep("DELETE", "/api/v1/nodes/{node_id}", ADMIN_ONLY, |f| {
             let (node, secret) = f.enrolled();
             Call::op(
@@ -596,6 +610,11 @@ fn changed(m: &Manager, unchanged: &Unchanged) -> Option<String> {
             let r = m.admin_get(&format!("/api/v1/bins/{bin}/versions"));
             let stored = r.text().contains(&format!("\"version\":\"{version}\""));
             stored.then(|| format!("{bin} {version} was stored: {r}"))
+        }
+        Unchanged::HasVersion(bin, version) => {
+            let r = m.admin_get(&format!("/api/v1/bins/{bin}/versions"));
+            let stored = r.text().contains(&format!("\"version\":\"{version}\""));
+            (!stored).then(|| format!("{bin} {version} was deleted: {r}"))
         }
         Unchanged::NoToken(name) => token_names(m)
             .contains(name)
@@ -743,7 +762,7 @@ fn every_admin_endpoint_answers_each_role_as_the_permission_table_says() {
             }
         }
     }
-    assert_eq!(calls, 25 * 7);
+    assert_eq!(calls, 26 * 7);
     assert!(
         failures.is_empty(),
         "{} of {calls} calls broke the permission table:\n\n{}",

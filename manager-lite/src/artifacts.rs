@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -44,6 +45,10 @@ impl Drop for Staged {
 pub struct Artifacts {
     dir: PathBuf,
     counter: AtomicU64,
+    /// Held from naming a file to committing its version, and from deleting
+    /// versions to removing the files they leave: an upload of the same
+    /// bytes cannot land between a delete's commit and its unlink.
+    names: Mutex<()>,
 }
 
 impl Artifacts {
@@ -59,6 +64,7 @@ impl Artifacts {
         Ok(Artifacts {
             dir: dir.to_path_buf(),
             counter: AtomicU64::new(0),
+            names: Mutex::new(()),
         })
     }
 
@@ -129,6 +135,31 @@ impl Artifacts {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Serialises the naming and removal of files with the commits that
+    /// refer to them (see the field).
+    pub fn lock(&self) -> MutexGuard<'_, ()> {
+        self.names.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes the file of an artifact no version refers to any more
+    /// (the caller holds [`Artifacts::lock`]), durably.
+    pub fn remove(&self, sha256: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(sha256)) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes of every artifact file.
+    pub fn bytes(&self) -> io::Result<u64> {
+        let mut total = 0;
+        for entry in fs::read_dir(&self.dir)? {
+            total += entry?.metadata()?.len();
+        }
+        Ok(total)
     }
 
     /// Removes files no stored version refers to; returns how many.

@@ -30,6 +30,8 @@ pub struct App {
     pub artifacts: Artifacts,
     pub auth: Auth,
     pub max_artifact_size: u64,
+    /// `--keep-versions`: pruned after each upload; `None`: keep all.
+    pub keep_versions: Option<usize>,
     /// When each bin's releases were last recounted after a report.
     pub recounted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     pub metrics: crate::metrics::Metrics,
@@ -456,14 +458,71 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
     {
         return existing_version(&found, &record);
     }
+    let names = app.artifacts.lock();
     app.artifacts
         .commit(&staged)
         .map_err(|e| ApiError::internal(format!("storing artifact {}: {e}", record.sha256sum)))?;
-    match app.store.put_version(&record)? {
-        PutVersion::Created(v) => Ok(Reply::json(201, &v)),
+    let put = app.store.put_version(&record)?;
+    drop(names);
+    match put {
+        PutVersion::Created(v) => {
+            prune_versions(app);
+            Ok(Reply::json(201, &v))
+        }
         PutVersion::Existing(found) | PutVersion::Conflict(found) => {
             existing_version(&found, &record)
         }
+    }
+}
+
+/// `--keep-versions`, after an upload: a failure is logged, the upload stands.
+pub fn prune_versions(app: &App) {
+    let Some(keep) = app.keep_versions else {
+        return;
+    };
+    match crate::retention::prune(&app.store, &app.artifacts, keep) {
+        Ok(deleted) => {
+            for v in deleted {
+                let arch = v.arch.as_deref().unwrap_or("any arch");
+                log::info!(
+                    "deleted {} {} ({arch}): beyond --keep-versions {keep}",
+                    v.bin_name,
+                    v.version
+                );
+                crate::audit::by_manager(
+                    &app.store,
+                    "DELETE",
+                    format!(
+                        "/api/v1/bins/{}/versions/{} ({arch}): beyond --keep-versions {keep}",
+                        v.bin_name, v.version
+                    ),
+                );
+            }
+        }
+        Err(e) => log::error!("pruning versions (--keep-versions {keep}): {e}"),
+    }
+}
+
+/// `DELETE /api/v1/bins/{bin}/versions/{version}[?arch=A]`: deletes the
+/// version (every arch, or `arch`; `arch=` for the arch-less artifact) with
+/// its signature, and the files no version refers to any more; 409 while a
+/// release or a pin needs it.
+pub fn delete_version(app: &App, bin: &str, version: &str, url: &Url) -> Answer {
+    check_bin_name(bin)?;
+    check_version(version)?;
+    let arch = url.query("arch").map(normalize_arch);
+    if let Some(a) = arch.filter(|a| !a.is_empty()) {
+        check_arch(a)?;
+    }
+    match crate::retention::delete(&app.store, &app.artifacts, bin, version, arch)? {
+        crate::store::Deletion::Deleted { versions, .. } => Ok(Reply::json(200, &versions)),
+        crate::store::Deletion::NotFound => Err(ApiError::not_found(format!(
+            "no artifact of {bin} {version}{}",
+            arch.map(|a| format!(" for arch {a:?}")).unwrap_or_default()
+        ))),
+        crate::store::Deletion::Refused(why) => Err(ApiError::conflict(format!(
+            "{bin} {version} is kept: {why}"
+        ))),
     }
 }
 
@@ -547,7 +606,19 @@ pub fn list_bins(app: &App) -> Answer {
         .store
         .bins()?
         .into_iter()
-        .map(|(bin_name, versions)| BinVersions { bin_name, versions })
+        .map(|(bin_name, versions)| {
+            // Each file once: two versions of the same bytes share it.
+            let files: BTreeMap<&str, u64> = versions
+                .iter()
+                .map(|v| (v.sha256sum.as_str(), v.size))
+                .collect();
+            let bytes = files.values().sum();
+            BinVersions {
+                bin_name,
+                bytes,
+                versions,
+            }
+        })
         .collect();
     Ok(Reply::json(200, &bins))
 }
@@ -609,9 +680,16 @@ fn fresh(app: &App, release: Release) -> Result<Release, ApiError> {
 /// `GET /metrics`: the Prometheus text exposition.
 pub fn metrics(app: &App) -> Answer {
     let fleet = app.store.fleet_snapshot()?;
-    Ok(crate::metrics::Metrics::reply(
-        app.metrics.render(&fleet, app.alerts.stats()),
-    ))
+    let mut text = app.metrics.render(&fleet, app.alerts.stats());
+    let artifacts = app
+        .artifacts
+        .bytes()
+        .map_err(|e| ApiError::internal(format!("sizing the artifact files: {e}")))?;
+    text.push_str(&crate::metrics::data_bytes(
+        artifacts,
+        app.store.file_bytes(),
+    ));
+    Ok(crate::metrics::Metrics::reply(text))
 }
 
 fn release_id(id: &str) -> Result<u64, ApiError> {

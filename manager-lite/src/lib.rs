@@ -21,6 +21,7 @@
 
 pub mod alerts;
 pub mod artifacts;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod handlers;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod metrics;
 pub mod page;
 pub mod pki;
+pub mod retention;
 pub mod rollout;
 pub mod routes;
 pub mod serve;

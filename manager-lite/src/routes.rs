@@ -35,6 +35,7 @@ enum Route<'a> {
     BinProgress(&'a str),
     BinVersions(&'a str),
     Signature(&'a str, &'a str),
+    Version(&'a str, &'a str),
     Download(&'a str),
     Releases,
     Release(&'a str),
@@ -62,6 +63,7 @@ impl<'a> Route<'a> {
             ["api", "v1", "bins", bin] => Route::Bin(bin),
             ["api", "v1", "bins", bin, "progress"] => Route::BinProgress(bin),
             ["api", "v1", "bins", bin, "versions"] => Route::BinVersions(bin),
+            ["api", "v1", "bins", bin, "versions", version] => Route::Version(bin, version),
             ["api", "v1", "bins", bin, "versions", version, "signature"] => {
                 Route::Signature(bin, version)
             }
@@ -107,6 +109,7 @@ impl<'a> Route<'a> {
             Route::BinProgress(_) => "BinProgress",
             Route::BinVersions(_) => "BinVersions",
             Route::Signature(..) => "Signature",
+            Route::Version(..) => "Version",
             Route::Download(_) => "Download",
             Route::Releases => "Releases",
             Route::Release(_) => "Release",
@@ -135,7 +138,7 @@ impl<'a> Route<'a> {
             | Route::Metrics => "GET, HEAD",
             Route::Node(_) => "GET, HEAD, DELETE",
             Route::ReleaseOp(..) => "POST",
-            Route::Token(_) | Route::NodeSecret(_) => "DELETE",
+            Route::Token(_) | Route::NodeSecret(_) | Route::Version(..) => "DELETE",
             Route::Pin(..) => "PUT, DELETE",
             Route::Signature(..) => "PUT",
             Route::Keepalive
@@ -249,7 +252,11 @@ fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
             e(Roles(ADMIN), JSON, Blocking)
         }
         (
-            Route::Pin(..) | Route::NodeSecret(_) | Route::Token(_) | Route::Node(_),
+            Route::Pin(..)
+            | Route::NodeSecret(_)
+            | Route::Token(_)
+            | Route::Node(_)
+            | Route::Version(..),
             Verb::Delete,
         ) => e(Roles(ADMIN), Ignored, Blocking),
         _ => None,
@@ -535,6 +542,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::Pin(node, bin), Verb::Delete, _) => handlers::delete_pin(app, node, bin),
         (Route::Tokens, Verb::Post, Caller::Admin(a)) => handlers::create_token(app, a, rq),
         (Route::NodeSecret(node), _, _) => handlers::revoke_node(app, node),
+        (Route::Version(bin, version), _, _) => handlers::delete_version(app, bin, version, url),
         (Route::Token(name), _, _) => handlers::revoke_token(app, name),
         (route, _, _) => Err(ApiError::method_not_allowed(route.allow())),
     }

@@ -31,6 +31,8 @@ pub struct ServeConfig {
     pub offline_after: Duration,
     /// Nodes not seen for this long are deleted; `None`: never.
     pub forget_offline_after: Option<Duration>,
+    /// Versions kept per bin and arch beyond those in use; `None`: all.
+    pub keep_versions: Option<usize>,
     pub max_artifact_size: u64,
     pub progress_keep: usize,
     /// Connections open at once (`--workers` is its old name).
@@ -96,6 +98,8 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         _ => None,
     };
     let app = Arc::new(open(config)?);
+    // What --keep-versions allows to go since the last run (a lowered N).
+    crate::handlers::prune_versions(&app);
     let limits = limits(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,21 +177,14 @@ fn forget_silent_nodes(app: &App, after: Duration) {
                 return;
             }
         }
-        let record = binproxy_protocol::AuditRecord {
-            id: 0,
-            at: crate::time::now_rfc3339(),
-            actor: None,
-            method: "DELETE".into(),
-            path: format!(
+        crate::audit::by_manager(
+            &app.store,
+            "DELETE",
+            format!(
                 "/api/v1/nodes/{node}: not seen for {} (--forget-offline-after)",
                 humantime::format_duration(after)
             ),
-            status: 200,
-            remote_addr: None,
-        };
-        if let Err(e) = app.store.add_audit(record) {
-            log::error!("audit of forgetting node {node}: {e}");
-        }
+        );
     }
 }
 
@@ -258,6 +255,7 @@ fn open(config: &ServeConfig) -> Result<App, String> {
         artifacts,
         auth,
         max_artifact_size: config.max_artifact_size,
+        keep_versions: config.keep_versions,
         recounted: std::sync::Mutex::default(),
         metrics: crate::metrics::Metrics::new(config.metrics_public),
         alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,

@@ -27,6 +27,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::time::{parse_rfc3339, rfc3339};
 
+mod deletion;
+pub use deletion::{Deletion, References};
+
 /// The schema this build writes. A database with a newer one is refused.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -212,6 +215,11 @@ impl Store {
         store.load_tokens()?;
         store.load_node_secrets()?;
         Ok(store)
+    }
+
+    /// Size of the database file (0 if it cannot be read).
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8], what: &str) -> Result<T> {

@@ -230,6 +230,9 @@ pub struct Version {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BinVersions {
     pub bin_name: String,
+    /// Bytes of the bin's artifact files, each file once.
+    #[serde(default)]
+    pub bytes: u64,
     pub versions: Vec<Version>,
 }
 

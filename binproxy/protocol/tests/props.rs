@@ -596,7 +596,7 @@ proptest! {
         secret in text(), id in any::<u64>(), status in any::<u16>(), addr in option::of(text()),
     ) {
         round_trip(&v)?;
-        round_trip(&BinVersions { bin_name: v.bin_name.clone(), versions: vec![v.clone()] })?;
+        round_trip(&BinVersions { bin_name: v.bin_name.clone(), bytes: v.size, versions: vec![v.clone()] })?;
         round_trip(&nr)?;
         round_trip(&r)?;
         round_trip(&r.status)?;

@@ -204,6 +204,8 @@ the file is large; none otherwise."
     /// Create, list or revoke named tokens.
     #[command(after_long_help = ROLES)]
     Token(TokenArgs),
+    /// Delete a version that no release or pin needs (`version delete BIN VERSION`).
+    Version(VersionArgs),
     /// The latest admin writes, refused ones included, newest first.
     #[command(
         after_long_help = "Writes refused for want of a valid token are summed up \
@@ -383,6 +385,33 @@ pub enum NodeAction {
         /// The node's id, as its agent reports it.
         #[arg(value_name = "NODE")]
         node: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(subcommand)]
+    pub action: VersionAction,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionAction {
+    /// Delete a version's artifacts (every arch, or --arch), with their
+    /// signatures and the files no other version shares. Refused (exit 1)
+    /// while a release that is not over targets it or would roll back to it,
+    /// or a pin names it.
+    Delete {
+        /// The bin's name.
+        #[arg(value_name = "BIN")]
+        bin: String,
+        /// The version's name.
+        #[arg(value_name = "VERSION")]
+        version: String,
+        /// Only the artifact uploaded for this arch.
+        #[arg(long, value_name = "A")]
+        arch: Option<String>,
     },
 }
 

@@ -5,7 +5,7 @@
 //! the words and options; this turns them into a checked [`Command`].
 
 pub use super::args::Common;
-use super::args::{self, Admin, NodeAction, Plan, TokenAction};
+use super::args::{self, Admin, NodeAction, Plan, TokenAction, VersionAction};
 use super::ClientError;
 use binproxy_protocol::names::normalize_arch;
 use binproxy_protocol::window::Windows;
@@ -77,6 +77,11 @@ pub enum Command {
     TokenList,
     TokenRevoke {
         name: String,
+    },
+    VersionDelete {
+        bin: String,
+        version: String,
+        arch: Option<String>,
     },
     Audit {
         limit: Option<u32>,
@@ -187,6 +192,16 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
             common,
         ),
         Admin::Token(t) => (token(t.action)?, t.common),
+        Admin::Version(v) => match v.action {
+            VersionAction::Delete { bin, version, arch } => (
+                Command::VersionDelete {
+                    bin: name(bin, check_bin_name)?,
+                    version: name(version, check_version)?,
+                    arch: checked("arch", arch, check_arch)?,
+                },
+                v.common,
+            ),
+        },
         Admin::Audit { limit, common } => (
             Command::Audit {
                 limit: audit_limit(limit)?,

@@ -9,7 +9,7 @@ use super::http::{Answer, Client};
 use super::progress::Progress;
 use super::render::{
     audit_table, emit, node_view, nodes_table, pretty, progress_table, release_block,
-    releases_table, show, tokens_table, versions_table,
+    releases_table, short, show, tokens_table, versions_table,
 };
 use super::settings::shown;
 use super::ClientError;
@@ -20,6 +20,7 @@ use binproxy_protocol::{
 };
 use serde::Serialize;
 use serde_json::Value as Json;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -260,6 +261,36 @@ pub fn token_revoke(client: &Client, json: bool, name: &str) -> Result<(), Clien
         )),
         (true, body) => emit(&pretty(body)),
     }
+}
+
+/// Deletes a version's artifacts (one arch, or every one).
+pub fn version_delete(
+    client: &Client,
+    json: bool,
+    bin: &str,
+    version: &str,
+    arch: Option<&str>,
+) -> Result<(), ClientError> {
+    let query = arch.map(|a| format!("?arch={a}")).unwrap_or_default();
+    let answer = client.delete(&format!(
+        "{API_PREFIX}/bins/{bin}/versions/{version}{query}"
+    ))?;
+    if json {
+        return emit(&pretty(&answer.body));
+    }
+    let deleted: Vec<Version> = answer.parse()?;
+    let mut text = String::new();
+    for v in &deleted {
+        let _ = writeln!(
+            text,
+            "deleted {} {} ({}, {})",
+            table::clean(&v.bin_name),
+            table::clean(&v.version),
+            table::clean(v.arch.as_deref().unwrap_or("any arch")),
+            short(&v.sha256sum)
+        );
+    }
+    emit(&text)
 }
 
 /// The latest admin writes, newest first.

@@ -185,6 +185,9 @@ fn run(admin: Admin) -> Result<(), ClientError> {
         C::TokenCreate(new) => commands::token_create(&connect()?, json, &new),
         C::TokenList => commands::token_list(&connect()?, json),
         C::TokenRevoke { name } => commands::token_revoke(&connect()?, json, &name),
+        C::VersionDelete { bin, version, arch } => {
+            commands::version_delete(&connect()?, json, &bin, &version, arch.as_deref())
+        }
         C::Audit { limit } => commands::audit(&connect()?, json, limit),
     }
 }

@@ -387,7 +387,7 @@ pub fn audit_table(records: &[AuditRecord]) -> String {
     table::render(&header, &rows)
 }
 
-fn short(sha: &str) -> String {
+pub(super) fn short(sha: &str) -> String {
     sha.chars().take(SHORT_SHA).collect()
 }
 

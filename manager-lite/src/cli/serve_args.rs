@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// unless given; at least --offline-after).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub forget_offline_after: Option<Duration>,
+    /// Keep, per bin and arch, only the newest N versions and those a release or
+    /// a pin needs: older ones are deleted after each upload (off unless given).
+    #[arg(long, value_name = "N", value_parser = count::<usize>)]
+    pub keep_versions: Option<usize>,
     /// Largest upload, in bytes.
     #[arg(long, value_name = "BYTES", default_value = "1073741824", value_parser = count::<u64>)]
     pub max_artifact_size: u64,
@@ -140,6 +144,7 @@ impl ServeArgs {
             admin_token_file: self.admin_token_file,
             offline_after: self.offline_after,
             forget_offline_after: self.forget_offline_after,
+            keep_versions: self.keep_versions,
             max_artifact_size: self.max_artifact_size,
             progress_keep: self.progress_keep,
             max_connections: self.max_connections,

@@ -404,6 +404,20 @@ fn releases(out: &mut Text, all: &[Release]) {
 }
 
 /// The text being written.
+/// `manager_data_bytes`: what the data directory holds, by part, so a disk
+/// filling with versions shows before it is full.
+pub fn data_bytes(artifacts: u64, database: u64) -> String {
+    let mut out = Text::default();
+    out.head(
+        "manager_data_bytes",
+        "gauge",
+        "Bytes in the data directory: artifact files, and the database file.",
+    );
+    out.sample("manager_data_bytes", &[("part", "artifacts")], artifacts);
+    out.sample("manager_data_bytes", &[("part", "database")], database);
+    out.0
+}
+
 #[derive(Default)]
 struct Text(String);
 

@@ -1,0 +1,112 @@
+//! Deleting versions, for retention: the rows go in one transaction that
+//! also reads what refers to them, so no release or pin can come to name a
+//! version between the check and the delete (redb runs one write
+//! transaction at a time). Whether a reference keeps a version is the
+//! caller's policy ([`crate::retention`]); this only persists. The answer
+//! names the artifact files no version refers to any more: the caller
+//! removes them after the commit, so a crash leaves an orphan file (removed
+//! at the next start), never a version without its file.
+
+use binproxy_protocol::{Release, Version};
+use redb::ReadableTable;
+use std::collections::HashSet;
+
+use super::{Context, Result, Store, PINS, RELEASES, VERSIONS};
+
+/// What refers to a bin's versions, read inside the deleting transaction.
+pub struct References {
+    /// Every release of the bin, whatever its status.
+    pub releases: Vec<Release>,
+    /// (node, version) of every pin of the bin.
+    pub pins: Vec<(String, String)>,
+}
+
+/// What [`Store::delete_version`] did.
+#[derive(Debug)]
+pub enum Deletion {
+    /// The rows are gone; `orphans` are the hashes no version refers to now.
+    Deleted {
+        versions: Vec<Version>,
+        orphans: Vec<String>,
+    },
+    /// No artifact of that version (and arch).
+    NotFound,
+    /// Kept, for this reason.
+    Refused(String),
+}
+
+impl Store {
+    /// Deletes the artifacts of `bin` `version`: of every arch (`arch`
+    /// `None`), the arch-less one (`Some("")`) or one arch, unless `refuse`
+    /// finds a reason to keep them in what refers to the bin's versions.
+    pub fn delete_version(
+        &self,
+        bin: &str,
+        version: &str,
+        arch: Option<&str>,
+        refuse: impl FnOnce(&References) -> Option<String>,
+    ) -> Result<Deletion> {
+        self.write("deleting version", |txn| {
+            let mut versions = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+            let mut doomed = Vec::new();
+            for row in versions
+                .range((bin, version, "")..)
+                .at(&self.path, "versions")?
+            {
+                let (key, value) = row.at(&self.path, "versions")?;
+                let (b, v, a) = key.value();
+                if b != bin || v != version {
+                    break;
+                }
+                if arch.is_none_or(|want| want == a) {
+                    doomed.push((
+                        a.to_owned(),
+                        self.decode::<Version>(value.value(), "version")?,
+                    ));
+                }
+            }
+            if doomed.is_empty() {
+                return Ok(Deletion::NotFound);
+            }
+            let refs = self.references(txn, bin)?;
+            if let Some(why) = refuse(&refs) {
+                return Ok(Deletion::Refused(why));
+            }
+            for (a, _) in &doomed {
+                versions
+                    .remove((bin, version, a.as_str()))
+                    .at(&self.path, "deleting version")?;
+            }
+            let mut orphans: HashSet<String> =
+                doomed.iter().map(|(_, v)| v.sha256sum.clone()).collect();
+            for row in versions.iter().at(&self.path, "versions")? {
+                let (_, value) = row.at(&self.path, "versions")?;
+                let v: Version = self.decode(value.value(), "version")?;
+                orphans.remove(&v.sha256sum);
+            }
+            Ok(Deletion::Deleted {
+                versions: doomed.into_iter().map(|(_, v)| v).collect(),
+                orphans: orphans.into_iter().collect(),
+            })
+        })
+    }
+
+    fn references(&self, txn: &redb::WriteTransaction, bin: &str) -> Result<References> {
+        let releases = txn.open_table(RELEASES).at(&self.path, "releases")?;
+        let releases = self
+            .scan_releases(&releases)?
+            .into_iter()
+            .filter(|r| r.bin_name == bin)
+            .collect();
+        let pins_table = txn.open_table(PINS).at(&self.path, "pins")?;
+        let mut pins = Vec::new();
+        for row in pins_table.iter().at(&self.path, "pins")? {
+            let (key, value) = row.at(&self.path, "pins")?;
+            let (node, b) = key.value();
+            if b == bin {
+                pins.push((node.to_owned(), value.value().to_owned()));
+            }
+        }
+        Ok(References { releases, pins })
+    }
+}
