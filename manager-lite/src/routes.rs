@@ -388,7 +388,8 @@ pub fn run(app: &App, mut ticket: Ticket, rq: &mut Request, failure: Option<ApiE
             .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)"))),
     };
     let reply = result.unwrap_or_else(|e| {
-        if e.status >= 500 {
+        // A 503 of degraded storage is logged once, by its condition.
+        if e.status >= 500 && e.retry_after.is_none() {
             log::error!("{} {}: {}", rq.method(), rq.path(), e.message);
         }
         e.into_reply()
@@ -500,7 +501,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
     let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
     let route = Route::parse(&segments).ok_or_else(|| ApiError::internal("route vanished"))?;
     match (route, verb(rq.method()), &ticket.caller) {
-        (Route::Health, _, _) => handlers::health(),
+        (Route::Health, _, _) => Ok(crate::health::answer(app)),
         (Route::Page(name), _, _) => crate::page::asset(name),
         (Route::Metrics, _, _) => handlers::metrics(app),
         // Node-facing.
