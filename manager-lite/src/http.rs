@@ -292,6 +292,8 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// `len` bytes of a file, read from its current position.
     File(File, u64),
+    /// `len` bytes produced by a reader as they are sent (a backup archive).
+    Stream(Box<dyn Read + Send>, u64),
     Empty,
 }
 

@@ -45,6 +45,8 @@ enum Route<'a> {
     Tokens,
     Token(&'a str),
     Audit,
+    /// `GET /api/v1/backup`: the backup archive.
+    Backup,
     NodeSecret(&'a str),
     /// The admin page: `/` (empty name) and its assets `/ui/{name}`.
     Page(&'a str),
@@ -78,6 +80,7 @@ impl<'a> Route<'a> {
             ["api", "v1", "tokens"] => Route::Tokens,
             ["api", "v1", "tokens", name] => Route::Token(name),
             ["api", "v1", "audit"] => Route::Audit,
+            ["api", "v1", "backup"] => Route::Backup,
             ["metrics"] => Route::Metrics,
             _ => return None,
         })
@@ -117,6 +120,7 @@ impl<'a> Route<'a> {
             Route::Tokens => "Tokens",
             Route::Token(_) => "Token",
             Route::Audit => "Audit",
+            Route::Backup => "Backup",
             Route::NodeSecret(_) => "NodeSecret",
             Route::Metrics => "Metrics",
             Route::Page(_) => "Page",
@@ -132,6 +136,7 @@ impl<'a> Route<'a> {
             | Route::Release(_)
             | Route::Nodes
             | Route::Audit
+            | Route::Backup
             | Route::Metrics => "GET, HEAD",
             Route::Node(_) => "GET, HEAD, DELETE",
             Route::ReleaseOp(..) => "POST",
@@ -248,10 +253,12 @@ fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
         (Route::Pin(..), Verb::Put) | (Route::Tokens, Verb::Post) => {
             e(Roles(ADMIN), JSON, Blocking)
         }
+        // A backup holds node-secret and token hashes: admins only.
         (
             Route::Pin(..) | Route::NodeSecret(_) | Route::Token(_) | Route::Node(_),
             Verb::Delete,
-        ) => e(Roles(ADMIN), Ignored, Blocking),
+        )
+        | (Route::Backup, Verb::Get) => e(Roles(ADMIN), Ignored, Blocking),
         _ => None,
     }
 }
@@ -320,7 +327,8 @@ pub fn admit(app: &App, rq: &Request) -> Ticket {
     };
     t.route = route.name();
     let verb = verb(rq.method());
-    t.audit.write = route.is_admin() && verb != Verb::Get;
+    // A backup is a read, but of every secret's hash: audited like a write.
+    t.audit.write = route.is_admin() && (verb != Verb::Get || matches!(route, Route::Backup));
     let Some(ep) = endpoint(app, route, verb) else {
         t.refusal = Some(ApiError::method_not_allowed(route.allow()));
         if t.audit.write {
@@ -525,6 +533,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::Node(node), _, _) => handlers::node_view(app, node),
         (Route::Tokens, Verb::Get, _) => handlers::list_tokens(app),
         (Route::Audit, _, _) => handlers::list_audit(app, url),
+        (Route::Backup, _, _) => crate::backup::make::answer(app),
         // Admin writes.
         (Route::BinVersions(bin), Verb::Post, _) => handlers::upload(app, bin, url, rq),
         (Route::Signature(bin, version), _, Caller::Admin(a)) => {

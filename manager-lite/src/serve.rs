@@ -217,6 +217,11 @@ fn open(config: &ServeConfig) -> Result<App, String> {
     let data = &config.data;
     std::fs::create_dir_all(data)
         .map_err(|e| format!("creating data directory {}: {e}", data.display()))?;
+    let leftovers = crate::backup::make::remove_leftovers(data)
+        .map_err(|e| format!("cleaning backup snapshots in {}: {e}", data.display()))?;
+    if leftovers > 0 {
+        log::info!("removed {leftovers} backup snapshot(s) left by a crash");
+    }
     let artifacts_dir = data.join("artifacts");
     let artifacts = Artifacts::open(&artifacts_dir).map_err(|e| {
         format!(

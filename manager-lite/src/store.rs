@@ -28,6 +28,9 @@ use std::time::{Duration, SystemTime};
 use crate::time::{parse_rfc3339, rfc3339};
 
 mod db;
+mod snapshot;
+
+pub use snapshot::inspect_copy;
 
 /// The schema this build writes. A database with a newer one is refused.
 pub const SCHEMA_VERSION: u64 = 1;

@@ -78,6 +78,10 @@ pub enum Command {
     TokenRevoke {
         name: String,
     },
+    /// `backup --to FILE`.
+    Backup {
+        to: PathBuf,
+    },
     Audit {
         limit: Option<u32>,
     },
@@ -193,6 +197,7 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
             },
             common,
         ),
+        Admin::Backup { to, common } => (Command::Backup { to }, common),
     };
     Ok(Parsed { command, common })
 }

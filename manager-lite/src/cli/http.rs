@@ -134,6 +134,29 @@ impl Client {
         read_answer("PUT", &url, sent)
     }
 
+    /// A GET whose answer is streamed (a backup): its body as a reader, and
+    /// its length when announced. An error status is a refusal, as ever.
+    pub fn download(&self, path: &str) -> Result<(impl Read + use<>, Option<u64>), ClientError> {
+        let (url, request) = self.start(Agent::get, path, &[]);
+        let mut response = request
+            .call()
+            .map_err(|e| ClientError::Failed(format!("GET {url} failed: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER)
+                .read_to_string();
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                error: error_text(&text.unwrap_or_default(), status.canonical_reason()),
+            });
+        }
+        let length = response.body().content_length();
+        Ok((response.into_body().into_reader(), length))
+    }
+
     /// Streams `body` (`size` bytes, e.g. a file) as the body.
     pub fn upload(
         &self,
