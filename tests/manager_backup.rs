@@ -11,8 +11,8 @@
 
 use binproxy_protocol::download_path;
 use binproxy_tests::{
-    artifact_bytes, manager_bin, output_within, request, sha256_hex, unique, Manager,
-    ManagerOptions, Response, TempDir,
+    artifact_bytes, manager_bin, names_starting, output_within, request, sha256_hex, unique,
+    Manager, ManagerOptions, Response, TempDir,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -249,11 +249,7 @@ fn a_backup_taken_under_writes_restores_everything_acknowledged_before_it() {
     assert_eq!(mode, 0o600, "the backup file is the admins' alone");
     let out_dir: Vec<_> = fs::read_dir(s.dir.join("out")).unwrap().collect();
     assert_eq!(out_dir.len(), 1, "no temp file is left beside it");
-    let leftovers: Vec<_> = fs::read_dir(&m.data_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".backup-"))
-        .collect();
+    let leftovers = names_starting(&m.data_dir, ".backup-");
     assert!(
         leftovers.is_empty(),
         "the snapshot is removed: {leftovers:?}"
@@ -352,11 +348,7 @@ fn restore_refuses_a_non_empty_dir_and_a_damaged_archive() {
         text(&out)
     );
     assert!(!target.exists(), "nothing that looks restored");
-    let beside: Vec<_> = fs::read_dir(s.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("restore"))
-        .collect();
+    let beside = names_starting(s.dir.path(), ".from-tampered");
     assert!(beside.is_empty(), "no temp dir left: {beside:?}");
 
     let cut = s.dir.join("cut.tar");

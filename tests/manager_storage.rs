@@ -9,7 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_protocol::{download_path, Node};
-use binproxy_tests::{artifact_bytes, sha256_hex, Manager, ManagerOptions, Response, TempDir};
+use binproxy_tests::{
+    artifact_bytes, names_starting, sha256_hex, Manager, ManagerOptions, Response, TempDir,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -170,11 +172,7 @@ fn refuse_while_full(m: &Manager, data: &Path, v1: &[u8]) -> Vec<String> {
         &m.upload("app", "2.0", None, &artifact_bytes("storage-v2", 200_000)),
         "an upload",
     );
-    let leftovers: Vec<_> = std::fs::read_dir(data.join("artifacts"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".tmp-"))
-        .collect();
+    let leftovers = names_starting(&data.join("artifacts"), ".tmp-");
     assert!(
         leftovers.is_empty(),
         "a refused upload leaves no temp file: {leftovers:?}"

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 
 pub mod make;
 pub mod restore;
@@ -246,6 +247,23 @@ fn copy_hashed(
             .map_err(io_at(format!("writing {path} (fsync)")))?;
     }
     Ok((size, hex(&hasher.finalize())))
+}
+
+/// A temp path for `target` in the same directory (so the final rename is
+/// atomic): `DIR/.NAME.TAG-PID`, and `DIR`. `None` when `target` names no
+/// file or directory.
+pub fn temp_beside(target: &std::path::Path, tag: &str) -> Option<(PathBuf, PathBuf)> {
+    let name = target.file_name()?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.{tag}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    Some((dir, tmp))
 }
 
 /// The sha256 and size of a file.

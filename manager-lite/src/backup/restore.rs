@@ -81,19 +81,9 @@ pub fn restore(from: &Path, data: &Path) -> Result<String, RestoreError> {
         Err(e) => return Err(io_at("reading", data)(e)),
     }
     let input = File::open(from).map_err(io_at("opening", from))?;
-    let name = data
-        .file_name()
+    let (parent, tmp) = super::temp_beside(data, "restore")
         .ok_or_else(|| RestoreError::Database(format!("{} names no directory", data.display())))?;
-    let parent = match data.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
     fs::create_dir_all(&parent).map_err(io_at("creating", &parent))?;
-    let tmp = parent.join(format!(
-        ".{}.restore-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io_at("removing the leftover", &tmp))?;
     }

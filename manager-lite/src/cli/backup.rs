@@ -47,18 +47,8 @@ fn failed(what: &str, path: &Path, e: &dyn std::fmt::Display) -> ClientError {
 }
 
 pub fn backup(client: &Client, to: &Path) -> Result<(), ClientError> {
-    let name = to
-        .file_name()
+    let (dir, tmp) = crate::backup::temp_beside(to, "tmp")
         .ok_or_else(|| ClientError::Usage(format!("--to {}: not a file name", to.display())))?;
-    let dir = match to.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     let out = OpenOptions::new()
         .write(true)
         .create_new(true)
