@@ -16,6 +16,9 @@ use super::{
 };
 use binproxy_protocol::Version;
 
+/// redb's cache for the copy, in bytes.
+const COPY_CACHE: usize = 16 << 20;
+
 /// Copies every row of one table.
 fn copy<K: Key + 'static, V: Value + 'static>(
     def: TableDefinition<K, V>,
@@ -66,7 +69,12 @@ impl Store {
                 });
             }
         }
-        let out = Database::create(dest).at(dest, "snapshot: creating the copy")?;
+        // A small cache: redb writes pages out as it goes rather than
+        // holding a whole database's worth in memory until the commit.
+        let out = redb::Builder::new()
+            .set_cache_size(COPY_CACHE)
+            .create(dest)
+            .at(dest, "snapshot: creating the copy")?;
         let write = out.begin_write().at(dest, "snapshot: writing the copy")?;
         copy(META, &txn, &write, dest)?;
         copy(NODES, &txn, &write, dest)?;
