@@ -28,6 +28,8 @@ use std::time::{Duration, SystemTime};
 use crate::time::{parse_rfc3339, rfc3339};
 
 mod db;
+#[cfg(test)]
+mod degraded_tests;
 mod snapshot;
 
 pub use snapshot::inspect_copy;
