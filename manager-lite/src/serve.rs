@@ -289,8 +289,12 @@ fn every(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50).min(period));
         if last.elapsed() >= period {
-            if let Err(e) = task() {
-                log::error!("{e}");
+            match task() {
+                Ok(()) => {}
+                // Degraded storage is logged once, when it starts; the
+                // refused writes it keeps (last_seen stays pending) are not.
+                Err(e) if e.is_unavailable() => log::debug!("{e}"),
+                Err(e) => log::error!("{e}"),
             }
             last = Instant::now();
         }
