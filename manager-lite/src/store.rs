@@ -31,6 +31,8 @@ mod db;
 #[cfg(test)]
 mod degraded_tests;
 mod snapshot;
+#[cfg(test)]
+mod test_support;
 
 pub use snapshot::inspect_copy;
 
@@ -1448,34 +1450,7 @@ mod tests {
     use super::*;
     use binproxy_protocol::ProgressStatus;
 
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let p =
-                std::env::temp_dir().join(format!("ml-store-{tag}-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-        fn db(&self) -> PathBuf {
-            self.0.join("m.redb")
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn opts(keep: usize) -> StoreOptions {
-        StoreOptions {
-            offline_after: Duration::from_secs(180),
-            progress_keep: keep,
-        }
-    }
+    use test_support::{opts, TempDir};
 
     fn node(id: &str) -> Node {
         Node {

@@ -3,26 +3,9 @@
 //! in tests/manager_storage.rs (a full tmpfs); here the degraded state is
 //! set directly, so the refusal path runs deterministically.
 
+use super::test_support::{opts, TempDir};
 use super::*;
 use binproxy_protocol::Node;
-
-fn temp(tag: &str) -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        std::env::temp_dir().join(format!("ml-degraded-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn opts() -> StoreOptions {
-    StoreOptions {
-        offline_after: Duration::from_secs(60),
-        progress_keep: 3,
-    }
-}
 
 fn node(id: &str, label: &str) -> Node {
     let mut n = Node {
@@ -35,9 +18,9 @@ fn node(id: &str, label: &str) -> Node {
 
 #[test]
 fn a_refused_flush_keeps_last_seen_pending_and_a_refused_write_changes_nothing() {
-    let dir = temp("flush");
-    let db = dir.join("m.redb");
-    let store = Store::open(&db, opts()).unwrap();
+    let dir = TempDir::new("flush");
+    let db = dir.db();
+    let store = Store::open(&db, opts(3)).unwrap();
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     store.keepalive(node("n1", "a"), true, t0).unwrap();
     let t1 = t0 + Duration::from_secs(60);
@@ -61,8 +44,6 @@ fn a_refused_flush_keeps_last_seen_pending_and_a_refused_write_changes_nothing()
     store.condition().worked();
     assert_eq!(store.flush_last_seen().unwrap(), 1);
     drop(store);
-    let store = Store::open(&db, opts()).unwrap();
+    let store = Store::open(&db, opts(3)).unwrap();
     assert_eq!(store.node("n1").unwrap().last_seen, rfc3339(t1));
-    drop(store);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -127,34 +127,14 @@ pub fn inspect_copy(path: &Path) -> Result<(u64, BTreeSet<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
+    use crate::store::test_support::{opts, TempDir};
     use binproxy_protocol::{Node, Role, TokenInfo};
-    use std::time::{Duration, SystemTime};
-
-    fn temp(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ml-snapshot-{tag}-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn opts() -> StoreOptions {
-        StoreOptions {
-            offline_after: Duration::from_secs(60),
-            progress_keep: 10,
-        }
-    }
+    use std::time::SystemTime;
 
     #[test]
     fn a_snapshot_holds_every_table_and_refuses_an_unknown_one() {
-        let dir = temp("copy");
-        let store = Store::open(&dir.join("a.redb"), opts()).unwrap();
+        let dir = TempDir::new("copy");
+        let store = Store::open(&dir.db(), opts(10)).unwrap();
         let node = Node {
             node_id: "n1".into(),
             ..Node::default()
@@ -169,11 +149,11 @@ mod tests {
         };
         assert!(store.add_token(&info, &"c".repeat(64)).unwrap());
         store.set_pin("n1", "app", Some("1.0")).unwrap();
-        let copy = dir.join("copy.redb");
+        let copy = dir.path().join("copy.redb");
         assert!(store.snapshot(&copy).unwrap().is_empty());
         let (schema, hashes) = inspect_copy(&copy).unwrap();
         assert_eq!((schema, hashes.len()), (crate::store::SCHEMA_VERSION, 0));
-        let back = Store::open(&copy, opts()).unwrap();
+        let back = Store::open(&copy, opts(10)).unwrap();
         assert!(back.node("n1").is_some());
         assert_eq!(back.node_of_secret(&"b".repeat(64)).as_deref(), Some("n1"));
         assert_eq!(back.token_by_hash(&"c".repeat(64)).unwrap().name, "ci");
@@ -186,9 +166,8 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        let e = store.snapshot(&dir.join("other.redb")).unwrap_err();
+        let e = store.snapshot(&dir.path().join("other.redb")).unwrap_err();
         assert!(e.to_string().contains("extra"), "{e}");
         drop((store, back));
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
