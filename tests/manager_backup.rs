@@ -370,8 +370,12 @@ fn restore_refuses_a_non_empty_dir_and_a_damaged_archive() {
     fs::create_dir(&empty).unwrap();
     let out = restore(&backup, &empty);
     assert!(out.status.success(), "{}", text(&out));
+    // A snapshot a crashed backup left is cleaned at startup.
+    fs::create_dir_all(empty.join(".backup-1-0/artifacts")).unwrap();
+    fs::write(empty.join(".backup-1-0/manager.redb"), "half").unwrap();
     let r = Manager::start(&empty, options(&s.enroll_file, &s.m.token));
     assert_eq!(fetch(&r, &bytes), bytes);
+    assert!(names_starting(&empty, ".backup-").is_empty());
 }
 
 /// Every version of the restored manager has its bytes (and was uploaded

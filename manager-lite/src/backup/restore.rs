@@ -22,6 +22,8 @@ use crate::artifacts::sync_dir;
 pub enum RestoreError {
     /// DIR exists and holds files.
     NotEmpty(PathBuf),
+    /// DIR names no directory (`/`, `..`).
+    BadTarget(PathBuf),
     /// The archive is not a good backup.
     Archive { file: PathBuf, source: ArchiveError },
     /// The restored database is unusable, or refers to a missing artifact.
@@ -42,6 +44,7 @@ impl fmt::Display for RestoreError {
                 "{} exists and is not empty: restore only into a new or empty directory",
                 dir.display()
             ),
+            Self::BadTarget(dir) => write!(f, "--data {}: names no directory", dir.display()),
             Self::Archive { file, source } => write!(f, "{}: {source}", file.display()),
             Self::Database(why) => write!(f, "restored database unusable: {why}"),
             Self::Io { what, path, source } => {
@@ -82,7 +85,7 @@ pub fn restore(from: &Path, data: &Path) -> Result<String, RestoreError> {
     }
     let input = File::open(from).map_err(io_at("opening", from))?;
     let (parent, tmp) = super::temp_beside(data, "restore")
-        .ok_or_else(|| RestoreError::Database(format!("{} names no directory", data.display())))?;
+        .ok_or_else(|| RestoreError::BadTarget(data.to_path_buf()))?;
     fs::create_dir_all(&parent).map_err(io_at("creating", &parent))?;
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io_at("removing the leftover", &tmp))?;
