@@ -1,9 +1,9 @@
 //! The manager's command line as an operator meets it, on the real binary:
 //! every command answers `--help` with its own flags (exit 0), shell
 //! completions are generated, a misspelt flag or command is a one-line usage
-//! error (exit 2) with clap's suggestion, and `publish` draws a progress bar
-//! only on a terminal (run under a pseudo-terminal with util-linux `script`),
-//! for `publish` and for `backup`.
+//! error (exit 2) with clap's suggestion, and `publish` and `backup` draw a
+//! progress bar only on a terminal (run under a pseudo-terminal with
+//! util-linux `script`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
