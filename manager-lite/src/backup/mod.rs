@@ -174,6 +174,14 @@ pub fn read_archive(
         if entry.header().entry_type() != tar::EntryType::Regular {
             return Err(ArchiveError::Format(format!("{path} is not a plain file")));
         }
+        // Refused before a byte is written: the manifest bounds every file.
+        if entry.size() != want.size {
+            return Err(ArchiveError::Mismatch {
+                path,
+                want: format!("{} bytes", want.size),
+                got: format!("{} bytes", entry.size()),
+            });
+        }
         let out = sink(&path).map_err(io_at(format!("creating {path}")))?;
         let (size, sha256) = copy_hashed(&mut entry, out, &path)?;
         if size != want.size || sha256 != want.sha256 {
