@@ -615,7 +615,7 @@ pub fn metrics(app: &App) -> Answer {
         Err(e) => return Err(e.into()),
     };
     let storage = crate::metrics::Storage {
-        parts: crate::health::parts(app),
+        parts: crate::health::parts(&app.store, &app.artifacts),
         reopens: app.store.reopens(),
     };
     Ok(crate::metrics::Metrics::reply(app.metrics.render(

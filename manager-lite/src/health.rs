@@ -5,19 +5,20 @@
 //! writes see: reads are still served, writes are refused with `503` and
 //! `Retry-After` until the disk takes them again.
 
+use crate::artifacts::Artifacts;
 use crate::degraded::Condition;
-use crate::handlers::App;
 use crate::http::Reply;
+use crate::store::Store;
 
 /// The storage parts, in the order they are reported.
-pub fn parts(app: &App) -> [&Condition; 2] {
-    [app.store.condition(), app.artifacts.condition()]
+pub fn parts<'a>(store: &'a Store, artifacts: &'a Artifacts) -> [&'a Condition; 2] {
+    [store.condition(), artifacts.condition()]
 }
 
 /// What is wrong with the storage, one part per sentence; `None` when
 /// every part is healthy.
-pub fn reason(app: &App) -> Option<String> {
-    let problems: Vec<String> = parts(app)
+pub fn reason(store: &Store, artifacts: &Artifacts) -> Option<String> {
+    let problems: Vec<String> = parts(store, artifacts)
         .iter()
         .filter_map(|c| {
             c.problem().map(|p| {
@@ -34,9 +35,9 @@ pub fn reason(app: &App) -> Option<String> {
 }
 
 /// The answer to `GET /health`.
-pub fn answer(app: &App) -> Reply {
+pub fn answer(store: &Store, artifacts: &Artifacts) -> Reply {
     let version = env!("CARGO_PKG_VERSION");
-    match reason(app) {
+    match reason(store, artifacts) {
         None => Reply::json(
             200,
             &serde_json::json!({"status": "ok", "version": version}),

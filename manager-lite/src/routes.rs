@@ -509,7 +509,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
     let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
     let route = Route::parse(&segments).ok_or_else(|| ApiError::internal("route vanished"))?;
     match (route, verb(rq.method()), &ticket.caller) {
-        (Route::Health, _, _) => Ok(crate::health::answer(app)),
+        (Route::Health, _, _) => Ok(crate::health::answer(&app.store, &app.artifacts)),
         (Route::Page(name), _, _) => crate::page::asset(name),
         (Route::Metrics, _, _) => handlers::metrics(app),
         // Node-facing.
