@@ -1,8 +1,9 @@
 //! The manager's command line as an operator meets it, on the real binary:
 //! every command answers `--help` with its own flags (exit 0), shell
 //! completions are generated, a misspelt flag or command is a one-line usage
-//! error (exit 2) with clap's suggestion, and `publish` draws a progress bar
-//! only on a terminal (run under a pseudo-terminal with util-linux `script`).
+//! error (exit 2) with clap's suggestion, and `publish` and `backup` draw a
+//! progress bar only on a terminal (run under a pseudo-terminal with
+//! util-linux `script`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -273,4 +274,34 @@ fn publish_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
     let out = output_within(&mut cmd, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(!has_bar(&text(&out.stdout)), "{out:?}");
+}
+
+#[test]
+fn backup_draws_a_progress_bar_on_a_terminal_and_none_in_a_pipe() {
+    let (m, tmp) = publish_setup(8 << 20);
+    let bytes = std::fs::read(tmp.join("big.bin")).unwrap();
+    m.upload("big", "1.0", None, &bytes).expect(201);
+    let to = tmp.join("b.tar");
+    let out = m.cli(
+        &tmp.join("token"),
+        &["backup", "--to", to.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!has_bar(&text(&out.stderr)), "{out:?}");
+    let line = format!(
+        "'{}' backup --to '{}' --server {} --token-file '{}'",
+        manager_bin().display(),
+        tmp.join("tty.tar").display(),
+        m.url,
+        tmp.join("token").display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qfec", &line, "/dev/null"])
+        .env_remove("MANAGER_ADMIN_TOKEN")
+        .env_remove("MANAGER_URL");
+    let out = output_within(&mut cmd, Duration::from_secs(60));
+    let shown = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(shown.contains("MiB/s") && shown.contains("eta "), "{shown}");
+    assert!(shown.contains("backup written to"), "{shown}");
 }

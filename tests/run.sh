@@ -5,7 +5,8 @@
 # Needs beyond the Rust toolchain: the real minisign CLI (signature tests),
 # systemd-analyze, dpkg-deb and readelf (packaging tests), Chromium and
 # ChromeDriver (the admin page test), util-linux's setpriv and script (tests
-# that run as another user or on a terminal), openssl (certificates made the
+# that run as another user or on a terminal), mount and fallocate (the
+# full-disk test, on a tmpfs it mounts), openssl (certificates made the
 # way operators make them), Python 3 with prometheus_client (the /metrics
 # test) and a C compiler (ring). As root it installs what is missing with
 # apt-get and pip; as anyone else it lists the exact commands and exits 2
@@ -30,6 +31,8 @@ needs=(
   "command -v dpkg-deb|dpkg"
   "command -v readelf|binutils"
   "command -v setpriv|util-linux"
+  "command -v fallocate|util-linux"
+  "command -v mount|mount"
   "command -v script|bsdutils"
   "command -v openssl|openssl"
   "test -x /usr/bin/chromium|chromium"

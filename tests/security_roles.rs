@@ -488,6 +488,10 @@ fn writes() -> Vec<Endpoint> {
         ep("POST", "/api/v1/releases/{id}/cancel", ADMIN_ONLY, |f| {
             release_op("cancel", &f.rolling())
         }),
+        // A read, but of every token's and node secret's hash.
+        ep("GET", "/api/v1/backup", ADMIN_ONLY, |_| {
+            Call::read("/api/v1/backup".into())
+        }),
         ep("PUT", "/api/v1/nodes/{node}/pins/{bin}", ADMIN_ONLY, |f| {
             let (node, bin) = f.pin_target();
             Call::json(
@@ -762,7 +766,7 @@ fn every_admin_endpoint_answers_each_role_as_the_permission_table_says() {
             }
         }
     }
-    assert_eq!(calls, 26 * 7);
+    assert_eq!(calls, 27 * 7);
     assert!(
         failures.is_empty(),
         "{} of {calls} calls broke the permission table:\n\n{}",

@@ -5,6 +5,9 @@
 //! directory fsync'd), so a crash never leaves half an artifact under a real
 //! name. Leftover temp files, and files no stored version refers to (a crash
 //! between the rename and the database commit), are removed at startup.
+//!
+//! A write that fails on our side (a full disk) marks the directory
+//! degraded ([`crate::degraded`]) until a later upload is stored.
 
 use binproxy_protocol::hex;
 use sha2::{Digest, Sha256};
@@ -14,6 +17,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::degraded::Condition;
 
 const TMP_PREFIX: &str = ".tmp-";
 
@@ -49,6 +54,7 @@ pub struct Artifacts {
     /// versions to removing the files they leave: an upload of the same
     /// bytes cannot land between a delete's commit and its unlink.
     names: Mutex<()>,
+    condition: Condition,
 }
 
 impl Artifacts {
@@ -65,6 +71,7 @@ impl Artifacts {
             dir: dir.to_path_buf(),
             counter: AtomicU64::new(0),
             names: Mutex::new(()),
+            condition: Condition::new("artifacts"),
         })
     }
 
@@ -72,8 +79,31 @@ impl Artifacts {
         self.dir.join(sha256)
     }
 
-    /// Streams `body` into a temp file, hashing it, refusing more than `max` bytes.
+    /// The artifact directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether writes to the directory fail (degraded), and why.
+    pub fn condition(&self) -> &Condition {
+        &self.condition
+    }
+
+    /// Streams `body` into a temp file, hashing it, refusing more than `max`
+    /// bytes. A failure to write it marks the directory degraded.
     pub fn ingest(&self, body: &mut dyn Read, max: u64) -> Result<Staged, IngestError> {
+        let staged = self.stage(body, max);
+        match &staged {
+            Ok(_) => self.condition.worked(),
+            Err(IngestError::Disk { path, source }) => self
+                .condition
+                .failed(format!("writing {}: {source}", path.display())),
+            Err(_) => {}
+        }
+        staged
+    }
+
+    fn stage(&self, body: &mut dyn Read, max: u64) -> Result<Staged, IngestError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .dir
@@ -116,13 +146,18 @@ impl Artifacts {
 
     /// Gives a staged file its real name, durably. Content-addressed: if the
     /// hash is already stored, the bytes are the same and the temp file goes.
+    /// A failure marks the directory degraded.
     pub fn commit(&self, staged: &Staged) -> io::Result<()> {
         let dest = self.path(&staged.sha256);
-        if !dest.exists() {
-            fs::rename(&staged.tmp, &dest)?;
-            sync_dir(&self.dir)?;
+        if dest.exists() {
+            return Ok(());
         }
-        Ok(())
+        let done = fs::rename(&staged.tmp, &dest).and_then(|()| sync_dir(&self.dir));
+        if let Err(e) = &done {
+            self.condition
+                .failed(format!("storing {}: {e}", dest.display()));
+        }
+        done
     }
 
     /// The artifact with this (checked) hash and its size, if stored.

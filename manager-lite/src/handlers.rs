@@ -6,7 +6,7 @@
 
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex,
-    names::normalize_arch, BinVersions, BinView, CreatedToken, Health, Installed, Keepalive,
+    names::normalize_arch, BinVersions, BinView, CreatedToken, Installed, Keepalive,
     KeepaliveReply, NewRelease, NewToken, Node, NodeView, Pin, Progress, ProgressStatus, Release,
     Role, TokenInfo, Version,
 };
@@ -70,16 +70,6 @@ const MAX_TEXT: usize = 1024;
 const MAX_LABELS: usize = 64;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
-
-pub fn health() -> Answer {
-    Ok(Reply::json(
-        200,
-        &Health {
-            status: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        },
-    ))
-}
 
 // ---- node-facing ----
 
@@ -426,10 +416,12 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
         .map_err(|e| match e {
             IngestError::TooLarge { .. } => too_large(),
             IngestError::Body(e) => body_error(&e, "the upload"),
-            IngestError::Disk { path, source } => {
-                log::error!("storing upload in {}: {source}", path.display());
-                ApiError::internal(format!("storing the upload: {source}"))
-            }
+            // The temp file is gone; the directory is degraded until an
+            // upload is stored again.
+            IngestError::Disk { path, source } => ApiError::unavailable(format!(
+                "storage unavailable, retry later: storing the upload in {}: {source}",
+                path.display()
+            )),
         })?;
     // A client that goes away early can look like a short body: refuse it.
     if let Some(declared) = rq.body_length() {
@@ -459,9 +451,12 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
         return existing_version(&found, &record);
     }
     let names = app.artifacts.lock();
-    app.artifacts
-        .commit(&staged)
-        .map_err(|e| ApiError::internal(format!("storing artifact {}: {e}", record.sha256sum)))?;
+    app.artifacts.commit(&staged).map_err(|e| {
+        ApiError::unavailable(format!(
+            "storage unavailable, retry later: storing artifact {}: {e}",
+            record.sha256sum
+        ))
+    })?;
     let put = app.store.put_version(&record)?;
     drop(names);
     match put {
@@ -678,9 +673,23 @@ fn fresh(app: &App, release: Release) -> Result<Release, ApiError> {
 }
 
 /// `GET /metrics`: the Prometheus text exposition.
+/// With the database unreadable (degraded, not reopened yet), the fleet
+/// comes from memory: nodes and live releases.
 pub fn metrics(app: &App) -> Answer {
-    let fleet = app.store.fleet_snapshot()?;
-    let mut text = app.metrics.render(&fleet, app.alerts.stats());
+    let fleet = match app.store.fleet_snapshot() {
+        Ok(fleet) => fleet,
+        Err(e) if e.is_unavailable() => crate::store::FleetSnapshot {
+            nodes: app.store.nodes(),
+            versions: std::collections::HashMap::new(),
+            releases: app.store.live_releases().to_vec(),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let storage = crate::metrics::Storage {
+        parts: crate::health::parts(&app.store, &app.artifacts),
+        reopens: app.store.reopens(),
+    };
+    let mut text = app.metrics.render(&fleet, app.alerts.stats(), &storage);
     let artifacts = app
         .artifacts
         .bytes()

@@ -192,6 +192,8 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// Ask the client to close: sent when a request body was left unread.
     pub close: bool,
+    /// `Retry-After` in seconds: the server cannot take it now, later it may.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -206,6 +208,7 @@ impl ApiError {
             message: message.into(),
             allow: None,
             close: false,
+            retry_after: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -238,6 +241,14 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, message)
     }
+    /// 503 with `Retry-After`: storage that cannot take a write now (a
+    /// full disk) but may later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(crate::degraded::RETRY_EVERY.as_secs().max(1)),
+            ..Self::new(503, message)
+        }
+    }
 
     pub fn into_reply(self) -> Reply {
         let mut reply = Reply::json(
@@ -252,6 +263,9 @@ impl ApiError {
         if self.close {
             reply = reply.header("Connection", "close");
         }
+        if let Some(seconds) = self.retry_after {
+            reply = reply.header("Retry-After", seconds.to_string());
+        }
         reply
     }
 }
@@ -264,6 +278,10 @@ impl From<NameError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            // Logged once by the degraded state, not at every refusal.
+            return Self::unavailable(format!("storage unavailable, retry later: {e}"));
+        }
         log::error!("{e}");
         Self::internal(format!("storage error: {e}"))
     }
@@ -274,6 +292,8 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// `len` bytes of a file, read from its current position.
     File(File, u64),
+    /// `len` bytes produced by a reader as they are sent (a backup archive).
+    Stream(Box<dyn Read + Send>, u64),
     Empty,
 }
 

@@ -16,6 +16,9 @@
 //! and node events to webhooks.
 //! [`cli`] is the command line (clap): `serve`'s flags, `tls`, shell
 //! completions, and the admin commands that talk to a running server.
+//! [`degraded`] tracks a storage part that failed a write (a full disk)
+//! until a write works again, and [`health`] answers `/health` from it.
+//! [`backup`] makes the online backup archive and restores from one.
 //! [`pki`] makes a private CA and the server's certificate (`tls init`,
 //! `tls renew`) for `serve --tls-cert/--tls-key`.
 
@@ -23,8 +26,11 @@ pub mod alerts;
 pub mod artifacts;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod cli;
+pub mod degraded;
 pub mod handlers;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod page;

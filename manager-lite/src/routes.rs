@@ -46,6 +46,8 @@ enum Route<'a> {
     Tokens,
     Token(&'a str),
     Audit,
+    /// `GET /api/v1/backup`: the backup archive.
+    Backup,
     NodeSecret(&'a str),
     /// The admin page: `/` (empty name) and its assets `/ui/{name}`.
     Page(&'a str),
@@ -80,6 +82,7 @@ impl<'a> Route<'a> {
             ["api", "v1", "tokens"] => Route::Tokens,
             ["api", "v1", "tokens", name] => Route::Token(name),
             ["api", "v1", "audit"] => Route::Audit,
+            ["api", "v1", "backup"] => Route::Backup,
             ["metrics"] => Route::Metrics,
             _ => return None,
         })
@@ -120,6 +123,7 @@ impl<'a> Route<'a> {
             Route::Tokens => "Tokens",
             Route::Token(_) => "Token",
             Route::Audit => "Audit",
+            Route::Backup => "Backup",
             Route::NodeSecret(_) => "NodeSecret",
             Route::Metrics => "Metrics",
             Route::Page(_) => "Page",
@@ -135,6 +139,7 @@ impl<'a> Route<'a> {
             | Route::Release(_)
             | Route::Nodes
             | Route::Audit
+            | Route::Backup
             | Route::Metrics => "GET, HEAD",
             Route::Node(_) => "GET, HEAD, DELETE",
             Route::ReleaseOp(..) => "POST",
@@ -251,6 +256,7 @@ fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
         (Route::Pin(..), Verb::Put) | (Route::Tokens, Verb::Post) => {
             e(Roles(ADMIN), JSON, Blocking)
         }
+        // A backup holds node-secret and token hashes: admins only.
         (
             Route::Pin(..)
             | Route::NodeSecret(_)
@@ -258,7 +264,8 @@ fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
             | Route::Node(_)
             | Route::Version(..),
             Verb::Delete,
-        ) => e(Roles(ADMIN), Ignored, Blocking),
+        )
+        | (Route::Backup, Verb::Get) => e(Roles(ADMIN), Ignored, Blocking),
         _ => None,
     }
 }
@@ -327,7 +334,8 @@ pub fn admit(app: &App, rq: &Request) -> Ticket {
     };
     t.route = route.name();
     let verb = verb(rq.method());
-    t.audit.write = route.is_admin() && verb != Verb::Get;
+    // A backup is a read, but of every secret's hash: audited like a write.
+    t.audit.write = route.is_admin() && (verb != Verb::Get || matches!(route, Route::Backup));
     let Some(ep) = endpoint(app, route, verb) else {
         t.refusal = Some(ApiError::method_not_allowed(route.allow()));
         if t.audit.write {
@@ -395,7 +403,8 @@ pub fn run(app: &App, mut ticket: Ticket, rq: &mut Request, failure: Option<ApiE
             .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)"))),
     };
     let reply = result.unwrap_or_else(|e| {
-        if e.status >= 500 {
+        // A 503 of degraded storage is logged once, by its condition.
+        if e.status >= 500 && e.retry_after.is_none() {
             log::error!("{} {}: {}", rq.method(), rq.path(), e.message);
         }
         e.into_reply()
@@ -507,7 +516,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
     let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
     let route = Route::parse(&segments).ok_or_else(|| ApiError::internal("route vanished"))?;
     match (route, verb(rq.method()), &ticket.caller) {
-        (Route::Health, _, _) => handlers::health(),
+        (Route::Health, _, _) => Ok(crate::health::answer(&app.store, &app.artifacts)),
         (Route::Page(name), _, _) => crate::page::asset(name),
         (Route::Metrics, _, _) => handlers::metrics(app),
         // Node-facing.
@@ -531,6 +540,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::Node(node), _, _) => handlers::node_view(app, node),
         (Route::Tokens, Verb::Get, _) => handlers::list_tokens(app),
         (Route::Audit, _, _) => handlers::list_audit(app, url),
+        (Route::Backup, _, _) => crate::backup::make::answer(app),
         // Admin writes.
         (Route::BinVersions(bin), Verb::Post, _) => handlers::upload(app, bin, url, rq),
         (Route::Signature(bin, version), _, Caller::Admin(a)) => {

@@ -214,6 +214,11 @@ fn open(config: &ServeConfig) -> Result<App, String> {
     let data = &config.data;
     std::fs::create_dir_all(data)
         .map_err(|e| format!("creating data directory {}: {e}", data.display()))?;
+    let leftovers = crate::backup::make::remove_leftovers(data)
+        .map_err(|e| format!("cleaning backup snapshots in {}: {e}", data.display()))?;
+    if leftovers > 0 {
+        log::info!("removed {leftovers} backup snapshot(s) left by a crash");
+    }
     let artifacts_dir = data.join("artifacts");
     let artifacts = Artifacts::open(&artifacts_dir).map_err(|e| {
         format!(
@@ -282,8 +287,12 @@ fn every(
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50).min(period));
         if last.elapsed() >= period {
-            if let Err(e) = task() {
-                log::error!("{e}");
+            match task() {
+                Ok(()) => {}
+                // Degraded storage is logged once, when it starts; the
+                // refused writes it keeps (last_seen stays pending) are not.
+                Err(e) if e.is_unavailable() => log::debug!("{e}"),
+                Err(e) => log::error!("{e}"),
             }
             last = Instant::now();
         }

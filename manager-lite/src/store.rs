@@ -17,7 +17,7 @@ use binproxy_protocol::{
     AuditRecord, NewRelease, Node, Progress, ProgressRecord, ProgressStatus, Release, ReleaseEvent,
     ReleaseStatus, TokenInfo, Version,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -29,6 +29,14 @@ use crate::time::{parse_rfc3339, rfc3339};
 
 mod deletion;
 pub use deletion::{Deletion, References};
+mod db;
+#[cfg(test)]
+mod degraded_tests;
+mod snapshot;
+#[cfg(test)]
+mod test_support;
+
+pub use snapshot::inspect_copy;
 
 /// The schema this build writes. A database with a newer one is refused.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -86,6 +94,32 @@ pub enum StoreError {
     NewerSchema { path: PathBuf, found: u64 },
     /// A stored value does not parse: the file was damaged or hand-edited.
     Corrupt { path: PathBuf, what: String },
+    /// Refused without trying: the database failed a write (a full disk)
+    /// and is not writable again yet; `reason` is that failure.
+    Unavailable { path: PathBuf, reason: String },
+}
+
+impl StoreError {
+    /// An I/O failure of the database file (not of a record or a rule):
+    /// the kind a reopen may cure.
+    fn is_io(&self) -> bool {
+        match self {
+            Self::Db { source, .. } => matches!(
+                **source,
+                redb::Error::Io(_)
+                    | redb::Error::PreviousIo
+                    | redb::Error::DatabaseClosed
+                    | redb::Error::DatabaseAlreadyOpen
+            ),
+            _ => false,
+        }
+    }
+
+    /// The storage cannot take this now but may later (503, retry):
+    /// an I/O failure, or a write refused while the database is degraded.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. }) || self.is_io()
+    }
 }
 
 impl fmt::Display for StoreError {
@@ -103,6 +137,11 @@ impl fmt::Display for StoreError {
             Self::Corrupt { path, what } => {
                 write!(f, "database {}: unreadable record: {what}", path.display())
             }
+            Self::Unavailable { path, reason } => write!(
+                f,
+                "database {} is not writable since an I/O error: {reason}",
+                path.display()
+            ),
         }
     }
 }
@@ -165,7 +204,7 @@ struct NodeEntry {
 }
 
 pub struct Store {
-    db: Database,
+    db: db::Db,
     path: PathBuf,
     opts: StoreOptions,
     /// Every node, so a keepalive that changes nothing costs no database access.
@@ -193,7 +232,7 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 impl Store {
     /// Opens (or creates) the database at `path`, refusing a newer schema.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
-        let db = Database::create(path).at(path, "opening")?;
+        let db = db::Db::open(path)?;
         let store = Store {
             db,
             path: path.to_path_buf(),
@@ -229,20 +268,31 @@ impl Store {
         })
     }
 
-    /// Runs `f` in a write transaction committed with fsync.
+    /// Runs `f` in a write transaction committed with fsync: the one way
+    /// in for writes. After an I/O error the database is reopened
+    /// ([`db`]); the mirrors in memory change only after a commit.
     fn write<T>(
         &self,
         what: &'static str,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T>,
     ) -> Result<T> {
-        let txn = self.db.begin_write().at(&self.path, what)?;
-        let out = f(&txn)?;
-        txn.commit().at(&self.path, what)?;
-        Ok(out)
+        self.db.write(what, f)
     }
 
-    fn read(&self, what: &'static str) -> Result<redb::ReadTransaction> {
-        self.db.begin_read().at(&self.path, what)
+    /// A read transaction: the one way in for reads.
+    fn read(&self, what: &'static str) -> Result<db::Reading> {
+        self.db.read(what)
+    }
+
+    /// Whether the database is degraded (a write failed on I/O and none
+    /// has worked since), and why.
+    pub fn condition(&self) -> &crate::degraded::Condition {
+        &self.db.condition
+    }
+
+    /// Times the database was reopened after an I/O error.
+    pub fn reopens(&self) -> u64 {
+        self.db.reopens()
     }
 
     fn init_schema(&self) -> Result<()> {
@@ -433,14 +483,24 @@ impl Store {
         if pending.is_empty() {
             return Ok(0);
         }
-        self.write("flushing last_seen", |txn| {
+        let written = self.write("flushing last_seen", |txn| {
             let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
             for node in &pending {
                 t.insert(node.node_id.as_str(), to_json(node).as_slice())
                     .at(&self.path, "flushing last_seen")?;
             }
             Ok(())
-        })?;
+        });
+        if let Err(e) = written {
+            // Not written: mark them again, so the next flush retries them.
+            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+            for node in &pending {
+                if let Some(entry) = nodes.get_mut(&node.node_id) {
+                    entry.seen_dirty = true;
+                }
+            }
+            return Err(e);
+        }
         Ok(pending.len())
     }
 
@@ -1407,34 +1467,7 @@ mod tests {
     use super::*;
     use binproxy_protocol::ProgressStatus;
 
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let p =
-                std::env::temp_dir().join(format!("ml-store-{tag}-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-        fn db(&self) -> PathBuf {
-            self.0.join("m.redb")
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn opts(keep: usize) -> StoreOptions {
-        StoreOptions {
-            offline_after: Duration::from_secs(180),
-            progress_keep: keep,
-        }
-    }
+    use test_support::{opts, TempDir};
 
     fn node(id: &str) -> Node {
         Node {
@@ -1460,7 +1493,7 @@ mod tests {
         let dir = TempDir::new("schema");
         drop(Store::open(&dir.db(), opts(10)).unwrap());
         {
-            let db = Database::create(dir.db()).unwrap();
+            let db = redb::Database::create(dir.db()).unwrap();
             let txn = db.begin_write().unwrap();
             txn.open_table(META)
                 .unwrap()

@@ -98,6 +98,18 @@ pub enum Command {
     /// Make a private CA and a server certificate for `serve --tls-cert`.
     #[command(subcommand)]
     Tls(Tls),
+    /// Build a data directory from a backup, offline (no manager running on DIR).
+    #[command(
+        after_long_help = "Every file is checked against the backup's manifest (sha256 and size);         DIR must be new or empty. Written into a temp directory beside DIR, fsync'd and         renamed at the end. Then start `manager-lite serve --data DIR` with the admin token         file it had. Exit codes: 0 done, 1 refused or failed (a non-empty DIR, a damaged         or altered backup), 2 usage."
+    )]
+    Restore {
+        /// The backup file (from `manager-lite backup`).
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The data directory to build: must not exist or be empty.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
     /// Print a shell completion script (e.g. `manager-lite completions bash > /etc/bash_completion.d/manager-lite`).
     Completions {
         /// The shell to complete for.
@@ -218,7 +230,24 @@ the file is large; none otherwise."
         #[command(flatten)]
         common: Common,
     },
+    /// Write a backup of the running manager to FILE (admin token): the database at
+    /// one transaction and every artifact, checked against its manifest.
+    #[command(after_long_help = BACKUP)]
+    Backup {
+        /// Where to write the backup (a tar file, mode 0600). Written to a temp
+        /// file beside it and renamed when complete and checked.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
 }
+
+const BACKUP: &str =
+    "The manager keeps serving and taking writes meanwhile. The backup holds the sha256s of
+node secrets and named tokens (not the secrets), and not the bootstrap admin token or
+the enrollment token, which live in files of their own. A progress bar is drawn on
+stderr when it is a terminal. Restore it with `manager-lite restore`.";
 
 /// Options every admin command takes. `global`: under `token` and `node`
 /// they may also come after the subcommand's words, as they always could.

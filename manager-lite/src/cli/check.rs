@@ -83,6 +83,10 @@ pub enum Command {
         version: String,
         arch: Option<String>,
     },
+    /// `backup --to FILE`.
+    Backup {
+        to: PathBuf,
+    },
     Audit {
         limit: Option<u32>,
     },
@@ -208,6 +212,7 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
             },
             common,
         ),
+        Admin::Backup { to, common } => (Command::Backup { to }, common),
     };
     Ok(Parsed { command, common })
 }

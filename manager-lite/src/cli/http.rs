@@ -134,6 +134,26 @@ impl Client {
         read_answer("PUT", &url, sent)
     }
 
+    /// A GET whose answer is streamed (a backup): its body as a reader, and
+    /// its length when announced. An error status is a refusal, as ever.
+    pub fn download(&self, path: &str) -> Result<(impl Read + use<>, Option<u64>), ClientError> {
+        let (url, request) = self.start(Agent::get, path, &[]);
+        let mut response = request
+            .call()
+            .map_err(|e| ClientError::Failed(format!("GET {url} failed: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER)
+                .read_to_string();
+            return Err(refused(status, &text.unwrap_or_default()));
+        }
+        let length = response.body().content_length();
+        Ok((response.into_body().into_reader(), length))
+    }
+
     /// Streams `body` (`size` bytes, e.g. a file) as the body.
     pub fn upload(
         &self,
@@ -169,10 +189,7 @@ fn read_answer(
         .limit(MAX_ANSWER)
         .read_to_string();
     if !status.is_success() {
-        return Err(ClientError::Refused {
-            status: status.as_u16(),
-            error: error_text(&text.unwrap_or_default(), status.canonical_reason()),
-        });
+        return Err(refused(status, &text.unwrap_or_default()));
     }
     let text = text.map_err(|e| {
         ClientError::Failed(format!("reading the answer to {method} {url} failed: {e}"))
@@ -189,6 +206,14 @@ fn read_answer(
         status: status.as_u16(),
         body,
     })
+}
+
+/// An error answer: its status and what it says.
+fn refused(status: ureq::http::StatusCode, body: &str) -> ClientError {
+    ClientError::Refused {
+        status: status.as_u16(),
+        error: error_text(body, status.canonical_reason()),
+    }
 }
 
 /// The `{"error"}` text of an error answer; else its first line (a proxy's

@@ -1,7 +1,9 @@
 //! The `manager-lite` command line, from one clap definition ([`args`]):
 //! `serve` starts the control plane ([`crate::serve`]); `tls` makes its
-//! certificates ([`crate::pki`]); `completions` prints a shell completion
-//! script; every other command is an admin client of a running server.
+//! certificates ([`crate::pki`]); `restore` builds a data directory from a
+//! backup ([`crate::backup`]); `completions` prints a shell completion
+//! script; every other command is an admin client of a running server
+//! (`backup` downloads through [`backup`]).
 //!
 //! An admin command goes: clap places the words ([`args`]), [`check`]
 //! checks every name and plan before anything is sent, [`settings`] finds
@@ -14,6 +16,7 @@
 //! for a misspelt flag), and the token is never printed.
 
 pub mod args;
+mod backup;
 mod check;
 mod commands;
 mod http;
@@ -87,6 +90,10 @@ pub fn main(args: &[OsString]) -> u8 {
             Err(e) => fail(&path, &e.to_string(), e.exit_code()),
         },
         Command::Tls(tls) => run_tls(&path, tls),
+        Command::Restore { from, data } => match crate::backup::restore::restore(&from, &data) {
+            Ok(text) => print(&path, &format!("{text}\n")),
+            Err(e) => fail(&path, &e.to_string(), 1),
+        },
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut args::command(), "manager-lite", &mut script);
@@ -189,6 +196,7 @@ fn run(admin: Admin) -> Result<(), ClientError> {
             commands::version_delete(&connect()?, json, &bin, &version, arch.as_deref())
         }
         C::Audit { limit } => commands::audit(&connect()?, json, limit),
+        C::Backup { to } => backup::backup(&connect()?, &to),
     }
 }
 

@@ -168,11 +168,12 @@ impl Metrics {
     }
 
     /// The whole exposition: fleet gauges, then the counters.
-    pub fn render(&self, fleet: &FleetSnapshot, alerts: &Stats) -> String {
+    pub fn render(&self, fleet: &FleetSnapshot, alerts: &Stats, storage: &Storage) -> String {
         let mut out = Text::default();
         nodes(&mut out, fleet);
         releases(&mut out, &fleet.releases);
         self.counters(&mut out, alerts);
+        storage_metrics(&mut out, storage);
         out.0
     }
 
@@ -249,6 +250,43 @@ impl Metrics {
             .map_or(0, |d| d.as_secs());
         out.sample("manager_start_time_seconds", &[], started);
     }
+}
+
+/// The state of the storage parts at a scrape.
+pub struct Storage<'a> {
+    pub parts: [&'a crate::degraded::Condition; 2],
+    /// Reopens of the database after an I/O error.
+    pub reopens: u64,
+}
+
+fn storage_metrics(out: &mut Text, storage: &Storage) {
+    out.head(
+        "manager_storage_degraded",
+        "gauge",
+        "1 while a storage part (database, artifacts) refuses writes after an I/O error.",
+    );
+    for c in storage.parts {
+        let degraded = u8::from(c.problem().is_some());
+        out.sample("manager_storage_degraded", &[("part", c.part)], degraded);
+    }
+    out.head(
+        "manager_storage_write_failures_total",
+        "counter",
+        "Writes that failed on I/O (a full disk), by storage part.",
+    );
+    for c in storage.parts {
+        out.sample(
+            "manager_storage_write_failures_total",
+            &[("part", c.part)],
+            c.failures(),
+        );
+    }
+    out.head(
+        "manager_storage_reopens_total",
+        "counter",
+        "Times the database was closed and opened again after an I/O error.",
+    );
+    out.sample("manager_storage_reopens_total", &[], storage.reopens);
 }
 
 fn alert_counts(out: &mut Text, alerts: &Stats) {

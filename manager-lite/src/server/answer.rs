@@ -4,7 +4,8 @@
 //!
 //! Every body has its length up front (`Content-Length`, never chunked: a
 //! downloader and an HTTP cache want the size). A file is streamed in
-//! [`FILE_CHUNK`] reads on the blocking pool, each holding its share of a
+//! [`FILE_CHUNK`] reads on the blocking pool (so is a streamed body, such as
+//! a backup archive produced as it is read), each holding its share of a
 //! global budget of answer memory until hyper has written it, so thousands
 //! of slow readers cost at most that budget. HEAD gets the headers and the
 //! length of the body GET would send.
@@ -92,7 +93,7 @@ pub fn response(
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let length = match &reply.body {
         Body::Bytes(b) => b.len() as u64,
-        Body::File(_, len) => *len,
+        Body::File(_, len) | Body::Stream(_, len) => *len,
         Body::Empty => 0,
     };
     let kind = match reply.body {
@@ -100,7 +101,13 @@ pub fn response(
         Body::Bytes(b) => Kind::Bytes(Some(Bytes::from(b))),
         Body::File(file, len) if done.can_splice() => placeholders(file, len, &done),
         Body::File(file, len) => Kind::File(FileStream {
-            file: Some(file),
+            file: Some(Box::new(file)),
+            left: len,
+            reading: None,
+            chunks: Arc::clone(chunks),
+        }),
+        Body::Stream(reader, len) => Kind::File(FileStream {
+            file: Some(reader),
             left: len,
             reading: None,
             chunks: Arc::clone(chunks),
@@ -167,11 +174,15 @@ fn placeholders(file: File, len: u64, conn: &ConnState) -> Kind {
     Kind::Placeholders(len)
 }
 
-type Reading = Pin<Box<dyn Future<Output = io::Result<(File, Bytes)>> + Send>>;
+/// What a [`FileStream`] reads from: a file, or a reader that produces its
+/// bytes as they are read (a backup archive).
+type Source = Box<dyn Read + Send>;
 
-/// A file streamed chunk by chunk from the blocking pool.
+type Reading = Pin<Box<dyn Future<Output = io::Result<(Source, Bytes)>> + Send>>;
+
+/// A file (or another [`Source`]) streamed chunk by chunk from the blocking pool.
 struct FileStream {
-    file: Option<File>,
+    file: Option<Source>,
     /// Bytes not yet handed to hyper.
     left: u64,
     reading: Option<Reading>,
@@ -211,14 +222,18 @@ impl FileStream {
 }
 
 /// Reads `want` bytes on the blocking pool, once the budget allows.
-async fn read_chunk(mut file: File, want: usize, chunks: Arc<Chunks>) -> io::Result<(File, Bytes)> {
+async fn read_chunk(
+    mut file: Source,
+    want: usize,
+    chunks: Arc<Chunks>,
+) -> io::Result<(Source, Bytes)> {
     let permit = Arc::clone(&chunks.budget)
         .acquire_many_owned(units(want))
         .await
         .map_err(|_| io::Error::other("the server is stopping"))?;
     let mut buf = chunks.buffer();
     let (file, buf) = tokio::task::spawn_blocking(move || {
-        // A file shorter than announced breaks the framing: an error, and
+        // A source shorter than announced breaks the framing: an error, and
         // hyper closes the connection.
         file.read_exact(&mut buf[..want]).map(|()| (file, buf))
     })
