@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::backoff;
+use crate::bounds;
 use crate::config::{BinConfig, Config};
 use crate::credential::{self, Credentials};
 use crate::error::{Error, Result};
@@ -104,6 +105,14 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
     if !ignore_backoff && backing_off(config)? {
         return Ok(Exit::Unreachable);
     }
+    let bound = bounds::CycleBound::new(config.cycle_timeout);
+    bounds::watch(stop, &bound, || run_locked(config, &bound, splay))
+}
+
+/// The cycle under the lock; `bound` stops it at a safe point on a signal
+/// or once `cycle_timeout` has passed since the splay delay.
+fn run_locked(config: &Config, bound: &bounds::CycleBound, splay: bool) -> Result<Exit> {
+    let stop = bound.stop();
     // Read under the lock: a run that just ended may have enrolled.
     let credentials = Credentials::load(config)?;
     let mut agent = Agent::with_credentials(config, stop, credentials)?;
@@ -112,6 +121,7 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
     if splay {
         sleep_interruptible(splay_offset(&config.node_id, config.splay), stop);
     }
+    bound.start();
     let outcome = agent.update_all();
     // Unreachable promises that nothing changed on disk: what this run learnt
     // (a refreshed hash cache) is not worth breaking that for.
@@ -120,6 +130,12 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
         agent.state.save(&config.state_dir)?;
     }
     backoff::after_cycle(&config.state_dir, backoff_of(&agent, &outcome))?;
+    if bound.timed_out() {
+        // Whatever the steps said about being stopped, the cause is this.
+        return Err(Error::CycleTimeout {
+            limit: bound.limit(),
+        });
+    }
     match outcome {
         Ok(results) => {
             failed |= results.iter().any(BinResult::is_failure);
@@ -407,8 +423,8 @@ impl<'a> Agent<'a> {
                     return Ok(Err(BinResult::Skipped(e.to_string())))
                 }
                 Err(e) => {
-                    if matches!(e, Error::Unreachable { .. } | Error::Other(_)) {
-                        // Unreachable, 5xx, 429 or cut: the server or the network,
+                    if matches!(e, Error::Unreachable { .. } | Error::Transfer { .. }) {
+                        // Unreachable, 5xx, 429, cut or too slow: the server or the network,
                         // not this file. Back off the manager too.
                         self.trouble.get_or_insert_with(|| e.to_string());
                     }
@@ -927,6 +943,9 @@ mod tests {
                 state_dir: dir.join("state"),
                 splay: Duration::ZERO,
                 timeout: Duration::from_secs(1),
+                download_min_rate: 0,
+                download_min_rate_window: Duration::from_secs(1),
+                cycle_timeout: Duration::from_secs(60),
                 trusted_keys: Vec::new(),
                 allow_downgrade: false,
                 enroll_token_file: None,

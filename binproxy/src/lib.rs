@@ -13,9 +13,12 @@
 //! cycles in a loop; [`cli`] parses the command line; [`tls`] says which
 //! certificates HTTPS trusts. [`backoff`] keeps runs away from a manager that
 //! failed or asked to wait; [`logging`] formats the log lines (with syslog
-//! priorities under journald).
+//! priorities under journald). [`bounds`] keeps every request, download and
+//! cycle within its time limit; [`pipeline`] is a download's data path
+//! (written on one thread, hashed on another).
 
 pub mod backoff;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod credential;
@@ -31,6 +34,7 @@ pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod manager;
+pub mod pipeline;
 pub mod report;
 pub mod state;
 pub mod status;

@@ -1,0 +1,144 @@
+//! The data path of a download: this thread reads the body and writes it to
+//! the `.part` file while a second thread hashes (sha256, and the minisign
+//! stream when signed) the chunks already written, so hashing costs no time
+//! of its own on a host with a spare core. The two threads pass a fixed set
+//! of reusable buffers through bounded channels: memory stays at
+//! `BUFFERS × CHUNK` whatever the artifact's size, and a slow hasher holds
+//! the reader back instead of queueing bytes.
+//!
+//! The reader never asks for more than is still expected (plus one byte, to
+//! notice excess): bytes past the announced size are refused before they are
+//! written. Every read is bounded by the client's per-read timeout, and the
+//! transfer as a whole by a [`MinRate`].
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use crate::bounds::MinRate;
+use crate::error::{Error, Result};
+use crate::verify::Verifier;
+
+/// Bytes per read and per write.
+pub const CHUNK: usize = 256 * 1024;
+/// Buffers in flight between the reader and the hasher.
+const BUFFERS: usize = 4;
+
+/// Where the bytes come from, for messages.
+pub struct Source<'a> {
+    pub bin: &'a str,
+    pub url: &'a str,
+}
+
+/// Streams `body` into `file` (at its current position), hashing it in
+/// `verifier` on a second thread. On a wrong byte count or a write error
+/// the `.part` file is removed; on a cut or a stop it stays for a resume.
+pub fn copy(
+    body: &mut dyn Read,
+    file: &mut File,
+    verifier: &mut Verifier,
+    part: &Path,
+    from: &Source,
+    stop: &AtomicBool,
+    rate: &mut MinRate,
+) -> Result<()> {
+    let expected = verifier.remaining();
+    let (to_hash, hash_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+    let (to_fill, free) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        // Cannot fail: the channel holds BUFFERS and the receiver is alive.
+        let _ = to_fill.send(vec![0u8; CHUNK]);
+    }
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || -> Result<(), String> {
+            for (buf, n) in hash_rx {
+                verifier.update(&buf[..n])?;
+                // The reader may have stopped already; then the buffer goes.
+                let _ = to_fill.send(buf);
+            }
+            Ok(())
+        });
+        let read = fill(
+            body, file, part, from, stop, rate, expected, &free, &to_hash,
+        );
+        drop(to_hash);
+        let verdict = hasher
+            .join()
+            .unwrap_or_else(|_| Err("the hashing thread panicked".into()));
+        if let Err(message) = verdict {
+            let _ = fs::remove_file(part);
+            return Err(Error::Verify {
+                bin: from.bin.to_owned(),
+                message,
+            });
+        }
+        read
+    })
+}
+
+/// The reader's side: read, write, hand over to the hasher.
+#[allow(clippy::too_many_arguments)]
+fn fill(
+    body: &mut dyn Read,
+    file: &mut File,
+    part: &Path,
+    from: &Source,
+    stop: &AtomicBool,
+    rate: &mut MinRate,
+    expected: u64,
+    free: &mpsc::Receiver<Vec<u8>>,
+    to_hash: &mpsc::SyncSender<(Vec<u8>, usize)>,
+) -> Result<()> {
+    let mut received: u64 = 0;
+    let cut = |message: String| Error::Transfer {
+        bin: from.bin.to_owned(),
+        url: from.url.to_owned(),
+        message,
+    };
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Stopped {
+                what: format!(
+                    "{}: download from {}; it resumes next run",
+                    from.bin, from.url
+                ),
+            });
+        }
+        // The hasher gave up (a wrong byte): its error is the one reported.
+        let Ok(mut buf) = free.recv() else {
+            return Ok(());
+        };
+        let want = usize::try_from((expected - received).saturating_add(1))
+            .unwrap_or(CHUNK)
+            .min(CHUNK);
+        let n = match body.read(&mut buf[..want]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                let _ = to_hash.send((buf, 0));
+                continue;
+            }
+            Err(e) => return Err(cut(format!("after {received} bytes ({e})"))),
+        };
+        received += n as u64;
+        if received > expected {
+            let _ = fs::remove_file(part);
+            return Err(Error::Verify {
+                bin: from.bin.to_owned(),
+                message: format!("more bytes than announced ({expected} were left to come)"),
+            });
+        }
+        if let Err(e) = file.write_all(&buf[..n]) {
+            // Disk full, read-only, permission: nothing of ours may stay behind.
+            let _ = fs::remove_file(part);
+            return Err(Error::io(part, "write")(e));
+        }
+        if to_hash.send((buf, n)).is_err() {
+            return Ok(());
+        }
+        rate.moved(n)
+            .map_err(|why| cut(format!("after {received} bytes: {why}")))?;
+    }
+}
