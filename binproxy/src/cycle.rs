@@ -33,7 +33,7 @@ use crate::manager::Manager;
 use crate::report::{Outbox, Report};
 use crate::state::State;
 use crate::swap;
-use crate::{fetch, fsutil, hooks, logging, verify};
+use crate::{fetch, fsutil, hooks, hygiene, logging, verify};
 
 mod maintenance;
 pub use maintenance::{closed_until, is_staged};
@@ -102,6 +102,7 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
         );
         return Ok(Exit::Done);
     };
+    hygiene::sweep(&config.state_dir)?;
     if !ignore_backoff && backing_off(config)? {
         return Ok(Exit::Unreachable);
     }
@@ -328,6 +329,10 @@ impl<'a> Agent<'a> {
         let st = self.state.bin(&bin.name);
         if local == Some(sha) {
             st.backoff = None;
+            // Partial downloads of hashes that are not the target any more.
+            if let Err(e) = fetch::remove_strays(&bin.path, None) {
+                log::warn!("{}: {e}", bin.name);
+            }
             return BinResult::OnTarget;
         }
         if let Some(q) = st.quarantine_of(sha) {

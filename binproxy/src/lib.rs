@@ -15,7 +15,8 @@
 //! failed or asked to wait; [`logging`] formats the log lines (with syslog
 //! priorities under journald). [`bounds`] keeps every request, download and
 //! cycle within its time limit; [`pipeline`] is a download's data path
-//! (written on one thread, hashed on another).
+//! (written on one thread, hashed on another); [`hygiene`] removes the temp
+//! files a killed run left in the state directory.
 
 pub mod backoff;
 pub mod bounds;
@@ -30,6 +31,7 @@ pub mod fsutil;
 pub mod hashcache;
 pub mod health;
 pub mod hooks;
+pub mod hygiene;
 pub mod journal;
 pub mod lock;
 pub mod logging;
