@@ -72,7 +72,6 @@ fn updates_keep_the_previous_version_and_an_unhealthy_one_is_rolled_back_and_qua
     assert_eq!(ok.from_hash.as_deref(), Some(&*s1), "{}", show(&p));
     assert_eq!(installed_hash(&m, &a.node_id, BIN).as_deref(), Some(&*s2));
     assert!(a.beside().is_empty(), "debris: {:?}", a.beside());
-
     // v3 fails its health check: back on v2, byte for byte.
     let v3 = script("v3", "echo v3 is sick >&2; exit 1", "exit 0");
     let s3 = publish(&m, BIN, "3.0.0", &v3);
@@ -95,9 +94,16 @@ fn updates_keep_the_previous_version_and_an_unhealthy_one_is_rolled_back_and_qua
     assert!(a.journal().is_none(), "journal left: {:?}", a.journal());
     assert_eq!(a.quarantined(), [s3.as_str()]);
 
-    // A second run leaves the quarantined v3 alone.
+    // A second run leaves the quarantined v3 alone, and still exits 1 (as
+    // every run does until the quarantine clears), so monitoring sees it.
     let records_before = p.len();
-    a.run().expect_code(0);
+    let again = a.run();
+    again.expect_code(1);
+    assert!(
+        again.stderr.contains("outcome=skipped") && again.stderr.contains("quarantined"),
+        "{}",
+        again.stderr
+    );
     a.assert_live(&v2, "run after the rollback");
     let p = progress(&m, BIN, &a.node_id);
     assert_eq!(
@@ -306,8 +312,8 @@ fn a_failing_preflight_leaves_the_live_file_and_quarantines_the_target() {
     );
     assert_eq!(installed_hash(&m, &a.node_id, BIN).as_deref(), Some(&*s1));
 
-    // Not tried again.
-    a.run().expect_code(0);
+    // Not tried again, and still exit 1: the quarantine holds it off target.
+    a.run().expect_code(1);
     a.assert_live(&v1, "second run");
     let p = progress(&m, BIN, &a.node_id);
     assert_eq!(count(&p, InProgress, &s2), 1, "{}", show(&p));

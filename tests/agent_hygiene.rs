@@ -1,8 +1,10 @@
 //! What the agent leaves behind and what its exit status says, across runs:
 //! temp files a kill -9 left in the state directory are removed by the next
 //! run, partial downloads of hashes that are no longer the target go once the
-//! bin is on target. The server is the fake manager of `src/agent.rs`; real
-//! files in temp dirs.
+//! bin is on target, `--ignore-backoff` lifts a download's back-off too, and
+//! a bin held off its target by a failure still in force (a download backing
+//! off) exits 1 on every run, not 0. The server is the fake manager of
+//! `src/agent.rs`; real files in temp dirs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -69,4 +71,35 @@ fn partial_downloads_of_old_targets_go_once_the_bin_is_on_target() {
     a.assert_live(&v2, "on target all along");
     assert!(!stale.exists(), "{:?}", a.beside());
     assert!(other.exists(), "a file not ours went");
+}
+
+#[test]
+fn a_download_back_off_exits_1_on_every_run_and_ignore_backoff_lifts_it() {
+    let v2 = good_script("v2");
+    let fake = FakeManager::start(BIN, "2", v2.clone(), Download::WrongBytes);
+    let a = Agent::new(BIN);
+    a.place(&good_script("v1"));
+    a.configure(&fake.url, &json!({}));
+    // Wrong bytes: refused, and this hash backs off (no manager back-off:
+    // the manager answered).
+    let first = a.run();
+    first.expect_code(1);
+    assert!(first.stderr.contains("does not match"), "{}", first.stderr);
+
+    // The server is fixed, but the download still backs off: held, exit 1.
+    fake.set_download(Download::Exact);
+    let held = a.run();
+    held.expect_code(1);
+    assert!(
+        held.stderr.contains("outcome=skipped") && held.stderr.contains("failed before"),
+        "{}",
+        held.stderr
+    );
+    assert_eq!(fake.downloads().len(), 1, "no second download while held");
+
+    // --ignore-backoff lifts every back-off, the per-download one included.
+    a.exec("run", &["--now", "--ignore-backoff"]).expect_code(0);
+    a.assert_live(&v2, "after --ignore-backoff");
+    assert_eq!(fake.downloads().len(), 2);
+    a.run().expect_code(0);
 }

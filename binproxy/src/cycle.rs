@@ -43,8 +43,12 @@ pub use maintenance::{closed_until, is_staged};
 pub enum BinResult {
     OnTarget,
     NoTarget,
-    /// Not on target, deliberately left alone (quarantine, back-off, stop).
+    /// Not on target, deliberately left alone (maintenance window, stop).
     Skipped(String),
+    /// Not on target because a failure is still in force: the target is
+    /// quarantined here, or its download backs off. A failure for the exit
+    /// status (1), on every run until it clears, so monitoring keeps seeing it.
+    Held(String),
     Updated,
     Failed(String),
     RolledBack(String),
@@ -52,7 +56,7 @@ pub enum BinResult {
 
 impl BinResult {
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::RolledBack(_))
+        matches!(self, Self::Failed(_) | Self::RolledBack(_) | Self::Held(_))
     }
 }
 
@@ -88,6 +92,8 @@ pub struct Agent<'a> {
     hook_log: PathBuf,
     /// A download failure on the server's or network's account, for the back-off.
     pub trouble: Option<String>,
+    /// `run --ignore-backoff`: a bin's download back-off is lifted too.
+    pub ignore_backoff: bool,
 }
 
 /// Runs one full cycle. `splay`: wait this node's deterministic offset first.
@@ -107,16 +113,24 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
         return Ok(Exit::Unreachable);
     }
     let bound = bounds::CycleBound::new(config.cycle_timeout);
-    bounds::watch(stop, &bound, || run_locked(config, &bound, splay))
+    bounds::watch(stop, &bound, || {
+        run_locked(config, &bound, splay, ignore_backoff)
+    })
 }
 
 /// The cycle under the lock; `bound` stops it at a safe point on a signal
 /// or once `cycle_timeout` has passed since the splay delay.
-fn run_locked(config: &Config, bound: &bounds::CycleBound, splay: bool) -> Result<Exit> {
+fn run_locked(
+    config: &Config,
+    bound: &bounds::CycleBound,
+    splay: bool,
+    ignore_backoff: bool,
+) -> Result<Exit> {
     let stop = bound.stop();
     // Read under the lock: a run that just ended may have enrolled.
     let credentials = Credentials::load(config)?;
     let mut agent = Agent::with_credentials(config, stop, credentials)?;
+    agent.ignore_backoff = ignore_backoff;
     let saved = agent.state.clone();
     let mut failed = agent.recover()?.iter().any(BinResult::is_failure);
     if splay {
@@ -212,6 +226,7 @@ impl<'a> Agent<'a> {
             stop,
             hook_log: config.state_dir.join("hook.log"),
             trouble: None,
+            ignore_backoff: false,
         })
     }
 
@@ -336,16 +351,16 @@ impl<'a> Agent<'a> {
             return BinResult::OnTarget;
         }
         if let Some(q) = st.quarantine_of(sha) {
-            return BinResult::Skipped(format!(
+            return BinResult::Held(format!(
                 "target {} is quarantined on this host: {} (clear with: binproxy unquarantine --config FILE {})",
                 short(sha),
                 q.reason,
                 bin.name
             ));
         }
-        if let Some(left) = st.backoff_left(sha) {
-            return BinResult::Skipped(format!(
-                "download of {} failed before; next try in {left}s",
+        if let Some(left) = st.backoff_left(sha).filter(|_| !self.ignore_backoff) {
+            return BinResult::Held(format!(
+                "download of {} failed before; next try in {left}s (--ignore-backoff overrides)",
                 short(sha)
             ));
         }
@@ -851,6 +866,7 @@ pub fn log_action(
         BinResult::OnTarget => ("check", "on_target", Info, None),
         BinResult::NoTarget => ("check", "no_target", Info, None),
         BinResult::Skipped(why) => (action, "skipped", Warn, Some(why.as_str())),
+        BinResult::Held(why) => (action, "skipped", E, Some(why.as_str())),
         BinResult::Updated => (action, "ok", Info, None),
         BinResult::Failed(why) => (action, "failed", E, Some(why.as_str())),
         BinResult::RolledBack(why) => (action, "rolled_back", E, Some(why.as_str())),
