@@ -540,6 +540,8 @@ impl<'a> Agent<'a> {
             journal::clear(state_dir, &bin.name)?;
             return Err(e);
         }
+        // The next cycle finds the hash without reading the file.
+        self.state.bin(&bin.name).hash = hashcache::installed(&bin.path, &target.sha256sum);
         journal::advance(state_dir, &mut entry, Phase::Swapped)?;
         Ok(entry)
     }
@@ -639,6 +641,10 @@ impl<'a> Agent<'a> {
             Some(kept) => swap::restore(kept, &bin.path)?,
             None => remove_new_file(&bin.path)?,
         }
+        self.state.bin(&bin.name).hash = entry
+            .previous_sha
+            .as_deref()
+            .and_then(|sha| hashcache::installed(&bin.path, sha));
         let previous_health = match entry.kept {
             Some(_) => match health::restart_and_check(bin, &self.hook_log) {
                 Ok(()) => "the previous version is running and healthy".to_owned(),
