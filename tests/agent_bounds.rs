@@ -8,9 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binproxy_tests::agent::{good_script, Agent, Download, FakeManager};
+use binproxy_tests::agent::{good_script, Agent, Download, FakeManager, Outcome};
 use binproxy_tests::artifact_bytes;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::thread;
@@ -51,64 +51,59 @@ fn is_part(name: &str) -> bool {
         .is_some_and(|e| e == "part")
 }
 
-/// Runs the agent once, returning the outcome and how long it took.
-fn timed_run(a: &Agent) -> (binproxy_tests::agent::Outcome, Duration) {
+/// A node on v1 whose fake manager serves `len` bytes of a v2, `bytes` at
+/// a time with `pause_ms` between, with these fields set in its config.
+fn paced(len: usize, bytes: usize, pause_ms: u64, set: &Value) -> (FakeManager, Agent, Vec<u8>) {
+    let artifact = artifact_bytes("paced", len);
+    let fake = FakeManager::start(
+        BIN,
+        "2",
+        artifact.clone(),
+        Download::Paced { bytes, pause_ms },
+    );
+    let a = Agent::new(BIN);
+    a.place(&good_script("v1"));
+    configure(&a, &fake.url, set);
+    (fake, a, artifact)
+}
+
+/// Writes `a`'s config for `url` with the top-level fields of `set`.
+fn configure(a: &Agent, url: &str, set: &Value) {
+    let mut config = a.config_json(url, &json!({}));
+    for (k, v) in set.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    a.write_config(&config);
+}
+
+/// Runs the agent once; asserts its exit code and that it ended within
+/// `limit`; returns the outcome and how long it took.
+fn run_within(a: &Agent, code: i32, limit: Duration) -> (Outcome, Duration) {
     let started = Instant::now();
     let out = a.run();
-    (out, started.elapsed())
+    let took = started.elapsed();
+    out.expect_code(code);
+    assert!(took < limit, "the agent ran {took:?}\n{}", out.stderr);
+    (out, took)
 }
 
 #[test]
 fn a_dripped_keepalive_answer_is_cut_at_the_timeout() {
     let url = dripping_manager();
     let a = Agent::new(BIN);
-    let mut config = a.config_json(&url, &json!({}));
-    config["timeout"] = json!("2s");
-    a.write_config(&config);
-    let (out, took) = timed_run(&a);
-    out.expect_code(69);
-    assert!(
-        took < Duration::from_secs(20),
-        "the agent ran {took:?} on a dripped answer; timeout is 2s"
-    );
-    assert!(
-        out.stderr.contains("/api/v1/keepalive") && out.stderr.contains("imeout"),
-        "{}",
-        out.stderr
-    );
+    configure(&a, &url, &json!({"timeout": "2s"}));
+    let (out, _) = run_within(&a, 69, Duration::from_secs(20));
+    out.expect_log(&["/api/v1/keepalive", "imeout"]);
 }
 
 #[test]
 fn a_dripped_download_is_cut_by_the_minimum_rate() {
-    let artifact = artifact_bytes("drip", 64 * 1024);
-    let fake = FakeManager::start(
-        BIN,
-        "2",
-        artifact,
-        Download::Paced {
-            bytes: 1,
-            pause_ms: 500,
-        },
-    );
-    let a = Agent::new(BIN);
-    let v1 = good_script("v1");
-    a.place(&v1);
-    let mut config = a.config_json(&fake.url, &json!({}));
-    config["download_min_rate"] = json!("1KiB");
-    config["download_min_rate_window"] = json!("2s");
-    a.write_config(&config);
-    let (out, took) = timed_run(&a);
-    out.expect_code(1);
-    assert!(
-        took < Duration::from_secs(20),
-        "a download dripped at 2 bytes/s ran {took:?}"
-    );
-    assert!(
-        out.stderr.contains("download_min_rate") && out.stderr.contains(&fake.url),
-        "{}",
-        out.stderr
-    );
-    a.assert_live(&v1, "after the cut download");
+    // 64 KiB at 2 bytes/s would take 9 hours.
+    let set = json!({"download_min_rate": "1KiB", "download_min_rate_window": "2s"});
+    let (fake, a, _) = paced(64 * 1024, 1, 500, &set);
+    let (out, _) = run_within(&a, 1, Duration::from_secs(20));
+    out.expect_log(&["download_min_rate", &fake.url]);
+    a.assert_live(&good_script("v1"), "after the cut download");
     // The partial download stays for a resume.
     assert!(a.beside().iter().any(|n| is_part(n)), "{:?}", a.beside());
 }
@@ -116,24 +111,10 @@ fn a_dripped_download_is_cut_by_the_minimum_rate() {
 #[test]
 fn a_slow_but_moving_download_finishes_though_it_outlasts_the_timeout() {
     // 256 KiB at 8 KiB every 100 ms: about 3 s, with `timeout` 1s.
-    let artifact = artifact_bytes("slow", 256 * 1024);
-    let fake = FakeManager::start(
-        BIN,
-        "2",
-        artifact.clone(),
-        Download::Paced {
-            bytes: 8 * 1024,
-            pause_ms: 100,
-        },
-    );
-    let a = Agent::new(BIN);
-    let mut config = a.config_json(&fake.url, &json!({}));
-    config["timeout"] = json!("1s");
-    config["download_min_rate"] = json!("16KiB");
-    config["download_min_rate_window"] = json!("1s");
-    a.write_config(&config);
-    let (out, took) = timed_run(&a);
-    out.expect_code(0);
+    let set =
+        json!({"timeout": "1s", "download_min_rate": "16KiB", "download_min_rate_window": "1s"});
+    let (_fake, a, artifact) = paced(256 * 1024, 8 * 1024, 100, &set);
+    let (_, took) = run_within(&a, 0, Duration::from_secs(60));
     assert!(
         took > Duration::from_secs(1),
         "too fast to prove it: {took:?}"
@@ -144,39 +125,17 @@ fn a_slow_but_moving_download_finishes_though_it_outlasts_the_timeout() {
 #[test]
 fn cycle_timeout_stops_a_long_download_at_a_safe_point_and_the_next_run_resumes() {
     // 2 MiB at 16 KiB every 100 ms: about 13 s, far over the 2 s cycle_timeout.
-    let artifact = artifact_bytes("long", 2 << 20);
-    let fake = FakeManager::start(
-        BIN,
-        "2",
-        artifact.clone(),
-        Download::Paced {
-            bytes: 16 * 1024,
-            pause_ms: 100,
-        },
-    );
-    let a = Agent::new(BIN);
-    let v1 = good_script("v1");
-    a.place(&v1);
-    let mut config = a.config_json(&fake.url, &json!({}));
-    config["cycle_timeout"] = json!("2s");
-    a.write_config(&config);
-    let (out, took) = timed_run(&a);
-    out.expect_code(1);
-    assert!(took < Duration::from_secs(10), "ran {took:?}");
-    assert!(
-        out.stderr.contains("cycle_timeout (2s) exceeded"),
-        "{}",
-        out.stderr
-    );
-    a.assert_live(&v1, "after the cycle timed out");
+    let (fake, a, artifact) = paced(2 << 20, 16 * 1024, 100, &json!({"cycle_timeout": "2s"}));
+    let (out, _) = run_within(&a, 1, Duration::from_secs(10));
+    out.expect_log(&["cycle_timeout (2s) exceeded"]);
+    a.assert_live(&good_script("v1"), "after the cycle timed out");
     assert!(a.journal().is_none(), "journal: {:?}", a.journal());
     let part: Vec<String> = a.beside().into_iter().filter(|n| is_part(n)).collect();
     assert_eq!(part.len(), 1, "{:?}", a.beside());
 
     // A fast server now: the next run resumes where the cut one stopped.
     fake.set_download(Download::Exact);
-    config["cycle_timeout"] = json!("1m");
-    a.write_config(&config);
+    configure(&a, &fake.url, &json!({"cycle_timeout": "1m"}));
     a.run().expect_code(0);
     a.assert_live(&artifact, "after the resumed download");
     let ranges = fake.downloads();

@@ -40,19 +40,15 @@ fn temp_files_a_killed_run_left_in_the_state_dir_are_removed_by_the_next_run() {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, b"{\"half\":").unwrap();
     }
-    let out = a.run();
-    out.expect_code(0);
+    a.run()
+        .expect_code(0)
+        .expect_log(&["removed 5 temp file(s)"]);
     for f in debris {
-        assert!(!a.state_dir.join(f).exists(), "{f} stayed\n{}", out.stderr);
+        assert!(!a.state_dir.join(f).exists(), "{f} stayed");
     }
     for f in foreign {
         assert!(a.state_dir.join(f).exists(), "{f} was removed");
     }
-    assert!(
-        out.stderr.contains("removed 5 temp file(s)"),
-        "{}",
-        out.stderr
-    );
 }
 
 #[test]
@@ -82,19 +78,13 @@ fn a_download_back_off_exits_1_on_every_run_and_ignore_backoff_lifts_it() {
     a.configure(&fake.url, &json!({}));
     // Wrong bytes: refused, and this hash backs off (no manager back-off:
     // the manager answered).
-    let first = a.run();
-    first.expect_code(1);
-    assert!(first.stderr.contains("does not match"), "{}", first.stderr);
+    a.run().expect_code(1).expect_log(&["does not match"]);
 
     // The server is fixed, but the download still backs off: held, exit 1.
     fake.set_download(Download::Exact);
-    let held = a.run();
-    held.expect_code(1);
-    assert!(
-        held.stderr.contains("outcome=skipped") && held.stderr.contains("failed before"),
-        "{}",
-        held.stderr
-    );
+    a.run()
+        .expect_code(1)
+        .expect_log(&["outcome=skipped", "failed before"]);
     assert_eq!(fake.downloads().len(), 1, "no second download while held");
 
     // --ignore-backoff lifts every back-off, the per-download one included.

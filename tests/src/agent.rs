@@ -148,6 +148,23 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// Asserts that stderr holds every one of `words`, showing it when not.
+    #[track_caller]
+    pub fn expect_log(&self, words: &[&str]) -> &Outcome {
+        let missing: Vec<&&str> = words
+            .iter()
+            .filter(|w| !self.stderr.contains(**w))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{missing:?} not in the agent's log:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
 impl From<std::process::Output> for Outcome {
     fn from(o: std::process::Output) -> Outcome {
         Outcome {
