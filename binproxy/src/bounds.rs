@@ -10,8 +10,7 @@
 //! the journal and the swap, never inside a health check.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The minimum rate of a download, judged at the end of each window from the
@@ -60,8 +59,16 @@ impl MinRate {
 pub struct CycleBound {
     limit: Duration,
     stop: AtomicBool,
-    deadline: Mutex<Option<Instant>>,
+    clock: Mutex<Clock>,
+    /// Wakes the watchdog when the cycle ends.
+    ended: Condvar,
     timed_out: AtomicBool,
+}
+
+#[derive(Default)]
+struct Clock {
+    deadline: Option<Instant>,
+    ended: bool,
 }
 
 impl CycleBound {
@@ -69,7 +76,8 @@ impl CycleBound {
         CycleBound {
             limit,
             stop: AtomicBool::new(false),
-            deadline: Mutex::new(None),
+            clock: Mutex::new(Clock::default()),
+            ended: Condvar::new(),
             timed_out: AtomicBool::new(false),
         }
     }
@@ -81,8 +89,7 @@ impl CycleBound {
 
     /// Starts the clock (after the splay delay).
     pub fn start(&self) {
-        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Instant::now() + self.limit);
+        self.clock().deadline = Some(Instant::now() + self.limit);
     }
 
     pub fn limit(&self) -> Duration {
@@ -94,8 +101,34 @@ impl CycleBound {
         self.timed_out.load(Ordering::Relaxed)
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
+    fn clock(&self) -> std::sync::MutexGuard<'_, Clock> {
+        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The watchdog: until the cycle ends, passes a signal on to the stop
+    /// flag and raises it at the deadline.
+    fn guard(&self, signal: &AtomicBool) {
+        let mut clock = self.clock();
+        while !clock.ended {
+            if signal.load(Ordering::Relaxed) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            let mut wait = POLL;
+            if let Some(deadline) = clock.deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.timed_out.store(true, Ordering::Relaxed);
+                    self.stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                wait = wait.min(left);
+            }
+            clock = self
+                .ended
+                .wait_timeout(clock, wait)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 }
 
@@ -105,34 +138,16 @@ const POLL: Duration = Duration::from_millis(50);
 /// Runs `f` while a watchdog raises `bound`'s stop flag when `signal` is set
 /// or the deadline passes. The watchdog ends as soon as `f` returns.
 pub fn watch<T>(signal: &AtomicBool, bound: &CycleBound, f: impl FnOnce() -> T) -> T {
-    let (done, finished) = mpsc::channel::<()>();
     std::thread::scope(|scope| {
         let watchdog = std::thread::Builder::new()
             .name("cycle-watchdog".into())
-            .spawn_scoped(scope, move || loop {
-                if signal.load(Ordering::Relaxed) {
-                    bound.stop.store(true, Ordering::Relaxed);
-                }
-                let mut wait = POLL;
-                if let Some(deadline) = bound.deadline() {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        bound.timed_out.store(true, Ordering::Relaxed);
-                        bound.stop.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    wait = wait.min(left);
-                }
-                match finished.recv_timeout(wait) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            });
+            .spawn_scoped(scope, || bound.guard(signal));
         if let Err(e) = watchdog {
             log::warn!("cannot start the cycle watchdog ({e}): cycle_timeout is not enforced");
         }
         let out = f();
-        drop(done);
+        bound.clock().ended = true;
+        bound.ended.notify_all();
         out
     })
 }

@@ -26,6 +26,9 @@ pub const CHUNK: usize = 256 * 1024;
 /// Buffers in flight between the reader and the hasher.
 const BUFFERS: usize = 4;
 
+/// A buffer and the length of the data in it.
+type Chunk = (Vec<u8>, usize);
+
 /// Where the bytes come from, for messages.
 pub struct Source<'a> {
     pub bin: &'a str,
@@ -45,18 +48,20 @@ pub fn copy(
     rate: &mut MinRate,
 ) -> Result<()> {
     let expected = verifier.remaining();
-    let (to_hash, hash_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
-    let (to_fill, free) = mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    // One channel type both ways (a buffer and how much of it is data), so
+    // the static binary carries one channel's code, not two.
+    let (to_hash, hash_rx) = mpsc::sync_channel::<Chunk>(BUFFERS);
+    let (to_fill, free) = mpsc::sync_channel::<Chunk>(BUFFERS);
     for _ in 0..BUFFERS {
         // Cannot fail: the channel holds BUFFERS and the receiver is alive.
-        let _ = to_fill.send(vec![0u8; CHUNK]);
+        let _ = to_fill.send((vec![0u8; CHUNK], 0));
     }
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || -> Result<(), String> {
             for (buf, n) in hash_rx {
                 verifier.update(&buf[..n])?;
                 // The reader may have stopped already; then the buffer goes.
-                let _ = to_fill.send(buf);
+                let _ = to_fill.send((buf, 0));
             }
             Ok(())
         });
@@ -88,8 +93,8 @@ fn fill(
     stop: &AtomicBool,
     rate: &mut MinRate,
     expected: u64,
-    free: &mpsc::Receiver<Vec<u8>>,
-    to_hash: &mpsc::SyncSender<(Vec<u8>, usize)>,
+    free: &mpsc::Receiver<Chunk>,
+    to_hash: &mpsc::SyncSender<Chunk>,
 ) -> Result<()> {
     let mut received: u64 = 0;
     let cut = |message: String| Error::Transfer {
@@ -107,7 +112,7 @@ fn fill(
             });
         }
         // The hasher gave up (a wrong byte): its error is the one reported.
-        let Ok(mut buf) = free.recv() else {
+        let Ok((mut buf, _)) = free.recv() else {
             return Ok(());
         };
         let want = usize::try_from((expected - received).saturating_add(1))
