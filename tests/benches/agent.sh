@@ -17,7 +17,8 @@
 #    cycles: requests per
 #    cycle, opens of the managed binary (needs strace), wall time.
 # Everything runs on 127.0.0.1 in a temp dir, which is removed at the end.
-# SERVER_CPU and CLIENT_CPU (default 0 and 1) choose the cores.
+# SERVER_CPU and CLIENT_CPU (default 0 and 1) choose the cores; AGENT, the
+# agent binary to measure (default: the static build made here).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB=${1:-256}
@@ -33,7 +34,8 @@ trap '[ -n "$MPID" ] && kill "$MPID" 2>/dev/null; rm -rf "$WORK"' EXIT
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
 cargo build --release --quiet --target x86_64-unknown-linux-musl -p binproxy
 cargo build --release --quiet -p manager-lite
-AGENT=target/x86_64-unknown-linux-musl/release/binproxy
+# AGENT=/path/to/binproxy compares another build (e.g. an older commit's).
+AGENT=${AGENT:-target/x86_64-unknown-linux-musl/release/binproxy}
 MANAGER=target/release/manager-lite
 # This shell and what it starts (curl, binproxy) run on CLIENT_CPU; the
 # manager is started on SERVER_CPU. No wrapper process sits in a timing.
