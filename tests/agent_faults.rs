@@ -68,7 +68,7 @@ fn kill9_mid_download_keeps_the_old_version_and_the_next_run_installs() {
         Duration::from_secs(20),
         || fs::metadata(&part).is_ok_and(|md| md.len() > 0) || run.try_exit().is_some(),
     );
-    run.kill9();
+    a.kill9(&mut run);
     a.assert_live(&v1, "after kill -9 mid-download");
     let have = fs::metadata(&part).map_or(0, |md| md.len());
     assert!(
@@ -112,7 +112,7 @@ fn kill9_during_preflight_keeps_the_old_version_and_reuses_the_verified_download
     wait_until("the preflight to start", Duration::from_secs(30), || {
         started.exists() || run.try_exit().is_some()
     });
-    run.kill9();
+    a.kill9(&mut run);
     a.assert_live(&v1, "after kill -9 during the preflight");
     assert!(
         a.journal().is_none(),
@@ -161,7 +161,7 @@ fn kill9_after_the_swap(v2_healthy: bool) {
         Duration::from_secs(30),
         || a.journal_phase().as_deref() == Some("swapped") || run.try_exit().is_some(),
     );
-    run.kill9();
+    a.kill9(&mut run);
     a.assert_live(&v2, "after kill -9 in the swapped phase");
     assert_eq!(a.journal_phase().as_deref(), Some("swapped"));
 
@@ -241,7 +241,7 @@ fn kill9_during_rollback(after_restore: bool) {
             (phase && (!after_restore || restarting.exists())) || run.try_exit().is_some()
         },
     );
-    run.kill9();
+    a.kill9(&mut run);
     let which = a.assert_live_one_of(&[&v1, &v2], "after kill -9 while rolling back");
     if after_restore {
         assert_eq!(which, 0, "the hook saw v1, so v1 is back");

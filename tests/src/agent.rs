@@ -397,6 +397,25 @@ impl Agent {
             .collect()
     }
 
+    /// kill -9 `run` (see [`Spawned::kill9`]), then waits until its lock on
+    /// `state_dir/binproxy.lock` is free. A hook the killed run was starting
+    /// holds a copy of the lock's file descriptor between its fork and its
+    /// exec (close-on-exec closes it only then); a run started in that
+    /// window rightly finds the lock taken and leaves the cycle to "the other
+    /// run", exit 0, which is not what a recovery test means to check.
+    #[track_caller]
+    pub fn kill9(&self, run: &mut Spawned) {
+        use fs2::FileExt;
+        run.kill9();
+        let lock = File::open(self.state_dir.join("binproxy.lock")).expect("the lock file");
+        wait_until(
+            "the killed run's lock to be released",
+            Duration::from_secs(30),
+            || lock.try_lock_exclusive().is_ok(),
+        );
+        FileExt::unlock(&lock).expect("unlock");
+    }
+
     /// The queued report files in `state_dir/outbox`.
     pub fn outbox(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = match fs::read_dir(self.state_dir.join("outbox")) {
