@@ -147,3 +147,103 @@ fn fill(
             .map_err(|why| cut(format!("after {received} bytes: {why}")))?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use binproxy_protocol::hex;
+    use sha2::{Digest, Sha256};
+    use std::time::Duration;
+
+    /// Hands out `data` in pieces of odd sizes, with an EINTR between.
+    struct Jagged {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+        interrupted: bool,
+    }
+
+    impl Read for Jagged {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupted = !self.interrupted;
+            if self.interrupted {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.step = self.step * 7 % 100_003 + 1;
+            let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn copy_into(data: &[u8], announced: &[u8], stop: bool) -> (Result<()>, Vec<u8>) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("bp-pipe-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let part = dir.join(".svc.binproxy-x.part");
+        let mut file = File::create(&part).unwrap();
+        let sha = hex(&Sha256::digest(announced));
+        let mut verifier = Verifier::new(announced.len() as u64, &sha, None);
+        let mut body = Jagged {
+            data: data.to_vec(),
+            at: 0,
+            step: 1,
+            interrupted: false,
+        };
+        let from = Source {
+            bin: "svc",
+            url: "http://m/dl",
+        };
+        let mut rate = MinRate::new(0, Duration::from_secs(1));
+        let stop = AtomicBool::new(stop);
+        let r = copy(
+            &mut body,
+            &mut file,
+            &mut verifier,
+            &part,
+            &from,
+            &stop,
+            &mut rate,
+        )
+        .and_then(|()| {
+            verifier.finish().map_err(|message| Error::Verify {
+                bin: "svc".into(),
+                message,
+            })
+        });
+        let written = fs::read(&part).unwrap_or_default();
+        fs::remove_dir_all(&dir).unwrap();
+        (r, written)
+    }
+
+    #[test]
+    fn every_byte_is_written_and_hashed_in_order() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let (r, written) = copy_into(&data, &data, false);
+        r.unwrap();
+        assert!(written == data, "the file differs from the body");
+    }
+
+    #[test]
+    fn excess_or_wrong_bytes_are_refused_and_the_part_removed() {
+        let data = vec![5u8; 600_000];
+        let (r, written) = copy_into(&data, &data[..500_000], false);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("more bytes than announced"), "{e}");
+        assert!(written.is_empty(), "the part file stayed");
+        let mut other = data.clone();
+        other[123_456] = 6;
+        let (r, _) = copy_into(&other, &data, false);
+        assert!(r.unwrap_err().to_string().contains("does not match"));
+    }
+
+    #[test]
+    fn a_stop_keeps_the_part_for_a_resume() {
+        let data = vec![1u8; 100_000];
+        let (r, _) = copy_into(&data, &data, true);
+        assert!(matches!(r, Err(Error::Stopped { .. })), "{r:?}");
+    }
+}
