@@ -93,7 +93,10 @@ fn a_dripped_keepalive_answer_is_cut_at_the_timeout() {
     let a = Agent::new(BIN);
     configure(&a, &url, &json!({"timeout": "2s"}));
     let (out, _) = run_within(&a, 69, Duration::from_secs(20));
-    out.expect_log(&["/api/v1/keepalive", "imeout"]);
+    out.expect_log(&[
+        "/api/v1/keepalive",
+        "no complete answer within the config's `timeout`",
+    ]);
 }
 
 #[test]

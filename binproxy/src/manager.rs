@@ -264,9 +264,15 @@ impl Manager {
 }
 
 fn unreachable(url: &str, e: &ureq::Error) -> Error {
+    let message = match e {
+        ureq::Error::Timeout(_) => {
+            format!("{e}: no complete answer within the config's `timeout`")
+        }
+        _ => tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
+    };
     Error::Unreachable {
         url: url.to_owned(),
-        message: tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
+        message,
     }
 }
 
