@@ -108,10 +108,12 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
         );
         return Ok(Exit::Done);
     };
-    hygiene::sweep(&config.state_dir)?;
     if !ignore_backoff && backing_off(config)? {
         return Ok(Exit::Unreachable);
     }
+    // After the back-off check: a run that backs off changes nothing on disk
+    // but backoff.json (exit 69's promise); the debris waits for a real run.
+    hygiene::sweep(&config.state_dir)?;
     let bound = bounds::CycleBound::new(config.cycle_timeout);
     bounds::watch(stop, &bound, || {
         run_locked(config, &bound, splay, ignore_backoff)
