@@ -11,9 +11,9 @@
 use binproxy_protocol::ProgressStatus::{Failed, InProgress, RolledBack, Success};
 use binproxy_tests::agent::{
     count, good_script, installed_hash, progress, publish, script, show, snapshot, wait_until,
-    Agent, ETXTBSY,
+    Agent, ETXTBSY, RUN_LIMIT,
 };
-use binproxy_tests::{list_tree, Manager};
+use binproxy_tests::{list_tree, output_within, Manager};
 use serde_json::{json, Value};
 use std::fs;
 use std::net::TcpListener;
@@ -72,6 +72,20 @@ fn updates_keep_the_previous_version_and_an_unhealthy_one_is_rolled_back_and_qua
     assert_eq!(ok.from_hash.as_deref(), Some(&*s1), "{}", show(&p));
     assert_eq!(installed_hash(&m, &a.node_id, BIN).as_deref(), Some(&*s2));
     assert!(a.beside().is_empty(), "debris: {:?}", a.beside());
+    // The install filled the hash cache: the very next cycle reads no byte
+    // of the live file (it would log "hashed" at debug level if it did).
+    let cached = &a.state().unwrap()["bins"][BIN]["hash"];
+    assert_eq!(cached["sha256"], s2.as_str(), "{cached}");
+    let noop = output_within(
+        a.command("run", &["--now"]).env("RUST_LOG", "debug"),
+        RUN_LIMIT,
+    );
+    let noop_log = String::from_utf8_lossy(&noop.stderr);
+    assert_eq!(noop.status.code(), Some(0), "{noop_log}");
+    assert!(
+        !noop_log.contains("hashed"),
+        "re-hashed after the update:\n{noop_log}"
+    );
 
     // v3 fails its health check: back on v2, byte for byte.
     let v3 = script("v3", "echo v3 is sick >&2; exit 1", "exit 0");
@@ -95,9 +109,12 @@ fn updates_keep_the_previous_version_and_an_unhealthy_one_is_rolled_back_and_qua
     assert!(a.journal().is_none(), "journal left: {:?}", a.journal());
     assert_eq!(a.quarantined(), [s3.as_str()]);
 
-    // A second run leaves the quarantined v3 alone.
+    // A second run leaves the quarantined v3 alone, and still exits 1 (as
+    // every run does until the quarantine clears), so monitoring sees it.
     let records_before = p.len();
-    a.run().expect_code(0);
+    a.run()
+        .expect_code(1)
+        .expect_log(&["outcome=skipped", "quarantined"]);
     a.assert_live(&v2, "run after the rollback");
     let p = progress(&m, BIN, &a.node_id);
     assert_eq!(
@@ -306,8 +323,8 @@ fn a_failing_preflight_leaves_the_live_file_and_quarantines_the_target() {
     );
     assert_eq!(installed_hash(&m, &a.node_id, BIN).as_deref(), Some(&*s1));
 
-    // Not tried again.
-    a.run().expect_code(0);
+    // Not tried again, and still exit 1: the quarantine holds it off target.
+    a.run().expect_code(1);
     a.assert_live(&v1, "second run");
     let p = progress(&m, BIN, &a.node_id);
     assert_eq!(count(&p, InProgress, &s2), 1, "{}", show(&p));

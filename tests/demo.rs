@@ -154,8 +154,9 @@ impl Demo {
         self.show(&self.manager, &["progress", BIN])?;
 
         println!("\n== 6. Run the agent again: 3.0.0 is still the target, but quarantined here");
-        let why = "nothing to do: a quarantined hash waits for `binproxy unquarantine`";
-        let log = self.agent_run(0, why)?;
+        let why = "nothing installed, but still 1 for monitoring: the target is quarantined \
+                   until `binproxy unquarantine`";
+        let log = self.agent_run(1, why)?;
         check(log.contains("quarantined"), "a log line on the quarantine")?;
         self.facts("2.0.0", &["1.0.0", "2.0.0"])?;
         let status = self.show(&self.agent, &["status", "--config", "agent.json"])?;
@@ -165,7 +166,8 @@ impl Demo {
         self.show(&self.manager, &["nodes"])?;
         println!("  1.0.0 was installed and 2.0.0 replaced it. 3.0.0 failed its health check, so");
         println!("  the agent rolled back to 2.0.0 on its own, told the manager (progress above),");
-        println!("  exited 1, and quarantined 3.0.0 so that later runs leave the host alone.");
+        println!("  exited 1, and quarantined 3.0.0 so that later runs leave the host alone");
+        println!("  (and exit 1 too, until the quarantine is cleared).");
         println!("  Real agent configs: manifests/. The API and admin CLI: README.md.");
         Ok(())
     }

@@ -451,9 +451,10 @@ fn an_unsigned_artifact_is_refused_until_it_is_signed() {
     refuses(m, a, &s2, &["no signature", "trusted_keys"], "unsigned v2");
     assert_not_downloaded(m, &s2, "unsigned v2");
 
-    // It backs off: the next run neither downloads nor reports.
+    // It backs off: the next run neither downloads nor reports, and exits 1
+    // while held off its target.
     let reports = progress(m, BIN, &a.node_id).len();
-    a.run().expect_code(0);
+    a.run().expect_code(1);
     a.assert_live(&s.v1, "during the back-off");
     assert_eq!(
         progress(m, BIN, &a.node_id).len(),

@@ -25,7 +25,8 @@ USAGE:
 
     --now        skip this node's splay delay
     --ignore-backoff
-                 contact the manager even while backing off
+                 lift every back-off: contact the manager and retry a
+                 failed download now
     --offline    do not ask the manager for targets
 
 EXIT CODES:

@@ -25,7 +25,15 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     pub state_dir: PathBuf,
     pub splay: Duration,
+    /// The limit of each whole JSON request (connect, send, answer, body),
+    /// and of a download's connect, answer head and any one read.
     pub timeout: Duration,
+    /// A download slower than this many bytes per second over a window of
+    /// `download_min_rate_window` is cut (it resumes next run).
+    pub download_min_rate: u64,
+    pub download_min_rate_window: Duration,
+    /// The limit of a cycle after the splay delay (see [`crate::bounds`]).
+    pub cycle_timeout: Duration,
     pub bins: Vec<BinConfig>,
     /// minisign public keys (`RW...`); when any is set, nothing unsigned or
     /// signed by another key is installed. Several allow key rotation.
@@ -83,6 +91,9 @@ struct RawConfig {
     state_dir: String,
     splay: Option<String>,
     timeout: Option<String>,
+    download_min_rate: Option<String>,
+    download_min_rate_window: Option<String>,
+    cycle_timeout: Option<String>,
     bins: Vec<RawBin>,
     #[serde(default)]
     trusted_keys: Vec<String>,
@@ -120,6 +131,9 @@ struct RawHealth {
 
 const DEFAULT_SPLAY: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MIN_RATE: u64 = 16 << 10;
+const DEFAULT_MIN_RATE_WINDOW: Duration = Duration::from_secs(30);
+const DEFAULT_CYCLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_KEEP: usize = 3;
 const MAX_KEEP: usize = 100;
 
@@ -193,6 +207,19 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         state_dir,
         splay: duration("splay", raw.splay.as_deref(), DEFAULT_SPLAY, true)?,
         timeout: duration("timeout", raw.timeout.as_deref(), DEFAULT_TIMEOUT, false)?,
+        download_min_rate: rate("download_min_rate", raw.download_min_rate.as_deref())?,
+        download_min_rate_window: duration(
+            "download_min_rate_window",
+            raw.download_min_rate_window.as_deref(),
+            DEFAULT_MIN_RATE_WINDOW,
+            false,
+        )?,
+        cycle_timeout: duration(
+            "cycle_timeout",
+            raw.cycle_timeout.as_deref(),
+            DEFAULT_CYCLE_TIMEOUT,
+            false,
+        )?,
         bins,
         trusted_keys: check_keys(raw.trusted_keys)?,
         allow_downgrade: raw.allow_downgrade,
@@ -342,6 +369,33 @@ fn duration(
     }
 }
 
+/// Bytes per second: `"0"` (no minimum), `"500"`, `"16KiB"`, `"1MiB/s"`.
+fn rate(field: &str, value: Option<&str>) -> Result<u64, String> {
+    let Some(v) = value else {
+        return Ok(DEFAULT_MIN_RATE);
+    };
+    let text = v.trim();
+    let text = text.strip_suffix("/s").unwrap_or(text);
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        _ => 0,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0)
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            format!("{field}: {v:?} is not a rate; write bytes per second, e.g. \"16KiB\" or \"1MiB/s\"")
+        })
+}
+
 /// `/etc/machine-id`, else the hostname: stable across reboots, unlike an IP.
 fn default_node_id() -> Result<String, String> {
     for file in ["/etc/machine-id", "/proc/sys/kernel/hostname"] {
@@ -403,6 +457,9 @@ mod tests {
         assert!(!c.node_id.is_empty());
         assert_eq!(c.splay, DEFAULT_SPLAY);
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.cycle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.download_min_rate, 16384);
+        assert_eq!(c.download_min_rate_window, Duration::from_secs(30));
         assert_eq!(c.bins[0].keep, DEFAULT_KEEP);
         assert_eq!(c.bins[0].mode, None);
         assert_eq!(c.enroll_token_file, None);
@@ -441,6 +498,20 @@ mod tests {
 
     fn error_of(text: &str) -> String {
         parse_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(rate("r", Some("0")), Ok(0));
+        assert_eq!(rate("r", Some("500")), Ok(500));
+        assert_eq!(rate("r", Some("16KiB")), Ok(16384));
+        assert_eq!(rate("r", Some("1MiB/s")), Ok(1 << 20));
+        for bad in ["", "fast", "1GiB", "-1", "1.5KiB"] {
+            assert!(
+                rate("r", Some(bad)).unwrap_err().starts_with("r: "),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

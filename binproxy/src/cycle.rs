@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::backoff;
+use crate::bounds;
 use crate::config::{BinConfig, Config};
 use crate::credential::{self, Credentials};
 use crate::error::{Error, Result};
@@ -32,7 +33,7 @@ use crate::manager::Manager;
 use crate::report::{Outbox, Report};
 use crate::state::State;
 use crate::swap;
-use crate::{fetch, fsutil, hooks, logging, verify};
+use crate::{fetch, fsutil, hooks, hygiene, logging, verify};
 
 mod maintenance;
 pub use maintenance::{closed_until, is_staged};
@@ -42,8 +43,12 @@ pub use maintenance::{closed_until, is_staged};
 pub enum BinResult {
     OnTarget,
     NoTarget,
-    /// Not on target, deliberately left alone (quarantine, back-off, stop).
+    /// Not on target, deliberately left alone (maintenance window, stop).
     Skipped(String),
+    /// Not on target because a failure is still in force: the target is
+    /// quarantined here, or its download backs off. A failure for the exit
+    /// status (1), on every run until it clears, so monitoring keeps seeing it.
+    Held(String),
     Updated,
     Failed(String),
     RolledBack(String),
@@ -51,7 +56,7 @@ pub enum BinResult {
 
 impl BinResult {
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::RolledBack(_))
+        matches!(self, Self::Failed(_) | Self::RolledBack(_) | Self::Held(_))
     }
 }
 
@@ -87,6 +92,8 @@ pub struct Agent<'a> {
     hook_log: PathBuf,
     /// A download failure on the server's or network's account, for the back-off.
     pub trouble: Option<String>,
+    /// `run --ignore-backoff`: a bin's download back-off is lifted too.
+    pub ignore_backoff: bool,
 }
 
 /// Runs one full cycle. `splay`: wait this node's deterministic offset first.
@@ -104,14 +111,34 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
     if !ignore_backoff && backing_off(config)? {
         return Ok(Exit::Unreachable);
     }
+    // After the back-off check: a run that backs off changes nothing on disk
+    // but backoff.json (exit 69's promise); the debris waits for a real run.
+    hygiene::sweep(&config.state_dir)?;
+    let bound = bounds::CycleBound::new(config.cycle_timeout);
+    bounds::watch(stop, &bound, || {
+        run_locked(config, &bound, splay, ignore_backoff)
+    })
+}
+
+/// The cycle under the lock; `bound` stops it at a safe point on a signal
+/// or once `cycle_timeout` has passed since the splay delay.
+fn run_locked(
+    config: &Config,
+    bound: &bounds::CycleBound,
+    splay: bool,
+    ignore_backoff: bool,
+) -> Result<Exit> {
+    let stop = bound.stop();
     // Read under the lock: a run that just ended may have enrolled.
     let credentials = Credentials::load(config)?;
     let mut agent = Agent::with_credentials(config, stop, credentials)?;
+    agent.ignore_backoff = ignore_backoff;
     let saved = agent.state.clone();
     let mut failed = agent.recover()?.iter().any(BinResult::is_failure);
     if splay {
         sleep_interruptible(splay_offset(&config.node_id, config.splay), stop);
     }
+    bound.start();
     let outcome = agent.update_all();
     // Unreachable promises that nothing changed on disk: what this run learnt
     // (a refreshed hash cache) is not worth breaking that for.
@@ -120,6 +147,12 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
         agent.state.save(&config.state_dir)?;
     }
     backoff::after_cycle(&config.state_dir, backoff_of(&agent, &outcome))?;
+    if bound.timed_out() {
+        // Whatever the steps said about being stopped, the cause is this.
+        return Err(Error::CycleTimeout {
+            limit: bound.limit(),
+        });
+    }
     match outcome {
         Ok(results) => {
             failed |= results.iter().any(BinResult::is_failure);
@@ -195,6 +228,7 @@ impl<'a> Agent<'a> {
             stop,
             hook_log: config.state_dir.join("hook.log"),
             trouble: None,
+            ignore_backoff: false,
         })
     }
 
@@ -312,19 +346,23 @@ impl<'a> Agent<'a> {
         let st = self.state.bin(&bin.name);
         if local == Some(sha) {
             st.backoff = None;
+            // Partial downloads of hashes that are not the target any more.
+            if let Err(e) = fetch::remove_strays(&bin.path, None) {
+                log::warn!("{}: {e}", bin.name);
+            }
             return BinResult::OnTarget;
         }
         if let Some(q) = st.quarantine_of(sha) {
-            return BinResult::Skipped(format!(
+            return BinResult::Held(format!(
                 "target {} is quarantined on this host: {} (clear with: binproxy unquarantine --config FILE {})",
                 short(sha),
                 q.reason,
                 bin.name
             ));
         }
-        if let Some(left) = st.backoff_left(sha) {
-            return BinResult::Skipped(format!(
-                "download of {} failed before; next try in {left}s",
+        if let Some(left) = st.backoff_left(sha).filter(|_| !self.ignore_backoff) {
+            return BinResult::Held(format!(
+                "download of {} failed before; next try in {left}s (--ignore-backoff overrides)",
                 short(sha)
             ));
         }
@@ -407,8 +445,8 @@ impl<'a> Agent<'a> {
                     return Ok(Err(BinResult::Skipped(e.to_string())))
                 }
                 Err(e) => {
-                    if matches!(e, Error::Unreachable { .. } | Error::Other(_)) {
-                        // Unreachable, 5xx, 429 or cut: the server or the network,
+                    if matches!(e, Error::Unreachable { .. } | Error::Transfer { .. }) {
+                        // Unreachable, 5xx, 429, cut or too slow: the server or the network,
                         // not this file. Back off the manager too.
                         self.trouble.get_or_insert_with(|| e.to_string());
                     }
@@ -504,6 +542,8 @@ impl<'a> Agent<'a> {
             journal::clear(state_dir, &bin.name)?;
             return Err(e);
         }
+        // The next cycle finds the hash without reading the file.
+        self.state.bin(&bin.name).hash = hashcache::installed(&bin.path, &target.sha256sum);
         journal::advance(state_dir, &mut entry, Phase::Swapped)?;
         Ok(entry)
     }
@@ -603,6 +643,10 @@ impl<'a> Agent<'a> {
             Some(kept) => swap::restore(kept, &bin.path)?,
             None => remove_new_file(&bin.path)?,
         }
+        self.state.bin(&bin.name).hash = entry
+            .previous_sha
+            .as_deref()
+            .and_then(|sha| hashcache::installed(&bin.path, sha));
         let previous_health = match entry.kept {
             Some(_) => match health::restart_and_check(bin, &self.hook_log) {
                 Ok(()) => "the previous version is running and healthy".to_owned(),
@@ -830,6 +874,7 @@ pub fn log_action(
         BinResult::OnTarget => ("check", "on_target", Info, None),
         BinResult::NoTarget => ("check", "no_target", Info, None),
         BinResult::Skipped(why) => (action, "skipped", Warn, Some(why.as_str())),
+        BinResult::Held(why) => (action, "skipped", E, Some(why.as_str())),
         BinResult::Updated => (action, "ok", Info, None),
         BinResult::Failed(why) => (action, "failed", E, Some(why.as_str())),
         BinResult::RolledBack(why) => (action, "rolled_back", E, Some(why.as_str())),
@@ -927,6 +972,9 @@ mod tests {
                 state_dir: dir.join("state"),
                 splay: Duration::ZERO,
                 timeout: Duration::from_secs(1),
+                download_min_rate: 0,
+                download_min_rate_window: Duration::from_secs(1),
+                cycle_timeout: Duration::from_secs(60),
                 trusted_keys: Vec::new(),
                 allow_downgrade: false,
                 enroll_token_file: None,

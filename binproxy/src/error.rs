@@ -25,6 +25,17 @@ pub enum Error {
     },
     /// A download did not match what the manager announced.
     Verify { bin: String, message: String },
+    /// A download was cut (by the network, the server, or because it moved
+    /// slower than `download_min_rate`); its `.part` file stays for a resume.
+    Transfer {
+        bin: String,
+        url: String,
+        message: String,
+    },
+    /// A step was stopped at a safe point by a signal or `cycle_timeout`.
+    Stopped { what: String },
+    /// The cycle ran past `cycle_timeout` and was stopped at a safe point.
+    CycleTimeout { limit: std::time::Duration },
     /// A hook (preflight, restart, health command) failed.
     Hook { bin: String, message: String },
     /// Another operation refused for a stated reason.
@@ -60,6 +71,19 @@ impl fmt::Display for Error {
                 message,
             } => write!(f, "manager refused {url}: {status} {message}"),
             Self::Verify { bin, message } => write!(f, "{bin}: download rejected: {message}"),
+            Self::Transfer { bin, url, message } => {
+                write!(
+                    f,
+                    "{bin}: download from {url} cut: {message}; resumes next run"
+                )
+            }
+            Self::Stopped { what } => write!(f, "{what} stopped (signal or cycle_timeout)"),
+            Self::CycleTimeout { limit } => write!(
+                f,
+                "cycle_timeout ({}) exceeded: stopped at a safe point, nothing half-done \
+                 (a partial download resumes next run)",
+                humantime::format_duration(*limit)
+            ),
             Self::Hook { bin, message } => write!(f, "{bin}: {message}"),
             Self::Other(message) => f.write_str(message),
         }

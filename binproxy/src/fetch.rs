@@ -5,16 +5,15 @@
 
 use binproxy_protocol::Target;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::manager::Manager;
+use crate::pipeline::{self, CHUNK};
 use crate::verify::{Signed, Verifier};
-
-const CHUNK: usize = 128 * 1024;
 
 /// The partial download of `sha` for the file at `live`.
 pub fn part_path(live: &Path, sha: &str) -> PathBuf {
@@ -87,16 +86,20 @@ pub fn fetch(
         open_part(&part, have, &mut verifier)?
     } else {
         let url = manager.url(&target.url);
-        let download = manager.download(&url, have)?;
+        let mut download = manager.download(&url, have)?;
         let mut file = open_part(&part, download.offset, &mut verifier)?;
-        copy(
-            download.body,
+        let from = pipeline::Source {
+            bin: &target.bin_name,
+            url: &url,
+        };
+        pipeline::copy(
+            &mut download.body,
             &mut file,
             &mut verifier,
             &part,
-            &url,
-            &target.bin_name,
+            &from,
             stop,
+            &mut download.rate,
         )?;
         file
     };
@@ -128,7 +131,12 @@ fn open_part(part: &Path, offset: u64, verifier: &mut Verifier) -> Result<File> 
             let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
             file.read_exact(&mut buf[..want])
                 .map_err(Error::io(part, "read"))?;
-            verifier.update(&buf[..want]).map_err(Error::Other)?;
+            verifier
+                .update(&buf[..want])
+                .map_err(|message| Error::Verify {
+                    bin: part.display().to_string(),
+                    message,
+                })?;
             left -= want as u64;
         }
         file.set_len(offset).map_err(Error::io(part, "truncate"))?;
@@ -136,52 +144,6 @@ fn open_part(part: &Path, offset: u64, verifier: &mut Verifier) -> Result<File> 
             .map_err(Error::io(part, "seek"))?;
     }
     Ok(file)
-}
-
-fn copy(
-    mut body: Box<dyn Read + Send>,
-    file: &mut File,
-    verifier: &mut Verifier,
-    part: &Path,
-    url: &str,
-    bin: &str,
-    stop: &AtomicBool,
-) -> Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return Err(Error::Other(format!(
-                "{bin}: download stopped by a signal; it resumes next run"
-            )));
-        }
-        // Never ask for more than is still expected (plus one byte, to notice excess).
-        let want = usize::try_from(verifier.remaining().saturating_add(1))
-            .unwrap_or(CHUNK)
-            .min(CHUNK);
-        let n = match body.read(&mut buf[..want]) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::Other(format!(
-                    "{bin}: download from {url} cut after {} bytes ({e}); resumes next run",
-                    verifier.seen()
-                )))
-            }
-        };
-        if let Err(message) = verifier.update(&buf[..n]) {
-            let _ = fs::remove_file(part);
-            return Err(Error::Verify {
-                bin: bin.to_owned(),
-                message,
-            });
-        }
-        if let Err(e) = file.write_all(&buf[..n]) {
-            // Disk full, read-only, permission: nothing of ours may stay behind.
-            let _ = fs::remove_file(part);
-            return Err(Error::io(part, "write")(e));
-        }
-    }
 }
 
 #[cfg(test)]

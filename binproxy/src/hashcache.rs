@@ -6,6 +6,11 @@
 //! forged back by `touch`), so a matching identity means the same bytes. A
 //! file modified in the last two seconds is hashed but not cached, so a write
 //! within the timestamp granularity is never mistaken for the old content.
+//!
+//! An install fills the cache itself ([`installed`]): the agent verified the
+//! bytes as it wrote them and renamed the file into place, so it knows the
+//! hash without reading the file again, and takes the identity right after
+//! the rename. The cycle after an update is then a true no-op.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -90,6 +95,11 @@ pub fn local_hash(path: &Path, cached: Option<&Entry>) -> Result<Lookup> {
         });
     }
     let sha256 = sha256_file(path)?;
+    log::debug!(
+        "{}: hashed {} bytes (not in the cache)",
+        path.display(),
+        id.size
+    );
     let entry = (!id.recently_changed()).then(|| Entry {
         id,
         sha256: sha256.clone(),
@@ -98,6 +108,17 @@ pub fn local_hash(path: &Path, cached: Option<&Entry>) -> Result<Lookup> {
         sha256: Some(sha256),
         entry,
         hashed: true,
+    })
+}
+
+/// The cache entry of a file this agent just renamed into place at `path`,
+/// whose bytes it verified as `sha256`; `None` (hash it next time) when it
+/// cannot be looked at.
+pub fn installed(path: &Path, sha256: &str) -> Option<Entry> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    meta.is_file().then(|| Entry {
+        id: FileId::of(&meta),
+        sha256: sha256.to_owned(),
     })
 }
 

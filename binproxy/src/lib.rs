@@ -13,9 +13,13 @@
 //! cycles in a loop; [`cli`] parses the command line; [`tls`] says which
 //! certificates HTTPS trusts. [`backoff`] keeps runs away from a manager that
 //! failed or asked to wait; [`logging`] formats the log lines (with syslog
-//! priorities under journald).
+//! priorities under journald). [`bounds`] keeps every request, download and
+//! cycle within its time limit; [`pipeline`] is a download's data path
+//! (written on one thread, hashed on another); [`hygiene`] removes the temp
+//! files a killed run left in the state directory.
 
 pub mod backoff;
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod credential;
@@ -27,10 +31,12 @@ pub mod fsutil;
 pub mod hashcache;
 pub mod health;
 pub mod hooks;
+pub mod hygiene;
 pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod manager;
+pub mod pipeline;
 pub mod report;
 pub mod state;
 pub mod status;

@@ -18,6 +18,7 @@ use ureq::tls::TlsConfig;
 use ureq::Agent;
 
 use crate::backoff::{self, RetryAfter};
+use crate::bounds::MinRate;
 use crate::config::Config;
 use crate::credential::Credentials;
 use crate::error::{Error, Result};
@@ -28,6 +29,10 @@ const MAX_JSON_ANSWER: u64 = 4 << 20;
 
 pub struct Manager {
     agent: Agent,
+    /// The limit of each whole JSON request (see [`crate::bounds`]).
+    timeout: Duration,
+    /// A download's minimum rate: bytes per second over a window.
+    min_rate: (u64, Duration),
     base: String,
     credentials: Credentials,
     /// The longest `Retry-After` a 429 or 5xx answer carried (see [`backoff`]).
@@ -39,6 +44,8 @@ pub struct Download {
     /// Where the body starts: 0, or the resume offset the server accepted.
     pub offset: u64,
     pub body: Box<dyn Read + Send>,
+    /// The minimum rate the body must keep up.
+    pub rate: MinRate,
 }
 
 impl Manager {
@@ -46,6 +53,7 @@ impl Manager {
         let tls = tls::client_config(config.ca_file.as_deref(), &config.ca_roots);
         let mut m = Manager::with_tls(&config.manager_url, config.timeout, tls);
         m.credentials = credentials;
+        m.min_rate = (config.download_min_rate, config.download_min_rate_window);
         m
     }
 
@@ -73,7 +81,9 @@ impl Manager {
             .timeout_connect(Some(timeout))
             .timeout_send_request(Some(timeout))
             .timeout_recv_response(Some(timeout))
-            // Bodies (downloads) may take long; each read may not.
+            // Bodies (downloads) may take long; each read may not. JSON
+            // requests are bounded as a whole (`bounded`); downloads by
+            // their minimum rate (`bounds::MinRate`).
             .timeout_per_read(Some(timeout))
             .timeout_per_write(Some(timeout))
             .max_redirects(0)
@@ -82,6 +92,8 @@ impl Manager {
             .into();
         Manager {
             agent,
+            timeout,
+            min_rate: (0, timeout),
             base: base.trim_end_matches('/').to_owned(),
             credentials: Credentials::default(),
             retry_after: Mutex::new(None),
@@ -139,6 +151,12 @@ impl Manager {
         }
     }
 
+    /// A JSON request, bounded as a whole by `timeout`: connect, send, the
+    /// answer and its body (a dripped answer is cut).
+    fn bounded<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        req.config().timeout_global(Some(self.timeout)).build()
+    }
+
     /// An absolute URL for an API path or a target's `url`.
     pub fn url(&self, path_or_url: &str) -> String {
         if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
@@ -162,7 +180,7 @@ impl Manager {
     pub fn target(&self, bin: &str, node_id: &str) -> Result<Result<Target, String>> {
         let url = self.url(&format!("/api/v1/bins/{bin}?node_id={node_id}"));
         let mut resp = self
-            .authorized(self.agent.get(&url), &url, false)
+            .authorized(self.bounded(self.agent.get(&url)), &url, false)
             .call()
             .map_err(|e| unreachable(&url, &e))?;
         self.note_retry_after(&url, resp.status().as_u16(), resp.headers());
@@ -208,16 +226,16 @@ impl Manager {
                     .and_then(|v| v.to_str().ok()),
             )
             .filter(|s| *s == offset)
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "{url}: 206 with a Content-Range that does not start at {offset}"
-                ))
+            .ok_or_else(|| Error::Unreachable {
+                url: url.to_owned(),
+                message: format!("206 with a Content-Range that does not start at {offset}"),
             })?,
             _ => return Err(refused(url, status, resp.body_mut())),
         };
         Ok(Download {
             offset: start,
             body: Box::new(resp.into_body().into_reader()),
+            rate: MinRate::new(self.min_rate.0, self.min_rate.1),
         })
     }
 
@@ -231,7 +249,7 @@ impl Manager {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| Error::Other(format!("encoding a request to {url}: {e}")))?;
         let mut resp = self
-            .authorized(self.agent.post(&url), &url, keepalive)
+            .authorized(self.bounded(self.agent.post(&url)), &url, keepalive)
             .header("Content-Type", "application/json")
             .send(&bytes[..])
             .map_err(|e| unreachable(&url, &e))?;
@@ -246,9 +264,15 @@ impl Manager {
 }
 
 fn unreachable(url: &str, e: &ureq::Error) -> Error {
+    let message = match e {
+        ureq::Error::Timeout(_) => {
+            format!("{e}: no complete answer within the config's `timeout`")
+        }
+        _ => tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
+    };
     Error::Unreachable {
         url: url.to_owned(),
-        message: tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
+        message,
     }
 }
 

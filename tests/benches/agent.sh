@@ -1,33 +1,50 @@
 #!/usr/bin/env bash
 # Agent figures for the README (a benchmark, not a test: it asserts nothing
-# about speed, it prints what it measured).
+# about speed, it prints what it measured; it does fail when the hash cache
+# is not warm after an update, since the no-op figure would then be a lie).
 #
-#   bash tests/benches/agent.sh [SIZE_MIB]      (default 256)
+#   bash tests/benches/agent.sh [SIZE_MIB] [ROUNDS]      (defaults 256, 5)
 #
 # 1. the static musl binary: stripped size, static or not;
-# 2. a cycle with nothing to do: requests it sends, managed files it opens
-#    (needs strace), wall time;
-# 3. updating a SIZE_MIB binary from manager-lite on loopback, against
-#    `curl -o` + fsync of the same file; the agent's peak RSS (/usr/bin/time).
+# 2. updating a SIZE_MIB binary from manager-lite on loopback, against
+#    `curl -o F && sync -f F` of the same artifact from the same manager:
+#    ROUNDS interleaved rounds (the order alternates each round), manager
+#    pinned to one core and the client (curl or binproxy) to another with
+#    taskset; min/median/max of each and the ratio of the medians; the
+#    agent's peak RSS (/usr/bin/time);
+# 3. the no-op cycle right after each update (the hash cache must be warm:
+#    state.json holds the new hash for the live inode), and 20 more no-op
+#    cycles: requests per
+#    cycle, opens of the managed binary (needs strace), wall time.
 # Everything runs on 127.0.0.1 in a temp dir, which is removed at the end.
+# SERVER_CPU and CLIENT_CPU (default 0 and 1) choose the cores; AGENT, the
+# agent binary to measure (default: the static build made here).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB=${1:-256}
+ROUNDS=${2:-5}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=38899
 TOKEN=bench-token-0123456789abcdef
 WORK=$(mktemp -d)
-trap 'kill "$MPID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+MPID=
+trap '[ -n "$MPID" ] && kill "$MPID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
 cargo build --release --quiet --target x86_64-unknown-linux-musl -p binproxy
 cargo build --release --quiet -p manager-lite
-AGENT=target/x86_64-unknown-linux-musl/release/binproxy
+# AGENT=/path/to/binproxy compares another build (e.g. an older commit's).
+AGENT=${AGENT:-target/x86_64-unknown-linux-musl/release/binproxy}
 MANAGER=target/release/manager-lite
+# This shell and what it starts (curl, binproxy) run on CLIENT_CPU; the
+# manager is started on SERVER_CPU. No wrapper process sits in a timing.
+taskset -cp "$CLIENT_CPU" $$ >/dev/null
 
 echo "== static binary"
 echo "binproxy: $(stat -c %s "$AGENT") bytes; $(file -b "$AGENT" 2>/dev/null | cut -d, -f1-5 || echo 'file(1) missing')"
 
-MANAGER_ADMIN_TOKEN=$TOKEN RUST_LOG=debug "$MANAGER" serve --listen 127.0.0.1:$PORT --data "$WORK/m" 2>"$WORK/manager.log" &
+MANAGER_ADMIN_TOKEN=$TOKEN RUST_LOG=debug taskset -c "$SERVER_CPU" "$MANAGER" serve --listen 127.0.0.1:$PORT --data "$WORK/m" 2>"$WORK/manager.log" &
 MPID=$!
 for _ in $(seq 50); do grep -q "listening on" "$WORK/manager.log" && break; sleep 0.1; done
 export MANAGER_URL=http://127.0.0.1:$PORT MANAGER_ADMIN_TOKEN=$TOKEN
@@ -41,27 +58,66 @@ head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/artifact"
 SHA=$(sha256sum "$WORK/artifact" | cut -c1-64)
 "$MANAGER" publish big 1 "$WORK/artifact" --release >/dev/null
 
-now() { date +%s.%N; }
-echo "== updating a $SIZE_MIB MiB binary (3 rounds)"
-for round in 1 2 3; do
+export LC_ALL=C  # a dot in $EPOCHREALTIME
+ms() { echo "($2 - $1) * 1000" | bc -l; }
+# min / median / max of the numbers on stdin (milliseconds)
+stats() { sort -n | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2;
+  printf "min %.0f / median %.0f / max %.0f ms", v[1], m, v[NR]}'; }
+median() { sort -n | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
+
+run_curl() {
   rm -f "$WORK/curl.out"; sync
-  t0=$(now); curl -s -o "$WORK/curl.out" "$MANAGER_URL/api/v1/download/$SHA"; sync -f "$WORK/curl.out"; t1=$(now)
+  local t0 t1
+  t0=$EPOCHREALTIME
+  sh -c 'curl -s -o "$1" "$2" && sync -f "$1"' - "$WORK/curl.out" "$MANAGER_URL/api/v1/download/$SHA"
+  t1=$EPOCHREALTIME
+  ms "$t0" "$t1" >>"$WORK/curl.ms"
+}
+run_agent() {
   rm -rf "$WORK/bin/big" "$WORK/state"/*; sync
-  /usr/bin/time -f "%e %M" -o "$WORK/time.out" "$AGENT" run --config "$WORK/agent.json" --now 2>/dev/null
-  read -r secs rss <"$WORK/time.out"
-  printf 'round %s: curl -o + fsync %.2f s | binproxy run (download, verify, fsync, swap, report) %.2f s, peak RSS %s KiB\n' \
-    "$round" "$(echo "$t1 - $t0" | bc)" "$secs" "$rss"
+  local t0 t1
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f "%M" -o "$WORK/rss.out" "$AGENT" run --config "$WORK/agent.json" --now 2>/dev/null
+  t1=$EPOCHREALTIME
+  ms "$t0" "$t1" >>"$WORK/agent.ms"
+  cat "$WORK/rss.out" >>"$WORK/rss.kib"
+  # The cycle right after the update is timed; first, the hash cache must
+  # be warm: state.json holds the new hash for the live file's inode.
+  if ! grep -q "\"ino\": $(stat -c %i "$WORK/bin/big")," "$WORK/state/state.json" ||
+     ! grep -q "\"sha256\": \"$SHA\"" "$WORK/state/state.json"; then
+    echo "the hash cache is cold after the update: the next cycle would re-hash the live file" >&2
+    cat "$WORK/state/state.json" >&2
+    exit 1
+  fi
+  t0=$EPOCHREALTIME
+  "$AGENT" run --config "$WORK/agent.json" --now 2>/dev/null
+  t1=$EPOCHREALTIME
+  ms "$t0" "$t1" >>"$WORK/first-noop.ms"
+}
+
+echo "== updating a $SIZE_MIB MiB binary ($ROUNDS interleaved rounds; manager on cpu $SERVER_CPU, client on cpu $CLIENT_CPU)"
+: >"$WORK/curl.ms"; : >"$WORK/agent.ms"; : >"$WORK/rss.kib"; : >"$WORK/first-noop.ms"
+for round in $(seq "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then run_curl; run_agent; else run_agent; run_curl; fi
+  printf 'round %s: curl -o + sync -f %.0f ms | binproxy run %.0f ms\n' "$round" \
+    "$(tail -1 "$WORK/curl.ms")" "$(tail -1 "$WORK/agent.ms")"
 done
 [ "$(sha256sum "$WORK/bin/big" | cut -c1-64)" = "$SHA" ] || { echo "installed file does not match"; exit 1; }
+echo "curl -o F && sync -f F:  $(stats <"$WORK/curl.ms")"
+echo "binproxy run:            $(stats <"$WORK/agent.ms") (download, verify, fsync, keep, swap, report)"
+printf 'ratio of the medians:    %.2f\n' "$(echo "$(median <"$WORK/agent.ms") / $(median <"$WORK/curl.ms")" | bc -l)"
+echo "binproxy peak RSS:       $(sort -n "$WORK/rss.kib" | head -1)-$(sort -n "$WORK/rss.kib" | tail -1) KiB"
+echo "no-op cycle right after each update (hash cache warm): $(stats <"$WORK/first-noop.ms")"
 
 echo "== a cycle with nothing to do (20 runs)"
 before=$(grep -c "manager_lite::routes" "$WORK/manager.log" || true)
-t0=$(now)
-for _ in $(seq 20); do "$AGENT" run --config "$WORK/agent.json" --now 2>/dev/null; done
-t1=$(now)
+: >"$WORK/noop.ms"
+for _ in $(seq 20); do
+  t0=$EPOCHREALTIME; "$AGENT" run --config "$WORK/agent.json" --now 2>/dev/null; t1=$EPOCHREALTIME
+  ms "$t0" "$t1" >>"$WORK/noop.ms"
+done
 after=$(grep -c "manager_lite::routes" "$WORK/manager.log" || true)
-printf 'requests per no-op cycle: %s; wall time per cycle: %.1f ms\n' \
-  "$(( (after - before) / 20 ))" "$(echo "($t1 - $t0) * 1000 / 20" | bc -l)"
+echo "requests per no-op cycle: $(( (after - before) / 20 )); wall time per cycle: $(stats <"$WORK/noop.ms")"
 if command -v strace >/dev/null; then
   opens=$(strace -f -e trace=open,openat "$AGENT" run --config "$WORK/agent.json" --now 2>&1 | grep -c "$WORK/bin/big\"" || true)
   echo "opens of the managed binary in a no-op cycle: $opens"

@@ -148,6 +148,23 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// Asserts that stderr holds every one of `words`, showing it when not.
+    #[track_caller]
+    pub fn expect_log(&self, words: &[&str]) -> &Outcome {
+        let missing: Vec<&&str> = words
+            .iter()
+            .filter(|w| !self.stderr.contains(**w))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{missing:?} not in the agent's log:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
 impl From<std::process::Output> for Outcome {
     fn from(o: std::process::Output) -> Outcome {
         Outcome {
@@ -380,6 +397,25 @@ impl Agent {
             .collect()
     }
 
+    /// kill -9 `run` (see [`Spawned::kill9`]), then waits until its lock on
+    /// `state_dir/binproxy.lock` is free. A hook the killed run was starting
+    /// holds a copy of the lock's file descriptor between its fork and its
+    /// exec (close-on-exec closes it only then); a run started in that
+    /// window rightly finds the lock taken and leaves the cycle to "the other
+    /// run", exit 0, which is not what a recovery test means to check.
+    #[track_caller]
+    pub fn kill9(&self, run: &mut Spawned) {
+        use fs2::FileExt;
+        run.kill9();
+        let lock = File::open(self.state_dir.join("binproxy.lock")).expect("the lock file");
+        wait_until(
+            "the killed run's lock to be released",
+            Duration::from_secs(30),
+            || lock.try_lock_exclusive().is_ok(),
+        );
+        FileExt::unlock(&lock).expect("unlock");
+    }
+
     /// The queued report files in `state_dir/outbox`.
     pub fn outbox(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = match fs::read_dir(self.state_dir.join("outbox")) {
@@ -511,6 +547,9 @@ pub enum Download {
     Truncated,
     /// The artifact followed by extra bytes, all announced in `Content-Length`.
     Excess,
+    /// The artifact (from a `Range` start too), `bytes` at a time with a
+    /// pause of `pause_ms` after each: dripped or slow but moving.
+    Paced { bytes: usize, pause_ms: u64 },
 }
 
 /// One request the fake manager received.
@@ -802,30 +841,31 @@ fn handle(mut stream: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
     Ok(())
 }
 
+/// The start of a `Range: bytes=N-` request inside the artifact.
+fn range_start(rq: &Seen, len: usize) -> Option<usize> {
+    rq.header("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n < len)
+}
+
 fn serve_download(stream: &mut TcpStream, rq: &Seen, artifact: &[u8], download: Download) {
     let len = artifact.len();
     let octets = ("Content-Type", "application/octet-stream".to_owned());
     match download {
-        Download::Exact => {
-            let from = rq
-                .header("range")
-                .and_then(|r| r.strip_prefix("bytes="))
-                .and_then(|r| r.strip_suffix('-'))
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n < len);
-            match from {
-                Some(n) => respond(
-                    stream,
-                    206,
-                    &[
-                        octets,
-                        ("Content-Range", format!("bytes {n}-{}/{len}", len - 1)),
-                    ],
-                    &artifact[n..],
-                ),
-                None => respond(stream, 200, &[octets], artifact),
-            }
-        }
+        Download::Exact => match range_start(rq, len) {
+            Some(n) => respond(
+                stream,
+                206,
+                &[
+                    octets,
+                    ("Content-Range", format!("bytes {n}-{}/{len}", len - 1)),
+                ],
+                &artifact[n..],
+            ),
+            None => respond(stream, 200, &[octets], artifact),
+        },
         Download::WrongBytes => {
             let wrong: Vec<u8> = artifact.iter().map(|b| b ^ 0x20).collect();
             respond(stream, 200, &[octets], &wrong);
@@ -837,6 +877,29 @@ fn serve_download(stream: &mut TcpStream, rq: &Seen, artifact: &[u8], download: 
             let _ = stream.write_all(head.as_bytes());
             let _ = stream.write_all(&artifact[..len / 2]);
             let _ = stream.flush();
+        }
+        Download::Paced { bytes, pause_ms } => {
+            let from = range_start(rq, len).unwrap_or(0);
+            let head = format!(
+                "HTTP/1.1 {} X\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{}\r\n",
+                if from > 0 { 206 } else { 200 },
+                len - from,
+                if from > 0 { format!("Content-Range: bytes {from}-{}/{len}\r\n", len - 1) } else { String::new() },
+            );
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            for chunk in artifact[from..].chunks(bytes.max(1)) {
+                // The agent hung up (cut the download): stop serving it.
+                if stream
+                    .write_all(chunk)
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(pause_ms));
+            }
         }
         Download::Excess => {
             let mut more = artifact.to_vec();
