@@ -5,7 +5,10 @@
 #
 #   bash tests/benches/agent.sh [SIZE_MIB] [ROUNDS]      (defaults 256, 5)
 #
-# 1. the static musl binary: stripped size, static or not;
+# 1. the static musl binary (the `agent` profile build-static.sh ships):
+#    stripped size, static or not, and its SHA-256 speed (a cold hash of a
+#    SIZE_MIB file by `binproxy status --offline`, beside coreutils'
+#    sha256sum, interleaved);
 # 2. updating a SIZE_MIB binary from manager-lite on loopback, against
 #    `curl -o F && sync -f F` of the same artifact from the same manager:
 #    ROUNDS interleaved rounds (the order alternates each round), manager
@@ -32,10 +35,10 @@ MPID=
 trap '[ -n "$MPID" ] && kill "$MPID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
-cargo build --release --quiet --target x86_64-unknown-linux-musl -p binproxy
+cargo build --profile agent --quiet --target x86_64-unknown-linux-musl -p binproxy
 cargo build --release --quiet -p manager-lite
 # AGENT=/path/to/binproxy compares another build (e.g. an older commit's).
-AGENT=${AGENT:-target/x86_64-unknown-linux-musl/release/binproxy}
+AGENT=${AGENT:-target/x86_64-unknown-linux-musl/agent/binproxy}
 MANAGER=target/release/manager-lite
 # This shell and what it starts (curl, binproxy) run on CLIENT_CPU; the
 # manager is started on SERVER_CPU. No wrapper process sits in a timing.
@@ -94,6 +97,26 @@ run_agent() {
   t1=$EPOCHREALTIME
   ms "$t0" "$t1" >>"$WORK/first-noop.ms"
 }
+
+echo "== SHA-256 of a $SIZE_MIB MiB file, cold ($ROUNDS interleaved rounds, cpu $CLIENT_CPU)"
+mkdir -p "$WORK/hash/state"
+cp "$WORK/artifact" "$WORK/hash/big"
+cat >"$WORK/hash/agent.json" <<EOF
+{"manager_url": "http://127.0.0.1:9", "node_id": "hash-bench", "state_dir": "$WORK/hash/state",
+ "bins": [{"name": "big", "path": "$WORK/hash/big"}]}
+EOF
+: >"$WORK/hash-agent.ms"; : >"$WORK/hash-coreutils.ms"
+for _ in $(seq "$ROUNDS"); do
+  rm -rf "$WORK/hash/state"/*
+  t0=$EPOCHREALTIME; "$AGENT" status --offline --config "$WORK/hash/agent.json" >"$WORK/hash/out"; t1=$EPOCHREALTIME
+  ms "$t0" "$t1" >>"$WORK/hash-agent.ms"
+  t0=$EPOCHREALTIME; sha256sum "$WORK/hash/big" >/dev/null; t1=$EPOCHREALTIME
+  ms "$t0" "$t1" >>"$WORK/hash-coreutils.ms"
+done
+grep -q "${SHA:0:12}" "$WORK/hash/out" || { echo "status --offline did not hash the file" >&2; exit 1; }
+echo "binproxy (status --offline): $(stats <"$WORK/hash-agent.ms")"
+echo "sha256sum:                   $(stats <"$WORK/hash-coreutils.ms")"
+rm -rf "$WORK/hash"
 
 echo "== updating a $SIZE_MIB MiB binary ($ROUNDS interleaved rounds; manager on cpu $SERVER_CPU, client on cpu $CLIENT_CPU)"
 : >"$WORK/curl.ms"; : >"$WORK/agent.ms"; : >"$WORK/rss.kib"; : >"$WORK/first-noop.ms"
