@@ -59,6 +59,13 @@ pub struct Keepalive {
     /// reply carries a target for each bin listed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bins: Option<BTreeMap<String, String>>,
+    /// Only with the enrollment token: the secret this node made for itself
+    /// (64 hex digits) and keeps durably before it asks. The manager stores
+    /// its sha256, and accepts the same secret again for a node enrolled
+    /// with it, so an agent killed mid-enrollment enrolls again by itself.
+    /// Absent from old agents, which get a manager-made `node_secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_secret: Option<Secret>,
 }
 
 impl Keepalive {
@@ -90,6 +97,23 @@ pub struct KeepaliveReply {
     /// enrolled it with the enrollment token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_secret: Option<String>,
+    /// True in the answer to a keepalive that enrolled the node (or found it
+    /// enrolled already with the `proposed_secret` it sent): from now on the
+    /// node's secret is what authenticates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enrolled: bool,
+}
+
+/// A secret on the wire: serialized as the plain string, but never shown by
+/// `Debug`, so logging a request body cannot leak it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// What the manager knows of a node.
