@@ -334,9 +334,11 @@ fn wait_until_sent(relay: &Relay, run: &mut binproxy_tests::agent::Spawned) {
 fn wait_for(what: &str, run: &mut binproxy_tests::agent::Spawned, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + WAIT;
     while !cond() {
-        if run.try_exit().is_some() {
-            panic!("the run ended before {what}:\n{}", run.output());
-        }
+        assert!(
+            run.try_exit().is_none(),
+            "the run ended before {what}:\n{}",
+            run.output()
+        );
         assert!(
             std::time::Instant::now() < deadline,
             "gave up waiting for {what}:\n{}",

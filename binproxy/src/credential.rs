@@ -135,7 +135,7 @@ pub fn proposal(state_dir: &Path) -> Result<String> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let secret = text.trim();
-            if !is_proposal(secret) {
+            if !binproxy_protocol::Secret::well_formed(secret) {
                 return Err(Error::Other(format!(
                     "{}: not 64 lowercase hex digits; delete it to make a new secret",
                     path.display()
@@ -203,14 +203,6 @@ pub fn conclude(
         path.display()
     );
     Ok(Some(proposed.to_owned()))
-}
-
-/// What [`proposal`] makes: 64 lowercase hex digits.
-fn is_proposal(secret: &str) -> bool {
-    secret.len() == 64
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// 32 bytes from the kernel's random source.
@@ -372,8 +364,8 @@ mod tests {
         KeepaliveReply {
             node: binproxy_protocol::Node::default(),
             server_time: String::new(),
-            targets: Default::default(),
-            reasons: Default::default(),
+            targets: std::collections::BTreeMap::default(),
+            reasons: std::collections::BTreeMap::default(),
             node_secret: node_secret.map(str::to_owned),
             enrolled,
         }
@@ -384,7 +376,7 @@ mod tests {
         let dir = temp_dir("proposal");
         let pending = dir.join(PENDING_SECRET_FILE);
         let p = proposal(&dir).unwrap();
-        assert!(is_proposal(&p), "{p}");
+        assert!(binproxy_protocol::Secret::well_formed(&p), "{p}");
         assert_eq!(std::fs::read_to_string(&pending).unwrap(), p);
         let mode = std::fs::metadata(&pending).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

@@ -69,8 +69,7 @@ fn already_enrolled(node_id: &str) -> ApiError {
 /// A proposed secret is what the agent makes: 64 lowercase hex digits (32
 /// random bytes). The message never quotes it.
 fn check_proposal(secret: &str) -> Result<(), ApiError> {
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    if secret.len() == 64 && secret.bytes().all(hex) {
+    if Secret::well_formed(secret) {
         Ok(())
     } else {
         Err(ApiError::bad_request(

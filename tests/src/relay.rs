@@ -71,7 +71,7 @@ impl Relay {
                             _ => Mode::DropAnswers,
                         };
                         let (stop, seen) = (stop.clone(), seen.clone());
-                        thread::spawn(move || connection(client, backend, mode, &stop, &seen));
+                        thread::spawn(move || connection(&client, backend, mode, &stop, &seen));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(POLL),
                     Err(_) => thread::sleep(POLL),
@@ -111,7 +111,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn connection(client: TcpStream, backend: SocketAddr, mode: Mode, stop: &AtomicBool, seen: &Seen) {
+fn connection(client: &TcpStream, backend: SocketAddr, mode: Mode, stop: &AtomicBool, seen: &Seen) {
     let _ = client.set_nonblocking(false);
     let backend = match mode {
         Mode::Hold => None,
@@ -122,7 +122,7 @@ fn connection(client: TcpStream, backend: SocketAddr, mode: Mode, stop: &AtomicB
         // Client → backend (or nowhere, when holding).
         s.spawn(|| {
             let _ = copy(
-                &client,
+                client,
                 backend.as_ref(),
                 &seen.from_clients,
                 stop,
@@ -135,7 +135,7 @@ fn connection(client: TcpStream, backend: SocketAddr, mode: Mode, stop: &AtomicB
             // A dropped answer leaves the client waiting, even once the
             // backend closes: only the client (or the relay's end) ends it.
             let forward = mode == Mode::Forward;
-            let (to, done) = (forward.then_some(&client), &done);
+            let (to, done) = (forward.then_some(client), &done);
             s.spawn(move || {
                 let _ = copy(b, to, &seen.from_backend, stop, done, forward);
             });

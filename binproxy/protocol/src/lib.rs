@@ -110,6 +110,17 @@ pub struct KeepaliveReply {
 #[serde(transparent)]
 pub struct Secret(pub String);
 
+impl Secret {
+    /// Whether `secret` has the shape of a node-made secret: 64 lowercase
+    /// hex digits (32 random bytes), the only shape `proposed_secret` takes.
+    pub fn well_formed(secret: &str) -> bool {
+        secret.len() == 64
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
