@@ -133,13 +133,17 @@ fn assert_enrolled_by_itself(
 /// disk and the manager has seen nothing; the next run enrolls.
 #[test]
 fn kill9_before_the_secret_is_made_then_the_next_run_enrolls_and_updates() {
-    let (s, relay, a, s1) = setup(Mode::Forward, &json!({}), &json!({"splay": "1h"}));
-    let offset = binproxy::cycle::splay_offset(&a.node_id, Duration::from_secs(3600));
-    assert!(
-        offset > Duration::from_secs(10),
-        "this test needs a splay offset over 10 s; node id {} has {offset:?}",
-        a.node_id
-    );
+    let (s, relay, mut a, s1) = setup(Mode::Forward, &json!({}), &json!({"splay": "1h"}));
+    // A node id whose splay offset leaves the run asleep for the whole test.
+    let base = a.node_id.clone();
+    let asleep = |id: &str| binproxy::cycle::splay_offset(id, Duration::from_secs(3600));
+    a.node_id = (0..100)
+        .map(|n| format!("{base}-{n}"))
+        .find(|id| asleep(id) > Duration::from_secs(60))
+        .expect("a node id with a splay offset over a minute");
+    let mut config: Value = serde_json::from_slice(&fs::read(&a.config).unwrap()).unwrap();
+    config["node_id"] = json!(a.node_id);
+    a.write_config(&config);
     let mut run = a.spawn("run", &[]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
