@@ -7,7 +7,9 @@
 //! (`src/relay.rs`) holds requests or swallows answers, and shows what went
 //! over the wire: the node's secret goes from the agent to the manager,
 //! never back. A second agent with the enrollment token and another secret
-//! for an enrolled node id is refused and changes nothing. Loopback only.
+//! for an enrolled node id is refused and changes nothing; so is a proposed
+//! secret that is another node's, a token of the manager, or malformed.
+//! Loopback only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -350,4 +352,51 @@ fn wait_for(what: &str, run: &mut binproxy_tests::agent::Spawned, mut cond: impl
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// A secret that is already another node's, or a token of the manager, or
+/// not the shape an agent makes, enrolls nothing: 409 or 400, no record,
+/// and the token it equals keeps working as what it was.
+#[test]
+fn a_secret_that_is_taken_or_a_token_or_malformed_enrolls_nothing() {
+    let s = secured();
+    let token_file = s.token_file("agent", &s.token);
+    let a = s.agent(&token_file);
+    a.run().expect_code(0);
+    let taken = secret_of(&a);
+    let admin = format!("Bearer {}", s.m.token);
+    let body = json!({"name": "ci", "role": "viewer"});
+    let r = call(&s, "POST", "/api/v1/tokens", &admin, &body);
+    assert_eq!(r.status, 201, "{r}");
+    let viewer = r.json()["token"].as_str().unwrap().to_owned();
+
+    let enroll = format!("Bearer {}", s.token);
+    for (i, (secret, status)) in [
+        (taken.as_str(), 409),
+        (viewer.as_str(), 409),
+        ("0123abcd", 400),
+        (&*taken.to_uppercase(), 400),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let node = format!("{}-other-{i}", a.node_id);
+        let body = json!({"node_id": node, "proposed_secret": secret});
+        let r = call(&s, "POST", "/api/v1/keepalive", &enroll, &body);
+        assert_eq!(r.status, status, "proposal {i}: {r}");
+        assert!(!r.text().contains(secret), "the answer quotes it: {r}");
+        assert_eq!(node_record(&s, &node).status, 404, "proposal {i} wrote");
+    }
+    let r = call(
+        &s,
+        "GET",
+        "/api/v1/nodes",
+        &format!("Bearer {viewer}"),
+        &Value::Null,
+    );
+    assert_eq!(r.status, 200, "the viewer token was shadowed: {r}");
+    let target = format!("/api/v1/bins/{BIN}?node_id={}", a.node_id);
+    let r = call(&s, "GET", &target, &format!("Bearer {taken}"), &Value::Null);
+    assert_ne!(r.status, 401, "the node's secret stopped working: {r}");
+    assert!(!s.m.log().contains(&taken) && !s.m.log().contains(&viewer));
 }
