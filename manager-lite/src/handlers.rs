@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use crate::artifacts::{Artifacts, IngestError};
 use crate::auth::{Actor, Auth, NodeCaller, BOOTSTRAP_NAME};
+use crate::enroll::{enroll, Enrolled};
 use crate::http::{
     body_error, file_reply, header, parse_json, parse_range, read_bounded, read_json, ApiError,
     Reply, Request, Url,
@@ -59,6 +60,7 @@ impl App {
 }
 
 type Answer = Result<Reply, ApiError>;
+type Answered<T> = Result<T, ApiError>;
 
 /// Answers that must never be cached (they change with every call).
 const NO_STORE: &str = "no-store";
@@ -79,11 +81,7 @@ const MAX_LIMIT: usize = 1000;
 pub fn keepalive(app: &App, caller: &NodeCaller, rq: &mut Request) -> Answer {
     let (node, bins_given, proposed) = keepalive_node(caller, rq)?;
     let enrolled = match caller {
-        NodeCaller::Enroll => Some(crate::enroll::enroll(
-            app,
-            &node.node_id,
-            proposed.as_ref(),
-        )?),
+        NodeCaller::Enroll => Some(enroll(app, &node.node_id, proposed.as_ref())?),
         _ => None,
     };
     let node = app.store.keepalive(node, bins_given, SystemTime::now())?;
@@ -109,10 +107,7 @@ pub fn keepalive_in_memory(app: &App, caller: &NodeCaller, rq: &mut Request) -> 
 
 /// The node a keepalive describes, checked, whether it listed its bins, and
 /// the secret it proposes (used only with the enrollment token).
-fn keepalive_node(
-    caller: &NodeCaller,
-    rq: &mut Request,
-) -> Result<(Node, bool, Option<Secret>), ApiError> {
+fn keepalive_node(caller: &NodeCaller, rq: &mut Request) -> Answered<(Node, bool, Option<Secret>)> {
     let mut k: Keepalive = read_json(rq)?;
     let bins_given = k.bins.is_some();
     let proposed = k.proposed_secret.take();
@@ -123,12 +118,7 @@ fn keepalive_node(
     Ok((node, bins_given, proposed))
 }
 
-fn keepalive_reply(
-    app: &App,
-    node: Node,
-    bins_given: bool,
-    enrolled: Option<crate::enroll::Enrolled>,
-) -> Answer {
+fn keepalive_reply(app: &App, node: Node, bins_given: bool, enrolled: Option<Enrolled>) -> Answer {
     let (mut targets, mut reasons) = (BTreeMap::new(), BTreeMap::new());
     if bins_given {
         for bin in node.bins.keys() {

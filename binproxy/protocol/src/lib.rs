@@ -13,10 +13,13 @@
 //! alias on input; output always uses the documented name.
 
 pub mod names;
+pub mod secret;
 pub mod window;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub use secret::Secret;
 
 pub use names::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex, NameError,
@@ -102,29 +105,6 @@ pub struct KeepaliveReply {
     /// node's secret is what authenticates it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enrolled: bool,
-}
-
-/// A secret on the wire: serialized as the plain string, but never shown by
-/// `Debug`, so logging a request body cannot leak it.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl Secret {
-    /// Whether `secret` has the shape of a node-made secret: 64 lowercase
-    /// hex digits (32 random bytes), the only shape `proposed_secret` takes.
-    pub fn well_formed(secret: &str) -> bool {
-        secret.len() == 64
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// What the manager knows of a node.
