@@ -5,7 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_protocol::{ProgressStatus::Success, Target};
-use binproxy_tests::agent::{count, good_script, installed_hash, progress, publish, show, Agent};
+use binproxy_tests::agent::{count, good_script, installed_hash, progress, publish, show};
+use binproxy_tests::enrollment::{secret_of, secret_path, secured, BIN};
 use binproxy_tests::{
     list_tree, manager_bin, output_within, request, unique, Manager, ManagerOptions, Response,
     TempDir,
@@ -14,70 +15,9 @@ use serde_json::{json, Value};
 use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-const BIN: &str = "svc";
-
-/// A manager with node authentication on, and the token file it reads.
-struct Secured {
-    m: Manager,
-    token: String,
-    dir: TempDir,
-}
-
-fn secured() -> Secured {
-    let dir = TempDir::new("enroll");
-    let token = unique("enroll-token-0123456789");
-    let path = dir.join("enroll.token");
-    fs::write(&path, format!("{token}\n")).unwrap();
-    let m = Manager::new_with(
-        ManagerOptions::default()
-            .arg("--node-enroll-token-file")
-            .arg(path.to_str().unwrap()),
-    );
-    Secured { m, token, dir }
-}
-
-impl Secured {
-    /// A token file for an agent holding `token`.
-    fn token_file(&self, tag: &str, token: &str) -> PathBuf {
-        let path = self.dir.join(&format!("{tag}.token"));
-        fs::write(&path, format!("  {token}\n")).unwrap();
-        path
-    }
-
-    /// An agent configured with an enrollment token file.
-    fn agent(&self, token_file: &Path) -> Agent {
-        let a = Agent::new(BIN);
-        configure(&a, &self.m, Some(token_file));
-        a
-    }
-}
-
-fn configure(a: &Agent, m: &Manager, token_file: Option<&Path>) {
-    let mut config = a.config_json(&m.url, &json!({}));
-    if let Some(path) = token_file {
-        config["enroll_token_file"] = json!(path);
-    }
-    a.write_config(&config);
-}
-
-fn secret_path(a: &Agent) -> PathBuf {
-    a.state_dir.join("node.secret")
-}
-
-fn secret_of(a: &Agent) -> String {
-    let path = secret_path(a);
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .to_owned();
-    assert_eq!(text.len(), 64, "a 64 hex secret");
-    assert!(text.bytes().all(|b| b.is_ascii_hexdigit()), "a hex secret");
-    text
-}
 
 fn bearer(secret: &str) -> String {
     format!("Bearer {secret}")

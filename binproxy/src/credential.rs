@@ -3,6 +3,15 @@
 //! enrollment token (`enroll_token_file` in the config), which is only ever
 //! sent on a keepalive, and only while the node has no secret of its own.
 //!
+//! Enrollment has no lock-out window: before its first enrolling keepalive
+//! the node makes its secret itself (32 random bytes) and writes it durably
+//! to `state_dir/node.secret.pending`; the keepalive proposes it with the
+//! enrollment token, and once the manager answers `enrolled` the file is
+//! renamed to `node.secret`. A run killed anywhere in between finds the
+//! pending secret and proposes it again, which the manager accepts for a
+//! node enrolled with that same secret. A manager that predates proposals
+//! answers with a secret of its own, which is stored instead.
+//!
 //! Secrets never appear in a log line or an error message: [`Credentials`]
 //! prints as `<redacted>`, and errors name the file, not its content.
 
@@ -10,12 +19,17 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use binproxy_protocol::KeepaliveReply;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
 
 /// The file under the state dir that holds the node's secret.
 pub const NODE_SECRET_FILE: &str = "node.secret";
+
+/// The secret this node proposes while it enrolls, until the manager says yes.
+pub const PENDING_SECRET_FILE: &str = "node.secret.pending";
 
 /// Longest secret or token accepted (the manager's are 64 hex characters).
 const MAX_SECRET_LEN: usize = 1024;
@@ -69,6 +83,11 @@ impl Credentials {
         }
     }
 
+    /// Whether the next keepalive enrolls: no secret yet, and a token.
+    pub fn enrolling(&self) -> bool {
+        self.node_secret.is_none() && self.enroll_token.is_some()
+    }
+
     /// The bearer for a request: the node secret when there is one; else the
     /// enrollment token, on the keepalive only.
     pub fn bearer(&self, keepalive: bool) -> Option<&str> {
@@ -107,6 +126,92 @@ pub fn load_node_secret(state_dir: &Path) -> Result<Option<String>> {
 /// Stores the node secret durably (0600, atomic) before it is used.
 pub fn store_node_secret(state_dir: &Path, secret: &str) -> Result<()> {
     fsutil::write_atomic(&node_secret_path(state_dir), secret.as_bytes(), 0o600)
+}
+
+/// The secret to propose: the pending one an earlier run made (it may have
+/// been accepted already), else a new one, durable before it is returned.
+pub fn proposal(state_dir: &Path) -> Result<String> {
+    let path = state_dir.join(PENDING_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let secret = text.trim();
+            if !binproxy_protocol::Secret::well_formed(secret) {
+                return Err(Error::Other(format!(
+                    "{}: not 64 lowercase hex digits; delete it to make a new secret",
+                    path.display()
+                )));
+            }
+            Ok(secret.to_owned())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let secret = binproxy_protocol::hex(&random_bytes()?);
+            fsutil::write_atomic(&path, secret.as_bytes(), 0o600)?;
+            Ok(secret)
+        }
+        Err(e) => Err(Error::io(path, "read")(e)),
+    }
+}
+
+/// What the answer to the keepalive that proposed `proposed` means: the
+/// node secret now in force (stored durably before it is returned), or
+/// `None` when the manager did not enroll this node (node authentication
+/// off: the proposal waits for a manager that wants it).
+pub fn conclude(
+    state_dir: &Path,
+    node_id: &str,
+    proposed: &str,
+    reply: &KeepaliveReply,
+) -> Result<Option<String>> {
+    let pending = state_dir.join(PENDING_SECRET_FILE);
+    if let Some(secret) = &reply.node_secret {
+        // A manager older than proposals made the secret: it was sent once.
+        let lost = |why: String| {
+            Error::Other(format!(
+                "the manager enrolled node {node_id} but its secret could not be kept ({why}); \
+                 revoke it with manager-lite node revoke {node_id} so that it can enroll again"
+            ))
+        };
+        check_secret(secret).map_err(|why| lost(format!("the secret sent is unusable: {why}")))?;
+        store_node_secret(state_dir, secret).map_err(|e| lost(e.to_string()))?;
+        match std::fs::remove_file(&pending) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                log::warn!("{}: cannot remove: {e}", pending.display());
+            }
+            _ => {}
+        }
+        log::info!(
+            "enrolled with the manager (a secret it made); node secret stored in {}",
+            node_secret_path(state_dir).display()
+        );
+        return Ok(Some(secret.clone()));
+    }
+    if !reply.enrolled {
+        return Ok(None);
+    }
+    let path = node_secret_path(state_dir);
+    std::fs::rename(&pending, &path).map_err(|e| {
+        Error::Other(format!(
+            "node {node_id} is enrolled, but {} could not be renamed to {}: {e}; \
+             the next run enrolls again with the same secret",
+            pending.display(),
+            path.display()
+        ))
+    })?;
+    fsutil::sync_dir(state_dir)?;
+    log::info!(
+        "enrolled with the manager; node secret stored in {}",
+        path.display()
+    );
+    Ok(Some(proposed.to_owned()))
+}
+
+/// 32 bytes from the kernel's random source.
+fn random_bytes() -> Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(Error::io("/dev/urandom", "read"))?;
+    Ok(bytes)
 }
 
 /// Reads the enrollment token, trimmed; unreadable or empty is a config error
@@ -251,6 +356,60 @@ mod tests {
         assert_eq!(
             Credentials::load(&config).unwrap(),
             creds(Some("s3cret"), None)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn reply(node_secret: Option<&str>, enrolled: bool) -> KeepaliveReply {
+        KeepaliveReply {
+            node: binproxy_protocol::Node::default(),
+            server_time: String::new(),
+            targets: std::collections::BTreeMap::default(),
+            reasons: std::collections::BTreeMap::default(),
+            node_secret: node_secret.map(str::to_owned),
+            enrolled,
+        }
+    }
+
+    #[test]
+    fn a_proposal_is_durable_before_use_kept_until_accepted_then_promoted() {
+        let dir = temp_dir("proposal");
+        let pending = dir.join(PENDING_SECRET_FILE);
+        let p = proposal(&dir).unwrap();
+        assert!(binproxy_protocol::Secret::well_formed(&p), "{p}");
+        assert_eq!(std::fs::read_to_string(&pending).unwrap(), p);
+        let mode = std::fs::metadata(&pending).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A killed run's proposal is proposed again, not replaced.
+        assert_eq!(proposal(&dir).unwrap(), p);
+        // Node authentication off: nothing changes.
+        assert_eq!(conclude(&dir, "n", &p, &reply(None, false)).unwrap(), None);
+        assert!(pending.exists() && load_node_secret(&dir).unwrap().is_none());
+        // Accepted: the same secret becomes node.secret, the pending file goes.
+        assert_eq!(
+            conclude(&dir, "n", &p, &reply(None, true)).unwrap(),
+            Some(p.clone())
+        );
+        assert!(!pending.exists());
+        assert_eq!(load_node_secret(&dir).unwrap(), Some(p));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_secret_made_by_an_older_manager_replaces_the_proposal() {
+        let dir = temp_dir("older");
+        let p = proposal(&dir).unwrap();
+        let made = "f".repeat(64);
+        let got = conclude(&dir, "n", &p, &reply(Some(&made), true)).unwrap();
+        assert_eq!(got.as_deref(), Some(&*made));
+        assert_eq!(load_node_secret(&dir).unwrap(), Some(made));
+        assert!(!dir.join(PENDING_SECRET_FILE).exists());
+        // A malformed pending file is named, never quoted.
+        std::fs::write(dir.join(PENDING_SECRET_FILE), "not-hex-secret").unwrap();
+        let e = proposal(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains(PENDING_SECRET_FILE) && !e.contains("not-hex-secret"),
+            "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

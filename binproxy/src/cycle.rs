@@ -239,9 +239,16 @@ impl<'a> Agent<'a> {
     /// Steps 3 to 11 for every bin.
     fn update_all(&mut self) -> Result<Vec<BinResult>> {
         let locals = self.local_hashes()?;
-        let reply = self.keepalive(&locals)?;
-        if let Some(secret) = reply.node_secret {
-            self.enrolled(secret)?;
+        let (dir, node) = (&self.config.state_dir, &self.config.node_id);
+        // Enrolling: the secret is on disk before it is proposed.
+        let proposed = (self.manager.enrolling())
+            .then(|| credential::proposal(dir))
+            .transpose()?;
+        let reply = self.keepalive(&locals, proposed.as_deref())?;
+        if let Some(proposed) = &proposed {
+            if let Some(secret) = credential::conclude(dir, node, proposed, &reply)? {
+                self.manager.set_node_secret(secret);
+            }
         }
         let mut targets = reply.targets;
         self.outbox.flush(&self.manager);
@@ -290,6 +297,7 @@ impl<'a> Agent<'a> {
     fn keepalive(
         &self,
         locals: &BTreeMap<String, Option<String>>,
+        proposed_secret: Option<&str>,
     ) -> Result<binproxy_protocol::KeepaliveReply> {
         let body = Keepalive {
             node_id: self.config.node_id.clone(),
@@ -305,31 +313,9 @@ impl<'a> Agent<'a> {
                     .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
                     .collect(),
             ),
+            proposed_secret: proposed_secret.map(|s| binproxy_protocol::Secret(s.to_owned())),
         };
         self.manager.keepalive(&body)
-    }
-
-    /// The keepalive enrolled this node: the secret is stored durably before
-    /// anything else, then used for the rest of the cycle.
-    fn enrolled(&mut self, secret: String) -> Result<()> {
-        let path = credential::node_secret_path(&self.config.state_dir);
-        let lost = |why: String| {
-            Error::Other(format!(
-                "the manager enrolled node {} but its secret could not be kept ({why}); \
-                 revoke it with manager-lite node revoke {} so that it can enroll again",
-                self.config.node_id, self.config.node_id
-            ))
-        };
-        credential::check_secret(&secret)
-            .map_err(|why| lost(format!("the secret sent is unusable: {why}")))?;
-        credential::store_node_secret(&self.config.state_dir, &secret)
-            .map_err(|e| lost(e.to_string()))?;
-        log::info!(
-            "enrolled with the manager; node secret stored in {}",
-            path.display()
-        );
-        self.manager.set_node_secret(secret);
-        Ok(())
     }
 
     /// Step 5: what to do about one bin.

@@ -4,7 +4,7 @@
 //!
 //! Every request to the manager carries `Authorization: Bearer <node secret>`
 //! once the node has one; before that, the keepalive (only) carries the
-//! enrollment token. Nothing is sent to URLs outside the manager (a target's
+//! enrollment token (and the secret the node proposes, in its body). Nothing is sent to URLs outside the manager (a target's
 //! absolute `url` on a mirror gets no credential).
 
 use binproxy_protocol::{
@@ -62,6 +62,11 @@ impl Manager {
     pub fn set_node_secret(&mut self, secret: String) {
         self.credentials.node_secret = Some(secret);
         self.credentials.enroll_token = None;
+    }
+
+    /// Whether the next keepalive enrolls (see [`Credentials::enrolling`]).
+    pub fn enrolling(&self) -> bool {
+        self.credentials.enrolling()
     }
 
     /// Whether the node has a secret of its own.

@@ -151,6 +151,18 @@ impl Auth {
         Err(ApiError::unauthorized("unknown node secret"))
     }
 
+    /// Whether `secret` is a token this manager takes for something other
+    /// than a node: the enrollment token, the bootstrap admin token or a
+    /// named token. A node may not propose one as its secret (node secrets
+    /// are matched first, so it would shadow the token).
+    pub fn is_token(&self, secret: &str, store: &Store) -> bool {
+        let d = digest(secret);
+        let enroll = self.enroll_digest.is_some_and(|e| constant_time_eq(&d, &e));
+        enroll
+            || constant_time_eq(&d, &self.admin_digest)
+            || store.token_by_hash(&hex(&d)).is_some()
+    }
+
     /// Who `Authorization: Bearer TOKEN` is: the bootstrap admin token, or
     /// a named token from the store. Unknown or missing → 401.
     pub fn authenticate(

@@ -8,7 +8,7 @@ use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex,
     names::normalize_arch, BinVersions, BinView, CreatedToken, Installed, Keepalive,
     KeepaliveReply, NewRelease, NewToken, Node, NodeView, Pin, Progress, ProgressStatus, Release,
-    Role, TokenInfo, Version,
+    Role, Secret, TokenInfo, Version,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use crate::artifacts::{Artifacts, IngestError};
 use crate::auth::{Actor, Auth, NodeCaller, BOOTSTRAP_NAME};
+use crate::enroll::{enroll, Enrolled};
 use crate::http::{
     body_error, file_reply, header, parse_json, parse_range, read_bounded, read_json, ApiError,
     Reply, Request, Url,
@@ -59,6 +60,7 @@ impl App {
 }
 
 type Answer = Result<Reply, ApiError>;
+type Answered<T> = Result<T, ApiError>;
 
 /// Answers that must never be cached (they change with every call).
 const NO_STORE: &str = "no-store";
@@ -74,15 +76,16 @@ const MAX_LIMIT: usize = 1000;
 // ---- node-facing ----
 
 /// `POST /api/v1/keepalive`: registers or updates the node (durably when
-/// new or changed) and answers its targets.
+/// new or changed) and answers its targets; with the enrollment token, it
+/// enrolls the node first ([`crate::enroll`]).
 pub fn keepalive(app: &App, caller: &NodeCaller, rq: &mut Request) -> Answer {
-    let (node, bins_given) = keepalive_node(caller, rq)?;
-    let node_secret = match caller {
-        NodeCaller::Enroll => Some(enroll(app, &node.node_id)?),
+    let (node, bins_given, proposed) = keepalive_node(caller, rq)?;
+    let enrolled = match caller {
+        NodeCaller::Enroll => Some(enroll(app, &node.node_id, proposed.as_ref())?),
         _ => None,
     };
     let node = app.store.keepalive(node, bins_given, SystemTime::now())?;
-    keepalive_reply(app, node, bins_given, node_secret)
+    keepalive_reply(app, node, bins_given, enrolled)
 }
 
 /// The steady state of a fleet: a keepalive that changes nothing but
@@ -92,7 +95,7 @@ pub fn keepalive_in_memory(app: &App, caller: &NodeCaller, rq: &mut Request) -> 
     if *caller == NodeCaller::Enroll {
         return None;
     }
-    let (mut node, bins_given) = match keepalive_node(caller, rq) {
+    let (mut node, bins_given, _) = match keepalive_node(caller, rq) {
         Ok(parsed) => parsed,
         Err(e) => return Some(Err(e)),
     };
@@ -102,18 +105,20 @@ pub fn keepalive_in_memory(app: &App, caller: &NodeCaller, rq: &mut Request) -> 
     Some(keepalive_reply(app, node, bins_given, None))
 }
 
-/// The node a keepalive describes, checked, and whether it listed its bins.
-fn keepalive_node(caller: &NodeCaller, rq: &mut Request) -> Result<(Node, bool), ApiError> {
-    let k: Keepalive = read_json(rq)?;
+/// The node a keepalive describes, checked, whether it listed its bins, and
+/// the secret it proposes (used only with the enrollment token).
+fn keepalive_node(caller: &NodeCaller, rq: &mut Request) -> Answered<(Node, bool, Option<Secret>)> {
+    let mut k: Keepalive = read_json(rq)?;
     let bins_given = k.bins.is_some();
+    let proposed = k.proposed_secret.take();
     let node = node_from_keepalive(k)?;
     if *caller != NodeCaller::Enroll {
         caller.may_write_as(&node.node_id)?;
     }
-    Ok((node, bins_given))
+    Ok((node, bins_given, proposed))
 }
 
-fn keepalive_reply(app: &App, node: Node, bins_given: bool, node_secret: Option<String>) -> Answer {
+fn keepalive_reply(app: &App, node: Node, bins_given: bool, enrolled: Option<Enrolled>) -> Answer {
     let (mut targets, mut reasons) = (BTreeMap::new(), BTreeMap::new());
     if bins_given {
         for bin in node.bins.keys() {
@@ -129,25 +134,11 @@ fn keepalive_reply(app: &App, node: Node, bins_given: bool, node_secret: Option<
             server_time: now_rfc3339(),
             targets,
             reasons,
-            node_secret,
+            enrolled: enrolled.is_some(),
+            node_secret: enrolled.and_then(|e| e.node_secret),
         },
     )
     .header("Cache-Control", NO_STORE))
-}
-
-/// Gives a new node its secret; only its hash is stored, before the answer.
-fn enroll(app: &App, node_id: &str) -> Result<String, ApiError> {
-    let secret = crate::auth::random_hex(32).map_err(ApiError::internal)?;
-    if !app
-        .store
-        .enroll_node(node_id, &crate::auth::secret_hash(&secret))?
-    {
-        return Err(ApiError::conflict(format!(
-            "node {node_id} is already enrolled: revoke it with manager-lite node revoke {node_id}"
-        )));
-    }
-    log::info!("node {node_id} enrolled");
-    Ok(secret)
 }
 
 /// `DELETE /api/v1/nodes/{node_id}`: forgets the node, its pins and its

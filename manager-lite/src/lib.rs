@@ -16,6 +16,7 @@
 //! and node events to webhooks.
 //! [`cli`] is the command line (clap): `serve`'s flags, `tls`, shell
 //! completions, and the admin commands that talk to a running server.
+//! [`enroll`] gives a node its secret (see SECURITY.md).
 //! [`degraded`] tracks a storage part that failed a write (a full disk)
 //! until a write works again, and [`health`] answers `/health` from it.
 //! [`backup`] makes the online backup archive and restores from one.
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod degraded;
+pub mod enroll;
 pub mod handlers;
 pub mod health;
 pub mod http;

@@ -29,6 +29,8 @@ use crate::time::{parse_rfc3339, rfc3339};
 
 mod deletion;
 pub use deletion::{Deletion, References};
+mod node_secrets;
+pub use node_secrets::Enrolling;
 mod db;
 #[cfg(test)]
 mod degraded_tests;
@@ -1023,76 +1025,6 @@ impl Store {
             .filter(|(n, _)| n == node)
             .map(|(_, b)| b.clone())
             .collect()
-    }
-
-    // ---- node secrets ----
-
-    fn load_node_secrets(&self) -> Result<()> {
-        let txn = self.read("loading node secrets")?;
-        let t = txn
-            .open_table(NODE_SECRETS)
-            .at(&self.path, "node secrets")?;
-        let mut map = HashMap::new();
-        for row in t.iter().at(&self.path, "node secrets")? {
-            let (node, sha) = row.at(&self.path, "node secrets")?;
-            map.insert(sha.value().to_owned(), node.value().to_owned());
-        }
-        *self
-            .node_secrets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = map;
-        Ok(())
-    }
-
-    /// The node whose secret hashes to `sha256`.
-    pub fn node_of_secret(&self, sha256: &str) -> Option<String> {
-        self.node_secrets
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(sha256)
-            .cloned()
-    }
-
-    /// Enrolls a node with the hash of its new secret, durably; `false` if
-    /// it already has one.
-    pub fn enroll_node(&self, node: &str, sha256: &str) -> Result<bool> {
-        let mut map = self
-            .node_secrets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let added = self.write("enrolling node", |txn| {
-            let mut t = txn
-                .open_table(NODE_SECRETS)
-                .at(&self.path, "node secrets")?;
-            if t.get(node).at(&self.path, "node secrets")?.is_some() {
-                return Ok(false);
-            }
-            t.insert(node, sha256).at(&self.path, "enrolling node")?;
-            Ok(true)
-        })?;
-        if added {
-            map.insert(sha256.to_owned(), node.to_owned());
-        }
-        Ok(added)
-    }
-
-    /// Forgets a node's secret; `false` if it had none.
-    pub fn revoke_node(&self, node: &str) -> Result<bool> {
-        let mut map = self
-            .node_secrets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let removed = self.write("revoking node", |txn| {
-            let mut t = txn
-                .open_table(NODE_SECRETS)
-                .at(&self.path, "node secrets")?;
-            let old = t.remove(node).at(&self.path, "revoking node")?;
-            Ok(old.map(|v| v.value().to_owned()))
-        })?;
-        if let Some(sha) = &removed {
-            map.remove(sha);
-        }
-        Ok(removed.is_some())
     }
 
     /// Removes a node: its record, pins and secret, in one transaction (its

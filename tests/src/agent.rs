@@ -817,6 +817,7 @@ fn handle(mut stream: TcpStream, shared: &Mutex<Shared>) -> io::Result<()> {
                 server_time: when,
                 reasons: BTreeMap::new(),
                 node_secret: None,
+                enrolled: false,
                 targets: [(bin, Some(target))].into_iter().collect(),
             };
             json_reply(&mut stream, 200, &serde_json::to_value(reply).unwrap());

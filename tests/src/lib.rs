@@ -32,7 +32,9 @@ use sha2::{Digest, Sha256};
 
 pub mod agent;
 pub mod browser;
+pub mod enrollment;
 pub mod fleet;
+pub mod relay;
 pub mod tls;
 pub mod tls_forward;
 pub mod windows;

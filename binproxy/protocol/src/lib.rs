@@ -13,10 +13,13 @@
 //! alias on input; output always uses the documented name.
 
 pub mod names;
+pub mod secret;
 pub mod window;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub use secret::Secret;
 
 pub use names::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex, NameError,
@@ -59,6 +62,13 @@ pub struct Keepalive {
     /// reply carries a target for each bin listed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bins: Option<BTreeMap<String, String>>,
+    /// Only with the enrollment token: the secret this node made for itself
+    /// (64 hex digits) and keeps durably before it asks. The manager stores
+    /// its sha256, and accepts the same secret again for a node enrolled
+    /// with it, so an agent killed mid-enrollment enrolls again by itself.
+    /// Absent from old agents, which get a manager-made `node_secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_secret: Option<Secret>,
 }
 
 impl Keepalive {
@@ -90,6 +100,11 @@ pub struct KeepaliveReply {
     /// enrolled it with the enrollment token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_secret: Option<String>,
+    /// True in the answer to a keepalive that enrolled the node (or found it
+    /// enrolled already with the `proposed_secret` it sent): from now on the
+    /// node's secret is what authenticates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enrolled: bool,
 }
 
 /// What the manager knows of a node.

@@ -290,6 +290,7 @@ fn keepalive() -> impl Strategy<Value = Keepalive> {
                     bin_proxy_version,
                     labels,
                     bins,
+                    proposed_secret: None,
                 }
             },
         )
@@ -578,14 +579,15 @@ proptest! {
     #[test]
     fn agent_bodies_round_trip(
         k in keepalive(), n in node(), t in option::of(target()), p in progress(),
-        secret in option::of(text()), reasons in map(), sha in text(),
+        secret in option::of(text()), reasons in map(), sha in text(), enrolled in any::<bool>(),
     ) {
         round_trip(&k)?;
+        round_trip(&Keepalive { proposed_secret: secret.clone().map(Secret), ..k.clone() })?;
         round_trip(&Installed { node_id: k.node_id.clone(), sha256sum: sha })?;
         round_trip(&p)?;
         round_trip(&p.status)?;
         let targets: BTreeMap<String, Option<Target>> = [("a".to_owned(), t.clone())].into();
-        round_trip(&KeepaliveReply { node: n.clone(), server_time: k.os, targets, reasons: reasons.clone(), node_secret: secret })?;
+        round_trip(&KeepaliveReply { node: n.clone(), server_time: k.os, targets, reasons: reasons.clone(), node_secret: secret, enrolled })?;
         let bins = reasons.into_iter().map(|(bin, reason)| (bin, BinView { target: t.clone(), reason })).collect();
         round_trip(&NodeView { node: n, bins })?;
     }

@@ -140,7 +140,10 @@ mod tests {
             ..Node::default()
         };
         store.keepalive(node, true, SystemTime::now()).unwrap();
-        assert!(store.enroll_node("n1", &"b".repeat(64)).unwrap());
+        assert_eq!(
+            store.enroll_node("n1", &"b".repeat(64)).unwrap(),
+            crate::store::Enrolling::Enrolled
+        );
         let info = TokenInfo {
             name: "ci".into(),
             role: Role::Viewer,
