@@ -4,6 +4,10 @@
 //! fixed for the life of a release: a node in wave k is in every later wave,
 //! and raising the percentage only adds nodes. No per-node state is needed.
 //!
+//! Counting walks the fleet in chunks (`Store::scan_nodes`, no copy, no lock
+//! held across the pass) and only when something it counts from changed
+//! ([`Counts`]): an idle fleet of any size costs no pass.
+//!
 //! [`evaluate`] is the whole policy. It runs on a timer and after every
 //! progress report: it recounts the release's reached nodes and their
 //! outcomes, pauses the release when failures pass `max_failures`, and
@@ -17,6 +21,7 @@ use binproxy_protocol::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use crate::store::{Change, ReleaseError, Store, StoreError};
@@ -37,8 +42,10 @@ pub fn bucket(release_id: u64, node_id: &str) -> u64 {
 }
 
 /// Whether the release, at its current percent, has reached this node.
+/// At 100% every node is in (no hash to compute).
 pub fn in_wave(release: &Release, node_id: &str) -> bool {
-    bucket(release.id, node_id) < u64::from(release.percent) * (BUCKETS / 100)
+    release.percent >= 100
+        || bucket(release.id, node_id) < u64::from(release.percent) * (BUCKETS / 100)
 }
 
 /// A plan's limit on failures or threshold of successes: a share of reached
@@ -151,38 +158,87 @@ pub fn plan(new: &NewRelease) -> Vec<Wave> {
     }
 }
 
-/// What the nodes say about one release.
+/// What is known of one release besides the nodes.
 pub struct Facts<'a> {
-    /// Every registered node.
-    pub nodes: &'a [Node],
     /// Latest report per node for this release.
     pub reports: Option<&'a HashMap<String, ProgressStatus>>,
     /// The release's artifact hashes (every arch).
     pub hashes: &'a HashSet<String>,
 }
 
-/// Counts the release's reached nodes and their outcomes.
-pub fn count(release: &Release, facts: &Facts) -> ReleaseCounts {
-    let mut c = ReleaseCounts::default();
-    for node in facts.nodes {
-        if !release.selector.matches(node) || !in_wave(release, &node.node_id) {
-            continue;
-        }
-        c.targeted += 1;
-        let installed = node
-            .bins
-            .get(&release.bin_name)
-            .is_some_and(|sha| facts.hashes.contains(sha));
-        match facts.reports.and_then(|r| r.get(&node.node_id)) {
-            _ if installed => c.success += 1,
-            Some(ProgressStatus::Success) => c.success += 1,
-            Some(ProgressStatus::InProgress) => c.in_progress += 1,
-            Some(ProgressStatus::Failed) => c.failed += 1,
-            Some(ProgressStatus::RolledBack) => c.rolled_back += 1,
-            None => {}
-        }
+/// Adds one node to the release's counts, if the release reaches it.
+pub fn count_node(release: &Release, facts: &Facts, node: &Node, c: &mut ReleaseCounts) {
+    if !release.selector.matches(node) || !in_wave(release, &node.node_id) {
+        return;
     }
-    c
+    c.targeted += 1;
+    let installed = node
+        .bins
+        .get(&release.bin_name)
+        .is_some_and(|sha| facts.hashes.contains(sha));
+    match facts.reports.and_then(|r| r.get(&node.node_id)) {
+        _ if installed => c.success += 1,
+        Some(ProgressStatus::Success) => c.success += 1,
+        Some(ProgressStatus::InProgress) => c.in_progress += 1,
+        Some(ProgressStatus::Failed) => c.failed += 1,
+        Some(ProgressStatus::RolledBack) => c.rolled_back += 1,
+        None => {}
+    }
+}
+
+/// Counts kept between recounts: a release is counted again only when what
+/// its counts come from moved ([`Store::fleet_changes`]: a node record, a
+/// deletion, a progress report), or its percent or artifacts did. A fleet
+/// where nothing changes costs no pass at all.
+#[derive(Default)]
+pub struct Counts {
+    cached: Mutex<HashMap<u64, Cached>>,
+}
+
+struct Cached {
+    changes: u64,
+    percent: u32,
+    hashes: HashSet<String>,
+    counts: ReleaseCounts,
+}
+
+impl Counts {
+    /// The release's counts as of now.
+    pub fn of(&self, store: &Store, r: &Release) -> Result<ReleaseCounts, StoreError> {
+        // Read before the pass: a change during it makes the next call count again.
+        let changes = store.fleet_changes();
+        let hashes = store.release_hashes(r)?;
+        if let Some(c) = self.lock().get(&r.id) {
+            if c.changes == changes && c.percent == r.percent && c.hashes == hashes {
+                return Ok(c.counts.clone());
+            }
+        }
+        let reports = store.release_reports(r.id);
+        let facts = Facts {
+            reports: Some(&reports),
+            hashes: &hashes,
+        };
+        let mut counts = ReleaseCounts::default();
+        store.scan_nodes(|n| count_node(r, &facts, n.node, &mut counts));
+        let cached = Cached {
+            changes,
+            percent: r.percent,
+            hashes,
+            counts: counts.clone(),
+        };
+        self.lock().insert(r.id, cached);
+        Ok(counts)
+    }
+
+    /// Forgets the releases that are no longer live.
+    fn keep(&self, live: &[Release]) {
+        self.lock()
+            .retain(|id, _| live.iter().any(|r| r.id == *id && r.status.is_live()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Cached>> {
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What [`evaluate`] decided.
@@ -252,14 +308,20 @@ fn wave_elapsed(release: &Release, now: SystemTime) -> bool {
 
 /// Recounts every live release (of `bin`, or all) and applies the policy.
 /// Returns the releases this call paused, advanced or completed (for alerts).
-pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<Vec<Release>, StoreError> {
-    let nodes = store.nodes();
+pub fn tick(
+    store: &Store,
+    kept: &Counts,
+    bin: Option<&str>,
+    now: SystemTime,
+) -> Result<Vec<Release>, StoreError> {
+    let live = store.live_releases();
+    kept.keep(&live);
     let mut changed = Vec::new();
-    for r in store.live_releases().iter() {
+    for r in live.iter() {
         if !r.status.is_live() || bin.is_some_and(|b| b != r.bin_name) {
             continue;
         }
-        let counts = counts_with(store, r, &nodes)?;
+        let counts = kept.of(store, r)?;
         if counts == r.counts && evaluate(r, &counts, now) == Step::Hold {
             continue;
         }
@@ -295,24 +357,6 @@ pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<Vec<Rel
         }
     }
     Ok(changed)
-}
-
-/// The release's counts as of now.
-pub fn counts_now(store: &Store, r: &Release) -> Result<ReleaseCounts, StoreError> {
-    counts_with(store, r, &store.nodes())
-}
-
-fn counts_with(store: &Store, r: &Release, nodes: &[Node]) -> Result<ReleaseCounts, StoreError> {
-    let hashes = store.release_hashes(r)?;
-    let reports = store.release_reports(r.id);
-    Ok(count(
-        r,
-        &Facts {
-            nodes,
-            reports: Some(&reports),
-            hashes: &hashes,
-        },
-    ))
 }
 
 /// An operator's action on a release: the change, or why it is not allowed.
