@@ -861,10 +861,6 @@ pub fn release(app: &App, id: &str) -> Answer {
     Ok(Reply::json(200, &release))
 }
 
-pub fn list_nodes(app: &App) -> Answer {
-    Ok(Reply::json(200, &app.store.nodes_page(None, usize::MAX).0))
-}
-
 pub fn list_progress(app: &App, bin: &str, url: &Url) -> Answer {
     check_bin_name(bin)?;
     let node = url.query("node_id");

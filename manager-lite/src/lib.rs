@@ -26,6 +26,7 @@ pub mod auth;
 pub mod cli;
 pub mod handlers;
 pub mod http;
+pub mod listing;
 pub mod metrics;
 pub mod page;
 pub mod pki;
