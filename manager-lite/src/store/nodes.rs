@@ -192,32 +192,39 @@ impl Store {
         Ok(view)
     }
 
-    /// Writes every pending `last_seen` in one transaction.
+    /// Writes every pending `last_seen` in one transaction, a chunk of the
+    /// mirror at a time: no list of the pending nodes is built, so a flush
+    /// after a busy interval (every node of a large fleet) costs no memory.
     pub fn flush_last_seen(&self) -> Result<usize> {
         let _guard = self
             .node_writes
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut pending: Vec<Node> = Vec::new();
-        let now = SystemTime::now();
-        self.scan_entries(|entry| {
-            if entry.seen_dirty.swap(false, Ordering::Acquire) {
-                pending.push(self.view(entry, now));
-            }
-        });
-        if pending.is_empty() {
+        let mut any = false;
+        self.scan_entries(|e| any |= e.seen_dirty.load(Ordering::Relaxed));
+        if !any {
             return Ok(0);
         }
         self.write("flushing last_seen", |txn| {
             let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
-            for node in &mut pending {
+            let (mut written, mut failed) = (0, None);
+            let now = SystemTime::now();
+            self.scan_entries(|e| {
+                if failed.is_some() || !e.seen_dirty.swap(false, Ordering::Acquire) {
+                    return;
+                }
+                let mut node = self.view(e, now);
                 node.online = false;
-                t.insert(node.node_id.as_str(), to_json(node).as_slice())
-                    .at(&self.path, "flushing last_seen")?;
+                match t.insert(node.node_id.as_str(), to_json(&node).as_slice()) {
+                    Ok(_) => written += 1,
+                    Err(err) => failed = Some(err),
+                }
+            });
+            match failed {
+                Some(err) => Err(err).at(&self.path, "flushing last_seen"),
+                None => Ok(written),
             }
-            Ok(())
-        })?;
-        Ok(pending.len())
+        })
     }
 
     pub fn node(&self, node_id: &str) -> Option<Node> {
