@@ -13,7 +13,8 @@
 //! `--fleet` measures what a large fleet costs instead (see `fleet.rs`):
 //! keepalives of random registered nodes, idle CPU, RSS after load and after
 //! listing every node, and the restart time; `--pin` puts the manager on CPU 0
-//! and the load generator on CPU 1.
+//! and the load generator on CPU 1; `--manager PATH` runs another build of
+//! the manager under the same load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,6 +41,9 @@ struct Opts {
     idle_seconds: u64,
     /// Manager on CPU 0, this process on CPU 1 (`taskset`).
     pin: bool,
+    /// The manager binary: this build's, or another (`--manager PATH`) to
+    /// measure two builds with the same load.
+    manager: String,
 }
 
 fn opts() -> Opts {
@@ -50,6 +54,7 @@ fn opts() -> Opts {
         fleet: false,
         idle_seconds: 30,
         pin: false,
+        manager: env!("CARGO_BIN_EXE_manager-lite").to_owned(),
     };
     let args: Vec<String> = std::env::args().collect();
     o.fleet = args.iter().any(|a| a == "--fleet");
@@ -61,6 +66,7 @@ fn opts() -> Opts {
             "--clients" => o.clients = n(),
             "--nodes" => o.nodes = n(),
             "--idle-seconds" => o.idle_seconds = n() as u64,
+            "--manager" => o.manager.clone_from(&pair[1]),
             _ => {}
         }
     }
@@ -155,9 +161,9 @@ impl Conn {
     }
 }
 
-fn start_manager(data: &std::path::Path, pin: bool) -> (Child, String) {
-    let manager = env!("CARGO_BIN_EXE_manager-lite");
-    let mut command = if pin {
+fn start_manager(data: &std::path::Path, o: &Opts) -> (Child, String) {
+    let manager = o.manager.as_str();
+    let mut command = if o.pin {
         let mut c = Command::new("taskset");
         c.args(["-c", "0", manager]);
         c
@@ -196,6 +202,29 @@ fn start_manager(data: &std::path::Path, pin: bool) -> (Child, String) {
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     (child, addr)
+}
+
+/// Uploads an artifact and releases it; returns its sha256.
+fn publish(addr: &str) -> String {
+    let mut admin = Conn::open(addr);
+    let artifact = vec![7u8; 1 << 20];
+    let (status, body) = admin.call(
+        "POST",
+        "/api/v1/bins/streamd/versions?version=1.0",
+        &artifact,
+        true,
+    );
+    assert!(status == 201 || status == 200, "upload: {status}");
+    let text = String::from_utf8_lossy(&body);
+    let sha = text
+        .split("\"sha256sum\":\"")
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .expect("the upload's answer names its sha256")
+        .to_owned();
+    let release = br#"{"bin_name":"streamd","version":"1.0"}"#;
+    assert_eq!(admin.call("POST", "/api/v1/releases", release, true).0, 201);
+    sha
 }
 
 /// A node's keepalive, saying it runs `sha` as streamd.
@@ -266,24 +295,20 @@ fn main() {
         return;
     }
     let data = std::env::temp_dir().join(format!("manager-bench-{}", std::process::id()));
-    let (mut child, addr) = start_manager(&data, o.pin);
+    let (mut child, addr) = start_manager(&data, &o);
 
+    publish(&addr);
     let mut admin = Conn::open(&addr);
-    let artifact = vec![7u8; 1 << 20];
-    let (status, _) = admin.call(
-        "POST",
-        "/api/v1/bins/streamd/versions?version=1.0",
-        &artifact,
-        true,
-    );
-    assert!(status == 201 || status == 200, "upload: {status}");
-    let release = br#"{"bin_name":"streamd","version":"1.0"}"#;
-    assert_eq!(admin.call("POST", "/api/v1/releases", release, true).0, 201);
     let zeros = "0".repeat(64);
     for n in 0..o.nodes {
         assert_eq!(
             admin
-                .call("POST", "/api/v1/keepalive", &keepalive_body(n, &zeros), false)
+                .call(
+                    "POST",
+                    "/api/v1/keepalive",
+                    &keepalive_body(n, &zeros),
+                    false
+                )
                 .0,
             200
         );

@@ -13,7 +13,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{keepalive_body, phase, start_manager, Conn, Opts};
+use super::{keepalive_body, phase, publish, start_manager, Conn, Opts};
 
 /// Page size asked for when listing nodes.
 const PAGE: usize = 1000;
@@ -38,7 +38,7 @@ pub fn run(o: &Opts) {
         std::env::temp_dir()
     };
     let data = base.join(format!("manager-fleet-{}", std::process::id()));
-    let (child, addr) = start_manager(&data, o.pin);
+    let (child, addr) = start_manager(&data, o);
     let pid = child.id();
     let sha = publish(&addr);
     let t = Instant::now();
@@ -56,39 +56,23 @@ pub fn run(o: &Opts) {
     println!("idle CPU over {} s: {cpu:.2}% of one core", o.idle_seconds);
     let nodes = o.nodes;
     phase("keepalive", &addr, o, |c, i| {
-        let node = random(c, i) % nodes;
-        ("POST".into(), "/api/v1/keepalive".into(), keepalive_body(node, &sha))
+        let node = usize::try_from(random(c, i) % nodes as u64).unwrap();
+        (
+            "POST".into(),
+            "/api/v1/keepalive".into(),
+            keepalive_body(node, &sha),
+        )
     });
     println!("RSS after the keepalives: {:.1} MiB", rss_mib(pid));
     for _ in 0..4 {
         list_all(&addr, nodes);
     }
-    println!("RSS after listing every node 4 times: {:.1} MiB", rss_mib(pid));
-    restart(child, &data, o.pin);
-    let _ = std::fs::remove_dir_all(&data);
-}
-
-/// Uploads an artifact and releases it; returns its sha256.
-fn publish(addr: &str) -> String {
-    let mut admin = Conn::open(addr);
-    let artifact = vec![7u8; 1 << 20];
-    let (status, body) = admin.call(
-        "POST",
-        "/api/v1/bins/streamd/versions?version=1.0",
-        &artifact,
-        true,
+    println!(
+        "RSS after listing every node 4 times: {:.1} MiB",
+        rss_mib(pid)
     );
-    assert!(status == 201 || status == 200, "upload: {status}");
-    let text = String::from_utf8_lossy(&body);
-    let sha = text
-        .split("\"sha256sum\":\"")
-        .nth(1)
-        .and_then(|rest| rest.get(..64))
-        .expect("the upload's answer names its sha256")
-        .to_owned();
-    let release = br#"{"bin_name":"streamd","version":"1.0"}"#;
-    assert_eq!(admin.call("POST", "/api/v1/releases", release, true).0, 201);
-    sha
+    restart(child, &data, o);
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// Registers every node, running the release, from `clients` connections.
@@ -108,11 +92,11 @@ fn register(addr: &str, o: &Opts, sha: &str) {
 
 /// A well-spread, repeatable number for request `i` of client `c`
 /// (splitmix64).
-fn random(c: usize, i: usize) -> usize {
+fn random(c: usize, i: usize) -> u64 {
     let mut z = ((c as u64) << 40 ^ i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) as usize
+    z ^ (z >> 31)
 }
 
 /// CPU seconds (user + system) the process has used.
@@ -122,7 +106,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<&str> = rest.split(' ').collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+    f64::from(u32::try_from(ticks).unwrap()) / 100.0 // USER_HZ is 100 on Linux
 }
 
 /// Share of one core the process used over `seconds` with no request.
@@ -152,10 +136,12 @@ fn list_all(addr: &str, nodes: usize) {
         let path = format!("/api/v1/nodes?limit={PAGE}&after={after}");
         let (status, headers, body) = conn.call_with_headers("GET", &path, &[], true);
         assert_eq!(status, 200, "GET {path}");
-        seen += String::from_utf8_lossy(&body).matches("\"node_id\"").count();
+        seen += String::from_utf8_lossy(&body)
+            .matches("\"node_id\"")
+            .count();
         pages += 1;
         match headers.iter().find_map(|h| h.strip_prefix("x-next-after:")) {
-            Some(next) => after = next.trim().to_owned(),
+            Some(next) => next.trim().clone_into(&mut after),
             None => break,
         }
     }
@@ -167,7 +153,7 @@ fn list_all(addr: &str, nodes: usize) {
 }
 
 /// SIGTERM, then a fresh start on the same data: the time until it listens.
-fn restart(mut child: std::process::Child, data: &std::path::Path, pin: bool) {
+fn restart(mut child: std::process::Child, data: &std::path::Path, o: &Opts) {
     let t = Instant::now();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -175,8 +161,11 @@ fn restart(mut child: std::process::Child, data: &std::path::Path, pin: bool) {
     let _ = child.wait();
     println!("stopped in {:.2} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    let (mut child, _) = start_manager(data, pin);
-    println!("restarted (listening) in {:.2} s", t.elapsed().as_secs_f64());
+    let (mut child, _) = start_manager(data, o);
+    println!(
+        "restarted (listening) in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
