@@ -4,7 +4,8 @@
 //! versions, a wave release with failures. The test reads what the page
 //! shows, compares it with the API, clicks Pause and checks the release is
 //! paused, and checks the page's security headers and that the browser
-//! enforces them. It fails, naming the install command, when Chromium or
+//! enforces them; and, with 1,050 nodes, that "More nodes" loads the page
+//! after the first 1,000. It fails, naming the install command, when Chromium or
 //! chromedriver is missing. Every wait is a bounded poll.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -199,6 +200,59 @@ fn save_screenshot(png: &[u8]) {
         std::fs::write(&copy, png).unwrap_or_else(|e| panic!("write {}: {e}", copy.display()));
         println!("copied to {}", copy.display());
     }
+}
+
+/// A fleet larger than the page's 1,000 nodes: the first page shows with
+/// its counts marked as partial, and "More nodes" loads the rest.
+#[test]
+fn more_nodes_loads_the_next_page() {
+    let m = Manager::new();
+    let total = 1_050;
+    let ids: Vec<String> = (0..total).map(|i| format!("n-{i:04}")).collect();
+    std::thread::scope(|s| {
+        for part in ids.chunks(300) {
+            let m = &m;
+            s.spawn(move || {
+                for id in part {
+                    m.keepalive(id, "x86_64", &[]).expect(200);
+                }
+            });
+        }
+    });
+    let b = Browser::start(1280, 900);
+    b.goto(&format!("{}/", m.url));
+    b.wait_for(
+        "the page's script to run",
+        "return document.body.dataset.state === 'no-token';",
+    );
+    enter_token(&b, &m.token);
+    wait_loaded(&b, 0);
+    assert_eq!(b.count("#nodes tbody tr[data-node-id]"), 1000);
+    assert_eq!(
+        b.text_of("#nodes-online"),
+        "1000+",
+        "a partial count says so"
+    );
+    assert_eq!(
+        b.script("return document.getElementById('more-nodes').hidden;", &[]),
+        Value::Bool(false)
+    );
+    b.click(&b.find("#more-nodes"));
+    b.poll("the second page of nodes", |b| {
+        (b.count("#nodes tbody tr[data-node-id]") == total).then_some(())
+    });
+    assert_eq!(b.text_of("#nodes-online"), total.to_string());
+    assert_eq!(
+        b.script("return document.getElementById('more-nodes').hidden;", &[]),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        b.count(&format!(
+            "#node-picker option[value=\"{}\"]",
+            ids[total - 1]
+        )),
+        1
+    );
 }
 
 #[test]

@@ -9,6 +9,12 @@
 //! time (bounded in count too). Prints requests/s and latency percentiles.
 //! The load generator shares the machine with the server, so the figures are
 //! a floor for a dedicated host.
+//!
+//! `--fleet` measures what a large fleet costs instead (see `fleet.rs`):
+//! keepalives of random registered nodes, idle CPU, RSS after load and after
+//! listing every node, and the restart time; `--pin` puts the manager on CPU 0
+//! and the load generator on CPU 1; `--manager PATH` runs another build of
+//! the manager under the same load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,10 +28,22 @@ const TOKEN: &str = "bench-admin-token-0123456789";
 /// Upper bound of requests per client per phase, besides the time bound.
 const MAX_REQUESTS_PER_CLIENT: usize = 2_000_000;
 
+#[path = "load/fleet.rs"]
+mod fleet;
+
 struct Opts {
     seconds: u64,
     clients: usize,
     nodes: usize,
+    /// Measure a fleet's costs (`fleet.rs`) rather than both request kinds.
+    fleet: bool,
+    /// Seconds over which idle CPU is measured (`--fleet`).
+    idle_seconds: u64,
+    /// Manager on CPU 0, this process on CPU 1 (`taskset`).
+    pin: bool,
+    /// The manager binary: this build's, or another (`--manager PATH`) to
+    /// measure two builds with the same load.
+    manager: String,
 }
 
 fn opts() -> Opts {
@@ -33,14 +51,22 @@ fn opts() -> Opts {
         seconds: 10,
         clients: 16,
         nodes: 1000,
+        fleet: false,
+        idle_seconds: 30,
+        pin: false,
+        manager: env!("CARGO_BIN_EXE_manager-lite").to_owned(),
     };
     let args: Vec<String> = std::env::args().collect();
+    o.fleet = args.iter().any(|a| a == "--fleet");
+    o.pin = args.iter().any(|a| a == "--pin");
     for pair in args.windows(2) {
         let n = || pair[1].parse().expect("a number");
         match pair[0].as_str() {
             "--seconds" => o.seconds = n() as u64,
             "--clients" => o.clients = n(),
             "--nodes" => o.nodes = n(),
+            "--idle-seconds" => o.idle_seconds = n() as u64,
+            "--manager" => o.manager.clone_from(&pair[1]),
             _ => {}
         }
     }
@@ -66,6 +92,19 @@ impl Conn {
 
     /// Sends a request, reads the answer; returns (status, body).
     fn call(&mut self, method: &str, path: &str, body: &[u8], token: bool) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.call_with_headers(method, path, body, token);
+        (status, body)
+    }
+
+    /// Sends a request, reads the answer (plain or chunked); returns
+    /// (status, lower-cased header lines, body).
+    fn call_with_headers(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        token: bool,
+    ) -> (u16, Vec<String>, Vec<u8>) {
         let auth = if token {
             format!("Authorization: Bearer {TOKEN}\r\n")
         } else {
@@ -81,24 +120,57 @@ impl Conn {
         self.reader.read_line(&mut status_line).unwrap();
         let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
         let mut len = 0;
+        let mut chunked = false;
+        let mut headers = Vec::new();
         loop {
             let mut line = String::new();
             self.reader.read_line(&mut line).unwrap();
             if line == "\r\n" {
                 break;
             }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            let line = line.trim_end().to_ascii_lowercase();
+            if let Some(v) = line.strip_prefix("content-length:") {
                 len = v.trim().parse().unwrap();
             }
+            chunked |= line.starts_with("transfer-encoding:") && line.contains("chunked");
+            headers.push(line);
         }
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).unwrap();
-        (status, body)
+        let body = if chunked {
+            self.read_chunks()
+        } else {
+            let mut body = vec![0; len];
+            self.reader.read_exact(&mut body).unwrap();
+            body
+        };
+        (status, headers, body)
+    }
+
+    fn read_chunks(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            self.reader.read_line(&mut size).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2]; // and its CRLF
+            self.reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                return body;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
     }
 }
 
-fn start_manager(data: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_manager-lite"))
+fn start_manager(data: &std::path::Path, o: &Opts) -> (Child, String) {
+    let manager = o.manager.as_str();
+    let mut command = if o.pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", manager]);
+        c
+    } else {
+        Command::new(manager)
+    };
+    let mut child = command
         // Every client comes from 127.0.0.1 here, standing in for many
         // hosts: lift the per-address cap above --clients.
         .args([
@@ -132,10 +204,33 @@ fn start_manager(data: &std::path::Path) -> (Child, String) {
     (child, addr)
 }
 
-fn keepalive_body(node: usize) -> Vec<u8> {
+/// Uploads an artifact and releases it; returns its sha256.
+fn publish(addr: &str) -> String {
+    let mut admin = Conn::open(addr);
+    let artifact = vec![7u8; 1 << 20];
+    let (status, body) = admin.call(
+        "POST",
+        "/api/v1/bins/streamd/versions?version=1.0",
+        &artifact,
+        true,
+    );
+    assert!(status == 201 || status == 200, "upload: {status}");
+    let text = String::from_utf8_lossy(&body);
+    let sha = text
+        .split("\"sha256sum\":\"")
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .expect("the upload's answer names its sha256")
+        .to_owned();
+    let release = br#"{"bin_name":"streamd","version":"1.0"}"#;
+    assert_eq!(admin.call("POST", "/api/v1/releases", release, true).0, 201);
+    sha
+}
+
+/// A node's keepalive, saying it runs `sha` as streamd.
+fn keepalive_body(node: usize, sha: &str) -> Vec<u8> {
     format!(
-        r#"{{"node_id":"node-{node:05}","cpu_arch":"x86_64","os":"linux","os_release":"bench","node_name":"n{node}","bin_proxy_version":"0.1.0","labels":{{"env":"bench"}},"bins":{{"streamd":"{}"}}}}"#,
-        "0".repeat(64)
+        r#"{{"node_id":"node-{node:05}","cpu_arch":"x86_64","os":"linux","os_release":"bench","node_name":"n{node}","bin_proxy_version":"0.1.0","labels":{{"env":"bench"}},"bins":{{"streamd":"{sha}"}}}}"#
     )
     .into_bytes()
 }
@@ -195,24 +290,25 @@ fn phase(
 
 fn main() {
     let o = opts();
+    if o.fleet {
+        fleet::run(&o);
+        return;
+    }
     let data = std::env::temp_dir().join(format!("manager-bench-{}", std::process::id()));
-    let (mut child, addr) = start_manager(&data);
+    let (mut child, addr) = start_manager(&data, &o);
 
+    publish(&addr);
     let mut admin = Conn::open(&addr);
-    let artifact = vec![7u8; 1 << 20];
-    let (status, _) = admin.call(
-        "POST",
-        "/api/v1/bins/streamd/versions?version=1.0",
-        &artifact,
-        true,
-    );
-    assert!(status == 201 || status == 200, "upload: {status}");
-    let release = br#"{"bin_name":"streamd","version":"1.0"}"#;
-    assert_eq!(admin.call("POST", "/api/v1/releases", release, true).0, 201);
+    let zeros = "0".repeat(64);
     for n in 0..o.nodes {
         assert_eq!(
             admin
-                .call("POST", "/api/v1/keepalive", &keepalive_body(n), false)
+                .call(
+                    "POST",
+                    "/api/v1/keepalive",
+                    &keepalive_body(n, &zeros),
+                    false
+                )
                 .0,
             200
         );
@@ -231,7 +327,7 @@ fn main() {
         (
             "POST".into(),
             "/api/v1/keepalive".into(),
-            keepalive_body(node),
+            keepalive_body(node, &zeros),
         )
     });
     phase("manifest", &addr, &o, |c, i| {

@@ -9,13 +9,16 @@
 //! three shapes ([`Format`]). A URL may carry a secret (Slack's are tokens):
 //! only its scheme and host are ever logged.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use binproxy_protocol::{Node, Progress, ProgressStatus, Release, ReleaseStatus};
+use binproxy_protocol::{Progress, ProgressStatus, Release, ReleaseStatus};
+
+use crate::store::Seen;
+use crate::time::rfc3339;
 use serde_json::{json, Value};
 
 /// Alerts waiting per webhook before the oldest is dropped.
@@ -291,9 +294,10 @@ pub struct Alerts {
     sinks: Vec<Sink>,
     format: Format,
     stats: Arc<Stats>,
-    /// Nodes seen online at the last watch: the next watch that finds one
-    /// offline alerts once.
-    online: Mutex<HashSet<String>>,
+    /// Nodes seen online, each with the number of the last watch that saw
+    /// it so: the next watch that finds one offline alerts once. Kept
+    /// between watches, so a watch allocates only for a node newly online.
+    online: Mutex<(u64, HashMap<String, u64>)>,
 }
 
 impl Alerts {
@@ -403,27 +407,35 @@ impl Alerts {
     /// Alerts once for each node that was online at the last watch and is
     /// offline now. Nodes offline at the first watch (after a restart) were
     /// not seen to go: no alert.
-    pub fn watch_nodes(&self, nodes: &[Node]) {
+    ///
+    /// `scan` calls its argument for every node (`Store::scan_nodes`): the
+    /// fleet is walked, not copied.
+    pub fn watch_nodes(&self, scan: impl FnOnce(&mut dyn FnMut(&Seen))) {
         if !self.enabled() {
             return;
         }
-        let mut online = self.online.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.online.lock().unwrap_or_else(PoisonError::into_inner);
+        let (watch, online) = &mut *guard;
+        *watch += 1;
         let mut gone = Vec::new();
-        let mut now_online = HashSet::with_capacity(online.len());
-        for n in nodes {
+        scan(&mut |n: &Seen| {
+            let id = n.node.node_id.as_str();
             if n.online {
-                now_online.insert(n.node_id.clone());
-            } else if online.contains(&n.node_id) {
-                gone.push(n);
+                match online.get_mut(id) {
+                    Some(last) => *last = *watch,
+                    None => {
+                        online.insert(id.to_owned(), *watch);
+                    }
+                }
+            } else if online.remove(id).is_some() {
+                gone.push((id.to_owned(), rfc3339(n.last_seen)));
             }
-        }
-        *online = now_online;
-        drop(online);
-        for n in gone {
-            self.send(&Event::NodeOffline {
-                node: n.node_id.clone(),
-                last_seen: n.last_seen.clone(),
-            });
+        });
+        // Deleted nodes were not seen: forget them.
+        online.retain(|_, last| *last == *watch);
+        drop(guard);
+        for (node, last_seen) in gone {
+            self.send(&Event::NodeOffline { node, last_seen });
         }
     }
 
@@ -575,23 +587,32 @@ mod tests {
         // A webhook nobody listens on: the queue is what is looked at.
         let hook = Webhook::parse("http://127.0.0.1:9/x").unwrap();
         let mut alerts = Alerts::start(&[hook], Format::Json).unwrap();
-        let node = |online| Node {
+        let n1 = binproxy_protocol::Node {
             node_id: "n1".into(),
-            online,
-            ..Node::default()
+            ..binproxy_protocol::Node::default()
+        };
+        let node = |online| {
+            let n1 = &n1;
+            move |f: &mut dyn FnMut(&Seen)| {
+                f(&Seen {
+                    node: n1,
+                    last_seen: std::time::SystemTime::UNIX_EPOCH,
+                    online,
+                });
+            }
         };
         let queued = |a: &Alerts| a.sinks[0].queue.lock().len() as u64;
         // Stop the thread first, so the queue only grows.
         alerts.sinks[0].queue.stop.store(true, Ordering::Relaxed);
         alerts.sinks[0].queue.wake.notify_all();
-        alerts.watch_nodes(&[node(false)]);
+        alerts.watch_nodes(node(false));
         assert_eq!(queued(&alerts), 0, "offline at the first look: no alert");
-        alerts.watch_nodes(&[node(true)]);
-        alerts.watch_nodes(&[node(false)]);
-        alerts.watch_nodes(&[node(false)]);
+        alerts.watch_nodes(node(true));
+        alerts.watch_nodes(node(false));
+        alerts.watch_nodes(node(false));
         assert_eq!(queued(&alerts), 1, "one alert per online→offline");
-        alerts.watch_nodes(&[node(true)]);
-        alerts.watch_nodes(&[node(false)]);
+        alerts.watch_nodes(node(true));
+        alerts.watch_nodes(node(false));
         assert_eq!(queued(&alerts), 2);
         alerts.shutdown();
     }

@@ -35,6 +35,8 @@ pub struct App {
     pub keep_versions: Option<usize>,
     /// When each bin's releases were last recounted after a report.
     pub recounted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Release counts kept between recounts.
+    pub counts: rollout::Counts,
     pub metrics: crate::metrics::Metrics,
     pub alerts: crate::alerts::Alerts,
 }
@@ -340,7 +342,7 @@ pub fn report_progress(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Reque
     app.alerts.progress(bin, &p);
     // The report is stored either way: a failed evaluation is only logged.
     if app.recount_due(bin, p.status) {
-        match rollout::tick(&app.store, Some(bin), now) {
+        match rollout::tick(&app.store, &app.counts, Some(bin), now) {
             Ok(changed) => app.alerts.releases(&changed),
             Err(e) => log::error!("evaluating releases of {bin} after a report: {e}"),
         }
@@ -658,7 +660,12 @@ fn release_error(e: ReleaseError, what: &str) -> ApiError {
 /// The release after a recount, so an answer shows the nodes it reaches now
 /// rather than at the last timer tick.
 fn fresh(app: &App, release: Release) -> Result<Release, ApiError> {
-    let changed = rollout::tick(&app.store, Some(&release.bin_name), SystemTime::now())?;
+    let changed = rollout::tick(
+        &app.store,
+        &app.counts,
+        Some(&release.bin_name),
+        SystemTime::now(),
+    )?;
     app.alerts.releases(&changed);
     Ok(app.store.release(release.id)?.unwrap_or(release))
 }
@@ -669,11 +676,7 @@ fn fresh(app: &App, release: Release) -> Result<Release, ApiError> {
 pub fn metrics(app: &App) -> Answer {
     let fleet = match app.store.fleet_snapshot() {
         Ok(fleet) => fleet,
-        Err(e) if e.is_unavailable() => crate::store::FleetSnapshot {
-            nodes: app.store.nodes(),
-            versions: std::collections::HashMap::new(),
-            releases: app.store.live_releases().to_vec(),
-        },
+        Err(e) if e.is_unavailable() => app.store.fleet_in_memory(),
         Err(e) => return Err(e.into()),
     };
     let storage = crate::metrics::Storage {
@@ -728,7 +731,10 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request
             actor.name
         )));
     }
-    let failures = rollout::counts_now(&app.store, &current).map(|c| c.failed + c.rolled_back)?;
+    let failures = app
+        .counts
+        .of(&app.store, &current)
+        .map(|c| c.failed + c.rolled_back)?;
     let who = actor.name.clone();
     let release = app
         .store
@@ -849,10 +855,6 @@ pub fn release(app: &App, id: &str) -> Answer {
         .release(id)?
         .ok_or_else(|| ApiError::not_found(format!("unknown release {id}")))?;
     Ok(Reply::json(200, &release))
-}
-
-pub fn list_nodes(app: &App) -> Answer {
-    Ok(Reply::json(200, &app.store.nodes()))
 }
 
 pub fn list_progress(app: &App, bin: &str, url: &Url) -> Answer {

@@ -293,9 +293,16 @@ pub enum Body {
     /// `len` bytes of a file, read from its current position.
     File(File, u64),
     /// `len` bytes produced by a reader as they are sent (a backup archive).
-    Stream(Box<dyn Read + Send>, u64),
+    Reader(Box<dyn Read + Send>, u64),
+    /// Made piece by piece as the client reads, sent chunked (no length):
+    /// each call gives the next piece, `None` after the last. A large
+    /// answer (every node) never exists whole in memory.
+    Stream(Stream),
     Empty,
 }
+
+/// The pieces of a [`Body::Stream`], made from the app's state of the moment.
+pub type Stream = Box<dyn FnMut(&crate::handlers::App) -> Option<Vec<u8>> + Send>;
 
 /// A handler's answer, written out by [`crate::server`].
 pub struct Reply {

@@ -34,6 +34,7 @@ pub mod enroll;
 pub mod handlers;
 pub mod health;
 pub mod http;
+pub mod listing;
 pub mod metrics;
 pub mod page;
 pub mod pki;

@@ -4,6 +4,10 @@
 //! fixed for the life of a release: a node in wave k is in every later wave,
 //! and raising the percentage only adds nodes. No per-node state is needed.
 //!
+//! Counting walks the fleet in chunks (`Store::scan_nodes`, no copy, no lock
+//! held across the pass) and only when something it counts from changed
+//! ([`Counts`]): an idle fleet of any size costs no pass.
+//!
 //! [`evaluate`] is the whole policy. It runs on a timer and after every
 //! progress report: it recounts the release's reached nodes and their
 //! outcomes, pauses the release when failures pass `max_failures`, and
@@ -12,15 +16,17 @@
 
 use binproxy_protocol::window::Windows;
 use binproxy_protocol::{
-    check_arch, check_bin_name, check_node_id, NewRelease, Node, ProgressStatus, Release,
-    ReleaseCounts, ReleaseStatus, Wave,
+    check_arch, check_bin_name, check_node_id, NewRelease, Release, ReleaseCounts, ReleaseStatus,
+    Wave,
 };
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use crate::store::{Change, ReleaseError, Store, StoreError};
 use crate::time::parse_rfc3339;
+
+mod counts;
+pub use counts::{count_node, Counts, Facts};
 
 /// Buckets per release: percentages are matched to 0.01%.
 pub const BUCKETS: u64 = 10_000;
@@ -37,8 +43,10 @@ pub fn bucket(release_id: u64, node_id: &str) -> u64 {
 }
 
 /// Whether the release, at its current percent, has reached this node.
+/// At 100% every node is in (no hash to compute).
 pub fn in_wave(release: &Release, node_id: &str) -> bool {
-    bucket(release.id, node_id) < u64::from(release.percent) * (BUCKETS / 100)
+    release.percent >= 100
+        || bucket(release.id, node_id) < u64::from(release.percent) * (BUCKETS / 100)
 }
 
 /// A plan's limit on failures or threshold of successes: a share of reached
@@ -151,40 +159,6 @@ pub fn plan(new: &NewRelease) -> Vec<Wave> {
     }
 }
 
-/// What the nodes say about one release.
-pub struct Facts<'a> {
-    /// Every registered node.
-    pub nodes: &'a [Node],
-    /// Latest report per node for this release.
-    pub reports: Option<&'a HashMap<String, ProgressStatus>>,
-    /// The release's artifact hashes (every arch).
-    pub hashes: &'a HashSet<String>,
-}
-
-/// Counts the release's reached nodes and their outcomes.
-pub fn count(release: &Release, facts: &Facts) -> ReleaseCounts {
-    let mut c = ReleaseCounts::default();
-    for node in facts.nodes {
-        if !release.selector.matches(node) || !in_wave(release, &node.node_id) {
-            continue;
-        }
-        c.targeted += 1;
-        let installed = node
-            .bins
-            .get(&release.bin_name)
-            .is_some_and(|sha| facts.hashes.contains(sha));
-        match facts.reports.and_then(|r| r.get(&node.node_id)) {
-            _ if installed => c.success += 1,
-            Some(ProgressStatus::Success) => c.success += 1,
-            Some(ProgressStatus::InProgress) => c.in_progress += 1,
-            Some(ProgressStatus::Failed) => c.failed += 1,
-            Some(ProgressStatus::RolledBack) => c.rolled_back += 1,
-            None => {}
-        }
-    }
-    c
-}
-
 /// What [`evaluate`] decided.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -252,14 +226,20 @@ fn wave_elapsed(release: &Release, now: SystemTime) -> bool {
 
 /// Recounts every live release (of `bin`, or all) and applies the policy.
 /// Returns the releases this call paused, advanced or completed (for alerts).
-pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<Vec<Release>, StoreError> {
-    let nodes = store.nodes();
+pub fn tick(
+    store: &Store,
+    kept: &Counts,
+    bin: Option<&str>,
+    now: SystemTime,
+) -> Result<Vec<Release>, StoreError> {
+    let live = store.live_releases();
+    kept.keep(&live);
     let mut changed = Vec::new();
-    for r in store.live_releases().iter() {
+    for r in live.iter() {
         if !r.status.is_live() || bin.is_some_and(|b| b != r.bin_name) {
             continue;
         }
-        let counts = counts_with(store, r, &nodes)?;
+        let counts = kept.of(store, r)?;
         if counts == r.counts && evaluate(r, &counts, now) == Step::Hold {
             continue;
         }
@@ -295,24 +275,6 @@ pub fn tick(store: &Store, bin: Option<&str>, now: SystemTime) -> Result<Vec<Rel
         }
     }
     Ok(changed)
-}
-
-/// The release's counts as of now.
-pub fn counts_now(store: &Store, r: &Release) -> Result<ReleaseCounts, StoreError> {
-    counts_with(store, r, &store.nodes())
-}
-
-fn counts_with(store: &Store, r: &Release, nodes: &[Node]) -> Result<ReleaseCounts, StoreError> {
-    let hashes = store.release_hashes(r)?;
-    let reports = store.release_reports(r.id);
-    Ok(count(
-        r,
-        &Facts {
-            nodes,
-            reports: Some(&reports),
-            hashes: &hashes,
-        },
-    ))
 }
 
 /// An operator's action on a release: the change, or why it is not allowed.
@@ -397,6 +359,7 @@ fn apply(rel: &mut Release, step: Step, now: SystemTime) -> Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn buckets_are_spread_and_sticky() {

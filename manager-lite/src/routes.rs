@@ -535,7 +535,7 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::BinVersions(bin), Verb::Get, _) => handlers::bin_versions(app, bin),
         (Route::Releases, Verb::Get, _) => handlers::list_releases(app, url),
         (Route::Release(id), _, _) => handlers::release(app, id),
-        (Route::Nodes, _, _) => handlers::list_nodes(app),
+        (Route::Nodes, _, _) => crate::listing::list_nodes(app, url),
         (Route::Node(node), Verb::Delete, _) => handlers::delete_node(app, node),
         (Route::Node(node), _, _) => handlers::node_view(app, node),
         (Route::Tokens, Verb::Get, _) => handlers::list_tokens(app),

@@ -127,11 +127,10 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| {
             every(config.rollout_interval, &stop, || {
-                let changed = crate::rollout::tick(&app.store, None, std::time::SystemTime::now())?;
+                let now = std::time::SystemTime::now();
+                let changed = crate::rollout::tick(&app.store, &app.counts, None, now)?;
                 app.alerts.releases(&changed);
-                if app.alerts.enabled() {
-                    app.alerts.watch_nodes(&app.store.nodes());
-                }
+                app.alerts.watch_nodes(|f| app.store.scan_nodes(f));
                 Ok(())
             });
         });
@@ -262,6 +261,7 @@ fn open(config: &ServeConfig) -> Result<App, String> {
         max_artifact_size: config.max_artifact_size,
         keep_versions: config.keep_versions,
         recounted: std::sync::Mutex::default(),
+        counts: crate::rollout::Counts::default(),
         metrics: crate::metrics::Metrics::new(config.metrics_public),
         alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,
     })

@@ -14,7 +14,7 @@
 //! shows it.
 
 use binproxy_protocol::{
-    AuditRecord, NewRelease, Node, Progress, ProgressRecord, ProgressStatus, Release, ReleaseEvent,
+    AuditRecord, NewRelease, Progress, ProgressRecord, ProgressStatus, Release, ReleaseEvent,
     ReleaseStatus, TokenInfo, Version,
 };
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -22,12 +22,14 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::time::{parse_rfc3339, rfc3339};
+use crate::time::rfc3339;
 
 mod deletion;
+mod nodes;
 pub use deletion::{Deletion, References};
 mod node_secrets;
 pub use node_secrets::Enrolling;
@@ -38,6 +40,8 @@ mod snapshot;
 #[cfg(test)]
 mod test_support;
 
+use nodes::NodeMap;
+pub use nodes::Seen;
 pub use snapshot::inspect_copy;
 
 /// The schema this build writes. A database with a newer one is refused.
@@ -189,6 +193,19 @@ pub enum Change {
     Event(String, Option<String>),
 }
 
+/// redb's page cache. Its default, 1 GiB, kept every page a flush of
+/// `last_seen` touched: with 100,000 nodes the process grew by the size of
+/// the nodes table and never gave it back. Every hot read is served from
+/// the in-memory mirrors; the file's pages stay in the OS page cache.
+const DB_CACHE_BYTES: usize = 16 << 20;
+
+/// Opens (or creates) the redb file with the store's page cache.
+fn open_database(path: &Path) -> std::result::Result<redb::Database, redb::DatabaseError> {
+    redb::Database::builder()
+        .set_cache_size(DB_CACHE_BYTES)
+        .create(path)
+}
+
 /// Tunables of the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -198,19 +215,15 @@ pub struct StoreOptions {
     pub progress_keep: usize,
 }
 
-struct NodeEntry {
-    node: Node,
-    last_seen: SystemTime,
-    /// `last_seen` changed since the last flush.
-    seen_dirty: bool,
-}
-
 pub struct Store {
     db: db::Db,
     path: PathBuf,
     opts: StoreOptions,
-    /// Every node, so a keepalive that changes nothing costs no database access.
-    nodes: RwLock<HashMap<String, NodeEntry>>,
+    /// Every node, so a keepalive that changes nothing costs no database
+    /// access (see nodes.rs).
+    nodes: RwLock<NodeMap>,
+    /// Moves with every change a rollout counts from ([`Store::fleet_changes`]).
+    fleet_changes: AtomicU64,
     /// Releases that still target nodes, newest first; refreshed after each
     /// release write, so target lookups do not scan the release history.
     live_releases: RwLock<Arc<Vec<Release>>>,
@@ -239,7 +252,8 @@ impl Store {
             db,
             path: path.to_path_buf(),
             opts,
-            nodes: RwLock::new(HashMap::new()),
+            nodes: RwLock::default(),
+            fleet_changes: AtomicU64::new(0),
             live_releases: RwLock::new(Arc::new(Vec::new())),
             node_writes: Mutex::new(()),
             release_writes: Mutex::new(()),
@@ -335,190 +349,7 @@ impl Store {
         })
     }
 
-    // ---- nodes ----
-
-    fn load_nodes(&self) -> Result<()> {
-        let txn = self.read("loading nodes")?;
-        let table = txn.open_table(NODES).at(&self.path, "nodes")?;
-        let mut map = HashMap::new();
-        for row in table.iter().at(&self.path, "nodes")? {
-            let (key, value) = row.at(&self.path, "nodes")?;
-            let node: Node = self.decode(value.value(), key.value())?;
-            let last_seen = parse_rfc3339(&node.last_seen).unwrap_or(SystemTime::UNIX_EPOCH);
-            map.insert(
-                node.node_id.clone(),
-                NodeEntry {
-                    node,
-                    last_seen,
-                    seen_dirty: false,
-                },
-            );
-        }
-        *self.nodes.write().unwrap_or_else(PoisonError::into_inner) = map;
-        Ok(())
-    }
-
-    fn view(&self, entry: &NodeEntry, now: SystemTime) -> Node {
-        let mut node = entry.node.clone();
-        node.last_seen = rfc3339(entry.last_seen);
-        node.online = now
-            .duration_since(entry.last_seen)
-            .is_ok_and(|age| age <= self.opts.offline_after)
-            || entry.last_seen > now;
-        node
-    }
-
-    /// Records a keepalive: registers a new node, or updates its record.
-    /// New and changed records are durable before this returns; an unchanged
-    /// one only moves `last_seen` in memory. Without `bins_given` the node
-    /// keeps the installed hashes it had.
-    pub fn keepalive(&self, mut incoming: Node, bins_given: bool, now: SystemTime) -> Result<Node> {
-        if let Some(node) = self.keepalive_unchanged(&mut incoming, bins_given, now) {
-            return Ok(node);
-        }
-        if incoming.registered_at.is_empty() {
-            incoming.registered_at = rfc3339(now);
-        }
-        self.save_node(incoming, now)
-    }
-
-    /// The keepalive of a known node that changes nothing but `last_seen`:
-    /// moves it in memory and returns the node. `None` when the record is
-    /// new or changed and must be written ([`Store::keepalive`]); `incoming`
-    /// then carries what it keeps of the stored record.
-    pub fn keepalive_unchanged(
-        &self,
-        incoming: &mut Node,
-        bins_given: bool,
-        now: SystemTime,
-    ) -> Option<Node> {
-        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = nodes.get_mut(&incoming.node_id)?;
-        if !bins_given {
-            incoming.bins.clone_from(&entry.node.bins);
-        }
-        incoming.registered_at.clone_from(&entry.node.registered_at);
-        incoming.last_seen.clone_from(&entry.node.last_seen);
-        if entry.node != *incoming {
-            return None;
-        }
-        entry.last_seen = now;
-        entry.seen_dirty = true;
-        Some(self.view(entry, now))
-    }
-
-    /// A call by the node itself proves it alive: moves its `last_seen` in
-    /// memory, flushed with the keepalives' ([`Store::flush_last_seen`]).
-    /// `None` when the node is unknown.
-    pub fn seen(&self, node_id: &str, now: SystemTime) -> Option<Node> {
-        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = nodes.get_mut(node_id)?;
-        entry.last_seen = now;
-        entry.seen_dirty = true;
-        Some(self.view(entry, now))
-    }
-
-    /// Sets what a node says it runs for `bin`. `None` when the node is unknown.
-    pub fn set_installed(&self, node_id: &str, bin: &str, sha256: &str) -> Result<Option<Node>> {
-        let now = SystemTime::now();
-        let node = {
-            let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
-            let Some(entry) = nodes.get(node_id) else {
-                return Ok(None);
-            };
-            if entry.node.bins.get(bin).map(String::as_str) == Some(sha256) {
-                drop(nodes);
-                return Ok(self.seen(node_id, now));
-            }
-            let mut node = entry.node.clone();
-            node.bins.insert(bin.to_owned(), sha256.to_owned());
-            node
-        };
-        self.save_node(node, now).map(Some)
-    }
-
-    /// Writes a node's record, with `now` as its `last_seen`: every caller is
-    /// the node itself.
-    fn save_node(&self, mut node: Node, now: SystemTime) -> Result<Node> {
-        let _guard = self
-            .node_writes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        node.last_seen = rfc3339(now);
-        node.online = false;
-        let bytes = to_json(&node);
-        self.write("saving node", |txn| {
-            let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
-            t.insert(node.node_id.as_str(), bytes.as_slice())
-                .at(&self.path, "saving node")?;
-            Ok(())
-        })?;
-        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
-        let entry = NodeEntry {
-            last_seen: now,
-            seen_dirty: false,
-            node,
-        };
-        let view = self.view(&entry, now);
-        nodes.insert(entry.node.node_id.clone(), entry);
-        Ok(view)
-    }
-
-    /// Writes every pending `last_seen` in one transaction.
-    pub fn flush_last_seen(&self) -> Result<usize> {
-        let _guard = self
-            .node_writes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let pending: Vec<Node> = {
-            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
-            nodes
-                .values_mut()
-                .filter(|e| e.seen_dirty)
-                .map(|e| {
-                    e.seen_dirty = false;
-                    e.node.last_seen = rfc3339(e.last_seen);
-                    e.node.clone()
-                })
-                .collect()
-        };
-        if pending.is_empty() {
-            return Ok(0);
-        }
-        let written = self.write("flushing last_seen", |txn| {
-            let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
-            for node in &pending {
-                t.insert(node.node_id.as_str(), to_json(node).as_slice())
-                    .at(&self.path, "flushing last_seen")?;
-            }
-            Ok(())
-        });
-        if let Err(e) = written {
-            // Not written: mark them again, so the next flush retries them.
-            let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
-            for node in &pending {
-                if let Some(entry) = nodes.get_mut(&node.node_id) {
-                    entry.seen_dirty = true;
-                }
-            }
-            return Err(e);
-        }
-        Ok(pending.len())
-    }
-
-    pub fn node(&self, node_id: &str) -> Option<Node> {
-        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        nodes.get(node_id).map(|e| self.view(e, SystemTime::now()))
-    }
-
-    /// Every node, ordered by id.
-    pub fn nodes(&self) -> Vec<Node> {
-        let now = SystemTime::now();
-        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        let mut all: Vec<Node> = nodes.values().map(|e| self.view(e, now)).collect();
-        all.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        all
-    }
+    // ---- nodes: see nodes.rs ----
 
     // ---- versions ----
 
@@ -1079,18 +910,8 @@ impl Store {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(node_id);
+        self.fleet_changed();
         Ok(existed || secret.is_some())
-    }
-
-    /// Nodes last seen longer than `after` before `now`.
-    pub fn silent_nodes(&self, after: Duration, now: SystemTime) -> Vec<String> {
-        self.nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|e| now.duration_since(e.last_seen).is_ok_and(|age| age > after))
-            .map(|e| e.node.node_id.clone())
-            .collect()
     }
 
     // ---- admin tokens and audit ----
@@ -1271,6 +1092,8 @@ impl Store {
                 .or_default()
                 .insert(p.node_id.clone(), p.status);
         }
+        drop(map);
+        self.fleet_changed();
         Ok(record)
     }
 
@@ -1319,7 +1142,8 @@ impl Store {
     }
 
     /// What `/metrics` shows of the fleet: the versions and releases read
-    /// in one transaction, the nodes from memory.
+    /// in one transaction, the nodes counted from memory in one chunked
+    /// pass (no copy of the fleet).
     pub fn fleet_snapshot(&self) -> Result<FleetSnapshot> {
         let txn = self.read("reading the fleet for metrics")?;
         let vt = txn.open_table(VERSIONS).at(&self.path, "versions")?;
@@ -1335,21 +1159,75 @@ impl Store {
             let (_, value) = row.at(&self.path, "releases")?;
             releases.push(self.decode(value.value(), "release")?);
         }
-        Ok(FleetSnapshot {
-            nodes: self.nodes(),
-            versions,
+        Ok(self.count_fleet(&versions, releases))
+    }
+
+    /// The fleet from memory alone, for when the database cannot be read
+    /// (degraded storage): live releases, and every hash `unknown`.
+    pub fn fleet_in_memory(&self) -> FleetSnapshot {
+        self.count_fleet(&HashMap::new(), self.live_releases().to_vec())
+    }
+
+    /// Counts the nodes in one chunked pass; `versions`: (bin, sha) → version.
+    fn count_fleet(
+        &self,
+        versions: &HashMap<(String, String), String>,
+        releases: Vec<Release>,
+    ) -> FleetSnapshot {
+        let mut fleet = FleetSnapshot {
+            online: 0,
+            offline: 0,
+            running: BTreeMap::new(),
             releases,
-        })
+        };
+        let mut key = (String::new(), String::new());
+        self.scan_nodes(|n| {
+            *if n.online {
+                &mut fleet.online
+            } else {
+                &mut fleet.offline
+            } += 1;
+            for (bin, sha) in &n.node.bins {
+                key.0.clone_from(bin);
+                key.1.clone_from(sha);
+                let version = match versions.get(&key) {
+                    _ if sha.is_empty() => "none",
+                    Some(v) => v.as_str(),
+                    None => "unknown",
+                };
+                count_running(&mut fleet.running, bin, version);
+            }
+        });
+        fleet
     }
 }
 
 /// The fleet as `/metrics` sees it at one scrape.
 pub struct FleetSnapshot {
-    pub nodes: Vec<Node>,
-    /// (bin, sha256) → version.
-    pub versions: HashMap<(String, String), String>,
+    /// Nodes seen within `--offline-after`, and the others.
+    pub online: u64,
+    pub offline: u64,
+    /// bin → version it runs → nodes; the version is `none` for a missing
+    /// file, `unknown` for a hash no upload has.
+    pub running: BTreeMap<String, BTreeMap<String, u64>>,
     /// Every release, newest first.
     pub releases: Vec<Release>,
+}
+
+/// One more node running `bin` `version`; allocates only for a new pair.
+fn count_running(running: &mut BTreeMap<String, BTreeMap<String, u64>>, bin: &str, version: &str) {
+    if !running.contains_key(bin) {
+        running.insert(bin.to_owned(), BTreeMap::new());
+    }
+    let Some(versions) = running.get_mut(bin) else {
+        return;
+    };
+    match versions.get_mut(version) {
+        Some(n) => *n += 1,
+        None => {
+            versions.insert(version.to_owned(), 1);
+        }
+    }
 }
 
 /// Attaches the database path and the operation to a redb error.
@@ -1397,11 +1275,11 @@ fn next_id(txn: &redb::WriteTransaction, key: &str) -> std::result::Result<u64, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use binproxy_protocol::ProgressStatus;
+    use binproxy_protocol::{Node, ProgressStatus};
 
     use test_support::{opts, TempDir};
 
-    fn node(id: &str) -> Node {
+    pub(super) fn node(id: &str) -> Node {
         Node {
             node_id: id.into(),
             cpu_arch: "x86_64".into(),

@@ -105,7 +105,7 @@ pub fn answer(app: &App) -> Result<Reply, ApiError> {
     Ok(Reply {
         status: 200,
         headers: Vec::new(),
-        body: Body::Stream(Box::new(stream), len),
+        body: Body::Reader(Box::new(stream), len),
     }
     .header("Content-Type", "application/x-tar")
     .header(

@@ -316,10 +316,45 @@ pub fn releases(client: &Client, json: bool, bin: Option<&str>) -> Result<(), Cl
     show(json, &answer, |r: Vec<Release>| releases_table(&r))
 }
 
+/// Every node, page by page (`X-Next-After` names the next page).
 pub fn nodes(client: &Client, json: bool) -> Result<(), ClientError> {
-    let answer = client.get(&format!("{API_PREFIX}/nodes"), &[])?;
-    show(json, &answer, |n: Vec<Node>| nodes_table(&n))
+    let mut all = Vec::new();
+    let mut after = String::new();
+    for _ in 0..MAX_PAGES {
+        let query = [("limit", NODES_PAGE), ("after", after.as_str())];
+        let answer = client.get(&format!("{API_PREFIX}/nodes"), &query)?;
+        let Json::Array(page) = answer.body else {
+            return Err(ClientError::Failed(
+                "unexpected answer from the server: the node list is not an array".into(),
+            ));
+        };
+        all.extend(page);
+        match answer.next_after {
+            // Ids grow page after page: a cursor that does not is a loop.
+            Some(next) if next.as_str() > after.as_str() => after = next,
+            Some(next) => {
+                return Err(ClientError::Failed(format!(
+                    "the server's next page starts at {next:?}, not after {after:?}"
+                )))
+            }
+            None => {
+                let answer = Answer {
+                    status: 200,
+                    body: Json::Array(all),
+                    next_after: None,
+                };
+                return show(json, &answer, |n: Vec<Node>| nodes_table(&n));
+            }
+        }
+    }
+    Err(ClientError::Failed(format!(
+        "the node list did not end within {MAX_PAGES} pages"
+    )))
 }
+
+/// Nodes asked for per page, and the most pages followed (10 million nodes).
+const NODES_PAGE: &str = "1000";
+const MAX_PAGES: usize = 10_000;
 
 /// One node, and for each of its bins the target and why.
 pub fn node_details(client: &Client, json: bool, node: &str) -> Result<(), ClientError> {

@@ -39,6 +39,8 @@ pub struct Client {
 pub struct Answer {
     pub status: u16,
     pub body: Json,
+    /// `X-Next-After`: where the next page of a paged listing starts.
+    pub next_after: Option<String>,
 }
 
 impl Answer {
@@ -183,6 +185,11 @@ fn read_answer(
     let mut response =
         sent.map_err(|e| ClientError::Failed(format!("{method} {url} failed: {e}")))?;
     let status = response.status();
+    let next_after = response
+        .headers()
+        .get("x-next-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let text = response
         .body_mut()
         .with_config()
@@ -205,6 +212,7 @@ fn read_answer(
     Ok(Answer {
         status: status.as_u16(),
         body,
+        next_after,
     })
 }
 

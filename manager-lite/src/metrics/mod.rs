@@ -310,37 +310,19 @@ fn alert_counts(out: &mut Text, alerts: &Stats) {
 }
 
 fn nodes(out: &mut Text, fleet: &FleetSnapshot) {
-    let online = fleet.nodes.iter().filter(|n| n.online).count();
     out.head(
         "binproxy_nodes",
         "gauge",
         "Registered nodes, by whether they were seen within --offline-after.",
     );
-    out.sample("binproxy_nodes", &[("state", "online")], online);
-    out.sample(
-        "binproxy_nodes",
-        &[("state", "offline")],
-        fleet.nodes.len() - online,
-    );
+    out.sample("binproxy_nodes", &[("state", "online")], fleet.online);
+    out.sample("binproxy_nodes", &[("state", "offline")], fleet.offline);
+    // Past MAX_BINS bin names (in name order), the rest count as one.
     let mut running: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    let mut bins: HashSet<&str> = HashSet::new();
-    for node in &fleet.nodes {
-        for (bin, sha) in &node.bins {
-            let bin = if bins.contains(bin.as_str()) || bins.len() < MAX_BINS {
-                bins.insert(bin);
-                bin.as_str()
-            } else {
-                OTHER
-            };
-            let version = if sha.is_empty() {
-                "none"
-            } else {
-                fleet
-                    .versions
-                    .get(&(bin.to_owned(), sha.clone()))
-                    .map_or("unknown", String::as_str)
-            };
-            *running.entry((bin, version)).or_default() += 1;
+    for (i, (bin, versions)) in fleet.running.iter().enumerate() {
+        let bin = if i < MAX_BINS { bin.as_str() } else { OTHER };
+        for (version, n) in versions {
+            *running.entry((bin, version.as_str())).or_default() += n;
         }
     }
     out.head(

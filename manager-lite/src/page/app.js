@@ -8,6 +8,8 @@
   const TOKEN_KEY = "manager-lite.token";
   const MAX_RELEASES = 50;
   const MAX_PROGRESS = 20;
+  // Nodes per page of GET /api/v1/nodes; "More nodes" loads the next one.
+  const NODE_PAGE = 1000;
   const LIVE = ["pending_approval", "rolling_out", "paused"];
   const OPS = ["approve", "pause", "resume", "promote", "rollback"];
 
@@ -15,6 +17,11 @@
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
   let loadSeq = 0;
   let loads = 0;
+  // The nodes loaded so far, where the next page starts (null: none), and
+  // the version names to show them with.
+  let nodes = [];
+  let nodesNext = null;
+  let names = new Map();
 
   // ---- DOM helpers: text only, never markup.
 
@@ -56,6 +63,18 @@
   // ---- The API.
 
   async function api(method, path) {
+    return (await call(method, path)).body;
+  }
+
+  // One page of nodes: { body, next } (next: the X-Next-After cursor or null).
+  async function nodePage(after) {
+    let path = "/api/v1/nodes?limit=" + NODE_PAGE;
+    if (after !== null) path += "&after=" + enc(after);
+    const { body, resp } = await call("GET", path);
+    return { body, next: resp.headers.get("X-Next-After") };
+  }
+
+  async function call(method, path) {
     const what = method + " " + path;
     const headers = {};
     if (token) headers.Authorization = "Bearer " + token;
@@ -76,7 +95,7 @@
       const msg = body && typeof body.error === "string" ? body.error : text.slice(0, 200);
       throw new Error(what + ": " + resp.status + " " + msg);
     }
-    return body;
+    return { body, resp };
   }
 
   const enc = encodeURIComponent;
@@ -106,12 +125,37 @@
     return names.get(sha) || sha.slice(0, 12) + "…";
   }
 
-  function renderSummary(nodes, bins, releases) {
-    const online = nodes.filter((n) => n.online).length;
-    $("nodes-online").textContent = String(online);
-    $("nodes-offline").textContent = String(nodes.length - online);
+  function renderSummary(bins, releases) {
     $("bins-count").textContent = String(bins.length);
     $("releases-active").textContent = String(releases.filter((r) => LIVE.includes(r.status)).length);
+  }
+
+  // The node table, picker and counts, of the nodes loaded so far: with
+  // more pages to load, the counts end in "+".
+  function renderNodes() {
+    const online = nodes.filter((n) => n.online).length;
+    const more = nodesNext !== null ? "+" : "";
+    $("nodes-online").textContent = String(online) + more;
+    $("nodes-offline").textContent = String(nodes.length - online) + more;
+    fill("nodes", nodes.map((n) => nodeRow(n, names)), "No nodes.", 6);
+    $("more-nodes").hidden = nodesNext === null;
+    renderPicker(nodes);
+  }
+
+  async function moreNodes() {
+    if (nodesNext === null) return;
+    $("more-nodes").disabled = true;
+    try {
+      const page = await nodePage(nodesNext);
+      nodes = nodes.concat(page.body);
+      nodesNext = page.next;
+      renderNodes();
+      setStatus(nodes.length + " nodes loaded", false);
+    } catch (e) {
+      setStatus(e.message, true);
+    } finally {
+      $("more-nodes").disabled = false;
+    }
   }
 
   function releaseRow(r) {
@@ -217,20 +261,21 @@
     const seq = ++loadSeq;
     setState("loading");
     try {
-      const [nodes, bins, releases] = await Promise.all([
-        api("GET", "/api/v1/nodes"),
+      const [firstNodes, bins, releases] = await Promise.all([
+        nodePage(null),
         api("GET", "/api/v1/bins"),
         api("GET", "/api/v1/releases"),
       ]);
       const progress = await recentProgress(bins);
       if (seq !== loadSeq) return;
-      const names = versionNames(bins);
-      renderSummary(nodes, bins, releases);
+      names = versionNames(bins);
+      nodes = firstNodes.body;
+      nodesNext = firstNodes.next;
+      renderSummary(bins, releases);
       fill("releases", releases.slice(0, MAX_RELEASES).map(releaseRow), "No releases.", 13);
-      fill("nodes", nodes.map((n) => nodeRow(n, names)), "No nodes.", 6);
+      renderNodes();
       fill("bins", bins.map(binRow), "No bins uploaded.", 3);
       fill("progress", progress.map((p) => progressRow(p, names)), "No progress reports.", 6);
-      renderPicker(nodes);
       await showWhyNot();
       loads += 1;
       document.body.dataset.loads = String(loads);
@@ -279,6 +324,9 @@
     $("token").value = "";
     for (const t of ["releases", "nodes", "bins", "progress", "why-not"]) $(t).tBodies[0].replaceChildren();
     for (const s of ["nodes-online", "nodes-offline", "bins-count", "releases-active"]) $(s).textContent = "–";
+    nodes = [];
+    nodesNext = null;
+    $("more-nodes").hidden = true;
     setStatus("Token forgotten.", false);
     setState("no-token");
   }
@@ -288,6 +336,7 @@
     $("use-token").addEventListener("click", useToken);
     $("forget-token").addEventListener("click", forgetToken);
     $("refresh").addEventListener("click", () => load());
+    $("more-nodes").addEventListener("click", moreNodes);
     $("token").addEventListener("keydown", (e) => {
       if (e.key === "Enter") useToken();
     });

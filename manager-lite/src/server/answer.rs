@@ -2,10 +2,12 @@
 //! writes by itself on a raw socket (503 when over a cap, 408 for a head
 //! that came too slowly, 400 for plain HTTP on the TLS port).
 //!
-//! Every body has its length up front (`Content-Length`, never chunked: a
-//! downloader and an HTTP cache want the size). A file is streamed in
-//! [`FILE_CHUNK`] reads on the blocking pool (so is a streamed body, such as
-//! a backup archive produced as it is read), each holding its share of a
+//! Every body has its length up front (`Content-Length`: a downloader and an
+//! HTTP cache want the size), except a [`Body::Stream`] (a listing of every
+//! node), which is made piece by piece as the client reads and sent
+//! chunked. A file is streamed in [`FILE_CHUNK`] reads on the blocking pool
+//! (so is a [`Body::Reader`], such as a backup archive produced as it is
+//! read), each holding its share of a
 //! global budget of answer memory until hyper has written it, so thousands
 //! of slow readers cost at most that budget. HEAD gets the headers and the
 //! length of the body GET would send.
@@ -25,7 +27,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::guard::ConnState;
 use super::splice::{Splice, PLACEHOLDER};
-use crate::http::{ApiError, Body, Reply};
+use crate::handlers::App;
+use crate::http::{ApiError, Body, Reply, Stream};
 
 /// Bytes per file read: large enough that the hop to the blocking pool is
 /// noise beside the copy.
@@ -89,12 +92,13 @@ pub fn response(
     head_only: bool,
     done: Arc<ConnState>,
     chunks: &Arc<Chunks>,
+    app: &Arc<App>,
 ) -> Response<ReplyBody> {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let length = match &reply.body {
         Body::Bytes(b) => b.len() as u64,
-        Body::File(_, len) | Body::Stream(_, len) => *len,
-        Body::Empty => 0,
+        Body::File(_, len) | Body::Reader(_, len) => *len,
+        Body::Stream(_) | Body::Empty => 0,
     };
     let kind = match reply.body {
         _ if head_only => Kind::Empty,
@@ -106,12 +110,13 @@ pub fn response(
             reading: None,
             chunks: Arc::clone(chunks),
         }),
-        Body::Stream(reader, len) => Kind::File(FileStream {
+        Body::Reader(reader, len) => Kind::File(FileStream {
             file: Some(reader),
             left: len,
             reading: None,
             chunks: Arc::clone(chunks),
         }),
+        Body::Stream(next) => Kind::Stream(Some((next, Arc::clone(app)))),
         Body::Empty => Kind::Empty,
     };
     let mut response = Response::new(ReplyBody {
@@ -164,6 +169,8 @@ enum Kind {
     File(FileStream),
     /// Bytes of a file sendfile writes in their place ([`super::splice`]).
     Placeholders(u64),
+    /// `None` once the last piece is out.
+    Stream(Option<(Stream, Arc<App>)>),
 }
 
 /// A file answer on a connection that sends files itself.
@@ -290,6 +297,13 @@ impl HttpBody for ReplyBody {
                 *left -= n as u64;
                 Poll::Ready((n > 0).then(|| Ok(Frame::data(Bytes::from_static(&PLACEHOLDER[..n])))))
             }
+            Kind::Stream(stream) => {
+                let piece = stream.as_mut().and_then(|(next, app)| next(app));
+                if piece.is_none() {
+                    *stream = None;
+                }
+                Poll::Ready(piece.map(|p| Ok(Frame::data(Bytes::from(p)))))
+            }
         }
     }
 
@@ -299,15 +313,17 @@ impl HttpBody for ReplyBody {
             Kind::Bytes(b) => b.is_none(),
             Kind::File(f) => f.left == 0,
             Kind::Placeholders(left) => *left == 0,
+            Kind::Stream(stream) => stream.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Empty | Kind::Stream(None) => SizeHint::with_exact(0),
             Kind::Bytes(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::File(f) => SizeHint::with_exact(f.left),
             Kind::Placeholders(left) => SizeHint::with_exact(*left),
+            Kind::Stream(Some(_)) => SizeHint::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub async fn handle(
         head_only,
         conn,
         &shared.file_chunks,
+        &shared.app,
     ))
 }
 

@@ -59,7 +59,7 @@ impl Deref for Reading {
 
 impl Db {
     pub(super) fn open(path: &Path) -> Result<Db> {
-        let db = Database::create(path).at(path, "opening")?;
+        let db = super::open_database(path).at(path, "opening")?;
         Ok(Db {
             path: path.to_path_buf(),
             slot: Mutex::new(Slot {
@@ -203,7 +203,9 @@ impl Db {
                 );
                 return;
             }
-            Ok(()) => Database::create(&self.path).at(&self.path, "reopening after an I/O error"),
+            Ok(()) => {
+                super::open_database(&self.path).at(&self.path, "reopening after an I/O error")
+            }
         };
         let mut slot = self.slot();
         slot.reopening = false;

@@ -1,0 +1,95 @@
+//! Counting a release's reached nodes and their outcomes, and keeping the
+//! counts between ticks: a release is counted again only when what its
+//! counts come from moved (the store's change counter, its percent, its
+//! artifacts). A count walks the fleet in chunks (`Store::scan_nodes`):
+//! no copy of it, and no lock held across the pass.
+
+use binproxy_protocol::{Node, ProgressStatus, Release, ReleaseCounts};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+
+use super::in_wave;
+use crate::store::{Store, StoreError};
+
+/// What is known of one release besides the nodes.
+pub struct Facts<'a> {
+    /// Latest report per node for this release.
+    pub reports: Option<&'a HashMap<String, ProgressStatus>>,
+    /// The release's artifact hashes (every arch).
+    pub hashes: &'a HashSet<String>,
+}
+
+/// Adds one node to the release's counts, if the release reaches it.
+pub fn count_node(release: &Release, facts: &Facts, node: &Node, c: &mut ReleaseCounts) {
+    if !release.selector.matches(node) || !in_wave(release, &node.node_id) {
+        return;
+    }
+    c.targeted += 1;
+    let installed = node
+        .bins
+        .get(&release.bin_name)
+        .is_some_and(|sha| facts.hashes.contains(sha));
+    match facts.reports.and_then(|r| r.get(&node.node_id)) {
+        _ if installed => c.success += 1,
+        Some(ProgressStatus::Success) => c.success += 1,
+        Some(ProgressStatus::InProgress) => c.in_progress += 1,
+        Some(ProgressStatus::Failed) => c.failed += 1,
+        Some(ProgressStatus::RolledBack) => c.rolled_back += 1,
+        None => {}
+    }
+}
+
+/// Counts kept between recounts: a release is counted again only when what
+/// its counts come from moved ([`Store::fleet_changes`]: a node record, a
+/// deletion, a progress report), or its percent or artifacts did. A fleet
+/// where nothing changes costs no pass at all.
+#[derive(Default)]
+pub struct Counts {
+    cached: Mutex<HashMap<u64, Cached>>,
+}
+
+struct Cached {
+    changes: u64,
+    percent: u32,
+    hashes: HashSet<String>,
+    counts: ReleaseCounts,
+}
+
+impl Counts {
+    /// The release's counts as of now.
+    pub fn of(&self, store: &Store, r: &Release) -> Result<ReleaseCounts, StoreError> {
+        // Read before the pass: a change during it makes the next call count again.
+        let changes = store.fleet_changes();
+        let hashes = store.release_hashes(r)?;
+        if let Some(c) = self.lock().get(&r.id) {
+            if c.changes == changes && c.percent == r.percent && c.hashes == hashes {
+                return Ok(c.counts.clone());
+            }
+        }
+        let reports = store.release_reports(r.id);
+        let facts = Facts {
+            reports: Some(&reports),
+            hashes: &hashes,
+        };
+        let mut counts = ReleaseCounts::default();
+        store.scan_nodes(|n| count_node(r, &facts, n.node, &mut counts));
+        let cached = Cached {
+            changes,
+            percent: r.percent,
+            hashes,
+            counts: counts.clone(),
+        };
+        self.lock().insert(r.id, cached);
+        Ok(counts)
+    }
+
+    /// Forgets the releases that are no longer live.
+    pub(super) fn keep(&self, live: &[Release]) {
+        self.lock()
+            .retain(|id, _| live.iter().any(|r| r.id == *id && r.status.is_live()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Cached>> {
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
