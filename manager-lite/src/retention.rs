@@ -87,7 +87,16 @@ pub fn prune(
     for ((bin, arch), mut versions) in groups {
         // Newest first; same-second uploads by version name.
         versions.sort_by(|a, b| (&b.created_at, &b.version).cmp(&(&a.created_at, &a.version)));
+        if versions.len() <= keep {
+            continue;
+        }
+        // Versions in use are passed over without a write; the delete
+        // checks again in its transaction.
+        let refs = store.references_now(&bin)?;
         for old in versions.iter().skip(keep) {
+            if why_kept(&refs, &old.version).is_some() {
+                continue;
+            }
             if let Deletion::Deleted { versions, .. } =
                 delete(store, artifacts, &bin, &old.version, Some(&arch))?
             {

@@ -93,20 +93,43 @@ impl Store {
 
     fn references(&self, txn: &redb::WriteTransaction, bin: &str) -> Result<References> {
         let releases = txn.open_table(RELEASES).at(&self.path, "releases")?;
+        let pins = txn.open_table(PINS).at(&self.path, "pins")?;
+        self.references_in(&releases, &pins, bin)
+    }
+
+    /// What refers to `bin`'s versions now, read outside any write: lets
+    /// the caller pass over versions it would keep without a write
+    /// transaction (an empty commit is an fsync). [`Store::delete_version`]
+    /// checks again inside its own.
+    pub fn references_now(&self, bin: &str) -> Result<References> {
+        let txn = self.read("reading what refers to versions")?;
+        let releases = txn.open_table(RELEASES).at(&self.path, "releases")?;
+        let pins = txn.open_table(PINS).at(&self.path, "pins")?;
+        self.references_in(&releases, &pins, bin)
+    }
+
+    fn references_in(
+        &self,
+        releases: &impl ReadableTable<u64, &'static [u8]>,
+        pins: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+        bin: &str,
+    ) -> Result<References> {
         let releases = self
-            .scan_releases(&releases)?
+            .scan_releases(releases)?
             .into_iter()
             .filter(|r| r.bin_name == bin)
             .collect();
-        let pins_table = txn.open_table(PINS).at(&self.path, "pins")?;
-        let mut pins = Vec::new();
-        for row in pins_table.iter().at(&self.path, "pins")? {
+        let mut pinned = Vec::new();
+        for row in pins.iter().at(&self.path, "pins")? {
             let (key, value) = row.at(&self.path, "pins")?;
             let (node, b) = key.value();
             if b == bin {
-                pins.push((node.to_owned(), value.value().to_owned()));
+                pinned.push((node.to_owned(), value.value().to_owned()));
             }
         }
-        Ok(References { releases, pins })
+        Ok(References {
+            releases,
+            pins: pinned,
+        })
     }
 }
