@@ -166,6 +166,13 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
 /// decommissioned host), each with an audit record.
 fn forget_silent_nodes(app: &App, after: Duration) {
     for node in app.store.silent_nodes(after, std::time::SystemTime::now()) {
+        // The pass and the deletes take time: one that called meanwhile stays.
+        if !app
+            .store
+            .still_silent(&node, after, std::time::SystemTime::now())
+        {
+            continue;
+        }
         match app.store.delete_node(&node) {
             Ok(_) => log::info!(
                 "node {node} deleted: not seen for {}",

@@ -409,7 +409,8 @@ pub enum NodeAction {
         node: String,
     },
     /// Delete a node: its record, pins and secret (its progress reports stay with
-    /// the releases). A node still running an agent registers again.
+    /// the releases), for a decommissioned host. A host still running an agent
+    /// registers again; with node authentication it must enroll again first.
     Delete {
         /// The node's id, as its agent reports it.
         #[arg(value_name = "NODE")]

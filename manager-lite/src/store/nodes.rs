@@ -57,6 +57,10 @@ impl NodeEntry {
     }
 }
 
+fn silent_for(last_seen: SystemTime, after: Duration, now: SystemTime) -> bool {
+    now.duration_since(last_seen).is_ok_and(|age| age > after)
+}
+
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -296,11 +300,21 @@ impl Store {
     pub fn silent_nodes(&self, after: Duration, now: SystemTime) -> Vec<String> {
         let mut silent = Vec::new();
         self.scan_nodes(|n| {
-            if now.duration_since(n.last_seen).is_ok_and(|age| age > after) {
+            if silent_for(n.last_seen, after, now) {
                 silent.push(n.node.node_id.clone());
             }
         });
         silent
+    }
+
+    /// Whether `node_id` is still silent for longer than `after` at `now`
+    /// (false when unknown): checked again right before a node found by
+    /// [`Store::silent_nodes`] is deleted, since it may have called since.
+    pub fn still_silent(&self, node_id: &str, after: Duration, now: SystemTime) -> bool {
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        nodes
+            .get(node_id)
+            .is_some_and(|e| silent_for(e.last_seen(), after, now))
     }
 
     /// A counter that moves whenever a node record changes, a node is
