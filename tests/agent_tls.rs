@@ -125,11 +125,7 @@ fn against_the_managers_own_tls_the_right_ca_installs_and_another_is_refused() {
     let other = TestCa::new("not the manager's CA");
     let cert = ca.server_cert("manager");
     let m = Manager::new_with(
-        binproxy_tests::ManagerOptions::default()
-            .arg("--tls-cert")
-            .arg(cert.cert_file.to_str().unwrap())
-            .arg("--tls-key")
-            .arg(cert.key_file.to_str().unwrap()),
+        binproxy_tests::ManagerOptions::default().tls(&cert.cert_file, &cert.key_file),
     );
     assert!(m.url.starts_with("https://"), "{}", m.url);
     let tmp = binproxy_tests::TempDir::new("tls-native");

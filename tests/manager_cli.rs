@@ -238,6 +238,17 @@ fn publish_draws_no_progress_bar_when_stderr_is_not_a_terminal() {
     assert!(!has_bar(&text(&out.stdout)), "{out:?}");
 }
 
+/// Runs the shell `line` on a pseudo-terminal (util-linux's `script`, which
+/// copies what the terminal shows to stdout), with no token or URL from the
+/// environment.
+fn on_terminal(line: &str) -> std::process::Output {
+    let mut cmd = Command::new("script");
+    cmd.args(["-qfec", line, "/dev/null"])
+        .env_remove("MANAGER_ADMIN_TOKEN")
+        .env_remove("MANAGER_URL");
+    output_within(&mut cmd, Duration::from_secs(60))
+}
+
 #[test]
 fn publish_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
     let (m, tmp) = publish_setup(8 << 20);
@@ -248,12 +259,7 @@ fn publish_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
         m.url,
         tmp.join("token").display()
     );
-    // `script` runs the line on a pseudo-terminal and copies what it shows.
-    let mut cmd = Command::new("script");
-    cmd.args(["-qfec", &line, "/dev/null"])
-        .env_remove("MANAGER_ADMIN_TOKEN")
-        .env_remove("MANAGER_URL");
-    let out = output_within(&mut cmd, Duration::from_secs(60));
+    let out = on_terminal(&line);
     let shown = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(shown.contains("8.00 MiB/8.00 MiB"), "{shown}");
@@ -269,9 +275,7 @@ fn publish_draws_a_progress_bar_with_rate_and_eta_on_a_terminal() {
     let line = line
         .replace("big.bin", "small.bin")
         .replace(" 1.0 ", " 1.1 ");
-    let mut cmd = Command::new("script");
-    cmd.args(["-qfec", &line, "/dev/null"]);
-    let out = output_within(&mut cmd, Duration::from_secs(60));
+    let out = on_terminal(&line);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(!has_bar(&text(&out.stdout)), "{out:?}");
 }
@@ -295,11 +299,7 @@ fn backup_draws_a_progress_bar_on_a_terminal_and_none_in_a_pipe() {
         m.url,
         tmp.join("token").display()
     );
-    let mut cmd = Command::new("script");
-    cmd.args(["-qfec", &line, "/dev/null"])
-        .env_remove("MANAGER_ADMIN_TOKEN")
-        .env_remove("MANAGER_URL");
-    let out = output_within(&mut cmd, Duration::from_secs(60));
+    let out = on_terminal(&line);
     let shown = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(shown.contains("MiB/s") && shown.contains("eta "), "{shown}");

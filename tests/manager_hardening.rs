@@ -763,10 +763,7 @@ fn stalled_tls_handshakes_cost_nothing_and_are_closed_after_the_header_timeout()
     let cert = ca.server_cert("manager");
     let m = Manager::new_with(
         ManagerOptions::default()
-            .arg("--tls-cert")
-            .arg(cert.cert_file.to_str().unwrap())
-            .arg("--tls-key")
-            .arg(cert.key_file.to_str().unwrap())
+            .tls(&cert.cert_file, &cert.key_file)
             .arg("--header-timeout")
             .arg("2s")
             // The other timeouts far away: only the header timeout may cut.

@@ -67,11 +67,7 @@ fn mode(p: &Path) -> u32 {
 /// A manager serving HTTPS with `DIR/server.pem` and `DIR/server.key`.
 fn serve(dir: &Path) -> Manager {
     let m = Manager::new_with(
-        ManagerOptions::default()
-            .arg("--tls-cert")
-            .arg(dir.join("server.pem").to_str().unwrap())
-            .arg("--tls-key")
-            .arg(dir.join("server.key").to_str().unwrap()),
+        ManagerOptions::default().tls(&dir.join("server.pem"), &dir.join("server.key")),
     );
     assert!(m.url.starts_with("https://"), "{}", m.url);
     m
@@ -329,13 +325,7 @@ fn self_signed_ca_as_server(tmp: &TempDir) -> (PathBuf, PathBuf) {
 fn an_agent_facing_a_self_signed_ca_certificate_says_what_to_do() {
     let tmp = TempDir::new("pki-ca-as-leaf");
     let (cert, key) = self_signed_ca_as_server(&tmp);
-    let m = Manager::new_with(
-        ManagerOptions::default()
-            .arg("--tls-cert")
-            .arg(cert.to_str().unwrap())
-            .arg("--tls-key")
-            .arg(key.to_str().unwrap()),
-    );
+    let m = Manager::new_with(ManagerOptions::default().tls(&cert, &key));
     let a = Agent::new(BIN);
     // The operator's natural move: trust the very certificate served.
     refused_saying(

@@ -26,13 +26,7 @@ use rustls::pki_types::ServerName;
 /// A manager serving HTTPS with a certificate of `ca`, and a token file.
 fn tls_manager(ca: &TestCa, tmp: &TempDir) -> (Manager, std::path::PathBuf) {
     let cert = ca.server_cert("manager");
-    let m = Manager::new_with(
-        ManagerOptions::default()
-            .arg("--tls-cert")
-            .arg(cert.cert_file.to_str().unwrap())
-            .arg("--tls-key")
-            .arg(cert.key_file.to_str().unwrap()),
-    );
+    let m = Manager::new_with(ManagerOptions::default().tls(&cert.cert_file, &cert.key_file));
     assert!(m.url.starts_with("https://"), "{}", m.url);
     let token_file = tmp.join("token");
     std::fs::write(&token_file, &m.token).unwrap();

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_protocol::{ProgressStatus::Success, Target};
-use binproxy_tests::agent::{count, good_script, installed_hash, progress, publish, show};
-use binproxy_tests::enrollment::{secret_of, secret_path, secured, BIN};
+use binproxy_tests::agent::{count, good_script, installed_hash, progress, publish, show, Agent};
+use binproxy_tests::enrollment::{secret_of, secret_path, secured, Secured, BIN};
 use binproxy_tests::{
     list_tree, manager_bin, output_within, request, unique, Manager, ManagerOptions, Response,
     TempDir,
@@ -278,14 +278,21 @@ fn nothing_works_without_a_secret_and_the_enrollment_token_is_checked() {
     assert!(out.stderr.contains("empty.token"), "{}", out.stderr);
 }
 
-#[test]
-fn a_revoked_node_is_refused_until_it_enrolls_again() {
-    let s = secured();
+/// An agent that enrolled with the enrollment token and installed v1 of
+/// [`BIN`], and v1's bytes.
+fn enrolled_on_v1(s: &Secured) -> (Agent, Vec<u8>) {
     let v1 = good_script("v1");
     publish(&s.m, BIN, "1.0.0", &v1);
     let token_file = s.token_file("agent", &s.token);
     let a = s.agent(&token_file);
     a.run().expect_code(0);
+    (a, v1)
+}
+
+#[test]
+fn a_revoked_node_is_refused_until_it_enrolls_again() {
+    let s = secured();
+    let (a, v1) = enrolled_on_v1(&s);
     let old = secret_of(&a);
 
     let admin = format!("Bearer {}", s.m.token);
@@ -328,11 +335,7 @@ fn a_revoked_node_is_refused_until_it_enrolls_again() {
 #[test]
 fn a_deleted_node_is_forgotten_with_its_pins_and_secret() {
     let s = secured();
-    let v1 = good_script("v1");
-    publish(&s.m, BIN, "1.0.0", &v1);
-    let token_file = s.token_file("agent", &s.token);
-    let a = s.agent(&token_file);
-    a.run().expect_code(0);
+    let (a, _) = enrolled_on_v1(&s);
     let old = secret_of(&a);
     let admin = format!("Bearer {}", s.m.token);
     let pin = format!("/api/v1/nodes/{}/pins/{BIN}", a.node_id);

@@ -585,6 +585,15 @@ impl ManagerOptions {
         self
     }
 
+    /// Serve HTTPS with this PEM certificate chain and key.
+    #[must_use]
+    pub fn tls(self, cert: &Path, key: &Path) -> Self {
+        self.arg("--tls-cert")
+            .arg(&cert.to_string_lossy())
+            .arg("--tls-key")
+            .arg(&key.to_string_lossy())
+    }
+
     #[must_use]
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_string(), v.to_string()));
