@@ -419,7 +419,7 @@ impl Alerts {
         *watch += 1;
         let mut gone = Vec::new();
         scan(&mut |n: &Seen| {
-            let id = n.node.node_id.as_str();
+            let id = n.node.id;
             if n.online {
                 match online.get_mut(id) {
                     Some(last) => *last = *watch,
@@ -587,15 +587,18 @@ mod tests {
         // A webhook nobody listens on: the queue is what is looked at.
         let hook = Webhook::parse("http://127.0.0.1:9/x").unwrap();
         let mut alerts = Alerts::start(&[hook], Format::Json).unwrap();
-        let n1 = binproxy_protocol::Node {
-            node_id: "n1".into(),
-            ..binproxy_protocol::Node::default()
-        };
+        let n1 = crate::store::NodeRecord::new(
+            &binproxy_protocol::Node::default(),
+            &crate::store::Interner::default(),
+        );
         let node = |online| {
             let n1 = &n1;
             move |f: &mut dyn FnMut(&Seen)| {
                 f(&Seen {
-                    node: n1,
+                    node: crate::store::NodeRef {
+                        id: "n1",
+                        record: n1,
+                    },
                     last_seen: std::time::SystemTime::UNIX_EPOCH,
                     online,
                 });

@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 use crate::time::rfc3339;
 
 mod deletion;
+mod node_record;
 mod nodes;
 pub use deletion::{Deletion, References};
 mod node_secrets;
@@ -40,6 +41,7 @@ mod snapshot;
 #[cfg(test)]
 mod test_support;
 
+pub use node_record::{Interner, NodeRecord, NodeRef};
 use nodes::NodeMap;
 pub use nodes::Seen;
 pub use snapshot::inspect_copy;
@@ -48,8 +50,12 @@ pub use snapshot::inspect_copy;
 pub const SCHEMA_VERSION: u64 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// node_id → JSON [`Node`] (its `last_seen` as of the last flush).
+/// node_id → JSON [`Node`] (its `last_seen` as of the record's last write).
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+/// node_id → `last_seen` in milliseconds since the epoch, as of the last
+/// flush: a flush of a whole fleet writes these small values instead of
+/// every node's record. The later of this and the record's time holds.
+const LAST_SEEN: TableDefinition<&str, u64> = TableDefinition::new("last_seen");
 /// (bin, version, arch or "") → JSON [`Version`].
 const VERSIONS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("versions");
 /// release id → JSON [`Release`].
@@ -222,6 +228,8 @@ pub struct Store {
     /// Every node, so a keepalive that changes nothing costs no database
     /// access (see nodes.rs).
     nodes: RwLock<NodeMap>,
+    /// The strings node records share ([`node_record::Interner`]).
+    symbols: node_record::Interner,
     /// Moves with every change a rollout counts from ([`Store::fleet_changes`]).
     fleet_changes: AtomicU64,
     /// Releases that still target nodes, newest first; refreshed after each
@@ -253,6 +261,7 @@ impl Store {
             path: path.to_path_buf(),
             opts,
             nodes: RwLock::default(),
+            symbols: node_record::Interner::default(),
             fleet_changes: AtomicU64::new(0),
             live_releases: RwLock::new(Arc::new(Vec::new())),
             node_writes: Mutex::new(()),
@@ -333,6 +342,7 @@ impl Store {
             }
             // Create every table, so readers never meet a missing one.
             txn.open_table(NODES).at(&self.path, "nodes")?;
+            txn.open_table(LAST_SEEN).at(&self.path, "last_seen")?;
             txn.open_table(VERSIONS).at(&self.path, "versions")?;
             txn.open_table(RELEASES).at(&self.path, "releases")?;
             txn.open_table(PROGRESS).at(&self.path, "progress")?;
@@ -863,7 +873,7 @@ impl Store {
     /// node that is still alive registers again with its next keepalive.
     pub fn delete_node(&self, node_id: &str) -> Result<bool> {
         // Held across the write: a flush of `last_seen` in between would
-        // write the record back.
+        // write the node's LAST_SEEN row back.
         let _guard = self
             .node_writes
             .lock()
@@ -885,6 +895,10 @@ impl Store {
                 .remove(node_id)
                 .at(&self.path, "deleting node")?
                 .is_some();
+            txn.open_table(LAST_SEEN)
+                .at(&self.path, "last_seen")?
+                .remove(node_id)
+                .at(&self.path, "deleting node")?;
             let mut t = txn.open_table(PINS).at(&self.path, "pins")?;
             for bin in &pinned {
                 t.remove((node_id, bin.as_str()))
@@ -1187,9 +1201,9 @@ impl Store {
             } else {
                 &mut fleet.offline
             } += 1;
-            for (bin, sha) in &n.node.bins {
-                key.0.clone_from(bin);
-                key.1.clone_from(sha);
+            for (bin, sha) in n.node.bins() {
+                bin.clone_into(&mut key.0);
+                sha.clone_into(&mut key.1);
                 let version = match versions.get(&key) {
                     _ if sha.is_empty() => "none",
                     Some(v) => v.as_str(),

@@ -315,17 +315,42 @@ impl Selector {
     }
 
     /// Whether `node` is one of the nodes this selector names.
-    pub fn matches(&self, node: &Node) -> bool {
+    pub fn matches(&self, node: &impl NodeFacts) -> bool {
         let any_of =
             |list: &[String], value: &str| list.is_empty() || list.iter().any(|v| v == value);
-        any_of(&self.node_ids, &node.node_id)
-            && !self.exclude_node_ids.contains(&node.node_id)
-            && any_of(&self.cpu_arch, &node.cpu_arch)
-            && any_of(&self.os, &node.os)
+        let id = node.node_id();
+        any_of(&self.node_ids, id)
+            && !self.exclude_node_ids.iter().any(|x| x == id)
+            && any_of(&self.cpu_arch, node.cpu_arch())
+            && any_of(&self.os, node.os())
             && self
                 .labels
                 .iter()
-                .all(|(k, values)| node.labels.get(k).is_some_and(|v| values.contains(v)))
+                .all(|(k, values)| node.label(k).is_some_and(|v| values.iter().any(|x| x == v)))
+    }
+}
+
+/// What a [`Selector`] looks at in a node: lets the manager match its own
+/// compact form of the record without building a [`Node`].
+pub trait NodeFacts {
+    fn node_id(&self) -> &str;
+    fn cpu_arch(&self) -> &str;
+    fn os(&self) -> &str;
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl NodeFacts for Node {
+    fn node_id(&self) -> &str {
+        &self.node_id
+    }
+    fn cpu_arch(&self) -> &str {
+        &self.cpu_arch
+    }
+    fn os(&self) -> &str {
+        &self.os
+    }
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
     }
 }
 

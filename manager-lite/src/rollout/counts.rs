@@ -4,12 +4,12 @@
 //! artifacts). A count walks the fleet in chunks (`Store::scan_nodes`):
 //! no copy of it, and no lock held across the pass.
 
-use binproxy_protocol::{Node, ProgressStatus, Release, ReleaseCounts};
+use binproxy_protocol::{ProgressStatus, Release, ReleaseCounts};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use super::in_wave;
-use crate::store::{Store, StoreError};
+use crate::store::{NodeRef, Store, StoreError};
 
 /// What is known of one release besides the nodes.
 pub struct Facts<'a> {
@@ -20,16 +20,15 @@ pub struct Facts<'a> {
 }
 
 /// Adds one node to the release's counts, if the release reaches it.
-pub fn count_node(release: &Release, facts: &Facts, node: &Node, c: &mut ReleaseCounts) {
-    if !release.selector.matches(node) || !in_wave(release, &node.node_id) {
+pub fn count_node(release: &Release, facts: &Facts, node: NodeRef, c: &mut ReleaseCounts) {
+    if !release.selector.matches(&node) || !in_wave(release, node.id) {
         return;
     }
     c.targeted += 1;
     let installed = node
-        .bins
-        .get(&release.bin_name)
+        .bin(&release.bin_name)
         .is_some_and(|sha| facts.hashes.contains(sha));
-    match facts.reports.and_then(|r| r.get(&node.node_id)) {
+    match facts.reports.and_then(|r| r.get(node.id)) {
         _ if installed => c.success += 1,
         Some(ProgressStatus::Success) => c.success += 1,
         Some(ProgressStatus::InProgress) => c.in_progress += 1,

@@ -1,7 +1,7 @@
 //! The node records: durable in the NODES table, mirrored in memory so that
 //! a keepalive costs no database access. The mirror is ordered by node id,
 //! which is what paging (`GET /api/v1/nodes?after=`) and the chunked passes
-//! walk.
+//! walk; each node is held in the compact form of [`super::node_record`].
 //!
 //! A keepalive that changes nothing moves `last_seen` in atomics of the
 //! node's entry, under the map's read lock: thousands of them a second never
@@ -13,6 +13,7 @@
 //! nothing changed.
 
 use binproxy_protocol::Node;
+use compact_str::CompactString;
 use redb::ReadableTable;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -20,18 +21,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::PoisonError;
 use std::time::{Duration, SystemTime};
 
-use super::{to_json, Context, Result, Store, NODES};
+use super::node_record::{NodeRecord, NodeRef};
+use super::{to_json, Context, Result, Store, LAST_SEEN, NODES};
 use crate::time::{parse_rfc3339, rfc3339};
 
 /// Nodes visited per read-lock hold in a whole-fleet pass.
 const CHUNK: usize = 1024;
 
 /// The in-memory mirror of NODES, ordered by node id.
-pub type NodeMap = BTreeMap<String, NodeEntry>;
+pub type NodeMap = BTreeMap<CompactString, NodeEntry>;
 
 pub struct NodeEntry {
     /// The record as last written (its `last_seen` may be older).
-    node: Node,
+    record: NodeRecord,
     /// Milliseconds since the epoch.
     last_seen: AtomicU64,
     /// `last_seen` changed since the last flush.
@@ -39,9 +41,9 @@ pub struct NodeEntry {
 }
 
 impl NodeEntry {
-    fn new(node: Node, last_seen: SystemTime, dirty: bool) -> NodeEntry {
+    fn new(record: NodeRecord, last_seen: SystemTime, dirty: bool) -> NodeEntry {
         NodeEntry {
-            node,
+            record,
             last_seen: AtomicU64::new(millis(last_seen)),
             seen_dirty: AtomicBool::new(dirty),
         }
@@ -68,7 +70,7 @@ fn millis(t: SystemTime) -> u64 {
 
 /// A node as a whole-fleet pass sees it, without a copy.
 pub struct Seen<'a> {
-    pub node: &'a Node,
+    pub node: NodeRef<'a>,
     pub last_seen: SystemTime,
     pub online: bool,
 }
@@ -77,13 +79,24 @@ impl Store {
     pub(super) fn load_nodes(&self) -> Result<()> {
         let txn = self.read("loading nodes")?;
         let table = txn.open_table(NODES).at(&self.path, "nodes")?;
-        let mut map = NodeMap::new();
+        let flushed = txn.open_table(LAST_SEEN).at(&self.path, "last_seen")?;
+        let mut entries = Vec::new();
         for row in table.iter().at(&self.path, "nodes")? {
             let (key, value) = row.at(&self.path, "nodes")?;
             let node: Node = self.decode(value.value(), key.value())?;
-            let last_seen = parse_rfc3339(&node.last_seen).unwrap_or(SystemTime::UNIX_EPOCH);
-            map.insert(node.node_id.clone(), NodeEntry::new(node, last_seen, false));
+            let written = parse_rfc3339(&node.last_seen).unwrap_or(SystemTime::UNIX_EPOCH);
+            let last_seen = match flushed.get(key.value()).at(&self.path, "last_seen")? {
+                Some(ms) => written.max(SystemTime::UNIX_EPOCH + Duration::from_millis(ms.value())),
+                None => written,
+            };
+            let record = NodeRecord::new(&node, &self.symbols);
+            entries.push((
+                CompactString::from(node.node_id),
+                NodeEntry::new(record, last_seen, false),
+            ));
         }
+        // Collected at once, the B-tree is built with full nodes.
+        let map: NodeMap = entries.into_iter().collect();
         *self.nodes.write().unwrap_or_else(PoisonError::into_inner) = map;
         Ok(())
     }
@@ -94,8 +107,8 @@ impl Store {
             || last_seen > now
     }
 
-    fn view(&self, entry: &NodeEntry, now: SystemTime) -> Node {
-        let mut node = entry.node.clone();
+    fn view(&self, id: &str, entry: &NodeEntry, now: SystemTime) -> Node {
+        let mut node = entry.record.to_node(id);
         let last_seen = entry.last_seen();
         node.last_seen = rfc3339(last_seen);
         node.online = self.online(last_seen, now);
@@ -128,17 +141,16 @@ impl Store {
         now: SystemTime,
     ) -> Option<Node> {
         let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        let entry = nodes.get(&incoming.node_id)?;
-        if !bins_given {
-            incoming.bins.clone_from(&entry.node.bins);
-        }
-        incoming.registered_at.clone_from(&entry.node.registered_at);
-        incoming.last_seen.clone_from(&entry.node.last_seen);
-        if entry.node != *incoming {
+        let entry = nodes.get(incoming.node_id.as_str())?;
+        if !entry.record.same_as(incoming, bins_given) {
+            if !bins_given {
+                incoming.bins = entry.record.bins_map();
+            }
+            incoming.registered_at = rfc3339(entry.record.registered_at());
             return None;
         }
         entry.touch(now);
-        Some(self.view(entry, now))
+        Some(self.view(&incoming.node_id, entry, now))
     }
 
     /// A call by the node itself proves it alive: moves its `last_seen` in
@@ -148,7 +160,7 @@ impl Store {
         let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
         let entry = nodes.get(node_id)?;
         entry.touch(now);
-        Some(self.view(entry, now))
+        Some(self.view(node_id, entry, now))
     }
 
     /// Sets what a node says it runs for `bin`. `None` when the node is unknown.
@@ -159,11 +171,11 @@ impl Store {
             let Some(entry) = nodes.get(node_id) else {
                 return Ok(None);
             };
-            if entry.node.bins.get(bin).map(String::as_str) == Some(sha256) {
+            if entry.record.bin(bin) == Some(sha256) {
                 entry.touch(now);
-                return Ok(Some(self.view(entry, now)));
+                return Ok(Some(self.view(node_id, entry, now)));
             }
-            let mut node = entry.node.clone();
+            let mut node = entry.record.to_node(node_id);
             node.bins.insert(bin.to_owned(), sha256.to_owned());
             node
         };
@@ -186,26 +198,27 @@ impl Store {
                 .at(&self.path, "saving node")?;
             Ok(())
         })?;
-        let entry = NodeEntry::new(node, now, false);
-        let view = self.view(&entry, now);
+        let entry = NodeEntry::new(NodeRecord::new(&node, &self.symbols), now, false);
         self.nodes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(entry.node.node_id.clone(), entry);
+            .insert(CompactString::from(node.node_id.as_str()), entry);
         self.fleet_changed();
-        Ok(view)
+        node.online = self.online(now, now);
+        Ok(node)
     }
 
     /// Writes every pending `last_seen` in one transaction, a chunk of the
-    /// mirror at a time: no list of the pending nodes is built, so a flush
-    /// after a busy interval (every node of a large fleet) costs no memory.
+    /// mirror at a time, into LAST_SEEN (a number a node, not its record):
+    /// a flush after a busy interval (every node of a large fleet) costs
+    /// little time and no memory.
     pub fn flush_last_seen(&self) -> Result<usize> {
         let _guard = self
             .node_writes
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut any = false;
-        self.scan_entries(|e| any |= e.seen_dirty.load(Ordering::Relaxed));
+        self.scan_entries(|_, e| any |= e.seen_dirty.load(Ordering::Relaxed));
         if !any {
             return Ok(0);
         }
@@ -213,19 +226,16 @@ impl Store {
         // so the next flush retries them instead of losing their values.
         let mut taken = Vec::new();
         let flushed = self.write("flushing last_seen", |txn| {
-            let mut t = txn.open_table(NODES).at(&self.path, "nodes")?;
+            let mut t = txn.open_table(LAST_SEEN).at(&self.path, "last_seen")?;
             let mut failed = None;
-            let now = SystemTime::now();
-            self.scan_entries(|e| {
+            self.scan_entries(|id, e| {
                 if failed.is_some() || !e.seen_dirty.swap(false, Ordering::Acquire) {
                     return;
                 }
-                let mut node = self.view(e, now);
-                node.online = false;
-                if let Err(err) = t.insert(node.node_id.as_str(), to_json(&node).as_slice()) {
+                if let Err(err) = t.insert(id, e.last_seen.load(Ordering::Relaxed)) {
                     failed = Some(err);
                 }
-                taken.push(node.node_id);
+                taken.push(CompactString::from(id));
             });
             match failed {
                 Some(err) => Err(err).at(&self.path, "flushing last_seen"),
@@ -235,7 +245,7 @@ impl Store {
         if flushed.is_err() {
             let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
             for id in &taken {
-                if let Some(e) = nodes.get(id.as_str()) {
+                if let Some(e) = nodes.get(id) {
                     e.seen_dirty.store(true, Ordering::Release);
                 }
             }
@@ -245,7 +255,9 @@ impl Store {
 
     pub fn node(&self, node_id: &str) -> Option<Node> {
         let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        nodes.get(node_id).map(|e| self.view(e, SystemTime::now()))
+        nodes
+            .get(node_id)
+            .map(|e| self.view(node_id, e, SystemTime::now()))
     }
 
     /// Up to `limit` nodes with ids after `after`, ordered by id, and
@@ -258,7 +270,7 @@ impl Store {
         let page = rest
             .by_ref()
             .take(limit)
-            .map(|(_, e)| self.view(e, now))
+            .map(|(id, e)| self.view(id, e, now))
             .collect();
         (page, rest.next().is_some())
     }
@@ -269,24 +281,27 @@ impl Store {
     /// for the whole pass.
     pub fn scan_nodes(&self, mut f: impl FnMut(&Seen)) {
         let now = SystemTime::now();
-        self.scan_entries(|e| {
+        self.scan_entries(|id, e| {
             let last_seen = e.last_seen();
             f(&Seen {
-                node: &e.node,
+                node: NodeRef {
+                    id,
+                    record: &e.record,
+                },
                 last_seen,
                 online: self.online(last_seen, now),
             });
         });
     }
 
-    fn scan_entries(&self, mut f: impl FnMut(&NodeEntry)) {
-        let mut after: Option<String> = None;
+    fn scan_entries(&self, mut f: impl FnMut(&str, &NodeEntry)) {
+        let mut after: Option<CompactString> = None;
         loop {
             let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
             let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
             let mut last = None;
             for (id, entry) in nodes.range::<str, _>((from, Bound::Unbounded)).take(CHUNK) {
-                f(entry);
+                f(id, entry);
                 last = Some(id);
             }
             match last {
@@ -301,7 +316,7 @@ impl Store {
         let mut silent = Vec::new();
         self.scan_nodes(|n| {
             if silent_for(n.last_seen, after, now) {
-                silent.push(n.node.node_id.clone());
+                silent.push(n.node.id.to_owned());
             }
         });
         silent
@@ -348,7 +363,7 @@ mod tests {
         }
         assert_eq!(store.fleet_changes(), start + ids.len() as u64);
         let mut seen = Vec::new();
-        store.scan_nodes(|n| seen.push(n.node.node_id.clone()));
+        store.scan_nodes(|n| seen.push(n.node.id.to_owned()));
         assert_eq!(seen, ids);
 
         let (first, more) = store.nodes_page(None, CHUNK);

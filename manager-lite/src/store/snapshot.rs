@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{
-    Context, Result, Store, StoreError, AUDIT, KEY_SCHEMA, META, NODES, NODE_SECRETS, PINS,
-    PROGRESS, PROGRESS_BY_NODE, RELEASES, RELEASE_NODES, TOKENS, VERSIONS,
+    Context, Result, Store, StoreError, AUDIT, KEY_SCHEMA, LAST_SEEN, META, NODES, NODE_SECRETS,
+    PINS, PROGRESS, PROGRESS_BY_NODE, RELEASES, RELEASE_NODES, TOKENS, VERSIONS,
 };
 use binproxy_protocol::Version;
 
@@ -45,6 +45,7 @@ impl Store {
         let known = [
             META.name(),
             NODES.name(),
+            LAST_SEEN.name(),
             VERSIONS.name(),
             RELEASES.name(),
             PROGRESS.name(),
@@ -78,6 +79,7 @@ impl Store {
         let write = out.begin_write().at(dest, "snapshot: writing the copy")?;
         copy(META, &txn, &write, dest)?;
         copy(NODES, &txn, &write, dest)?;
+        copy(LAST_SEEN, &txn, &write, dest)?;
         copy(VERSIONS, &txn, &write, dest)?;
         copy(RELEASES, &txn, &write, dest)?;
         copy(PROGRESS, &txn, &write, dest)?;
