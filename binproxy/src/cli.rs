@@ -204,17 +204,9 @@ fn with_config(
     }
     match f(&config, &stop) {
         Ok(exit) => exit,
-        Err(e @ Error::Config { .. }) => {
-            log::error!("{e}");
-            Exit::Usage
-        }
-        Err(e @ Error::Unreachable { .. }) => {
-            log::error!("{e}");
-            Exit::Unreachable
-        }
         Err(e) => {
             log::error!("{e}");
-            Exit::Failed
+            e.exit()
         }
     }
 }
@@ -233,7 +225,10 @@ fn find_bin<'c>(config: &'c Config, bin: &str) -> Result<&'c config::BinConfig, 
 fn show_status(config: &Config, json: bool, offline: bool) -> Result<Exit, Error> {
     let s = status::gather(config, offline)?;
     if json {
-        let text = serde_json::to_string_pretty(&s).map_err(|e| Error::Other(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&s).map_err(|source| Error::Encode {
+            what: "the status".into(),
+            source,
+        })?;
         println!("{text}");
     } else {
         print!("{}", status::render(&s));
@@ -250,9 +245,7 @@ fn rollback(
     let bin = find_bin(config, bin)?;
     crate::fsutil::ensure_dir(&config.state_dir)?;
     let Some(_lock) = lock::try_lock(&config.state_dir)? else {
-        return Err(Error::Other(
-            "another binproxy run holds the lock; try again when it ends".into(),
-        ));
+        return Err(Error::Locked);
     };
     let mut agent = Agent::new(config, stop)?;
     agent.recover()?;
@@ -277,9 +270,7 @@ fn rollback(
 fn unquarantine(config: &Config, bin: &str, sha: Option<&str>) -> Result<Exit, Error> {
     find_bin(config, bin)?;
     let Some(_lock) = lock::try_lock(&config.state_dir)? else {
-        return Err(Error::Other(
-            "another binproxy run holds the lock; try again when it ends".into(),
-        ));
+        return Err(Error::Locked);
     };
     let mut state = crate::state::State::load(&config.state_dir)?;
     let st = state.bin(bin);

@@ -142,7 +142,9 @@ fn run_locked(
     let outcome = agent.update_all();
     // Unreachable promises that nothing changed on disk: what this run learnt
     // (a refreshed hash cache) is not worth breaking that for.
-    let unreachable = matches!(outcome, Err(Error::Unreachable { .. }));
+    let unreachable = outcome
+        .as_ref()
+        .is_err_and(|e| e.exit() == Exit::Unreachable);
     if agent.state != saved && !unreachable {
         agent.state.save(&config.state_dir)?;
     }
@@ -158,7 +160,7 @@ fn run_locked(
             failed |= results.iter().any(BinResult::is_failure);
             Ok(if failed { Exit::Failed } else { Exit::Done })
         }
-        Err(e @ Error::Unreachable { .. }) => {
+        Err(e) if e.exit() == Exit::Unreachable => {
             log::error!("{e}");
             Ok(Exit::Unreachable)
         }
@@ -197,7 +199,7 @@ pub fn backoff_in_force(config: &Config, now: u64) -> Result<Option<backoff::Bac
 fn backoff_of(agent: &Agent, outcome: &Result<Vec<BinResult>>) -> backoff::Cycle {
     let retry_after = agent.manager.retry_after();
     let error = match outcome {
-        Err(e @ Error::Unreachable { .. }) => Some(e.to_string()),
+        Err(e) if e.is_transient() => Some(e.to_string()),
         Err(_) => return backoff::Cycle::Unknown,
         Ok(_) => agent.trouble.clone().or_else(|| {
             retry_after.map(|r| format!("the manager answered {} with Retry-After", r.status))
@@ -431,9 +433,9 @@ impl<'a> Agent<'a> {
                     return Ok(Err(BinResult::Skipped(e.to_string())))
                 }
                 Err(e) => {
-                    if matches!(e, Error::Unreachable { .. } | Error::Transfer { .. }) {
-                        // Unreachable, 5xx, 429, cut or too slow: the server or the network,
-                        // not this file. Back off the manager too.
+                    if e.is_transient() {
+                        // The server or the network, not this file: back off
+                        // the manager too.
                         self.trouble.get_or_insert_with(|| e.to_string());
                     }
                     let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
@@ -736,23 +738,23 @@ impl<'a> Agent<'a> {
                 .rev()
                 .find(|s| Some(s.as_str()) != local.as_deref())
                 .cloned()
-                .ok_or_else(|| {
-                    Error::Other(format!("{}: no kept version to roll back to", bin.name))
+                .ok_or_else(|| Error::NoKeptVersion {
+                    bin: bin.name.clone(),
+                    wanted: None,
                 })?,
         };
         if local.as_deref() == Some(to.as_str()) {
-            return Err(Error::Other(format!(
-                "{}: {} is already live",
-                bin.name,
-                short(&to)
-            )));
+            return Err(Error::AlreadyLive {
+                bin: bin.name.clone(),
+                sha: to,
+            });
         }
         let kept = swap::kept_path(&self.config.state_dir, &bin.name, &to);
         if !kept.exists() {
-            return Err(Error::Other(format!(
-                "{}: no kept version {to} (see binproxy status)",
-                bin.name
-            )));
+            return Err(Error::NoKeptVersion {
+                bin: bin.name.clone(),
+                wanted: Some(to),
+            });
         }
         let started_ms = now_ms();
         let started = Instant::now();
