@@ -69,6 +69,19 @@ pub enum Origin {
     Manual,
 }
 
+/// How a phase of one bin's update went: on to the next phase with what it
+/// made, or done early with the bin's result (refused, failed, stopped).
+enum Step<T> {
+    Continue(T),
+    Done(BinResult),
+}
+
+/// A verified, prepared new file beside the live one, ready to swap in.
+struct Staged {
+    path: PathBuf,
+    origin: Origin,
+}
+
 /// The process exit codes of `run` and `rollback`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -387,23 +400,23 @@ impl<'a> Agent<'a> {
             started_ms,
             None,
         )?;
-        let (staged, origin) = match self.stage(bin, target, local, started_ms)? {
-            Ok(staged) => staged,
-            Err(result) => return Ok(result),
+        let staged = match self.stage(bin, target, local, started_ms)? {
+            Step::Continue(staged) => staged,
+            Step::Done(result) => return Ok(result),
         };
-        let entry = self.swap_in(bin, target, local, &staged, started_ms, origin)?;
+        let entry = self.swap_in(bin, target, local, &staged.path, started_ms, staged.origin)?;
         self.settle(bin, entry)
     }
 
-    /// Steps 6 and 7: a verified, prepared file beside the live one, or the
-    /// result that ends this bin's update.
+    /// Steps 6 and 7: a verified, prepared file beside the live one, or
+    /// [`Step::Done`] with the result that ends this bin's update.
     fn stage(
         &mut self,
         bin: &BinConfig,
         target: &Target,
         local: Option<&str>,
         started_ms: u64,
-    ) -> Result<Result<(PathBuf, Origin), BinResult>> {
+    ) -> Result<Step<Staged>> {
         fetch::remove_strays(&bin.path, Some(&target.sha256sum))?;
         let policy = verify::Policy {
             keys: &self.config.trusted_keys,
@@ -422,7 +435,7 @@ impl<'a> Agent<'a> {
                 );
                 return self
                     .fail(bin, target, local, started_ms, &message, false)
-                    .map(Err);
+                    .map(Step::Done);
             }
         };
 
@@ -430,7 +443,7 @@ impl<'a> Agent<'a> {
             match fetch::fetch(&self.manager, target, &bin.path, signed.as_ref(), self.stop) {
                 Ok(p) => p,
                 Err(e) if self.stop.load(Ordering::Relaxed) => {
-                    return Ok(Err(BinResult::Skipped(e.to_string())))
+                    return Ok(Step::Done(BinResult::Skipped(e.to_string())))
                 }
                 Err(e) => {
                     if e.is_transient() {
@@ -442,7 +455,7 @@ impl<'a> Agent<'a> {
                     let message = format!("{e}; next try in {}", humantime::format_duration(wait));
                     return self
                         .fail(bin, target, local, started_ms, &message, false)
-                        .map(Err);
+                        .map(Step::Done);
                 }
             };
         swap::prepare(&staged, &bin.path, bin.mode)?;
@@ -452,10 +465,13 @@ impl<'a> Agent<'a> {
                 let message = format!("preflight refused the new version: {e}");
                 return self
                     .fail(bin, target, local, started_ms, &message, true)
-                    .map(Err);
+                    .map(Step::Done);
             }
         }
-        Ok(Ok((staged, Origin::Update(signed.map(|s| s.timestamp)))))
+        Ok(Step::Continue(Staged {
+            path: staged,
+            origin: Origin::Update(signed.map(|s| s.timestamp)),
+        }))
     }
 
     /// Records and reports a failure before the swap; the live file is untouched.
