@@ -143,51 +143,59 @@ impl Error {
     /// the next contact with the manager backs off. Every other error says
     /// nothing about the manager and leaves the back-off as it is.
     pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Unreachable { .. }
-            | Self::Unavailable { .. }
-            | Self::BadAnswer { .. }
-            | Self::Transfer { .. } => true,
-            Self::Config { .. }
-            | Self::Io { .. }
-            | Self::Encode { .. }
-            | Self::Locked
-            | Self::Refused { .. }
-            | Self::Verify { .. }
-            | Self::Stopped { .. }
-            | Self::CycleTimeout { .. }
-            | Self::NoKeptVersion { .. }
-            | Self::AlreadyLive { .. }
-            | Self::BadSecretFile { .. }
-            | Self::SecretNotKept { .. }
-            | Self::EnrollmentNotSaved { .. } => false,
-        }
+        matches!(self.blame(), Blame::Manager | Blame::Transfer)
     }
 
     /// The exit status of a command that ends with this error: 2 for the
     /// config, 69 when the manager could not be used (nothing changed on
     /// disk), 1 for anything else.
     pub fn exit(&self) -> Exit {
+        match self.blame() {
+            Blame::Config => Exit::Usage,
+            Blame::Manager => Exit::Unreachable,
+            Blame::Transfer | Blame::Local => Exit::Failed,
+        }
+    }
+
+    /// Whose account the error is on: the one place each variant is sorted,
+    /// with no catch-all, so a new variant must be placed here.
+    fn blame(&self) -> Blame {
         match self {
-            Self::Config { .. } => Exit::Usage,
+            Self::Config { .. } => Blame::Config,
             Self::Unreachable { .. } | Self::Unavailable { .. } | Self::BadAnswer { .. } => {
-                Exit::Unreachable
+                Blame::Manager
             }
+            Self::Transfer { .. } => Blame::Transfer,
             Self::Io { .. }
             | Self::Encode { .. }
             | Self::Locked
             | Self::Refused { .. }
             | Self::Verify { .. }
-            | Self::Transfer { .. }
             | Self::Stopped { .. }
             | Self::CycleTimeout { .. }
             | Self::NoKeptVersion { .. }
             | Self::AlreadyLive { .. }
             | Self::BadSecretFile { .. }
             | Self::SecretNotKept { .. }
-            | Self::EnrollmentNotSaved { .. } => Exit::Failed,
+            | Self::EnrollmentNotSaved { .. } => Blame::Local,
         }
     }
+}
+
+/// Whose account an error is on (see [`Error::is_transient`], [`Error::exit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// The config: exit 2; says nothing about the manager.
+    Config,
+    /// The manager could not be used (unreachable, 5xx, 429, an answer off
+    /// the protocol): exit 69, and a back-off.
+    Manager,
+    /// A download was cut (network, server, too slow): a back-off; the bin
+    /// failed (exit 1) and its download resumes next run.
+    Transfer,
+    /// This host, the operator's request or a refusal (4xx, a rejected
+    /// download): exit 1; says nothing about the manager.
+    Local,
 }
 
 impl fmt::Display for Error {
