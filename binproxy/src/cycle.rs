@@ -161,7 +161,9 @@ fn run_locked(
     if agent.state != saved && !unreachable {
         agent.state.save(&config.state_dir)?;
     }
-    backoff::after_cycle(&config.state_dir, backoff_of(&agent, &outcome))?;
+    let trouble = agent.trouble.as_deref();
+    let cycle = backoff::Cycle::of(&outcome, trouble, agent.manager.retry_after());
+    backoff::after_cycle(&config.state_dir, cycle)?;
     if bound.timed_out() {
         // Whatever the steps said about being stopped, the cause is this.
         return Err(Error::CycleTimeout {
@@ -184,7 +186,7 @@ fn run_locked(
 /// Whether a back-off forbids contacting the manager now (logged once).
 fn backing_off(config: &Config) -> Result<bool> {
     let now = crate::state::now_unix();
-    let Some(b) = backoff_in_force(config, now)? else {
+    let Some(b) = backoff::in_force(&config.state_dir, now)? else {
         return Ok(false);
     };
     log::warn!(
@@ -193,35 +195,6 @@ fn backing_off(config: &Config) -> Result<bool> {
         b.reason()
     );
     Ok(true)
-}
-
-/// The back-off that keeps a cycle from starting at `now`, if any. An update
-/// an earlier cycle left half-done is finished regardless.
-pub fn backoff_in_force(config: &Config, now: u64) -> Result<Option<backoff::Backoff>> {
-    let Some(b) = backoff::active(&config.state_dir, now)? else {
-        return Ok(None);
-    };
-    if !journal::pending(&config.state_dir)?.is_empty() {
-        log::warn!("backing off, but an interrupted update must be finished: running");
-        return Ok(None);
-    }
-    Ok(Some(b))
-}
-
-/// What this cycle means for the back-off.
-fn backoff_of(agent: &Agent, outcome: &Result<Vec<BinResult>>) -> backoff::Cycle {
-    let retry_after = agent.manager.retry_after();
-    let error = match outcome {
-        Err(e) if e.is_transient() => Some(e.to_string()),
-        Err(_) => return backoff::Cycle::Unknown,
-        Ok(_) => agent.trouble.clone().or_else(|| {
-            retry_after.map(|r| format!("the manager answered {} with Retry-After", r.status))
-        }),
-    };
-    match error {
-        Some(error) => backoff::Cycle::Failed { error, retry_after },
-        None => backoff::Cycle::Ok,
-    }
 }
 
 impl<'a> Agent<'a> {

@@ -55,7 +55,7 @@ pub fn run(
 /// When the back-off in force ends (logged), if one is.
 fn backoff_deadline(config: &Config) -> Option<Instant> {
     let now = crate::state::now_unix();
-    match cycle::backoff_in_force(config, now) {
+    match backoff::in_force(&config.state_dir, now) {
         Ok(Some(b)) => {
             log::warn!(
                 "backing off until {}: {}; sleeping",
