@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, Config};
-use crate::cycle::{self, Agent, BinResult, Exit};
+use crate::cycle::{self, Agent};
 use crate::error::Error;
+use crate::outcome::{BinResult, Exit};
 use crate::{daemon, lock, status};
 
 pub const USAGE: &str = "\

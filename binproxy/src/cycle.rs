@@ -14,51 +14,27 @@
 //! the same `settle`, `commit` and `roll_back` as a live update, so an update
 //! interrupted anywhere ends the same way it would have.
 
-use binproxy_protocol::{Installed, Keepalive, Progress, ProgressStatus, Target};
+use binproxy_protocol::{Installed, KeepaliveReply, Progress, ProgressStatus, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
-use crate::backoff;
-use crate::bounds;
 use crate::config::{BinConfig, Config};
 use crate::credential::{self, Credentials};
 use crate::error::{Error, Result};
 use crate::hashcache::{self, short};
-use crate::health;
 use crate::journal::{self, Entry, Phase};
-use crate::lock;
 use crate::manager::Manager;
+use crate::outcome::{log_action, BinResult, Exit};
 use crate::report::{Outbox, Report};
-use crate::state::State;
-use crate::swap;
-use crate::{fetch, fsutil, hooks, hygiene, logging, verify};
+use crate::state::{now_ms, State};
+use crate::{backoff, bounds, fetch, fsutil, health, hooks, host, hygiene, lock, swap, verify};
 
 mod maintenance;
+/// Kept at this path for the end-to-end tests.
+pub use crate::splay::offset as splay_offset;
 pub use maintenance::{closed_until, is_staged};
-
-/// How a bin ended a cycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BinResult {
-    OnTarget,
-    NoTarget,
-    /// Not on target, deliberately left alone (maintenance window, stop).
-    Skipped(String),
-    /// Not on target because a failure is still in force: the target is
-    /// quarantined here, or its download backs off. A failure for the exit
-    /// status (1), on every run until it clears, so monitoring keeps seeing it.
-    Held(String),
-    Updated,
-    Failed(String),
-    RolledBack(String),
-}
-
-impl BinResult {
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::RolledBack(_) | Self::Held(_))
-    }
-}
 
 /// Where a swapped-in file came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,19 +56,6 @@ enum Step<T> {
 struct Staged {
     path: PathBuf,
     origin: Origin,
-}
-
-/// The process exit codes of `run` and `rollback`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// All bins on target or nothing to do, or another run holds the lock.
-    Done = 0,
-    /// A bin failed or was rolled back.
-    Failed = 1,
-    /// Usage or config error.
-    Usage = 2,
-    /// The manager could not be reached; nothing changed on disk.
-    Unreachable = 69,
 }
 
 /// The state of one cycle.
@@ -149,7 +112,7 @@ fn run_locked(
     let saved = agent.state.clone();
     let mut failed = agent.recover()?.iter().any(BinResult::is_failure);
     if splay {
-        sleep_interruptible(splay_offset(&config.node_id, config.splay), stop);
+        crate::splay::sleep(crate::splay::offset(&config.node_id, config.splay), stop);
     }
     bound.start();
     let outcome = agent.update_all();
@@ -286,23 +249,8 @@ impl<'a> Agent<'a> {
         &self,
         locals: &BTreeMap<String, Option<String>>,
         proposed_secret: Option<&str>,
-    ) -> Result<binproxy_protocol::KeepaliveReply> {
-        let body = Keepalive {
-            node_id: self.config.node_id.clone(),
-            cpu_arch: std::env::consts::ARCH.into(),
-            os: std::env::consts::OS.into(),
-            os_release: os_release(),
-            node_name: hostname(),
-            bin_proxy_version: env!("CARGO_PKG_VERSION").into(),
-            labels: self.config.labels.clone(),
-            bins: Some(
-                locals
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
-                    .collect(),
-            ),
-            proposed_secret: proposed_secret.map(|s| binproxy_protocol::Secret(s.to_owned())),
-        };
+    ) -> Result<KeepaliveReply> {
+        let body = host::keepalive(self.config, locals, proposed_secret);
         self.manager.keepalive(&body)
     }
 
@@ -539,7 +487,7 @@ impl<'a> Agent<'a> {
 
     /// The new version is healthy: record it, prune, report, forget the journal.
     fn commit(&mut self, bin: &BinConfig, entry: &Entry) -> Result<BinResult> {
-        let target = target_of(entry);
+        let target = entry.target();
         let st = self.state.bin(&bin.name);
         st.backoff = None;
         if entry.manual {
@@ -618,7 +566,7 @@ impl<'a> Agent<'a> {
         journal::advance(&self.config.state_dir, &mut entry, Phase::RollingBack)?;
         match &entry.kept {
             Some(kept) => swap::restore(kept, &bin.path)?,
-            None => remove_new_file(&bin.path)?,
+            None => swap::remove_new(&bin.path)?,
         }
         self.state.bin(&bin.name).hash = entry
             .previous_sha
@@ -632,7 +580,7 @@ impl<'a> Agent<'a> {
             None => "there was no previous version; the new file was removed".to_owned(),
         };
         let message = format!("{reason}; rolled back: {previous_health}");
-        let target = target_of(&entry);
+        let target = entry.target();
         let st = self.state.bin(&bin.name);
         st.quarantine(&entry.target_sha, reason);
         st.record("rolled_back", &entry.target_sha, &message);
@@ -814,115 +762,12 @@ impl<'a> Agent<'a> {
     }
 }
 
-/// The target a journal entry was working towards.
-fn target_of(entry: &Entry) -> Target {
-    Target {
-        bin_name: entry.bin.clone(),
-        version: entry.target_version.clone(),
-        sha256sum: entry.target_sha.clone(),
-        size: 0,
-        url: String::new(),
-        reason: None,
-        signature: None,
-    }
-}
-
-/// Rolling back a first install: there was no file, so there is none again.
-fn remove_new_file(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => fsutil::sync_dir(fsutil::parent(path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, "remove failed new version")(e)),
-    }
-}
-
-/// The one line ending an action on a bin (see [`logging::Action`]); a bin
-/// found on its target, or with none, is a `check`.
-pub fn log_action(
-    bin: &str,
-    action: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    result: &BinResult,
-    took: Duration,
-) {
-    use log::Level::{Error as E, Info, Warn};
-    let (action, outcome, level, reason) = match result {
-        BinResult::OnTarget => ("check", "on_target", Info, None),
-        BinResult::NoTarget => ("check", "no_target", Info, None),
-        BinResult::Skipped(why) => (action, "skipped", Warn, Some(why.as_str())),
-        BinResult::Held(why) => (action, "skipped", E, Some(why.as_str())),
-        BinResult::Updated => (action, "ok", Info, None),
-        BinResult::Failed(why) => (action, "failed", E, Some(why.as_str())),
-        BinResult::RolledBack(why) => (action, "rolled_back", E, Some(why.as_str())),
-    };
-    let line = logging::Action {
-        bin,
-        action,
-        from,
-        to,
-        outcome,
-        took,
-        reason,
-    };
-    log::log!(level, "{line}");
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// This node's fixed offset within `splay`: the same every run, different
-/// across nodes, so a fleet on `* * * * *` spreads over the window.
-pub fn splay_offset(node_id: &str, splay: Duration) -> Duration {
-    use sha2::{Digest, Sha256};
-    let ms = u64::try_from(splay.as_millis()).unwrap_or(u64::MAX);
-    if ms == 0 {
-        return Duration::ZERO;
-    }
-    let digest = Sha256::digest(node_id.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    Duration::from_millis(u64::from_be_bytes(first) % ms)
-}
-
-/// Sleeps, returning early when asked to stop.
-pub fn sleep_interruptible(d: Duration, stop: &AtomicBool) {
-    let deadline = std::time::Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
-    }
-}
-
-fn os_release() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_owned())
-            })
-        })
-        .unwrap_or_default()
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::HealthConfig;
     use std::fs;
+    use std::time::Duration;
 
     /// A node whose manager is not listening: reports go to the outbox.
     struct Node {
@@ -1100,21 +945,5 @@ mod tests {
         assert_eq!(results, [BinResult::Updated]);
         assert_eq!(fs::read(&live).unwrap(), b"new");
         assert_eq!(state.bins["svc"].last.as_ref().unwrap().status, "success");
-    }
-
-    #[test]
-    fn splay_is_deterministic_and_bounded() {
-        let s = Duration::from_secs(30);
-        assert_eq!(splay_offset("web-01", s), splay_offset("web-01", s));
-        assert!(splay_offset("web-01", s) < s);
-        assert_eq!(splay_offset("web-01", Duration::ZERO), Duration::ZERO);
-        let distinct: std::collections::HashSet<_> = (0..100)
-            .map(|i| splay_offset(&format!("n{i}"), s))
-            .collect();
-        assert!(
-            distinct.len() > 90,
-            "offsets should spread: {}",
-            distinct.len()
-        );
     }
 }

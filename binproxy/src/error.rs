@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use binproxy_protocol::NameError;
 
-use crate::cycle::Exit;
 use crate::hashcache::short;
+use crate::outcome::Exit;
 
 #[derive(Debug)]
 pub enum Error {
