@@ -1,20 +1,25 @@
 //! One cycle of the agent, each step a named function:
 //!
-//! 1. [`lock`](crate::lock) — one agent at a time;
-//! 2. [`Agent::recover`] — finish or undo what an interrupted cycle left;
+//! 1. [`lock`](crate::lock) — one agent at a time; a [`backoff`] in force
+//!    ends the run here, and [`splay`](crate::splay) spreads the fleet;
+//! 2. [`Agent::recover`] — finish or undo what an interrupted cycle left
+//!    (`cycle/recover.rs`);
 //! 3. [`Agent::keepalive`] — one request: who we are, what we run, our targets;
 //! 4. [`Agent::local_hashes`] — sha256 on disk, from the cache when unchanged;
-//! 5. [`Agent::decide`] — on target, quarantined, backing off, or update;
+//! 5. [`Agent::decide`] — on target, quarantined, backing off, outside the
+//!    maintenance window (`cycle/maintenance.rs`), or update;
 //! 6. and 7. [`Agent::stage`] — download, verify, preflight;
 //! 8. and 9. [`Agent::swap_in`] — keep the current file, rename the new one in;
 //! 10. [`Agent::settle`] — restart, health check, then commit or roll back;
-//! 11. reports through the [`Outbox`].
+//! 11. reports through the [`Outbox`] (`cycle/record.rs`).
 //!
 //! The journal is written before each irreversible step, and recovery runs
 //! the same `settle`, `commit` and `roll_back` as a live update, so an update
-//! interrupted anywhere ends the same way it would have.
+//! interrupted anywhere ends the same way it would have. An operator's
+//! `binproxy rollback` ([`Agent::manual_rollback`], `cycle/rollback.rs`)
+//! takes the same path from step 8 on.
 
-use binproxy_protocol::{Installed, KeepaliveReply, Progress, ProgressStatus, Target};
+use binproxy_protocol::{Installed, KeepaliveReply, ProgressStatus, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +37,12 @@ use crate::state::{now_ms, State};
 use crate::{backoff, bounds, fetch, fsutil, health, hooks, host, hygiene, lock, swap, verify};
 
 mod maintenance;
+mod record;
+mod recover;
+mod rollback;
+#[cfg(test)]
+mod tests;
+
 /// Kept at this path for the end-to-end tests.
 pub use crate::splay::offset as splay_offset;
 pub use maintenance::{closed_until, is_staged};
@@ -395,33 +406,6 @@ impl<'a> Agent<'a> {
         }))
     }
 
-    /// Records and reports a failure before the swap; the live file is untouched.
-    fn fail(
-        &mut self,
-        bin: &BinConfig,
-        target: &Target,
-        local: Option<&str>,
-        started_ms: u64,
-        message: &str,
-        quarantine: bool,
-    ) -> Result<BinResult> {
-        let st = self.state.bin(&bin.name);
-        st.record("failed", &target.sha256sum, message);
-        if quarantine {
-            st.quarantine(&target.sha256sum, message);
-            self.persist()?;
-        }
-        self.report(
-            bin,
-            target,
-            local,
-            ProgressStatus::Failed,
-            started_ms,
-            Some(message),
-        )?;
-        Ok(BinResult::Failed(message.to_owned()))
-    }
-
     /// Steps 8 and 9: keep the current file, journal, rename the new one in.
     fn swap_in(
         &mut self,
@@ -487,32 +471,11 @@ impl<'a> Agent<'a> {
 
     /// The new version is healthy: record it, prune, report, forget the journal.
     fn commit(&mut self, bin: &BinConfig, entry: &Entry) -> Result<BinResult> {
-        let target = entry.target();
-        let st = self.state.bin(&bin.name);
-        st.backoff = None;
+        self.state.bin(&bin.name).backoff = None;
         if entry.manual {
-            let left = entry.previous_sha.clone().unwrap_or_default();
-            let message = format!(
-                "operator rolled back from {} to {}",
-                short(&left),
-                short(&entry.target_sha)
-            );
-            st.record("rolled_back", &left, &message);
-            // The version left behind must not come straight back next run.
-            st.quarantine(&left, "rolled back by the operator");
-            let from = Target {
-                sha256sum: left,
-                ..target.clone()
-            };
-            self.report(
-                bin,
-                &from,
-                None,
-                ProgressStatus::RolledBack,
-                entry.started_ms,
-                Some(&message),
-            )?;
+            self.record_operator_rollback(bin, entry)?;
         } else {
+            let st = self.state.bin(&bin.name);
             let message = format!("version {} healthy", entry.target_version);
             st.record("success", &entry.target_sha, &message);
             if let Some(t) = entry.signed_timestamp {
@@ -521,7 +484,7 @@ impl<'a> Agent<'a> {
             let from = entry.previous_sha.as_deref();
             self.report(
                 bin,
-                &target,
+                &entry.target(),
                 from,
                 ProgressStatus::Success,
                 entry.started_ms,
@@ -596,354 +559,5 @@ impl<'a> Agent<'a> {
         self.persist()?;
         journal::clear(&self.config.state_dir, &bin.name)?;
         Ok(BinResult::RolledBack(message))
-    }
-
-    /// Step 2: finish or undo every update an earlier cycle left half-done.
-    pub fn recover(&mut self) -> Result<Vec<BinResult>> {
-        let mut results = Vec::new();
-        for entry in journal::pending(&self.config.state_dir)? {
-            let Some(bin) = self.bin_config(&entry.bin) else {
-                log::warn!(
-                    "journal names bin {:?}, which the config no longer lists; left as it is",
-                    entry.bin
-                );
-                continue;
-            };
-            log::info!(
-                "{}: finishing an interrupted update ({:?}) to {}",
-                bin.name,
-                entry.phase,
-                short(&entry.target_sha)
-            );
-            let (from, to) = (entry.previous_sha.clone(), entry.target_sha.clone());
-            let started = Instant::now();
-            let result = self.recover_one(bin, entry)?;
-            let took = started.elapsed();
-            log_action(
-                &bin.name,
-                "recover",
-                from.as_deref(),
-                Some(&to),
-                &result,
-                took,
-            );
-            results.push(result);
-        }
-        for bin in &self.config.bins {
-            if journal::read(&self.config.state_dir, &bin.name)?.is_none() {
-                fetch::remove_strays_except_parts(&bin.path)?;
-            }
-        }
-        Ok(results)
-    }
-
-    fn recover_one(&mut self, bin: &BinConfig, mut entry: Entry) -> Result<BinResult> {
-        match entry.phase {
-            Phase::Swapping => {
-                let live = hashcache::local_hash(&bin.path, None)?.sha256;
-                if live.as_deref() == Some(entry.target_sha.as_str()) {
-                    journal::advance(&self.config.state_dir, &mut entry, Phase::Swapped)?;
-                    self.settle(bin, entry)
-                } else {
-                    // The rename never happened: the old file is live and intact.
-                    let _ = std::fs::remove_file(&entry.staged);
-                    journal::clear(&self.config.state_dir, &bin.name)?;
-                    Ok(BinResult::Skipped(
-                        "interrupted before the swap; retried when next due".into(),
-                    ))
-                }
-            }
-            Phase::Swapped => self.settle(bin, entry),
-            Phase::Healthy => self.commit(bin, &entry),
-            Phase::RollingBack => {
-                let reason = entry.reason.clone().unwrap_or_else(|| "unhealthy".into());
-                self.roll_back(bin, entry, &reason)
-            }
-        }
-    }
-
-    /// `binproxy rollback`: swap a kept version back in, with the same journal,
-    /// health check and automatic undo as an update.
-    pub fn manual_rollback(&mut self, bin: &BinConfig, to: Option<&str>) -> Result<BinResult> {
-        let local = self.local_hash(bin)?;
-        let st = self.state.bin(&bin.name);
-        let to = match to {
-            Some(sha) => sha.to_owned(),
-            None => st
-                .kept
-                .iter()
-                .rev()
-                .find(|s| Some(s.as_str()) != local.as_deref())
-                .cloned()
-                .ok_or_else(|| Error::NoKeptVersion {
-                    bin: bin.name.clone(),
-                    wanted: None,
-                })?,
-        };
-        if local.as_deref() == Some(to.as_str()) {
-            return Err(Error::AlreadyLive {
-                bin: bin.name.clone(),
-                sha: to,
-            });
-        }
-        let kept = swap::kept_path(&self.config.state_dir, &bin.name, &to);
-        if !kept.exists() {
-            return Err(Error::NoKeptVersion {
-                bin: bin.name.clone(),
-                wanted: Some(to),
-            });
-        }
-        let started_ms = now_ms();
-        let started = Instant::now();
-        let staged = swap::stage_kept(&kept, &bin.path)?;
-        swap::prepare(&staged, &bin.path, bin.mode)?;
-        let target = Target {
-            bin_name: bin.name.clone(),
-            version: format!("kept {}", short(&to)),
-            sha256sum: to.clone(),
-            size: 0,
-            url: String::new(),
-            reason: None,
-            signature: None,
-        };
-        let entry = self.swap_in(
-            bin,
-            &target,
-            local.as_deref(),
-            &staged,
-            started_ms,
-            Origin::Manual,
-        )?;
-        let result = self.settle(bin, entry)?;
-        self.state.save(&self.config.state_dir)?;
-        let took = started.elapsed();
-        log_action(
-            &bin.name,
-            "rollback",
-            local.as_deref(),
-            Some(&to),
-            &result,
-            took,
-        );
-        Ok(result)
-    }
-
-    /// Saves the state now: a quarantine or outcome must be on disk before
-    /// the journal entry that would otherwise recreate it is cleared.
-    fn persist(&self) -> Result<()> {
-        self.state.save(&self.config.state_dir)
-    }
-
-    /// Queues a progress report and tries to send it.
-    fn report(
-        &self,
-        bin: &BinConfig,
-        target: &Target,
-        from: Option<&str>,
-        status: ProgressStatus,
-        started_ms: u64,
-        message: Option<&str>,
-    ) -> Result<()> {
-        self.send(&Report::Progress {
-            bin: bin.name.clone(),
-            body: Progress {
-                node_id: self.config.node_id.clone(),
-                target_hash: target.sha256sum.clone(),
-                status,
-                processing_time_ms: now_ms().saturating_sub(started_ms),
-                from_hash: from.map(str::to_owned),
-                message: message.map(str::to_owned),
-            },
-        })
-    }
-
-    fn send(&self, report: &Report) -> Result<()> {
-        self.outbox.send(&self.manager, report)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::HealthConfig;
-    use std::fs;
-    use std::time::Duration;
-
-    /// A node whose manager is not listening: reports go to the outbox.
-    struct Node {
-        dir: PathBuf,
-        config: Config,
-    }
-
-    impl Node {
-        fn new(tag: &str, healthy: bool) -> Node {
-            let dir = std::env::temp_dir().join(format!("bp-recover-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("bin")).unwrap();
-            let health = HealthConfig {
-                command: Some(vec![if healthy { "true" } else { "false" }.into()]),
-                http: None,
-                timeout: Duration::from_secs(5),
-                retries: 1,
-                interval: Duration::ZERO,
-            };
-            let config = Config {
-                manager_url: "http://127.0.0.1:9".into(),
-                node_id: "unit".into(),
-                labels: BTreeMap::new(),
-                state_dir: dir.join("state"),
-                splay: Duration::ZERO,
-                timeout: Duration::from_secs(1),
-                download_min_rate: 0,
-                download_min_rate_window: Duration::from_secs(1),
-                cycle_timeout: Duration::from_secs(60),
-                trusted_keys: Vec::new(),
-                allow_downgrade: false,
-                enroll_token_file: None,
-                ca_file: None,
-                ca_roots: Vec::new(),
-                windows: binproxy_protocol::window::Windows::default(),
-                prestage: false,
-                bins: vec![BinConfig {
-                    name: "svc".into(),
-                    path: dir.join("bin/svc"),
-                    mode: None,
-                    preflight: None,
-                    restart: None,
-                    health: Some(health),
-                    keep: 3,
-                }],
-            };
-            fsutil::ensure_dir(&config.state_dir).unwrap();
-            Node { dir, config }
-        }
-
-        fn live(&self) -> PathBuf {
-            self.config.bins[0].path.clone()
-        }
-
-        /// Old bytes kept, new bytes at `new_at`; returns the journal entry.
-        fn prepare(&self, phase: Phase, new_at: &Path) -> Entry {
-            let (old, new) = (b"old".as_slice(), b"new".as_slice());
-            let (old_sha, new_sha) = (sha(old), sha(new));
-            let kept = swap::kept_path(&self.config.state_dir, "svc", &old_sha);
-            fs::create_dir_all(kept.parent().unwrap()).unwrap();
-            fs::write(&kept, old).unwrap();
-            fs::write(self.live(), old).unwrap();
-            fs::write(new_at, new).unwrap();
-            let entry = Entry {
-                bin: "svc".into(),
-                phase,
-                target_sha: new_sha,
-                target_version: "2".into(),
-                staged: self.dir.join("bin/.svc.binproxy-staged.part"),
-                previous_sha: Some(old_sha),
-                kept: Some(kept),
-                started_ms: now_ms(),
-                reason: Some("unhealthy".into()),
-                manual: false,
-                signed_timestamp: None,
-            };
-            journal::write(&self.config.state_dir, &entry).unwrap();
-            entry
-        }
-
-        fn recover(&self) -> (Vec<BinResult>, State) {
-            let stop = AtomicBool::new(false);
-            let mut agent = Agent::new(&self.config, &stop).unwrap();
-            let results = agent.recover().unwrap();
-            (results, agent.state)
-        }
-    }
-
-    impl Drop for Node {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn sha(b: &[u8]) -> String {
-        use sha2::{Digest, Sha256};
-        binproxy_protocol::hex(&Sha256::digest(b))
-    }
-
-    #[test]
-    fn swapping_before_the_rename_keeps_the_old_file_and_drops_the_staged_one() {
-        let n = Node::new("swapping-old", true);
-        let staged = n.dir.join("bin/.svc.binproxy-staged.part");
-        let entry = n.prepare(Phase::Swapping, &staged);
-        let (results, _) = n.recover();
-        assert!(
-            matches!(results[..], [BinResult::Skipped(_)]),
-            "{results:?}"
-        );
-        assert_eq!(fs::read(n.live()).unwrap(), b"old");
-        assert!(!entry.staged.exists());
-        assert!(journal::read(&n.config.state_dir, "svc").unwrap().is_none());
-    }
-
-    #[test]
-    fn swapping_after_the_rename_settles_like_a_live_update() {
-        let n = Node::new("swapping-new", true);
-        let live = n.live();
-        n.prepare(Phase::Swapping, &live);
-        let (results, state) = n.recover();
-        assert_eq!(results, [BinResult::Updated]);
-        assert_eq!(fs::read(n.live()).unwrap(), b"new");
-        assert_eq!(state.bins["svc"].last.as_ref().unwrap().status, "success");
-        assert!(journal::read(&n.config.state_dir, "svc").unwrap().is_none());
-        assert!(
-            !Outbox::new(&n.config.state_dir).is_empty(),
-            "reports queued for later"
-        );
-    }
-
-    #[test]
-    fn swapped_and_unhealthy_rolls_back_and_quarantines() {
-        let n = Node::new("swapped-bad", false);
-        let live = n.live();
-        let entry = n.prepare(Phase::Swapped, &live);
-        let (results, state) = n.recover();
-        assert!(
-            matches!(results[..], [BinResult::RolledBack(_)]),
-            "{results:?}"
-        );
-        assert_eq!(fs::read(n.live()).unwrap(), b"old");
-        assert!(state.bins["svc"].quarantine_of(&entry.target_sha).is_some());
-        // Persisted before the journal went: a crash now would not lose it.
-        let on_disk = State::load(&n.config.state_dir).unwrap();
-        assert!(on_disk.bins["svc"]
-            .quarantine_of(&entry.target_sha)
-            .is_some());
-        assert!(journal::read(&n.config.state_dir, "svc").unwrap().is_none());
-    }
-
-    #[test]
-    fn rolling_back_is_finished_even_if_the_restore_already_happened() {
-        let n = Node::new("rolling", true);
-        let live = n.live();
-        let entry = n.prepare(Phase::RollingBack, &live);
-        let kept = entry.kept.clone().unwrap();
-        swap::restore(&kept, &live).unwrap();
-        let (results, state) = n.recover();
-        assert!(
-            matches!(results[..], [BinResult::RolledBack(_)]),
-            "{results:?}"
-        );
-        assert_eq!(fs::read(&live).unwrap(), b"old");
-        assert_eq!(fs::read(&kept).unwrap(), b"old", "the kept copy stays");
-        assert!(state.bins["svc"].quarantine_of(&entry.target_sha).is_some());
-    }
-
-    #[test]
-    fn healthy_only_needs_the_bookkeeping() {
-        let n = Node::new("healthy", false);
-        let live = n.live();
-        n.prepare(Phase::Healthy, &live);
-        // The health check would fail now; a Healthy entry must not run it.
-        let (results, state) = n.recover();
-        assert_eq!(results, [BinResult::Updated]);
-        assert_eq!(fs::read(&live).unwrap(), b"new");
-        assert_eq!(state.bins["svc"].last.as_ref().unwrap().status, "success");
     }
 }
