@@ -6,6 +6,8 @@
 //! and the time is kept in `state_dir/backoff.json` (written crash-safe through
 //! [`fsutil::write_json`]). A cron run started earlier exits at once without a
 //! request; the daemon sleeps until then. A successful cycle removes the file.
+//! Which failures count is decided by the error's variant ([`Cycle::of`],
+//! through [`Error::is_transient`]), never by its text.
 //!
 //! Waits: the manager's `Retry-After`, capped at [`MAX_RETRY_AFTER`] so a bad
 //! manager cannot silence a fleet for a year; otherwise exponential from
@@ -17,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::state::now_unix;
+use crate::{fsutil, journal};
 
 /// The first wait after a failure (before jitter).
 pub const BASE: Duration = Duration::from_secs(60);
@@ -66,6 +68,31 @@ pub enum Cycle {
     Unknown,
 }
 
+impl Cycle {
+    /// What a cycle that ended with `outcome` means for the back-off. An
+    /// error backs off when it is on the manager's or the network's account
+    /// ([`Error::is_transient`]) and says nothing otherwise. A cycle that went
+    /// through backs off when a download met such `trouble` or the manager
+    /// asked to wait (`retry_after`), and clears the back-off otherwise.
+    pub fn of<T>(
+        outcome: &Result<T>,
+        trouble: Option<&str>,
+        retry_after: Option<RetryAfter>,
+    ) -> Cycle {
+        let error = match outcome {
+            Err(e) if e.is_transient() => Some(e.to_string()),
+            Err(_) => return Cycle::Unknown,
+            Ok(_) => trouble.map(str::to_owned).or_else(|| {
+                retry_after.map(|r| format!("the manager answered {} with Retry-After", r.status))
+            }),
+        };
+        match error {
+            Some(error) => Cycle::Failed { error, retry_after },
+            None => Cycle::Ok,
+        }
+    }
+}
+
 pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("backoff.json")
 }
@@ -90,6 +117,19 @@ pub fn active(state_dir: &Path, now: u64) -> Result<Option<Backoff>> {
         }
         left => left.is_some(),
     }))
+}
+
+/// The back-off that keeps a cycle from starting at `now`, if any. An update
+/// an earlier cycle left half-done is finished regardless.
+pub fn in_force(state_dir: &Path, now: u64) -> Result<Option<Backoff>> {
+    let Some(b) = active(state_dir, now)? else {
+        return Ok(None);
+    };
+    if !journal::pending(state_dir)?.is_empty() {
+        log::warn!("backing off, but an interrupted update must be finished: running");
+        return Ok(None);
+    }
+    Ok(Some(b))
 }
 
 /// Records a cycle's outcome: a failure moves the next contact out (and

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, Config};
-use crate::cycle::{self, Agent, BinResult, Exit};
+use crate::cycle::{self, Agent};
 use crate::error::Error;
+use crate::outcome::{BinResult, Exit};
 use crate::{daemon, lock, status};
 
 pub const USAGE: &str = "\
@@ -204,17 +205,9 @@ fn with_config(
     }
     match f(&config, &stop) {
         Ok(exit) => exit,
-        Err(e @ Error::Config { .. }) => {
-            log::error!("{e}");
-            Exit::Usage
-        }
-        Err(e @ Error::Unreachable { .. }) => {
-            log::error!("{e}");
-            Exit::Unreachable
-        }
         Err(e) => {
             log::error!("{e}");
-            Exit::Failed
+            e.exit()
         }
     }
 }
@@ -233,7 +226,10 @@ fn find_bin<'c>(config: &'c Config, bin: &str) -> Result<&'c config::BinConfig, 
 fn show_status(config: &Config, json: bool, offline: bool) -> Result<Exit, Error> {
     let s = status::gather(config, offline)?;
     if json {
-        let text = serde_json::to_string_pretty(&s).map_err(|e| Error::Other(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&s).map_err(|source| Error::Encode {
+            what: "the status".into(),
+            source,
+        })?;
         println!("{text}");
     } else {
         print!("{}", status::render(&s));
@@ -250,9 +246,7 @@ fn rollback(
     let bin = find_bin(config, bin)?;
     crate::fsutil::ensure_dir(&config.state_dir)?;
     let Some(_lock) = lock::try_lock(&config.state_dir)? else {
-        return Err(Error::Other(
-            "another binproxy run holds the lock; try again when it ends".into(),
-        ));
+        return Err(Error::Locked);
     };
     let mut agent = Agent::new(config, stop)?;
     agent.recover()?;
@@ -277,9 +271,7 @@ fn rollback(
 fn unquarantine(config: &Config, bin: &str, sha: Option<&str>) -> Result<Exit, Error> {
     find_bin(config, bin)?;
     let Some(_lock) = lock::try_lock(&config.state_dir)? else {
-        return Err(Error::Other(
-            "another binproxy run holds the lock; try again when it ends".into(),
-        ));
+        return Err(Error::Locked);
     };
     let mut state = crate::state::State::load(&config.state_dir)?;
     let st = state.bin(bin);

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use binproxy_protocol::KeepaliveReply;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SecretLoss};
 use crate::fsutil;
 
 /// The file under the state dir that holds the node's secret.
@@ -110,11 +110,10 @@ pub fn load_node_secret(state_dir: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let secret = text.trim();
-            check_secret(secret).map_err(|why| {
-                Error::Other(format!(
-                    "{}: {why}; delete it to enroll again",
-                    path.display()
-                ))
+            check_secret(secret).map_err(|problem| Error::BadSecretFile {
+                path,
+                problem,
+                remedy: "delete it to enroll again",
             })?;
             Ok(Some(secret.to_owned()))
         }
@@ -136,10 +135,11 @@ pub fn proposal(state_dir: &Path) -> Result<String> {
         Ok(text) => {
             let secret = text.trim();
             if !binproxy_protocol::Secret::well_formed(secret) {
-                return Err(Error::Other(format!(
-                    "{}: not 64 lowercase hex digits; delete it to make a new secret",
-                    path.display()
-                )));
+                return Err(Error::BadSecretFile {
+                    path,
+                    problem: "not 64 lowercase hex digits".into(),
+                    remedy: "delete it to make a new secret",
+                });
             }
             Ok(secret.to_owned())
         }
@@ -165,14 +165,13 @@ pub fn conclude(
     let pending = state_dir.join(PENDING_SECRET_FILE);
     if let Some(secret) = &reply.node_secret {
         // A manager older than proposals made the secret: it was sent once.
-        let lost = |why: String| {
-            Error::Other(format!(
-                "the manager enrolled node {node_id} but its secret could not be kept ({why}); \
-                 revoke it with manager-lite node revoke {node_id} so that it can enroll again"
-            ))
+        let lost = |cause| Error::SecretNotKept {
+            node_id: node_id.to_owned(),
+            cause,
         };
-        check_secret(secret).map_err(|why| lost(format!("the secret sent is unusable: {why}")))?;
-        store_node_secret(state_dir, secret).map_err(|e| lost(e.to_string()))?;
+        check_secret(secret).map_err(|why| lost(SecretLoss::Unusable(why)))?;
+        store_node_secret(state_dir, secret)
+            .map_err(|e| lost(SecretLoss::NotStored(Box::new(e))))?;
         match std::fs::remove_file(&pending) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 log::warn!("{}: cannot remove: {e}", pending.display());
@@ -189,13 +188,11 @@ pub fn conclude(
         return Ok(None);
     }
     let path = node_secret_path(state_dir);
-    std::fs::rename(&pending, &path).map_err(|e| {
-        Error::Other(format!(
-            "node {node_id} is enrolled, but {} could not be renamed to {}: {e}; \
-             the next run enrolls again with the same secret",
-            pending.display(),
-            path.display()
-        ))
+    std::fs::rename(&pending, &path).map_err(|source| Error::EnrollmentNotSaved {
+        node_id: node_id.to_owned(),
+        pending: pending.clone(),
+        path: path.clone(),
+        source,
     })?;
     fsutil::sync_dir(state_dir)?;
     log::info!(

@@ -1,64 +1,51 @@
 //! One cycle of the agent, each step a named function:
 //!
-//! 1. [`lock`](crate::lock) — one agent at a time;
-//! 2. [`Agent::recover`] — finish or undo what an interrupted cycle left;
+//! 1. [`lock`](crate::lock) — one agent at a time; a [`backoff`] in force
+//!    ends the run here, and [`splay`](crate::splay) spreads the fleet;
+//! 2. [`Agent::recover`] — finish or undo what an interrupted cycle left
+//!    (`cycle/recover.rs`);
 //! 3. [`Agent::keepalive`] — one request: who we are, what we run, our targets;
 //! 4. [`Agent::local_hashes`] — sha256 on disk, from the cache when unchanged;
-//! 5. [`Agent::decide`] — on target, quarantined, backing off, or update;
+//! 5. [`Agent::decide`] — on target, quarantined, backing off, outside the
+//!    maintenance window (`cycle/maintenance.rs`), or update;
 //! 6. and 7. [`Agent::stage`] — download, verify, preflight;
 //! 8. and 9. [`Agent::swap_in`] — keep the current file, rename the new one in;
 //! 10. [`Agent::settle`] — restart, health check, then commit or roll back;
-//! 11. reports through the [`Outbox`].
+//! 11. reports through the [`Outbox`] (`cycle/record.rs`).
 //!
 //! The journal is written before each irreversible step, and recovery runs
 //! the same `settle`, `commit` and `roll_back` as a live update, so an update
-//! interrupted anywhere ends the same way it would have.
+//! interrupted anywhere ends the same way it would have. An operator's
+//! `binproxy rollback` ([`Agent::manual_rollback`], `cycle/rollback.rs`)
+//! takes the same path from step 8 on.
 
-use binproxy_protocol::{Installed, Keepalive, Progress, ProgressStatus, Target};
+use binproxy_protocol::{Installed, KeepaliveReply, ProgressStatus, Target};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
-use crate::backoff;
-use crate::bounds;
 use crate::config::{BinConfig, Config};
 use crate::credential::{self, Credentials};
 use crate::error::{Error, Result};
 use crate::hashcache::{self, short};
-use crate::health;
 use crate::journal::{self, Entry, Phase};
-use crate::lock;
 use crate::manager::Manager;
+use crate::outcome::{log_action, BinResult, Exit};
 use crate::report::{Outbox, Report};
-use crate::state::State;
-use crate::swap;
-use crate::{fetch, fsutil, hooks, hygiene, logging, verify};
+use crate::state::{now_ms, State};
+use crate::{backoff, bounds, fetch, fsutil, health, hooks, host, hygiene, lock, swap, verify};
 
 mod maintenance;
+mod record;
+mod recover;
+mod rollback;
+#[cfg(test)]
+mod tests;
+
+/// Kept at this path for the end-to-end tests.
+pub use crate::splay::offset as splay_offset;
 pub use maintenance::{closed_until, is_staged};
-
-/// How a bin ended a cycle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BinResult {
-    OnTarget,
-    NoTarget,
-    /// Not on target, deliberately left alone (maintenance window, stop).
-    Skipped(String),
-    /// Not on target because a failure is still in force: the target is
-    /// quarantined here, or its download backs off. A failure for the exit
-    /// status (1), on every run until it clears, so monitoring keeps seeing it.
-    Held(String),
-    Updated,
-    Failed(String),
-    RolledBack(String),
-}
-
-impl BinResult {
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::RolledBack(_) | Self::Held(_))
-    }
-}
 
 /// Where a swapped-in file came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,17 +56,17 @@ pub enum Origin {
     Manual,
 }
 
-/// The process exit codes of `run` and `rollback`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// All bins on target or nothing to do, or another run holds the lock.
-    Done = 0,
-    /// A bin failed or was rolled back.
-    Failed = 1,
-    /// Usage or config error.
-    Usage = 2,
-    /// The manager could not be reached; nothing changed on disk.
-    Unreachable = 69,
+/// How a phase of one bin's update went: on to the next phase with what it
+/// made, or done early with the bin's result (refused, failed, stopped).
+enum Step<T> {
+    Continue(T),
+    Done(BinResult),
+}
+
+/// A verified, prepared new file beside the live one, ready to swap in.
+struct Staged {
+    path: PathBuf,
+    origin: Origin,
 }
 
 /// The state of one cycle.
@@ -136,17 +123,21 @@ fn run_locked(
     let saved = agent.state.clone();
     let mut failed = agent.recover()?.iter().any(BinResult::is_failure);
     if splay {
-        sleep_interruptible(splay_offset(&config.node_id, config.splay), stop);
+        crate::splay::sleep(crate::splay::offset(&config.node_id, config.splay), stop);
     }
     bound.start();
     let outcome = agent.update_all();
     // Unreachable promises that nothing changed on disk: what this run learnt
     // (a refreshed hash cache) is not worth breaking that for.
-    let unreachable = matches!(outcome, Err(Error::Unreachable { .. }));
+    let unreachable = outcome
+        .as_ref()
+        .is_err_and(|e| e.exit() == Exit::Unreachable);
     if agent.state != saved && !unreachable {
         agent.state.save(&config.state_dir)?;
     }
-    backoff::after_cycle(&config.state_dir, backoff_of(&agent, &outcome))?;
+    let trouble = agent.trouble.as_deref();
+    let cycle = backoff::Cycle::of(&outcome, trouble, agent.manager.retry_after());
+    backoff::after_cycle(&config.state_dir, cycle)?;
     if bound.timed_out() {
         // Whatever the steps said about being stopped, the cause is this.
         return Err(Error::CycleTimeout {
@@ -158,7 +149,7 @@ fn run_locked(
             failed |= results.iter().any(BinResult::is_failure);
             Ok(if failed { Exit::Failed } else { Exit::Done })
         }
-        Err(e @ Error::Unreachable { .. }) => {
+        Err(e) if e.exit() == Exit::Unreachable => {
             log::error!("{e}");
             Ok(Exit::Unreachable)
         }
@@ -169,7 +160,7 @@ fn run_locked(
 /// Whether a back-off forbids contacting the manager now (logged once).
 fn backing_off(config: &Config) -> Result<bool> {
     let now = crate::state::now_unix();
-    let Some(b) = backoff_in_force(config, now)? else {
+    let Some(b) = backoff::in_force(&config.state_dir, now)? else {
         return Ok(false);
     };
     log::warn!(
@@ -178,35 +169,6 @@ fn backing_off(config: &Config) -> Result<bool> {
         b.reason()
     );
     Ok(true)
-}
-
-/// The back-off that keeps a cycle from starting at `now`, if any. An update
-/// an earlier cycle left half-done is finished regardless.
-pub fn backoff_in_force(config: &Config, now: u64) -> Result<Option<backoff::Backoff>> {
-    let Some(b) = backoff::active(&config.state_dir, now)? else {
-        return Ok(None);
-    };
-    if !journal::pending(&config.state_dir)?.is_empty() {
-        log::warn!("backing off, but an interrupted update must be finished: running");
-        return Ok(None);
-    }
-    Ok(Some(b))
-}
-
-/// What this cycle means for the back-off.
-fn backoff_of(agent: &Agent, outcome: &Result<Vec<BinResult>>) -> backoff::Cycle {
-    let retry_after = agent.manager.retry_after();
-    let error = match outcome {
-        Err(e @ Error::Unreachable { .. }) => Some(e.to_string()),
-        Err(_) => return backoff::Cycle::Unknown,
-        Ok(_) => agent.trouble.clone().or_else(|| {
-            retry_after.map(|r| format!("the manager answered {} with Retry-After", r.status))
-        }),
-    };
-    match error {
-        Some(error) => backoff::Cycle::Failed { error, retry_after },
-        None => backoff::Cycle::Ok,
-    }
 }
 
 impl<'a> Agent<'a> {
@@ -298,23 +260,8 @@ impl<'a> Agent<'a> {
         &self,
         locals: &BTreeMap<String, Option<String>>,
         proposed_secret: Option<&str>,
-    ) -> Result<binproxy_protocol::KeepaliveReply> {
-        let body = Keepalive {
-            node_id: self.config.node_id.clone(),
-            cpu_arch: std::env::consts::ARCH.into(),
-            os: std::env::consts::OS.into(),
-            os_release: os_release(),
-            node_name: hostname(),
-            bin_proxy_version: env!("CARGO_PKG_VERSION").into(),
-            labels: self.config.labels.clone(),
-            bins: Some(
-                locals
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
-                    .collect(),
-            ),
-            proposed_secret: proposed_secret.map(|s| binproxy_protocol::Secret(s.to_owned())),
-        };
+    ) -> Result<KeepaliveReply> {
+        let body = host::keepalive(self.config, locals, proposed_secret);
         self.manager.keepalive(&body)
     }
 
@@ -385,23 +332,23 @@ impl<'a> Agent<'a> {
             started_ms,
             None,
         )?;
-        let (staged, origin) = match self.stage(bin, target, local, started_ms)? {
-            Ok(staged) => staged,
-            Err(result) => return Ok(result),
+        let staged = match self.stage(bin, target, local, started_ms)? {
+            Step::Continue(staged) => staged,
+            Step::Done(result) => return Ok(result),
         };
-        let entry = self.swap_in(bin, target, local, &staged, started_ms, origin)?;
+        let entry = self.swap_in(bin, target, local, &staged.path, started_ms, staged.origin)?;
         self.settle(bin, entry)
     }
 
-    /// Steps 6 and 7: a verified, prepared file beside the live one, or the
-    /// result that ends this bin's update.
+    /// Steps 6 and 7: a verified, prepared file beside the live one, or
+    /// [`Step::Done`] with the result that ends this bin's update.
     fn stage(
         &mut self,
         bin: &BinConfig,
         target: &Target,
         local: Option<&str>,
         started_ms: u64,
-    ) -> Result<Result<(PathBuf, Origin), BinResult>> {
+    ) -> Result<Step<Staged>> {
         fetch::remove_strays(&bin.path, Some(&target.sha256sum))?;
         let policy = verify::Policy {
             keys: &self.config.trusted_keys,
@@ -420,7 +367,7 @@ impl<'a> Agent<'a> {
                 );
                 return self
                     .fail(bin, target, local, started_ms, &message, false)
-                    .map(Err);
+                    .map(Step::Done);
             }
         };
 
@@ -428,19 +375,19 @@ impl<'a> Agent<'a> {
             match fetch::fetch(&self.manager, target, &bin.path, signed.as_ref(), self.stop) {
                 Ok(p) => p,
                 Err(e) if self.stop.load(Ordering::Relaxed) => {
-                    return Ok(Err(BinResult::Skipped(e.to_string())))
+                    return Ok(Step::Done(BinResult::Skipped(e.to_string())))
                 }
                 Err(e) => {
-                    if matches!(e, Error::Unreachable { .. } | Error::Transfer { .. }) {
-                        // Unreachable, 5xx, 429, cut or too slow: the server or the network,
-                        // not this file. Back off the manager too.
+                    if e.is_transient() {
+                        // The server or the network, not this file: back off
+                        // the manager too.
                         self.trouble.get_or_insert_with(|| e.to_string());
                     }
                     let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
                     let message = format!("{e}; next try in {}", humantime::format_duration(wait));
                     return self
                         .fail(bin, target, local, started_ms, &message, false)
-                        .map(Err);
+                        .map(Step::Done);
                 }
             };
         swap::prepare(&staged, &bin.path, bin.mode)?;
@@ -450,37 +397,13 @@ impl<'a> Agent<'a> {
                 let message = format!("preflight refused the new version: {e}");
                 return self
                     .fail(bin, target, local, started_ms, &message, true)
-                    .map(Err);
+                    .map(Step::Done);
             }
         }
-        Ok(Ok((staged, Origin::Update(signed.map(|s| s.timestamp)))))
-    }
-
-    /// Records and reports a failure before the swap; the live file is untouched.
-    fn fail(
-        &mut self,
-        bin: &BinConfig,
-        target: &Target,
-        local: Option<&str>,
-        started_ms: u64,
-        message: &str,
-        quarantine: bool,
-    ) -> Result<BinResult> {
-        let st = self.state.bin(&bin.name);
-        st.record("failed", &target.sha256sum, message);
-        if quarantine {
-            st.quarantine(&target.sha256sum, message);
-            self.persist()?;
-        }
-        self.report(
-            bin,
-            target,
-            local,
-            ProgressStatus::Failed,
-            started_ms,
-            Some(message),
-        )?;
-        Ok(BinResult::Failed(message.to_owned()))
+        Ok(Step::Continue(Staged {
+            path: staged,
+            origin: Origin::Update(signed.map(|s| s.timestamp)),
+        }))
     }
 
     /// Steps 8 and 9: keep the current file, journal, rename the new one in.
@@ -548,32 +471,11 @@ impl<'a> Agent<'a> {
 
     /// The new version is healthy: record it, prune, report, forget the journal.
     fn commit(&mut self, bin: &BinConfig, entry: &Entry) -> Result<BinResult> {
-        let target = target_of(entry);
-        let st = self.state.bin(&bin.name);
-        st.backoff = None;
+        self.state.bin(&bin.name).backoff = None;
         if entry.manual {
-            let left = entry.previous_sha.clone().unwrap_or_default();
-            let message = format!(
-                "operator rolled back from {} to {}",
-                short(&left),
-                short(&entry.target_sha)
-            );
-            st.record("rolled_back", &left, &message);
-            // The version left behind must not come straight back next run.
-            st.quarantine(&left, "rolled back by the operator");
-            let from = Target {
-                sha256sum: left,
-                ..target.clone()
-            };
-            self.report(
-                bin,
-                &from,
-                None,
-                ProgressStatus::RolledBack,
-                entry.started_ms,
-                Some(&message),
-            )?;
+            self.record_operator_rollback(bin, entry)?;
         } else {
+            let st = self.state.bin(&bin.name);
             let message = format!("version {} healthy", entry.target_version);
             st.record("success", &entry.target_sha, &message);
             if let Some(t) = entry.signed_timestamp {
@@ -582,7 +484,7 @@ impl<'a> Agent<'a> {
             let from = entry.previous_sha.as_deref();
             self.report(
                 bin,
-                &target,
+                &entry.target(),
                 from,
                 ProgressStatus::Success,
                 entry.started_ms,
@@ -627,7 +529,7 @@ impl<'a> Agent<'a> {
         journal::advance(&self.config.state_dir, &mut entry, Phase::RollingBack)?;
         match &entry.kept {
             Some(kept) => swap::restore(kept, &bin.path)?,
-            None => remove_new_file(&bin.path)?,
+            None => swap::remove_new(&bin.path)?,
         }
         self.state.bin(&bin.name).hash = entry
             .previous_sha
@@ -641,7 +543,7 @@ impl<'a> Agent<'a> {
             None => "there was no previous version; the new file was removed".to_owned(),
         };
         let message = format!("{reason}; rolled back: {previous_health}");
-        let target = target_of(&entry);
+        let target = entry.target();
         let st = self.state.bin(&bin.name);
         st.quarantine(&entry.target_sha, reason);
         st.record("rolled_back", &entry.target_sha, &message);
@@ -657,473 +559,5 @@ impl<'a> Agent<'a> {
         self.persist()?;
         journal::clear(&self.config.state_dir, &bin.name)?;
         Ok(BinResult::RolledBack(message))
-    }
-
-    /// Step 2: finish or undo every update an earlier cycle left half-done.
-    pub fn recover(&mut self) -> Result<Vec<BinResult>> {
-        let mut results = Vec::new();
-        for entry in journal::pending(&self.config.state_dir)? {
-            let Some(bin) = self.bin_config(&entry.bin) else {
-                log::warn!(
-                    "journal names bin {:?}, which the config no longer lists; left as it is",
-                    entry.bin
-                );
-                continue;
-            };
-            log::info!(
-                "{}: finishing an interrupted update ({:?}) to {}",
-                bin.name,
-                entry.phase,
-                short(&entry.target_sha)
-            );
-            let (from, to) = (entry.previous_sha.clone(), entry.target_sha.clone());
-            let started = Instant::now();
-            let result = self.recover_one(bin, entry)?;
-            let took = started.elapsed();
-            log_action(
-                &bin.name,
-                "recover",
-                from.as_deref(),
-                Some(&to),
-                &result,
-                took,
-            );
-            results.push(result);
-        }
-        for bin in &self.config.bins {
-            if journal::read(&self.config.state_dir, &bin.name)?.is_none() {
-                fetch::remove_strays_except_parts(&bin.path)?;
-            }
-        }
-        Ok(results)
-    }
-
-    fn recover_one(&mut self, bin: &BinConfig, mut entry: Entry) -> Result<BinResult> {
-        match entry.phase {
-            Phase::Swapping => {
-                let live = hashcache::local_hash(&bin.path, None)?.sha256;
-                if live.as_deref() == Some(entry.target_sha.as_str()) {
-                    journal::advance(&self.config.state_dir, &mut entry, Phase::Swapped)?;
-                    self.settle(bin, entry)
-                } else {
-                    // The rename never happened: the old file is live and intact.
-                    let _ = std::fs::remove_file(&entry.staged);
-                    journal::clear(&self.config.state_dir, &bin.name)?;
-                    Ok(BinResult::Skipped(
-                        "interrupted before the swap; retried when next due".into(),
-                    ))
-                }
-            }
-            Phase::Swapped => self.settle(bin, entry),
-            Phase::Healthy => self.commit(bin, &entry),
-            Phase::RollingBack => {
-                let reason = entry.reason.clone().unwrap_or_else(|| "unhealthy".into());
-                self.roll_back(bin, entry, &reason)
-            }
-        }
-    }
-
-    /// `binproxy rollback`: swap a kept version back in, with the same journal,
-    /// health check and automatic undo as an update.
-    pub fn manual_rollback(&mut self, bin: &BinConfig, to: Option<&str>) -> Result<BinResult> {
-        let local = self.local_hash(bin)?;
-        let st = self.state.bin(&bin.name);
-        let to = match to {
-            Some(sha) => sha.to_owned(),
-            None => st
-                .kept
-                .iter()
-                .rev()
-                .find(|s| Some(s.as_str()) != local.as_deref())
-                .cloned()
-                .ok_or_else(|| {
-                    Error::Other(format!("{}: no kept version to roll back to", bin.name))
-                })?,
-        };
-        if local.as_deref() == Some(to.as_str()) {
-            return Err(Error::Other(format!(
-                "{}: {} is already live",
-                bin.name,
-                short(&to)
-            )));
-        }
-        let kept = swap::kept_path(&self.config.state_dir, &bin.name, &to);
-        if !kept.exists() {
-            return Err(Error::Other(format!(
-                "{}: no kept version {to} (see binproxy status)",
-                bin.name
-            )));
-        }
-        let started_ms = now_ms();
-        let started = Instant::now();
-        let staged = swap::stage_kept(&kept, &bin.path)?;
-        swap::prepare(&staged, &bin.path, bin.mode)?;
-        let target = Target {
-            bin_name: bin.name.clone(),
-            version: format!("kept {}", short(&to)),
-            sha256sum: to.clone(),
-            size: 0,
-            url: String::new(),
-            reason: None,
-            signature: None,
-        };
-        let entry = self.swap_in(
-            bin,
-            &target,
-            local.as_deref(),
-            &staged,
-            started_ms,
-            Origin::Manual,
-        )?;
-        let result = self.settle(bin, entry)?;
-        self.state.save(&self.config.state_dir)?;
-        let took = started.elapsed();
-        log_action(
-            &bin.name,
-            "rollback",
-            local.as_deref(),
-            Some(&to),
-            &result,
-            took,
-        );
-        Ok(result)
-    }
-
-    /// Saves the state now: a quarantine or outcome must be on disk before
-    /// the journal entry that would otherwise recreate it is cleared.
-    fn persist(&self) -> Result<()> {
-        self.state.save(&self.config.state_dir)
-    }
-
-    /// Queues a progress report and tries to send it.
-    fn report(
-        &self,
-        bin: &BinConfig,
-        target: &Target,
-        from: Option<&str>,
-        status: ProgressStatus,
-        started_ms: u64,
-        message: Option<&str>,
-    ) -> Result<()> {
-        self.send(&Report::Progress {
-            bin: bin.name.clone(),
-            body: Progress {
-                node_id: self.config.node_id.clone(),
-                target_hash: target.sha256sum.clone(),
-                status,
-                processing_time_ms: now_ms().saturating_sub(started_ms),
-                from_hash: from.map(str::to_owned),
-                message: message.map(str::to_owned),
-            },
-        })
-    }
-
-    fn send(&self, report: &Report) -> Result<()> {
-        self.outbox.send(&self.manager, report)
-    }
-}
-
-/// The target a journal entry was working towards.
-fn target_of(entry: &Entry) -> Target {
-    Target {
-        bin_name: entry.bin.clone(),
-        version: entry.target_version.clone(),
-        sha256sum: entry.target_sha.clone(),
-        size: 0,
-        url: String::new(),
-        reason: None,
-        signature: None,
-    }
-}
-
-/// Rolling back a first install: there was no file, so there is none again.
-fn remove_new_file(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => fsutil::sync_dir(fsutil::parent(path)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(path, "remove failed new version")(e)),
-    }
-}
-
-/// The one line ending an action on a bin (see [`logging::Action`]); a bin
-/// found on its target, or with none, is a `check`.
-pub fn log_action(
-    bin: &str,
-    action: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    result: &BinResult,
-    took: Duration,
-) {
-    use log::Level::{Error as E, Info, Warn};
-    let (action, outcome, level, reason) = match result {
-        BinResult::OnTarget => ("check", "on_target", Info, None),
-        BinResult::NoTarget => ("check", "no_target", Info, None),
-        BinResult::Skipped(why) => (action, "skipped", Warn, Some(why.as_str())),
-        BinResult::Held(why) => (action, "skipped", E, Some(why.as_str())),
-        BinResult::Updated => (action, "ok", Info, None),
-        BinResult::Failed(why) => (action, "failed", E, Some(why.as_str())),
-        BinResult::RolledBack(why) => (action, "rolled_back", E, Some(why.as_str())),
-    };
-    let line = logging::Action {
-        bin,
-        action,
-        from,
-        to,
-        outcome,
-        took,
-        reason,
-    };
-    log::log!(level, "{line}");
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// This node's fixed offset within `splay`: the same every run, different
-/// across nodes, so a fleet on `* * * * *` spreads over the window.
-pub fn splay_offset(node_id: &str, splay: Duration) -> Duration {
-    use sha2::{Digest, Sha256};
-    let ms = u64::try_from(splay.as_millis()).unwrap_or(u64::MAX);
-    if ms == 0 {
-        return Duration::ZERO;
-    }
-    let digest = Sha256::digest(node_id.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    Duration::from_millis(u64::from_be_bytes(first) % ms)
-}
-
-/// Sleeps, returning early when asked to stop.
-pub fn sleep_interruptible(d: Duration, stop: &AtomicBool) {
-    let deadline = std::time::Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
-    }
-}
-
-fn os_release() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_owned())
-            })
-        })
-        .unwrap_or_default()
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::HealthConfig;
-    use std::fs;
-
-    /// A node whose manager is not listening: reports go to the outbox.
-    struct Node {
-        dir: PathBuf,
-        config: Config,
-    }
-
-    impl Node {
-        fn new(tag: &str, healthy: bool) -> Node {
-            let dir = std::env::temp_dir().join(format!("bp-recover-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("bin")).unwrap();
-            let health = HealthConfig {
-                command: Some(vec![if healthy { "true" } else { "false" }.into()]),
-                http: None,
-                timeout: Duration::from_secs(5),
-                retries: 1,
-                interval: Duration::ZERO,
-            };
-            let config = Config {
-                manager_url: "http://127.0.0.1:9".into(),
-                node_id: "unit".into(),
-                labels: BTreeMap::new(),
-                state_dir: dir.join("state"),
-                splay: Duration::ZERO,
-                timeout: Duration::from_secs(1),
-                download_min_rate: 0,
-                download_min_rate_window: Duration::from_secs(1),
-                cycle_timeout: Duration::from_secs(60),
-                trusted_keys: Vec::new(),
-                allow_downgrade: false,
-                enroll_token_file: None,
-                ca_file: None,
-                ca_roots: Vec::new(),
-                windows: binproxy_protocol::window::Windows::default(),
-                prestage: false,
-                bins: vec![BinConfig {
-                    name: "svc".into(),
-                    path: dir.join("bin/svc"),
-                    mode: None,
-                    preflight: None,
-                    restart: None,
-                    health: Some(health),
-                    keep: 3,
-                }],
-            };
-            fsutil::ensure_dir(&config.state_dir).unwrap();
-            Node { dir, config }
-        }
-
-        fn live(&self) -> PathBuf {
-            self.config.bins[0].path.clone()
-        }
-
-        /// Old bytes kept, new bytes at `new_at`; returns the journal entry.
-        fn prepare(&self, phase: Phase, new_at: &Path) -> Entry {
-            let (old, new) = (b"old".as_slice(), b"new".as_slice());
-            let (old_sha, new_sha) = (sha(old), sha(new));
-            let kept = swap::kept_path(&self.config.state_dir, "svc", &old_sha);
-            fs::create_dir_all(kept.parent().unwrap()).unwrap();
-            fs::write(&kept, old).unwrap();
-            fs::write(self.live(), old).unwrap();
-            fs::write(new_at, new).unwrap();
-            let entry = Entry {
-                bin: "svc".into(),
-                phase,
-                target_sha: new_sha,
-                target_version: "2".into(),
-                staged: self.dir.join("bin/.svc.binproxy-staged.part"),
-                previous_sha: Some(old_sha),
-                kept: Some(kept),
-                started_ms: now_ms(),
-                reason: Some("unhealthy".into()),
-                manual: false,
-                signed_timestamp: None,
-            };
-            journal::write(&self.config.state_dir, &entry).unwrap();
-            entry
-        }
-
-        fn recover(&self) -> (Vec<BinResult>, State) {
-            let stop = AtomicBool::new(false);
-            let mut agent = Agent::new(&self.config, &stop).unwrap();
-            let results = agent.recover().unwrap();
-            (results, agent.state)
-        }
-    }
-
-    impl Drop for Node {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    fn sha(b: &[u8]) -> String {
-        use sha2::{Digest, Sha256};
-        binproxy_protocol::hex(&Sha256::digest(b))
-    }
-
-    #[test]
-    fn swapping_before_the_rename_keeps_the_old_file_and_drops_the_staged_one() {
-        let n = Node::new("swapping-old", true);
-        let staged = n.dir.join("bin/.svc.binproxy-staged.part");
-        let entry = n.prepare(Phase::Swapping, &staged);
-        let (results, _) = n.recover();
-        assert!(
-            matches!(results[..], [BinResult::Skipped(_)]),
-            "{results:?}"
-        );
-        assert_eq!(fs::read(n.live()).unwrap(), b"old");
-        assert!(!entry.staged.exists());
-        assert!(journal::read(&n.config.state_dir, "svc").unwrap().is_none());
-    }
-
-    #[test]
-    fn swapping_after_the_rename_settles_like_a_live_update() {
-        let n = Node::new("swapping-new", true);
-        let live = n.live();
-        n.prepare(Phase::Swapping, &live);
-        let (results, state) = n.recover();
-        assert_eq!(results, [BinResult::Updated]);
-        assert_eq!(fs::read(n.live()).unwrap(), b"new");
-        assert_eq!(state.bins["svc"].last.as_ref().unwrap().status, "success");
-        assert!(journal::read(&n.config.state_dir, "svc").unwrap().is_none());
-        assert!(
-            !Outbox::new(&n.config.state_dir).is_empty(),
-            "reports queued for later"
-        );
-    }
-
-    #[test]
-    fn swapped_and_unhealthy_rolls_back_and_quarantines() {
-        let n = Node::new("swapped-bad", false);
-        let live = n.live();
-        let entry = n.prepare(Phase::Swapped, &live);
-        let (results, state) = n.recover();
-        assert!(
-            matches!(results[..], [BinResult::RolledBack(_)]),
-            "{results:?}"
-        );
-        assert_eq!(fs::read(n.live()).unwrap(), b"old");
-        assert!(state.bins["svc"].quarantine_of(&entry.target_sha).is_some());
-        // Persisted before the journal went: a crash now would not lose it.
-        let on_disk = State::load(&n.config.state_dir).unwrap();
-        assert!(on_disk.bins["svc"]
-            .quarantine_of(&entry.target_sha)
-            .is_some());
-        assert!(journal::read(&n.config.state_dir, "svc").unwrap().is_none());
-    }
-
-    #[test]
-    fn rolling_back_is_finished_even_if_the_restore_already_happened() {
-        let n = Node::new("rolling", true);
-        let live = n.live();
-        let entry = n.prepare(Phase::RollingBack, &live);
-        let kept = entry.kept.clone().unwrap();
-        swap::restore(&kept, &live).unwrap();
-        let (results, state) = n.recover();
-        assert!(
-            matches!(results[..], [BinResult::RolledBack(_)]),
-            "{results:?}"
-        );
-        assert_eq!(fs::read(&live).unwrap(), b"old");
-        assert_eq!(fs::read(&kept).unwrap(), b"old", "the kept copy stays");
-        assert!(state.bins["svc"].quarantine_of(&entry.target_sha).is_some());
-    }
-
-    #[test]
-    fn healthy_only_needs_the_bookkeeping() {
-        let n = Node::new("healthy", false);
-        let live = n.live();
-        n.prepare(Phase::Healthy, &live);
-        // The health check would fail now; a Healthy entry must not run it.
-        let (results, state) = n.recover();
-        assert_eq!(results, [BinResult::Updated]);
-        assert_eq!(fs::read(&live).unwrap(), b"new");
-        assert_eq!(state.bins["svc"].last.as_ref().unwrap().status, "success");
-    }
-
-    #[test]
-    fn splay_is_deterministic_and_bounded() {
-        let s = Duration::from_secs(30);
-        assert_eq!(splay_offset("web-01", s), splay_offset("web-01", s));
-        assert!(splay_offset("web-01", s) < s);
-        assert_eq!(splay_offset("web-01", Duration::ZERO), Duration::ZERO);
-        let distinct: std::collections::HashSet<_> = (0..100)
-            .map(|i| splay_offset(&format!("n{i}"), s))
-            .collect();
-        assert!(
-            distinct.len() > 90,
-            "offsets should spread: {}",
-            distinct.len()
-        );
     }
 }

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::backoff;
 use crate::config::{self, Config};
-use crate::cycle::{self, Exit};
+use crate::cycle;
+use crate::outcome::Exit;
+use crate::splay;
 
 pub fn run(
     config_path: &Path,
@@ -45,7 +47,7 @@ pub fn run(
             Ok(exit) => log::debug!("cycle ended: {exit:?}"),
             Err(e) => log::error!("cycle failed: {e}"),
         }
-        let pause = interval + cycle::splay_offset(&config.node_id, config.splay);
+        let pause = interval + splay::offset(&config.node_id, config.splay);
         sleep_until(Instant::now() + pause, stop, &hup);
     }
     log::info!("daemon stopped");
@@ -55,7 +57,7 @@ pub fn run(
 /// When the back-off in force ends (logged), if one is.
 fn backoff_deadline(config: &Config) -> Option<Instant> {
     let now = crate::state::now_unix();
-    match cycle::backoff_in_force(config, now) {
+    match backoff::in_force(&config.state_dir, now) {
         Ok(Some(b)) => {
             log::warn!(
                 "backing off until {}: {}; sleeping",

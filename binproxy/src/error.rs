@@ -1,9 +1,22 @@
-//! The one error type of the agent. Every variant names what it was about (the
-//! file, the URL, the bin), so a log line alone says where to look.
+//! The one error type of the agent. Every variant says what happened and
+//! names what it was about (the file, the URL, the bin), so a log line alone
+//! says where to look; the error underneath, where there is one, is its
+//! [`source`](std::error::Error::source).
+//!
+//! Two questions are answered from the variant alone, never from the text:
+//! whether the manager's [`backoff`](crate::backoff) applies
+//! ([`Error::is_transient`]) and which exit status it ends a command with
+//! ([`Error::exit`]).
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use binproxy_protocol::NameError;
+
+use crate::hashcache::short;
+use crate::outcome::Exit;
 
 #[derive(Debug)]
 pub enum Error {
@@ -15,9 +28,31 @@ pub enum Error {
         action: &'static str,
         source: io::Error,
     },
-    /// The manager could not be reached or answered garbage; nothing changed.
-    Unreachable { url: String, message: String },
-    /// The manager answered with an error status.
+    /// A value could not be written as JSON; `what` names the file or request.
+    Encode {
+        what: String,
+        source: serde_json::Error,
+    },
+    /// Another binproxy run holds the state directory's lock.
+    Locked,
+    /// The manager could not be reached (connection, TLS, timeout); nothing
+    /// changed. `message` is `source` with advice where there is some.
+    Unreachable {
+        url: String,
+        message: String,
+        source: Box<ureq::Error>,
+    },
+    /// The manager is there but not working (5xx) or too busy (429): treated
+    /// as unreachable (exit 69, and a back-off).
+    Unavailable {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// The manager answered, but not what the protocol says: treated as
+    /// unreachable (exit 69, and a back-off).
+    BadAnswer { url: String, what: Malformed },
+    /// The manager refused a request with a 4xx status.
     Refused {
         url: String,
         status: u16,
@@ -25,21 +60,72 @@ pub enum Error {
     },
     /// A download did not match what the manager announced.
     Verify { bin: String, message: String },
-    /// A download was cut (by the network, the server, or because it moved
-    /// slower than `download_min_rate`); its `.part` file stays for a resume.
+    /// A download was cut after `received` bytes (by the network, the server,
+    /// or because it moved slower than `download_min_rate`); its `.part` file
+    /// stays for a resume.
     Transfer {
         bin: String,
         url: String,
-        message: String,
+        received: u64,
+        cause: Cut,
     },
-    /// A step was stopped at a safe point by a signal or `cycle_timeout`.
-    Stopped { what: String },
+    /// A download was stopped at a safe point by a signal or `cycle_timeout`;
+    /// its `.part` file stays for a resume.
+    Stopped { bin: String, url: String },
     /// The cycle ran past `cycle_timeout` and was stopped at a safe point.
-    CycleTimeout { limit: std::time::Duration },
-    /// A hook (preflight, restart, health command) failed.
-    Hook { bin: String, message: String },
-    /// Another operation refused for a stated reason.
-    Other(String),
+    CycleTimeout { limit: Duration },
+    /// `binproxy rollback` has no kept version to swap in: none at all
+    /// (`wanted` is `None`), or not the one asked for.
+    NoKeptVersion { bin: String, wanted: Option<String> },
+    /// `binproxy rollback` was asked for the version that is live already.
+    AlreadyLive { bin: String, sha: String },
+    /// A secret file in the state directory does not hold a usable secret;
+    /// `remedy` says what the operator does about it.
+    BadSecretFile {
+        path: PathBuf,
+        problem: String,
+        remedy: &'static str,
+    },
+    /// The manager enrolled the node with a secret it made (sent once), and
+    /// the node could not keep it.
+    SecretNotKept { node_id: String, cause: SecretLoss },
+    /// The manager enrolled the node, but the proposed secret could not be
+    /// renamed from `pending` to `path`; the next run proposes it again.
+    EnrollmentNotSaved {
+        node_id: String,
+        pending: PathBuf,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// What was wrong with an answer of the manager.
+#[derive(Debug)]
+pub enum Malformed {
+    /// The body is not the JSON the call answers with.
+    NotJson(serde_json::Error),
+    /// A target's sha256 is not 64 hex digits.
+    Target { bin: String, source: NameError },
+    /// A 206 whose Content-Range does not start where the request asked.
+    ContentRange { offset: u64 },
+}
+
+/// Why a download was cut.
+#[derive(Debug)]
+pub enum Cut {
+    /// Reading the body failed (connection reset, per-read timeout...).
+    Read(io::Error),
+    /// The body moved slower than `download_min_rate`; says by how much.
+    TooSlow(String),
+}
+
+/// Why a secret the manager made could not be kept.
+#[derive(Debug)]
+pub enum SecretLoss {
+    /// It cannot be sent back in a header.
+    Unusable(String),
+    /// Writing it to `node.secret` failed.
+    NotStored(Box<Error>),
 }
 
 impl Error {
@@ -51,6 +137,65 @@ impl Error {
             source,
         }
     }
+
+    /// Whether this failure is on the network's or the manager's account
+    /// (unreachable, 5xx, 429, a garbage answer, a cut download), so that
+    /// the next contact with the manager backs off. Every other error says
+    /// nothing about the manager and leaves the back-off as it is.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.blame(), Blame::Manager | Blame::Transfer)
+    }
+
+    /// The exit status of a command that ends with this error: 2 for the
+    /// config, 69 when the manager could not be used (nothing changed on
+    /// disk), 1 for anything else.
+    pub fn exit(&self) -> Exit {
+        match self.blame() {
+            Blame::Config => Exit::Usage,
+            Blame::Manager => Exit::Unreachable,
+            Blame::Transfer | Blame::Local => Exit::Failed,
+        }
+    }
+
+    /// Whose account the error is on: the one place each variant is sorted,
+    /// with no catch-all, so a new variant must be placed here.
+    fn blame(&self) -> Blame {
+        match self {
+            Self::Config { .. } => Blame::Config,
+            Self::Unreachable { .. } | Self::Unavailable { .. } | Self::BadAnswer { .. } => {
+                Blame::Manager
+            }
+            Self::Transfer { .. } => Blame::Transfer,
+            Self::Io { .. }
+            | Self::Encode { .. }
+            | Self::Locked
+            | Self::Refused { .. }
+            | Self::Verify { .. }
+            | Self::Stopped { .. }
+            | Self::CycleTimeout { .. }
+            | Self::NoKeptVersion { .. }
+            | Self::AlreadyLive { .. }
+            | Self::BadSecretFile { .. }
+            | Self::SecretNotKept { .. }
+            | Self::EnrollmentNotSaved { .. } => Blame::Local,
+        }
+    }
+}
+
+/// Whose account an error is on (see [`Error::is_transient`], [`Error::exit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    /// The config: exit 2; says nothing about the manager.
+    Config,
+    /// The manager could not be used (unreachable, 5xx, 429, an answer off
+    /// the protocol): exit 69, and a back-off.
+    Manager,
+    /// A download was cut (network, server, too slow): a back-off; the bin
+    /// failed (exit 1) and its download resumes next run.
+    Transfer,
+    /// This host, the operator's request or a refusal (4xx, a rejected
+    /// download): exit 1; says nothing about the manager.
+    Local,
 }
 
 impl fmt::Display for Error {
@@ -62,34 +207,222 @@ impl fmt::Display for Error {
                 action,
                 source,
             } => write!(f, "{action} {}: {source}", path.display()),
-            Self::Unreachable { url, message } => {
+            Self::Encode { what, source } => write!(f, "encoding {what}: {source}"),
+            Self::Locked => {
+                f.write_str("another binproxy run holds the lock; try again when it ends")
+            }
+            Self::Unreachable { url, message, .. } => {
                 write!(f, "manager unreachable at {url}: {message}")
             }
+            Self::Unavailable {
+                url,
+                status,
+                message,
+            } => write!(f, "manager unreachable at {url}: {status} {message}"),
+            Self::BadAnswer { url, what } => write!(f, "manager unreachable at {url}: {what}"),
             Self::Refused {
                 url,
                 status,
                 message,
             } => write!(f, "manager refused {url}: {status} {message}"),
             Self::Verify { bin, message } => write!(f, "{bin}: download rejected: {message}"),
-            Self::Transfer { bin, url, message } => {
-                write!(
-                    f,
-                    "{bin}: download from {url} cut: {message}; resumes next run"
-                )
+            Self::Transfer {
+                bin,
+                url,
+                received,
+                cause,
+            } => {
+                write!(f, "{bin}: download from {url} cut: after {received} bytes")?;
+                match cause {
+                    Cut::Read(e) => write!(f, " ({e})")?,
+                    Cut::TooSlow(why) => write!(f, ": {why}")?,
+                }
+                f.write_str("; resumes next run")
             }
-            Self::Stopped { what } => write!(f, "{what} stopped (signal or cycle_timeout)"),
+            Self::Stopped { bin, url } => write!(
+                f,
+                "{bin}: download from {url}; it resumes next run stopped (signal or cycle_timeout)"
+            ),
             Self::CycleTimeout { limit } => write!(
                 f,
                 "cycle_timeout ({}) exceeded: stopped at a safe point, nothing half-done \
                  (a partial download resumes next run)",
                 humantime::format_duration(*limit)
             ),
-            Self::Hook { bin, message } => write!(f, "{bin}: {message}"),
-            Self::Other(message) => f.write_str(message),
+            Self::NoKeptVersion { bin, wanted: None } => {
+                write!(f, "{bin}: no kept version to roll back to")
+            }
+            Self::NoKeptVersion {
+                bin,
+                wanted: Some(sha),
+            } => write!(f, "{bin}: no kept version {sha} (see binproxy status)"),
+            Self::AlreadyLive { bin, sha } => write!(f, "{bin}: {} is already live", short(sha)),
+            Self::BadSecretFile {
+                path,
+                problem,
+                remedy,
+            } => write!(f, "{}: {problem}; {remedy}", path.display()),
+            Self::SecretNotKept { node_id, cause } => write!(
+                f,
+                "the manager enrolled node {node_id} but its secret could not be kept ({cause}); \
+                 revoke it with manager-lite node revoke {node_id} so that it can enroll again"
+            ),
+            Self::EnrollmentNotSaved {
+                node_id,
+                pending,
+                path,
+                source,
+            } => write!(
+                f,
+                "node {node_id} is enrolled, but {} could not be renamed to {}: {source}; \
+                 the next run enrolls again with the same secret",
+                pending.display(),
+                path.display()
+            ),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotJson(e) => write!(f, "answer is not the expected JSON: {e}"),
+            Self::Target { bin, source } => write!(f, "the target of {bin:?}: {source}"),
+            Self::ContentRange { offset } => {
+                write!(
+                    f,
+                    "206 with a Content-Range that does not start at {offset}"
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for SecretLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unusable(why) => write!(f, "the secret sent is unusable: {why}"),
+            Self::NotStored(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } | Self::EnrollmentNotSaved { source, .. } => Some(source),
+            Self::Encode { source, .. } => Some(source),
+            Self::Unreachable { source, .. } => Some(source.as_ref()),
+            Self::BadAnswer { what, .. } => what.source(),
+            Self::Transfer {
+                cause: Cut::Read(e),
+                ..
+            } => Some(e),
+            Self::SecretNotKept {
+                cause: SecretLoss::NotStored(e),
+                ..
+            } => Some(e.as_ref()),
+            Self::Config { .. }
+            | Self::Locked
+            | Self::Unavailable { .. }
+            | Self::Refused { .. }
+            | Self::Verify { .. }
+            | Self::Transfer {
+                cause: Cut::TooSlow(_),
+                ..
+            }
+            | Self::Stopped { .. }
+            | Self::CycleTimeout { .. }
+            | Self::NoKeptVersion { .. }
+            | Self::AlreadyLive { .. }
+            | Self::BadSecretFile { .. }
+            | Self::SecretNotKept {
+                cause: SecretLoss::Unusable(_),
+                ..
+            } => None,
+        }
+    }
+}
+
+impl Malformed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::NotJson(e) => Some(e),
+            Self::Target { source, .. } => Some(source),
+            Self::ContentRange { .. } => None,
+        }
+    }
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn transfer(cause: Cut) -> Error {
+        Error::Transfer {
+            bin: "svc".into(),
+            url: "http://m/dl".into(),
+            received: 42,
+            cause,
+        }
+    }
+
+    #[test]
+    fn a_cut_download_backs_off_and_keeps_its_cause() {
+        let read = transfer(Cut::Read(io::Error::from(io::ErrorKind::ConnectionReset)));
+        assert!(read.is_transient());
+        assert_eq!(read.exit(), Exit::Failed);
+        assert!(read.source().is_some());
+        let slow = transfer(Cut::TooSlow("20 bytes in 1s".into()));
+        assert_eq!(
+            slow.to_string(),
+            "svc: download from http://m/dl cut: after 42 bytes: 20 bytes in 1s; resumes next run"
+        );
+        assert!(slow.source().is_none());
+    }
+
+    #[test]
+    fn answers_off_the_protocol_count_as_unreachable() {
+        let busy = Error::Unavailable {
+            url: "http://m/api".into(),
+            status: 503,
+            message: "draining".into(),
+        };
+        assert_eq!(
+            busy.to_string(),
+            "manager unreachable at http://m/api: 503 draining"
+        );
+        let garbage = Error::BadAnswer {
+            url: "http://m/api".into(),
+            what: Malformed::ContentRange { offset: 7 },
+        };
+        for e in [&busy, &garbage] {
+            assert!(e.is_transient(), "{e}");
+            assert_eq!(e.exit(), Exit::Unreachable, "{e}");
+        }
+        let refused = Error::Refused {
+            url: "http://m/api".into(),
+            status: 401,
+            message: "who?".into(),
+        };
+        assert!(!refused.is_transient());
+        assert_eq!(refused.exit(), Exit::Failed);
+    }
+
+    #[test]
+    fn a_secret_that_could_not_be_stored_chains_the_write_error() {
+        let write =
+            Error::io("/s/node.secret", "write")(io::Error::from(io::ErrorKind::PermissionDenied));
+        let e = Error::SecretNotKept {
+            node_id: "n1".into(),
+            cause: SecretLoss::NotStored(Box::new(write)),
+        };
+        assert!(!e.is_transient());
+        let inner = e.source().map(ToString::to_string).unwrap_or_default();
+        assert!(inner.starts_with("write /s/node.secret"), "{inner}");
+        assert!(e.to_string().contains("node revoke n1"), "{e}");
+    }
+}

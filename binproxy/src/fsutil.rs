@@ -57,8 +57,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// Writes `value` as pretty JSON, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::Other(format!("encoding {}: {e}", path.display())))?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Encode {
+        what: path.display().to_string(),
+        source,
+    })?;
     write_atomic(path, &bytes, 0o600)
 }
 

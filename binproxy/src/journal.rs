@@ -6,6 +6,7 @@
 //! it ([`crate::cycle`] does the work), so a kill -9 between any two lines of
 //! a swap or a rollback converges on the next run.
 
+use binproxy_protocol::Target;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -51,6 +52,22 @@ pub struct Entry {
     /// The signed timestamp of the new version, when it was signed.
     #[serde(default)]
     pub signed_timestamp: Option<u64>,
+}
+
+impl Entry {
+    /// The target this entry was working towards (as far as the journal
+    /// knows it: no size, URL or signature).
+    pub fn target(&self) -> Target {
+        Target {
+            bin_name: self.bin.clone(),
+            version: self.target_version.clone(),
+            sha256sum: self.target_sha.clone(),
+            size: 0,
+            url: String::new(),
+            reason: None,
+            signature: None,
+        }
+    }
 }
 
 fn dir(state_dir: &Path) -> PathBuf {

@@ -16,7 +16,9 @@
 //! priorities under journald). [`bounds`] keeps every request, download and
 //! cycle within its time limit; [`pipeline`] is a download's data path
 //! (written on one thread, hashed on another); [`hygiene`] removes the temp
-//! files a killed run left in the state directory.
+//! files a killed run left in the state directory. [`host`] is what the
+//! keepalive says about this host; [`splay`] spreads a fleet's cycles;
+//! [`outcome`] is how a bin and a run end; [`error`] says what went wrong.
 
 pub mod backoff;
 pub mod bounds;
@@ -31,13 +33,16 @@ pub mod fsutil;
 pub mod hashcache;
 pub mod health;
 pub mod hooks;
+pub mod host;
 pub mod hygiene;
 pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod manager;
+pub mod outcome;
 pub mod pipeline;
 pub mod report;
+pub mod splay;
 pub mod state;
 pub mod status;
 pub mod swap;

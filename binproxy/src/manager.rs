@@ -1,6 +1,7 @@
 //! The agent's side of the wire protocol: one small client for every call it
 //! makes to manager-lite. Timeouts come from the config; a status error keeps
-//! the manager's `{"error"}` text; a connection failure is [`Error::Unreachable`].
+//! the manager's `{"error"}` text; a connection failure is [`Error::Unreachable`],
+//! a 5xx or 429 [`Error::Unavailable`], an answer off the protocol [`Error::BadAnswer`].
 //!
 //! Every request to the manager carries `Authorization: Bearer <node secret>`
 //! once the node has one; before that, the keepalive (only) carries the
@@ -21,7 +22,7 @@ use crate::backoff::{self, RetryAfter};
 use crate::bounds::MinRate;
 use crate::config::Config;
 use crate::credential::Credentials;
-use crate::error::{Error, Result};
+use crate::error::{Error, Malformed, Result};
 use crate::tls;
 
 /// Largest JSON answer the agent reads.
@@ -187,7 +188,7 @@ impl Manager {
         let mut resp = self
             .authorized(self.bounded(self.agent.get(&url)), &url, false)
             .call()
-            .map_err(|e| unreachable(&url, &e))?;
+            .map_err(|e| unreachable(&url, e))?;
         self.note_retry_after(&url, resp.status().as_u16(), resp.headers());
         match resp.status().as_u16() {
             200 => {
@@ -220,7 +221,7 @@ impl Manager {
         if offset > 0 {
             req = req.header("Range", format!("bytes={offset}-"));
         }
-        let mut resp = req.call().map_err(|e| unreachable(url, &e))?;
+        let mut resp = req.call().map_err(|e| unreachable(url, e))?;
         let status = resp.status().as_u16();
         self.note_retry_after(url, status, resp.headers());
         let start = match status {
@@ -231,9 +232,9 @@ impl Manager {
                     .and_then(|v| v.to_str().ok()),
             )
             .filter(|s| *s == offset)
-            .ok_or_else(|| Error::Unreachable {
+            .ok_or_else(|| Error::BadAnswer {
                 url: url.to_owned(),
-                message: format!("206 with a Content-Range that does not start at {offset}"),
+                what: Malformed::ContentRange { offset },
             })?,
             _ => return Err(refused(url, status, resp.body_mut())),
         };
@@ -251,13 +252,15 @@ impl Manager {
         keepalive: bool,
     ) -> Result<T> {
         let url = self.url(path);
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| Error::Other(format!("encoding a request to {url}: {e}")))?;
+        let bytes = serde_json::to_vec(body).map_err(|source| Error::Encode {
+            what: format!("a request to {url}"),
+            source,
+        })?;
         let mut resp = self
             .authorized(self.bounded(self.agent.post(&url)), &url, keepalive)
             .header("Content-Type", "application/json")
             .send(&bytes[..])
-            .map_err(|e| unreachable(&url, &e))?;
+            .map_err(|e| unreachable(&url, e))?;
         let status = resp.status().as_u16();
         self.note_retry_after(&url, status, resp.headers());
         if (200..300).contains(&status) {
@@ -268,16 +271,17 @@ impl Manager {
     }
 }
 
-fn unreachable(url: &str, e: &ureq::Error) -> Error {
+fn unreachable(url: &str, e: ureq::Error) -> Error {
     let message = match e {
         ureq::Error::Timeout(_) => {
             format!("{e}: no complete answer within the config's `timeout`")
         }
-        _ => tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
+        _ => tls::certificate_problem(&e).unwrap_or_else(|| e.to_string()),
     };
     Error::Unreachable {
         url: url.to_owned(),
         message,
+        source: Box::new(e),
     }
 }
 
@@ -286,9 +290,12 @@ fn unreachable(url: &str, e: &ureq::Error) -> Error {
 /// lowered (the one spelling compared).
 fn checked_target(url: &str, target: &mut Target) -> Result<()> {
     target.sha256sum =
-        check_sha256("sha256sum", &target.sha256sum).map_err(|e| Error::Unreachable {
+        check_sha256("sha256sum", &target.sha256sum).map_err(|source| Error::BadAnswer {
             url: url.to_owned(),
-            message: format!("the target of {:?}: {e}", target.bin_name),
+            what: Malformed::Target {
+                bin: target.bin_name.clone(),
+                source,
+            },
         })?;
     Ok(())
 }
@@ -298,10 +305,10 @@ fn read_json<T: DeserializeOwned>(url: &str, body: &mut ureq::Body) -> Result<T>
         .with_config()
         .limit(MAX_JSON_ANSWER)
         .read_to_vec()
-        .map_err(|e| unreachable(url, &e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Unreachable {
+        .map_err(|e| unreachable(url, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::BadAnswer {
         url: url.to_owned(),
-        message: format!("answer is not the expected JSON: {e}"),
+        what: Malformed::NotJson(e),
     })
 }
 
@@ -317,9 +324,10 @@ fn refused(url: &str, status: u16, body: &mut ureq::Body) -> Error {
     let message = serde_json::from_str::<ErrorBody>(&text)
         .map_or_else(|_| text.chars().take(200).collect(), |e| e.error);
     if status >= 500 || status == 429 {
-        return Error::Unreachable {
+        return Error::Unavailable {
             url: url.to_owned(),
-            message: format!("{status} {message}"),
+            status,
+            message,
         };
     }
     Error::Refused {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use crate::bounds::MinRate;
-use crate::error::{Error, Result};
+use crate::error::{Cut, Error, Result};
 use crate::verify::Verifier;
 
 /// Bytes per read and per write.
@@ -97,18 +97,17 @@ fn fill(
     to_hash: &mpsc::SyncSender<Chunk>,
 ) -> Result<()> {
     let mut received: u64 = 0;
-    let cut = |message: String| Error::Transfer {
+    let cut = |received, cause| Error::Transfer {
         bin: from.bin.to_owned(),
         url: from.url.to_owned(),
-        message,
+        received,
+        cause,
     };
     loop {
         if stop.load(Ordering::Relaxed) {
             return Err(Error::Stopped {
-                what: format!(
-                    "{}: download from {}; it resumes next run",
-                    from.bin, from.url
-                ),
+                bin: from.bin.to_owned(),
+                url: from.url.to_owned(),
             });
         }
         // The hasher gave up (a wrong byte): its error is the one reported.
@@ -125,7 +124,7 @@ fn fill(
                 let _ = to_hash.send((buf, 0));
                 continue;
             }
-            Err(e) => return Err(cut(format!("after {received} bytes ({e})"))),
+            Err(e) => return Err(cut(received, Cut::Read(e))),
         };
         received += n as u64;
         if received > expected {
@@ -144,7 +143,7 @@ fn fill(
             return Ok(());
         }
         rate.moved(n)
-            .map_err(|why| cut(format!("after {received} bytes: {why}")))?;
+            .map_err(|why| cut(received, Cut::TooSlow(why)))?;
     }
 }
 

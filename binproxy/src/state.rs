@@ -73,6 +73,13 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Unix milliseconds now: when an update began, for its processing time.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl State {
     fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("state.json")

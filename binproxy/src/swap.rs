@@ -65,6 +65,15 @@ pub fn restore(kept: &Path, live: &Path) -> Result<()> {
     install(&tmp, live)
 }
 
+/// Rolls back a first install: there was no file, so there is none again.
+pub fn remove_new(live: &Path) -> Result<()> {
+    match fs::remove_file(live) {
+        Ok(()) => fsutil::sync_dir(fsutil::parent(live)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(live, "remove failed new version")(e)),
+    }
+}
+
 /// A staged copy of a kept version beside the live path (for `rollback`).
 pub fn stage_kept(kept: &Path, live: &Path) -> Result<PathBuf> {
     let tmp = fsutil::temp_beside(live, "rollback");

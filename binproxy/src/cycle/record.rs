@@ -1,0 +1,75 @@
+//! The traces a bin's update leaves: its state, saved before a journal entry
+//! that would otherwise recreate it is cleared, and the reports to the
+//! manager, each queued durably in the [`Outbox`](crate::report::Outbox)
+//! before it is sent.
+
+use binproxy_protocol::{Progress, ProgressStatus, Target};
+
+use super::Agent;
+use crate::config::BinConfig;
+use crate::error::Result;
+use crate::outcome::BinResult;
+use crate::report::Report;
+use crate::state::now_ms;
+
+impl Agent<'_> {
+    /// Records and reports a failure before the swap; the live file is untouched.
+    pub(super) fn fail(
+        &mut self,
+        bin: &BinConfig,
+        target: &Target,
+        local: Option<&str>,
+        started_ms: u64,
+        message: &str,
+        quarantine: bool,
+    ) -> Result<BinResult> {
+        let st = self.state.bin(&bin.name);
+        st.record("failed", &target.sha256sum, message);
+        if quarantine {
+            st.quarantine(&target.sha256sum, message);
+            self.persist()?;
+        }
+        self.report(
+            bin,
+            target,
+            local,
+            ProgressStatus::Failed,
+            started_ms,
+            Some(message),
+        )?;
+        Ok(BinResult::Failed(message.to_owned()))
+    }
+
+    /// Saves the state now: a quarantine or outcome must be on disk before
+    /// the journal entry that would otherwise recreate it is cleared.
+    pub(super) fn persist(&self) -> Result<()> {
+        self.state.save(&self.config.state_dir)
+    }
+
+    /// Queues a progress report and tries to send it.
+    pub(super) fn report(
+        &self,
+        bin: &BinConfig,
+        target: &Target,
+        from: Option<&str>,
+        status: ProgressStatus,
+        started_ms: u64,
+        message: Option<&str>,
+    ) -> Result<()> {
+        self.send(&Report::Progress {
+            bin: bin.name.clone(),
+            body: Progress {
+                node_id: self.config.node_id.clone(),
+                target_hash: target.sha256sum.clone(),
+                status,
+                processing_time_ms: now_ms().saturating_sub(started_ms),
+                from_hash: from.map(str::to_owned),
+                message: message.map(str::to_owned),
+            },
+        })
+    }
+
+    pub(super) fn send(&self, report: &Report) -> Result<()> {
+        self.outbox.send(&self.manager, report)
+    }
+}
