@@ -26,7 +26,7 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Tmpfs {
         assert!(
             is_root(),
-            "tests/manager_storage.rs needs root: it mounts a tmpfs (mount -t tmpfs -o size={size}) \
+            "tests/tests/manager_storage.rs needs root: it mounts a tmpfs (mount -t tmpfs -o size={size}) \
              to fill a real filesystem under the manager. CI runs as root; run it as root \
              (e.g. sudo -E cargo test -p binproxy-tests --test manager_storage)"
         );
