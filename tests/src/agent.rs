@@ -24,30 +24,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::{binproxy_bin, output_within, sha256_hex, unique, Manager, TempDir};
+use crate::{binproxy_bin, output_within, sha256_hex, unique, wait_until, Manager, TempDir};
 
 /// How long one `binproxy` command may run before the test fails.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// errno ETXTBSY on Linux.
 pub const ETXTBSY: i32 = 26;
-
-/// Polls `cond` every few milliseconds until it holds; panics naming `what`
-/// when it still does not after `limit`.
-#[track_caller]
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {limit:?} waiting for: {what}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// A shell script artifact: prints `tag`; `--health` runs `health` (shell
 /// code, e.g. `exit 0`; the script exits with its status); `--version` prints

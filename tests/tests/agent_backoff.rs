@@ -7,7 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binproxy_tests::agent::{good_script, publish, wait_until, Agent};
+use binproxy_tests::agent::{good_script, publish, Agent};
+use binproxy_tests::wait_until;
 use binproxy_tests::Manager;
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};

@@ -10,9 +10,10 @@
 
 use binproxy_protocol::ProgressStatus::{Failed, InProgress, RolledBack, Success};
 use binproxy_tests::agent::{
-    count, good_script, installed_hash, progress, publish, script, show, snapshot, wait_until,
-    Agent, ETXTBSY, RUN_LIMIT,
+    count, good_script, installed_hash, progress, publish, script, show, snapshot, Agent, ETXTBSY,
+    RUN_LIMIT,
 };
+use binproxy_tests::wait_until;
 use binproxy_tests::{list_tree, output_within, Manager};
 use serde_json::{json, Value};
 use std::fs;

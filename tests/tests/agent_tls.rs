@@ -10,9 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binproxy_tests::agent::{installed_hash, publish, wait_until, Agent};
+use binproxy_tests::agent::{installed_hash, publish, Agent};
 use binproxy_tests::tls::TestCa;
 use binproxy_tests::tls_forward::TlsForwarder;
+use binproxy_tests::wait_until;
 use binproxy_tests::{artifact_bytes, Manager};
 use serde_json::json;
 use std::fs;

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use binproxy_tests::agent::wait_until;
 use binproxy_tests::fleet::{create_release, upload_versions};
+use binproxy_tests::wait_until;
 use binproxy_tests::{Manager, ManagerOptions};
 use serde_json::{json, Value};
 
