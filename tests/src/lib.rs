@@ -14,6 +14,8 @@
 //! - [`process`]: bounded waits on child processes and conditions.
 //! - [`values`]: artifact bytes, sha256 hex, RFC 3339 shapes.
 //! - [`agent`]: one node running the real `binproxy`.
+//! - [`stub`]: a small HTTP server answering as a test's handler says;
+//!   [`fake_manager`] is the misbehaving manager built on it.
 //! - [`fleet`]: simulated fleets for the rollout tests and the benchmark.
 //! - [`browser`]: a real headless Chromium over WebDriver, for the admin page.
 //! - [`enrollment`], [`relay`], [`tls`], [`tls_forward`], [`windows`]: what
@@ -25,11 +27,13 @@ pub mod agent;
 pub mod browser;
 pub mod build;
 pub mod enrollment;
+pub mod fake_manager;
 pub mod fleet;
 pub mod http;
 pub mod manager;
 pub mod process;
 pub mod relay;
+pub mod stub;
 pub mod tempdir;
 pub mod tls;
 pub mod tls_forward;

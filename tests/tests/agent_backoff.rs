@@ -1,122 +1,37 @@
 //! The agent's back-off from the manager, across separate `binproxy run`s: a
-//! busy manager (a small server written here that answers every request 503
-//! or 429 with `Retry-After` and counts the requests), an unreachable one (a
-//! closed loopback port), and the real manager-lite that ends it. Assertions
+//! busy manager (a stub server that answers every request 503 or 429 with
+//! `Retry-After` and counts the requests), an unreachable one (a closed
+//! loopback port), and the real manager-lite that ends it. Assertions
 //! are on exit codes, request counts, `state_dir/backoff.json` and
 //! `binproxy status`; no test waits out a back-off or measures a sleep.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_tests::agent::{good_script, publish, Agent};
+use binproxy_tests::stub::{closed_port_url, StubServer};
 use binproxy_tests::wait_until;
 use binproxy_tests::Manager;
 use serde_json::{json, Value};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 const BIN: &str = "svc";
 /// The longest Retry-After the agent honours (its `backoff::MAX_RETRY_AFTER`).
 const HOUR: u64 = 3600;
 
 /// A manager too busy to serve anyone: every request gets `status` with
-/// `Retry-After: <retry_after>`. Counts the requests it read.
-struct Busy {
-    url: String,
-    requests: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Busy {
-    fn start(status: u16, retry_after: &str) -> Busy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (n, s, value) = (
-            Arc::clone(&requests),
-            Arc::clone(&stop),
-            retry_after.to_owned(),
+/// `Retry-After: <retry_after>`; its `requests()` counts the requests read.
+fn busy(status: u16, retry_after: &str) -> StubServer {
+    let retry_after = retry_after.to_owned();
+    StubServer::start(move |x| {
+        x.respond(
+            status,
+            &[
+                ("Retry-After", retry_after.clone()),
+                ("Content-Type", "application/json".into()),
+            ],
+            br#"{"error":"busy, come back later"}"#,
         );
-        let thread = thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(600);
-            while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if serve(stream, status, &value).is_ok() {
-                            n.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Busy {
-            url,
-            requests,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Reads one request (head and `Content-Length` body, bounded) and refuses it.
-fn serve(mut stream: TcpStream, status: u16, retry_after: &str) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let end = loop {
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 || raw.len() > 64 * 1024 {
-            return Err(io::Error::other("no request head"));
-        }
-        raw.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut have = raw.len() - end;
-    while have < len.min(1 << 20) {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        have += n;
-    }
-    let body = br#"{"error":"busy, come back later"}"#;
-    let reply = format!(
-        "HTTP/1.1 {status} Busy\r\nRetry-After: {retry_after}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(reply.as_bytes())?;
-    stream.write_all(body)?;
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(())
+    })
 }
 
 fn now() -> u64 {
@@ -124,14 +39,6 @@ fn now() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-/// A loopback port nothing listens on (bound, then released).
-fn closed_port_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
 }
 
 /// `state_dir/backoff.json`, parsed, if present.
@@ -158,7 +65,7 @@ fn timed_run(a: &Agent, args: &[&str]) -> (binproxy_tests::agent::Outcome, u64, 
 }
 
 fn retry_after_keeps_later_runs_away(status: u16) {
-    let busy = Busy::start(status, "120");
+    let busy = busy(status, "120");
     let a = Agent::new(BIN);
     let v0 = good_script("v0");
     a.place(&v0);
@@ -235,7 +142,7 @@ fn a_429_with_retry_after_keeps_later_runs_away_until_then() {
 #[test]
 fn a_retry_after_beyond_an_hour_is_capped() {
     for asked in ["31536000", "Fri, 01 Jan 2100 00:00:00 GMT"] {
-        let busy = Busy::start(503, asked);
+        let busy = busy(503, asked);
         let a = Agent::new(BIN);
         a.configure(&busy.url, &json!({}));
         let (out, t0, t1) = timed_run(&a, &[]);
@@ -317,7 +224,7 @@ fn an_unreachable_manager_backs_off_longer_each_time_and_success_clears_it() {
 
 #[test]
 fn the_daemon_sleeps_through_a_back_off_without_requests() {
-    let busy = Busy::start(503, "600");
+    let busy = busy(503, "600");
     let a = Agent::new(BIN);
     a.configure(&busy.url, &json!({}));
     a.run().expect_code(69);

@@ -8,11 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binproxy_tests::agent::{good_script, Agent, Download, FakeManager, Outcome};
+use binproxy_tests::agent::{good_script, Agent, Outcome};
 use binproxy_tests::artifact_bytes;
+use binproxy_tests::fake_manager::{Download, FakeManager};
+use binproxy_tests::stub::StubServer;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,28 +20,22 @@ const BIN: &str = "svc";
 
 /// A manager whose every answer is a 200 with a JSON `Content-Length` of
 /// 200 bytes, sent one byte per second (100 s and more in all).
-fn dripping_manager() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        for stream in listener.incoming().take(4) {
-            let Ok(mut s) = stream else { continue };
-            thread::spawn(move || {
-                let mut head = [0u8; 8192];
-                let _ = s.read(&mut head);
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{",
-                );
-                for _ in 0..200 {
-                    thread::sleep(Duration::from_secs(1));
-                    if s.write_all(b" ").is_err() {
-                        return;
-                    }
-                }
-            });
+fn dripping_manager() -> StubServer {
+    StubServer::start(|x| {
+        let json = ("Content-Type", "application/json".to_owned());
+        if x.head(200, &[json], 200)
+            .and_then(|()| x.write(b"{"))
+            .is_err()
+        {
+            return;
         }
-    });
-    url
+        for _ in 0..200 {
+            thread::sleep(Duration::from_secs(1));
+            if x.stopped() || x.write(b" ").is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// Whether a file name beside the live file is a partial download.
@@ -89,9 +83,9 @@ fn run_within(a: &Agent, code: i32, limit: Duration) -> (Outcome, Duration) {
 
 #[test]
 fn a_dripped_keepalive_answer_is_cut_at_the_timeout() {
-    let url = dripping_manager();
+    let manager = dripping_manager();
     let a = Agent::new(BIN);
-    configure(&a, &url, &json!({"timeout": "2s"}));
+    configure(&a, &manager.url, &json!({"timeout": "2s"}));
     let (out, _) = run_within(&a, 69, Duration::from_secs(20));
     out.expect_log(&[
         "/api/v1/keepalive",

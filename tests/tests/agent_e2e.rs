@@ -13,11 +13,11 @@ use binproxy_tests::agent::{
     count, good_script, installed_hash, progress, publish, script, show, snapshot, Agent, ETXTBSY,
     RUN_LIMIT,
 };
+use binproxy_tests::stub::closed_port_url;
 use binproxy_tests::wait_until;
 use binproxy_tests::{list_tree, output_within, Manager};
 use serde_json::{json, Value};
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -358,14 +358,6 @@ fn daemon_converges_to_a_new_release_and_stops_on_sigterm() {
     assert_eq!(st.code(), Some(0), "{}", d.output());
     assert!(d.output().contains("daemon stopped"), "{}", d.output());
     assert!(a.journal().is_none());
-}
-
-/// A loopback port nothing listens on (bound, then released).
-fn closed_port_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
 }
 
 #[test]

@@ -10,9 +10,9 @@
 
 use binproxy_protocol::ProgressStatus::{self, InProgress, RolledBack, Success};
 use binproxy_tests::agent::{
-    count, good_script, installed_hash, progress, publish, script, show, Agent, Download,
-    FakeManager,
+    count, good_script, installed_hash, progress, publish, script, show, Agent,
 };
+use binproxy_tests::fake_manager::{Download, FakeManager};
 use binproxy_tests::wait_until;
 use binproxy_tests::{sha256_hex, Manager, ManagerOptions};
 use serde_json::json;

@@ -8,7 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binproxy_tests::agent::{good_script, Agent, Download, FakeManager};
+use binproxy_tests::agent::{good_script, Agent};
+use binproxy_tests::fake_manager::{Download, FakeManager};
 use serde_json::json;
 use std::fs;
 

@@ -8,10 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_tests::agent::{good_script, publish, script, Agent, RUN_LIMIT};
+use binproxy_tests::stub::closed_port_url;
 use binproxy_tests::{is_rfc3339, sha256_hex, Manager};
 use serde_json::json;
 use std::fs::File;
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -68,13 +68,6 @@ fn timestamped(line: &str) -> bool {
 
 fn short(bytes: &[u8]) -> String {
     sha256_hex(bytes)[..12].to_owned()
-}
-
-fn closed_port_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
 }
 
 #[test]

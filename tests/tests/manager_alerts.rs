@@ -1,7 +1,6 @@
 //! Webhook alerts of the real manager-lite (issue #6 item 7): `serve --webhook
-//! URL --webhook-format F` against small receivers written here (a loopback
-//! HTTP server that records every body and can answer 500 to its first
-//! requests). A fleet made through the real API pauses a release with
+//! URL --webhook-format F` against small receivers (the tests' stub HTTP
+//! server, recording every body, answering 500 to its first requests). A fleet made through the real API pauses a release with
 //! failures, rolls a node back, completes a release and lets its nodes go
 //! offline; each event must arrive once, retried past the 500s, in the shape
 //! of its format, and the webhook's path (its secret) must never be logged.
@@ -9,14 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use binproxy_tests::fleet::{create_release, upload_versions};
+use binproxy_tests::stub::StubServer;
 use binproxy_tests::wait_until;
 use binproxy_tests::{Manager, ManagerOptions};
 use serde_json::{json, Value};
@@ -37,35 +32,41 @@ struct Hit {
 /// A webhook endpoint on 127.0.0.1 answering 500 to its first `fail_first`
 /// requests and 200 after.
 struct Receiver {
-    addr: SocketAddr,
-    hits: Arc<Mutex<Vec<Hit>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: StubServer,
+    fail_first: usize,
 }
 
 impl Receiver {
     fn start(fail_first: usize) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (h, s) = (Arc::clone(&hits), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || serve(&listener, fail_first, &h, &s));
-        Receiver {
-            addr,
-            hits,
-            stop,
-            thread: Some(thread),
-        }
+        let server = StubServer::start(move |x| {
+            let status = if x.index < fail_first { 500 } else { 200 };
+            x.respond(status, &[], b"");
+        });
+        Receiver { server, fail_first }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hook/{SECRET}", self.addr)
+        format!("{}/hook/{SECRET}", self.server.url)
     }
 
+    /// Every request, with the status it was answered.
     fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
+        self.server
+            .seen()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                assert!(
+                    r.header("content-length").is_some(),
+                    "the webhook request has a Content-Length: {r:?}"
+                );
+                Hit {
+                    status: if i < self.fail_first { 500 } else { 200 },
+                    path: r.path,
+                    body: serde_json::from_slice(&r.body).expect("the webhook body is JSON"),
+                }
+            })
+            .collect()
     }
 
     /// Bodies answered 200.
@@ -88,76 +89,6 @@ impl Receiver {
     fn wait_for(&self, what: &str, cond: impl Fn(&[Value]) -> bool) {
         wait_until(what, LIMIT, || cond(&self.accepted()));
     }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Accepts until stopped (at most 10 minutes and 10,000 requests).
-fn serve(listener: &TcpListener, fail_first: usize, hits: &Mutex<Vec<Hit>>, stop: &AtomicBool) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut served = 0;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && served < 10_000 {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let status = if served < fail_first { 500 } else { 200 };
-                served += 1;
-                if let Some(hit) = answer(stream, status) {
-                    hits.lock().unwrap().push(hit);
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-/// Reads one request (Content-Length body) and answers `status`.
-fn answer(mut s: TcpStream, status: u16) -> Option<Hit> {
-    s.set_nonblocking(false).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = s.read(&mut buf).ok()?;
-        if n == 0 || raw.len() > 1 << 20 {
-            return None;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .expect("the webhook request has a Content-Length");
-    let mut body = raw[head_end + 4..].to_vec();
-    while body.len() < len {
-        let n = s.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&buf[..n]);
-    }
-    let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let _ = s.write_all(reply.as_bytes());
-    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
-    Some(Hit {
-        status,
-        path,
-        body: serde_json::from_slice(&body).expect("the webhook body is JSON"),
-    })
 }
 
 fn manager(hooks: &[&Receiver], format: &str, offline_after: &str) -> Manager {
@@ -309,7 +240,10 @@ fn json_alerts_arrive_once_retried_past_failures() {
         !log.contains("SeCrEt"),
         "the webhook path was logged:\n{log}"
     );
-    assert!(log.contains(&format!("http://{}", flaky.addr)), "{log}");
+    assert!(
+        log.contains(&format!("http://{}", flaky.server.addr)),
+        "{log}"
+    );
 
     // The deliveries are counted in /metrics (once each answer is read).
     let sent = || {
