@@ -18,6 +18,7 @@
 //!   [`fake_manager`] is the misbehaving manager built on it.
 //! - [`fleet`]: simulated fleets for the rollout tests and the benchmark.
 //! - [`browser`]: a real headless Chromium over WebDriver, for the admin page.
+//! - [`minisign`]: keys and signatures made by the real `minisign` CLI.
 //! - [`enrollment`], [`relay`], [`tls`], [`tls_forward`], [`windows`]: what
 //!   the enrollment, TLS and maintenance-window tests share.
 
@@ -31,6 +32,7 @@ pub mod fake_manager;
 pub mod fleet;
 pub mod http;
 pub mod manager;
+pub mod minisign;
 pub mod process;
 pub mod relay;
 pub mod stub;

@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_protocol::{Release, ReleaseStatus};
+use binproxy_tests::minisign::WELL_FORMED;
 use binproxy_tests::{
     artifact_bytes, is_rfc3339, sha256_hex, unique, Manager, ManagerOptions, Response, TempDir,
 };
@@ -250,13 +251,6 @@ struct Fixtures<'a> {
     /// The manager's enrollment token (node authentication is on).
     enroll: String,
 }
-
-/// Well-formed (base64 of the right lengths, algorithm "ED"), but signed by
-/// nobody: the manager checks a signature's shape only.
-const SIGNATURE: &str = "untrusted comment: signature from minisign secret key\n\
-    RUS/6ARklDCuZucTpt+RnHwxPQQVoBhvNhJaitDn16AWO1o+21elY7nnfC3f6X79V2U4x7EHazg3tTD9MXtJYSzHFiD37mRcnQw=\n\
-    trusted comment: bin=tool version=1.0 arch=x86_64 timestamp=1700000000\n\
-    NJa3FKs9y0AKjHaxW9fhpycmdS1ManTIIEgQXEXPXKQ7VH0nr3kLP/PUQTUdxU1IohV89S60PCSyKZRt8TuhDQ==\n";
 
 /// A keepalive body for `node_id`.
 fn keepalive_body(node_id: &str) -> Value {
@@ -527,7 +521,7 @@ fn writes() -> Vec<Endpoint> {
                 Call {
                     path: format!("/api/v1/bins/{bin}/versions/1/signature"),
                     content_type: "text/plain",
-                    body: SIGNATURE.as_bytes().to_vec(),
+                    body: WELL_FORMED.as_bytes().to_vec(),
                     unchanged: Unchanged::NoSignature(bin, "1".into()),
                 }
             },

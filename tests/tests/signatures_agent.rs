@@ -20,13 +20,11 @@
 use binproxy_protocol::ProgressStatus::{Failed, Success};
 use binproxy_protocol::{ProgressRecord, Target, Version};
 use binproxy_tests::agent::{count, good_script, installed_hash, progress, show, snapshot, Agent};
-use binproxy_tests::{sha256_hex, unique, Manager, ManagerOptions, Response, TempDir};
+use binproxy_tests::minisign::Minisign;
+use binproxy_tests::{sha256_hex, Manager, ManagerOptions, Response};
 use serde_json::{json, Value};
-use std::ffi::OsStr;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 const BIN: &str = "svc";
 
@@ -58,97 +56,6 @@ fn comment(bin: &str, version: &str, arch: &str, timestamp: u64) -> String {
 /// For this bin and host.
 fn good_comment(version: &str, timestamp: u64) -> String {
     comment(BIN, version, host_arch(), timestamp)
-}
-
-// ---------------------------------------------------------------------------
-// The minisign CLI
-
-/// Runs `minisign ARGS` (no terminal, no password); panics with its output
-/// when it fails, and with how to install it when it is missing.
-fn minisign(args: &[&OsStr]) {
-    let out = match Command::new("minisign")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => panic!(
-            "the `minisign` CLI is not installed (not found on PATH): these tests sign real \
-             artifacts with it and are not skipped without it. Install it (Debian/Ubuntu: \
-             `apt-get install minisign`; others: https://github.com/jedisct1/minisign); \
-             tests/run.sh installs it"
-        ),
-        Err(e) => panic!("run minisign {args:?}: {e}"),
-    };
-    assert!(
-        out.status.success(),
-        "minisign {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A minisign key pair without a password, made by `minisign -G -W`.
-struct Key {
-    dir: TempDir,
-    /// The base64 line of the `.pub` file (`RW...`), as `trusted_keys` takes it.
-    public: String,
-    secret: PathBuf,
-}
-
-impl Key {
-    fn generate() -> Key {
-        let dir = TempDir::new("minisign");
-        let public_file = dir.join("key.pub");
-        let secret = dir.join("key.sec");
-        minisign(&[
-            "-G".as_ref(),
-            "-W".as_ref(),
-            "-p".as_ref(),
-            public_file.as_os_str(),
-            "-s".as_ref(),
-            secret.as_os_str(),
-        ]);
-        let text = fs::read_to_string(&public_file).unwrap();
-        let public = text
-            .lines()
-            .find(|l| l.starts_with("RW"))
-            .unwrap_or_else(|| panic!("no RW... line in {}:\n{text}", public_file.display()))
-            .to_owned();
-        Key {
-            dir,
-            public,
-            secret,
-        }
-    }
-
-    /// `minisign -S` of `bytes` with this trusted comment; the `.minisig` text.
-    /// `extra` goes before the other arguments (e.g. `-l`, legacy mode).
-    fn sign_with(&self, extra: &[&str], bytes: &[u8], trusted_comment: &str) -> String {
-        let name = unique("artifact");
-        let file = self.dir.join(&name);
-        let sig = self.dir.join(&format!("{name}.minisig"));
-        fs::write(&file, bytes).unwrap();
-        let mut args: Vec<&OsStr> = extra.iter().map(OsStr::new).collect();
-        args.extend([
-            "-S".as_ref(),
-            "-s".as_ref(),
-            self.secret.as_os_str(),
-            "-m".as_ref(),
-            file.as_os_str(),
-            "-x".as_ref(),
-            sig.as_os_str(),
-            "-t".as_ref(),
-            trusted_comment.as_ref(),
-        ]);
-        minisign(&args);
-        fs::read_to_string(&sig).unwrap()
-    }
-
-    fn sign(&self, bytes: &[u8], trusted_comment: &str) -> String {
-        self.sign_with(&[], bytes, trusted_comment)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -200,7 +107,7 @@ fn resign(m: &Manager, version: &str, sig: &str) {
 // The node
 
 /// Writes the node's config: `trusted_keys` and `allow_downgrade` set.
-fn configure(a: &Agent, m: &Manager, keys: &[&Key], allow_downgrade: bool) {
+fn configure(a: &Agent, m: &Manager, keys: &[&Minisign], allow_downgrade: bool) {
     let mut c = a.config_json(&m.url, &json!({}));
     c["trusted_keys"] = json!(keys.iter().map(|k| k.public.as_str()).collect::<Vec<_>>());
     c["allow_downgrade"] = json!(allow_downgrade);
@@ -339,7 +246,7 @@ fn clear_back_off(a: &Agent) {
 struct Setup {
     m: Manager,
     a: Agent,
-    key: Key,
+    key: Minisign,
     v1: Vec<u8>,
     /// v1's signature, as stored on the manager.
     sig1: String,
@@ -351,7 +258,7 @@ fn on_v1() -> Setup {
         ManagerOptions::default().env("RUST_LOG", "info,manager_lite::routes=debug"),
     );
     let a = Agent::new(BIN);
-    let key = Key::generate();
+    let key = Minisign::generate();
     configure(&a, &m, &[&key], false);
     let v1 = good_script("v1");
     let sig1 = key.sign(&v1, &good_comment("1.0.0", T1));
@@ -393,7 +300,7 @@ fn assert_not_downloaded(m: &Manager, sha: &str, what: &str) {
 /// agent must refuse it naming `wants` (before downloading it, when
 /// `up_front`), and keep v1.
 fn refused_v2(
-    sign: impl FnOnce(&Key, &[u8]) -> Option<String>,
+    sign: impl FnOnce(&Minisign, &[u8]) -> Option<String>,
     wants: &[&str],
     up_front: bool,
     what: &str,
@@ -471,7 +378,7 @@ fn an_unsigned_artifact_is_refused_until_it_is_signed() {
 
 #[test]
 fn a_signature_by_an_untrusted_key_is_refused() {
-    let other = Key::generate();
+    let other = Minisign::generate();
     refused_v2(
         |_, v2| Some(other.sign(v2, &good_comment("2.0.0", T2))),
         &["not in trusted_keys"],
@@ -646,13 +553,13 @@ fn allow_downgrade_accepts_an_older_signature() {
 }
 
 // ---------------------------------------------------------------------------
-// 3. Key rotation
+// 3. Minisign rotation
 
 #[test]
 fn with_two_trusted_keys_either_signs_and_a_retired_key_is_refused() {
     let m = Manager::new();
     let a = Agent::new(BIN);
-    let (old, new) = (Key::generate(), Key::generate());
+    let (old, new) = (Minisign::generate(), Minisign::generate());
     configure(&a, &m, &[&old, &new], false);
 
     let v1 = good_script("v1");
@@ -719,7 +626,7 @@ fn without_trusted_keys_unsigned_artifacts_install_as_before() {
 /// The helpers themselves: a key's public line is what `trusted_keys` takes.
 #[test]
 fn minisign_makes_keys_and_prehashed_signatures() {
-    let k = Key::generate();
+    let k = Minisign::generate();
     assert!(
         k.public.starts_with("RW") && k.public.len() == 56,
         "{}",

@@ -12,21 +12,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_protocol::{KeepaliveReply, Target, Version};
-use binproxy_tests::{artifact_bytes, output_within, Manager, Response, TempDir};
+use binproxy_tests::minisign::{Minisign, WELL_FORMED};
+use binproxy_tests::{artifact_bytes, Manager, Response, TempDir};
 use serde_json::{json, Value};
-use std::ffi::OsStr;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 // ---------------------------------------------------------------------------
 // helpers
-
-/// Well-formed (base64 of the right lengths, algorithm "ED"), but signed by nobody.
-const FAKE: &str = "untrusted comment: signature from minisign secret key\n\
-    RUS/6ARklDCuZucTpt+RnHwxPQQVoBhvNhJaitDn16AWO1o+21elY7nnfC3f6X79V2U4x7EHazg3tTD9MXtJYSzHFiD37mRcnQw=\n\
-    trusted comment: bin=tool version=1.0 arch=x86_64 timestamp=1700000000\n\
-    NJa3FKs9y0AKjHaxW9fhpycmdS1ManTIIEgQXEXPXKQ7VH0nr3kLP/PUQTUdxU1IohV89S60PCSyKZRt8TuhDQ==\n";
 
 fn sig_path(bin: &str, version: &str, arch: Option<&str>) -> String {
     let mut path = format!("/api/v1/bins/{bin}/versions/{version}/signature");
@@ -107,98 +98,6 @@ fn audited(m: &Manager) -> Vec<(Option<String>, String, String, u64)> {
     out
 }
 
-/// Runs the real `minisign` with `args`, stdin closed (it never prompts:
-/// the key has no password).
-fn minisign<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
-    let mut cmd = Command::new("minisign");
-    cmd.args(args).stdin(Stdio::null());
-    output_within(&mut cmd, Duration::from_secs(60))
-}
-
-/// A minisign key pair without a password, made by the real `minisign`.
-struct Minisign {
-    dir: TempDir,
-}
-
-impl Minisign {
-    /// Panics, saying how to install it, when `minisign` is not installed:
-    /// a skipped test would pass without testing anything.
-    fn new() -> Minisign {
-        let found = Command::new("minisign")
-            .arg("-v")
-            .stdin(Stdio::null())
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "the `minisign` CLI is not installed (not found on PATH): these tests sign \
-             with it and are not skipped without it. Install it (Debian/Ubuntu: \
-             `apt-get install minisign`); tests/run.sh installs it"
-        );
-        let keys = Minisign {
-            dir: TempDir::new("minisign"),
-        };
-        let (public, secret) = (keys.dir.join("key.pub"), keys.dir.join("key.sec"));
-        let out = minisign(&[
-            "-G".as_ref(),
-            "-W".as_ref(),
-            "-p".as_ref(),
-            public.as_os_str(),
-            "-s".as_ref(),
-            secret.as_os_str(),
-        ]);
-        assert!(out.status.success(), "minisign -G: {out:?}");
-        keys
-    }
-
-    /// Signs `file` with `trusted` as the trusted comment into `DIR/name`;
-    /// returns the `.minisig` text.
-    fn sign(&self, file: &Path, trusted: &str, name: &str) -> String {
-        self.sign_with(&[], file, trusted, name)
-    }
-
-    /// [`Minisign::sign`] with extra flags (`-l`: the legacy kind).
-    fn sign_with(&self, flags: &[&str], file: &Path, trusted: &str, name: &str) -> String {
-        let sig = self.dir.join(name);
-        let secret = self.dir.join("key.sec");
-        let mut args: Vec<&OsStr> = flags.iter().map(OsStr::new).collect();
-        args.extend([
-            "-S".as_ref(),
-            "-s".as_ref(),
-            secret.as_os_str(),
-            "-t".as_ref(),
-            trusted.as_ref(),
-            "-x".as_ref(),
-            sig.as_os_str(),
-            "-m".as_ref(),
-            file.as_os_str(),
-        ]);
-        let out = minisign(&args);
-        assert!(out.status.success(), "minisign -S: {out:?}");
-        std::fs::read_to_string(sig).unwrap()
-    }
-
-    /// Whether `minisign -V` accepts `signature` for `bytes` with this key.
-    fn verifies(&self, bytes: &[u8], signature: &str) -> bool {
-        let (file, sig) = (self.dir.join("got.bin"), self.dir.join("got.minisig"));
-        std::fs::write(&file, bytes).unwrap();
-        std::fs::write(&sig, signature).unwrap();
-        let public = self.dir.join("key.pub");
-        minisign(&[
-            "-V".as_ref(),
-            "-q".as_ref(),
-            "-p".as_ref(),
-            public.as_os_str(),
-            "-x".as_ref(),
-            sig.as_os_str(),
-            "-m".as_ref(),
-            file.as_os_str(),
-        ])
-        .status
-        .success()
-    }
-}
-
 /// The target of `node` (registered as an x86_64 node) for `bin` through
 /// the manifest, and its ETag.
 fn manifest(m: &Manager, bin: &str, node: &str) -> (Target, String) {
@@ -226,15 +125,12 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn a_real_signature_reaches_nodes_byte_for_byte_and_a_resignature_replaces_it() {
-    let keys = Minisign::new();
+    let keys = Minisign::generate();
     let mut m = Manager::new();
     let bytes = artifact_bytes("signed-tool-1.0", 5000);
-    let file = keys.dir.join("tool");
-    std::fs::write(&file, &bytes).unwrap();
     let first = keys.sign(
-        &file,
+        &bytes,
         "bin=tool version=1.0 arch=x86_64 timestamp=1700000000",
-        "first.minisig",
     );
 
     m.upload("tool", "1.0", Some("x86_64"), &bytes).expect(201);
@@ -260,9 +156,8 @@ fn a_real_signature_reaches_nodes_byte_for_byte_and_a_resignature_replaces_it() 
     // while streaming, which it does not allow: refused, naming the fix.
     let legacy = keys.sign_with(
         &["-l"],
-        &file,
+        &bytes,
         "bin=tool version=1.0 arch=x86_64 timestamp=1700000050",
-        "legacy.minisig",
     );
     assert!(keys.verifies(&bytes, &legacy));
     let r = put_sig(&m, "tool", "1.0", Some("x86_64"), legacy.as_bytes());
@@ -273,9 +168,8 @@ fn a_real_signature_reaches_nodes_byte_for_byte_and_a_resignature_replaces_it() 
     // A re-signature (a fresh timestamp, for a legitimate rollback, say)
     // replaces the first: nodes see it at once, and their ETag changes.
     let second = keys.sign(
-        &file,
+        &bytes,
         "bin=tool version=1.0 arch=x86_64 timestamp=1700000100",
-        "second.minisig",
     );
     assert_ne!(first, second);
     let r = put_sig(&m, "tool", "1.0", Some("amd64"), second.as_bytes());
@@ -314,7 +208,7 @@ fn a_real_signature_reaches_nodes_byte_for_byte_and_a_resignature_replaces_it() 
 
 #[test]
 fn cli_publishes_with_a_signature_before_the_release_and_resigns() {
-    let keys = Minisign::new();
+    let keys = Minisign::generate();
     let m = Manager::new();
     let admin = keys.dir.join("admin.token");
     std::fs::write(&admin, format!("{}\n", m.token)).unwrap();
@@ -322,8 +216,8 @@ fn cli_publishes_with_a_signature_before_the_release_and_resigns() {
     let bytes = artifact_bytes("signed-tool-2.0", 3000);
     std::fs::write(&file, &bytes).unwrap();
     let trusted = "bin=tool version=2.0 arch=x86_64 timestamp=1700000000";
-    let first = keys.sign(&file, trusted, "tool.minisig");
-    let sig = keys.dir.join("tool.minisig");
+    let sig = keys.sign_file(&[], &file, trusted);
+    let first = std::fs::read_to_string(&sig).unwrap();
     let (file_arg, sig_arg) = (file.to_str().unwrap(), sig.to_str().unwrap());
 
     let out = m.cli(
@@ -368,12 +262,12 @@ fn cli_publishes_with_a_signature_before_the_release_and_resigns() {
     );
 
     // `signature` re-signs; --json prints the server's Version.
-    let later = keys.sign(
+    let later_path = keys.sign_file(
+        &[],
         &file,
         "bin=tool version=2.0 arch=x86_64 timestamp=1700000999",
-        "later.minisig",
     );
-    let later_path = keys.dir.join("later.minisig");
+    let later = std::fs::read_to_string(&later_path).unwrap();
     let out = m.cli(
         &admin,
         &[
@@ -435,7 +329,7 @@ fn cli_refuses_a_bad_signature_file_before_uploading_and_viewers_cannot_sign() {
     // A viewer may not sign: 403, exit 1, nothing stored.
     m.upload("tool", "3.0", None, b"tool 3.0").expect(201);
     let good = tmp.join("good.minisig");
-    std::fs::write(&good, FAKE).unwrap();
+    std::fs::write(&good, WELL_FORMED).unwrap();
     let viewer = tmp.join("viewer.token");
     std::fs::write(&viewer, new_token(&m, "watcher", "viewer")).unwrap();
     let out = m.cli(
@@ -452,7 +346,7 @@ fn cli_refuses_a_bad_signature_file_before_uploading_and_viewers_cannot_sign() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         stored_signature(&m, "tool", "3.0", None).as_deref(),
-        Some(FAKE)
+        Some(WELL_FORMED)
     );
 }
 
@@ -473,24 +367,24 @@ fn only_publishers_and_admins_may_sign_and_every_attempt_is_audited() {
         (Some(viewer.as_str()), 403),
         (Some(approver.as_str()), 403),
     ] {
-        let r = send_sig(&m, "PUT", &path, token, FAKE.as_bytes());
+        let r = send_sig(&m, "PUT", &path, token, WELL_FORMED.as_bytes());
         r.expect_error(status);
         assert_eq!(stored_signature(&m, "tool", "1.0", None), None, "{r}");
     }
-    let r = send_sig(&m, "PUT", &path, Some(&viewer), FAKE.as_bytes());
+    let r = send_sig(&m, "PUT", &path, Some(&viewer), WELL_FORMED.as_bytes());
     assert!(error_of(&r).contains("admin or publisher"), "{r}");
 
-    let by_publisher = FAKE.replace("timestamp=1700000000", "timestamp=1");
+    let by_publisher = WELL_FORMED.replace("timestamp=1700000000", "timestamp=1");
     send_sig(&m, "PUT", &path, Some(&publisher), by_publisher.as_bytes()).expect(200);
     assert_eq!(
         stored_signature(&m, "tool", "1.0", None).as_deref(),
         Some(by_publisher.as_str())
     );
-    send_sig(&m, "PUT", &path, Some(&admin), FAKE.as_bytes()).expect(200);
-    put_sig(&m, "tool", "1.0", None, FAKE.as_bytes()).expect(200);
+    send_sig(&m, "PUT", &path, Some(&admin), WELL_FORMED.as_bytes()).expect(200);
+    put_sig(&m, "tool", "1.0", None, WELL_FORMED.as_bytes()).expect(200);
     assert_eq!(
         stored_signature(&m, "tool", "1.0", None).as_deref(),
-        Some(FAKE)
+        Some(WELL_FORMED)
     );
 
     let records = audited(&m);
@@ -518,7 +412,7 @@ fn only_publishers_and_admins_may_sign_and_every_attempt_is_audited() {
 fn a_signature_that_does_not_look_like_minisign_is_refused_naming_the_fault() {
     let m = Manager::new();
     m.upload("tool", "1.0", None, b"tool 1.0").expect(201);
-    let lines: Vec<&str> = FAKE.lines().collect();
+    let lines: Vec<&str> = WELL_FORMED.lines().collect();
     let with = |n: usize, line: &str| {
         let mut l = lines.clone();
         l[n] = line;
@@ -528,7 +422,7 @@ fn a_signature_that_does_not_look_like_minisign_is_refused_naming_the_fault() {
         (Vec::new(), "empty"),
         (b"\xff\xfe".to_vec(), "not UTF-8"),
         (lines[..3].join("\n").into_bytes(), "3 lines"),
-        (format!("{FAKE}\n").into_bytes(), "5 lines"),
+        (format!("{WELL_FORMED}\n").into_bytes(), "5 lines"),
         (lines.join("\r\n").into_bytes(), "carriage return"),
         (with(0, "comment: x").into_bytes(), "line 1 must start with"),
         (with(2, "comment: x").into_bytes(), "line 3 must start with"),
@@ -554,10 +448,10 @@ fn a_signature_that_does_not_look_like_minisign_is_refused_naming_the_fault() {
     }
     assert_eq!(stored_signature(&m, "tool", "1.0", None), None);
     // Without the last newline is fine.
-    put_sig(&m, "tool", "1.0", None, FAKE.trim_end().as_bytes()).expect(200);
+    put_sig(&m, "tool", "1.0", None, WELL_FORMED.trim_end().as_bytes()).expect(200);
     assert_eq!(
         stored_signature(&m, "tool", "1.0", None).as_deref(),
-        Some(FAKE.trim_end())
+        Some(WELL_FORMED.trim_end())
     );
 }
 
@@ -566,9 +460,9 @@ fn a_signature_over_4_kib_is_413() {
     let m = Manager::new();
     m.upload("tool", "1.0", None, b"tool 1.0").expect(201);
     // 4096 bytes are read and judged (400); 4097 are not (413).
-    let padded = FAKE.replacen(
+    let padded = WELL_FORMED.replacen(
         "trusted comment: ",
-        &format!("trusted comment: {}", "x".repeat(4096 - FAKE.len())),
+        &format!("trusted comment: {}", "x".repeat(4096 - WELL_FORMED.len())),
         1,
     );
     assert_eq!(padded.len(), 4096);
@@ -603,7 +497,7 @@ fn unknown_bins_versions_and_arches_are_404_and_bad_names_400() {
         ),
         ("tool", "2.0", None, "no arch-less artifact"),
     ] {
-        let r = put_sig(&m, bin, version, arch, FAKE.as_bytes());
+        let r = put_sig(&m, bin, version, arch, WELL_FORMED.as_bytes());
         r.expect_error(404);
         assert!(error_of(&r).contains(want), "{want:?}: {r}");
     }
@@ -612,15 +506,15 @@ fn unknown_bins_versions_and_arches_are_404_and_bad_names_400() {
         ("tool", "1%2f0", None),
         ("tool", "1.0", Some("x%20y")),
     ] {
-        put_sig(&m, bin, version, arch, FAKE.as_bytes()).expect_error(400);
+        put_sig(&m, bin, version, arch, WELL_FORMED.as_bytes()).expect_error(400);
     }
     // The arch is normalised as uploads are: arm64 is aarch64.
     m.upload("tool", "3.0", Some("arm64"), b"tool 3.0 arm")
         .expect(201);
-    put_sig(&m, "tool", "3.0", Some("arm64"), FAKE.as_bytes()).expect(200);
+    put_sig(&m, "tool", "3.0", Some("arm64"), WELL_FORMED.as_bytes()).expect(200);
     assert_eq!(
         stored_signature(&m, "tool", "3.0", Some("aarch64")).as_deref(),
-        Some(FAKE)
+        Some(WELL_FORMED)
     );
     // Nothing else was signed.
     let signed: Vec<(String, Option<String>)> = versions(&m, "tool")
