@@ -12,6 +12,7 @@
 //! - [`build`]: where the binaries are, built once per test process.
 //! - [`tempdir`]: [`TempDir`], removed on drop, and [`unique`] names.
 //! - [`process`]: bounded waits on child processes and conditions.
+//! - [`metrics`]: numbers off `GET /metrics`, and waiting on rollout passes.
 //! - [`values`]: artifact bytes, sha256 hex, RFC 3339 shapes.
 //! - [`agent`]: one node running the real `binproxy`.
 //! - [`stub`]: a small HTTP server answering as a test's handler says;
@@ -32,6 +33,7 @@ pub mod fake_manager;
 pub mod fleet;
 pub mod http;
 pub mod manager;
+pub mod metrics;
 pub mod minisign;
 pub mod process;
 pub mod relay;

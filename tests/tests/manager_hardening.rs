@@ -44,6 +44,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use binproxy_protocol::download_path;
+use binproxy_tests::metrics::metric;
 use binproxy_tests::tls::TestCa;
 use binproxy_tests::{artifact_bytes, sha256_hex, status_counts, Manager, ManagerOptions};
 use rustls::pki_types::ServerName;
@@ -279,35 +280,6 @@ fn keepalive_ok(m: &Manager, node: &str) {
     m.keepalive(node, "x86_64", &[]).expect(200);
 }
 
-/// Sum of the samples of `name` in `GET /metrics` (admin token) whose labels
-/// include `reason="…"` when `reason` is given; 0 when absent (a counter may be
-/// missing until it is first non-zero).
-fn metric(m: &Manager, name: &str, reason: Option<&str>) -> f64 {
-    let r = m.admin_get("/metrics");
-    r.expect(200);
-    let want_label = reason.map(|r| format!("reason=\"{r}\""));
-    let mut total = 0.0;
-    for line in r.text().lines().filter(|l| !l.starts_with('#')) {
-        let (series, rest) = if line.contains('{') {
-            let close = line
-                .rfind('}')
-                .unwrap_or_else(|| panic!("bad line {line:?}"));
-            (&line[..=close], &line[close + 1..])
-        } else {
-            line.split_once(' ').unwrap_or((line, ""))
-        };
-        let (series_name, labels) = series.split_once('{').unwrap_or((series, ""));
-        if series_name != name || want_label.as_ref().is_some_and(|l| !labels.contains(l)) {
-            continue;
-        }
-        let value = rest.split_whitespace().next().unwrap_or_default();
-        total += value
-            .parse::<f64>()
-            .unwrap_or_else(|e| panic!("bad value in {line:?}: {e}"));
-    }
-    total
-}
-
 /// `GET /api/v1/audit?limit=1000` with the admin token, newest first.
 fn audit(m: &Manager) -> Vec<Value> {
     let r = m.admin_get("/api/v1/audit?limit=1000");
@@ -479,7 +451,11 @@ fn a_slow_client_is_dropped_after_the_header_timeout_while_others_are_served() {
          (--header-timeout 2s)"
     );
     health_ok(&m);
-    let cut = metric(&m, "manager_http_cut_total", Some("header_timeout"));
+    let cut = metric(
+        &m,
+        "manager_http_cut_total",
+        &[("reason", "header_timeout")],
+    );
     assert!(cut >= 1.0, "header_timeout cuts: {cut}");
 }
 
@@ -712,7 +688,7 @@ fn the_connection_over_max_connections_gets_503_and_the_held_ones_stay() {
     let refused = metric(
         &m,
         "manager_http_connections_refused_total",
-        Some("max_connections"),
+        &[("reason", "max_connections")],
     );
     assert!(
         refused >= 1.0,
@@ -733,7 +709,7 @@ fn ten_thousand_idle_connections_cost_memory_not_capacity() {
     // The server holds them all (the scrape's own connection counts too).
     let mut open = 0.0;
     let held = eventually(|| {
-        open = metric(&m, "manager_http_connections_open", None);
+        open = metric(&m, "manager_http_connections_open", &[]);
         open >= 10_000.0
     });
     assert!(held, "manager_http_connections_open is {open}, not 10,000+");
@@ -749,7 +725,7 @@ fn ten_thousand_idle_connections_cost_memory_not_capacity() {
     }
     drop(idle);
     health_ok(&m);
-    let released = eventually(|| metric(&m, "manager_http_connections_open", None) < 100.0);
+    let released = eventually(|| metric(&m, "manager_http_connections_open", &[]) < 100.0);
     assert!(released, "the server still counts the closed connections");
 }
 
@@ -836,7 +812,11 @@ fn the_connection_over_the_per_ip_cap_gets_503_and_other_addresses_are_served() 
         let a = read_answer(&mut BufReader::new(s.try_clone().unwrap()), false);
         assert_eq!(a.status, 200, "{a:?}");
     }
-    let per_ip = metric(&m, "manager_http_connections_refused_total", Some("per_ip"));
+    let per_ip = metric(
+        &m,
+        "manager_http_connections_refused_total",
+        &[("reason", "per_ip")],
+    );
     assert!(per_ip >= 1.0, "refused{{reason=\"per_ip\"}}: {per_ip}");
     // One of them leaves: the address may connect again.
     drop(held.pop());
@@ -904,7 +884,7 @@ fn a_body_below_the_min_rate_gets_408_and_a_close() {
         "the server kept reading the trickle"
     );
     health_ok(&m);
-    let cut = metric(&m, "manager_http_cut_total", Some("body_too_slow"));
+    let cut = metric(&m, "manager_http_cut_total", &[("reason", "body_too_slow")]);
     assert!(cut >= 1.0, "body_too_slow cuts: {cut}");
 }
 
@@ -936,9 +916,13 @@ fn a_request_past_the_request_timeout_gets_408_even_at_a_good_rate() {
     assert!(closed(&mut r), "the timed-out connection stays open");
     assert!(writer.join().unwrap(), "the server kept reading the body");
     health_ok(&m);
-    let timed_out = metric(&m, "manager_http_cut_total", Some("request_timeout"));
+    let timed_out = metric(
+        &m,
+        "manager_http_cut_total",
+        &[("reason", "request_timeout")],
+    );
     assert!(timed_out >= 1.0, "request_timeout cuts: {timed_out}");
-    let too_slow = metric(&m, "manager_http_cut_total", Some("body_too_slow"));
+    let too_slow = metric(&m, "manager_http_cut_total", &[("reason", "body_too_slow")]);
     assert!(too_slow < 1.0, "a body at 4x the min rate counted too slow");
 }
 
@@ -969,7 +953,7 @@ fn a_stalled_body_is_cut_after_the_io_timeout() {
     assert!(!a.error_text().is_empty(), "{a:?}");
     assert!(closed(&mut r), "the stalled connection stays open");
     health_ok(&m);
-    let cuts = metric(&m, "manager_http_cut_total", None);
+    let cuts = metric(&m, "manager_http_cut_total", &[]);
     assert!(cuts >= 1.0, "manager_http_cut_total: {cuts}");
 }
 
@@ -1012,7 +996,11 @@ fn answers_a_client_does_not_drain_are_dropped_while_a_normal_download_goes_thro
     // Wait (bounded) for the server to report them cut.
     let mut cut = 0.0;
     eventually(|| {
-        cut = metric(&m, "manager_http_cut_total", Some("answer_too_slow"));
+        cut = metric(
+            &m,
+            "manager_http_cut_total",
+            &[("reason", "answer_too_slow")],
+        );
         cut >= 40.0
     });
     let (_, len, got) = normal.join().unwrap();
@@ -1095,7 +1083,7 @@ fn a_saturated_blocking_pool_answers_503_busy_and_recovers() {
     assert_eq!(a.json()["sha256sum"], sha.as_str(), "{a:?}");
     assert_eq!(a.json()["size"], len, "{a:?}");
     keepalive_ok(&m, "queued-node");
-    let busy = metric(&m, "manager_http_busy_total", None);
+    let busy = metric(&m, "manager_http_busy_total", &[]);
     assert!(busy >= 1.0, "manager_http_busy_total: {busy}");
 }
 
@@ -1236,7 +1224,7 @@ fn unauthenticated_admin_writes_are_counted_not_audited_one_by_one() {
         );
     }
     assert_eq!(records.len(), 3 + anonymous.len(), "{records:#?}");
-    let counted = metric(&m, "manager_audit_unauthenticated_total", None);
+    let counted = metric(&m, "manager_audit_unauthenticated_total", &[]);
     assert!(
         counted >= 3000.0,
         "manager_audit_unauthenticated_total: {counted}"

@@ -4,6 +4,8 @@
 //! `binproxy_tests::fleet`). Each test has its own manager, started with
 //! `--rollout-interval 100ms`, and its own temp data dir. Nothing asserts a
 //! duration: every wait is a bounded poll, every loop bounded in rounds and time.
+//! A check that the rollout did not move first waits for two passes of the
+//! rollout timer (`manager_rollout_evaluations_total`), never for a sleep.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,11 +20,10 @@ use binproxy_tests::fleet::{
     in_percent, node_id, node_view, op, pin, rollout_manager, show_release, unpin, upload_versions,
     wait_release, Fleet, Mode, SimNode,
 };
+use binproxy_tests::metrics::wait_rollout_evaluations;
 use binproxy_tests::{is_rfc3339, Manager};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::thread;
-use std::time::Duration;
 
 const BIN: &str = "svc";
 const V1: &str = "1.0.0";
@@ -253,7 +254,8 @@ fn waves_reach_their_share_and_are_sticky() {
     wait_release(&m, rel.id, "every reached node counted as success", |r| {
         r.counts.success == n64(wave2.len())
     });
-    thread::sleep(Duration::from_millis(300));
+    // The timer has run since: the 1h wait still holds the wave.
+    wait_rollout_evaluations(&m, 2);
     let r = get_release(&m, rel.id);
     assert_eq!(
         (r.status, r.wave, r.percent),
@@ -399,7 +401,7 @@ fn failures_pause_the_rollout_and_a_paused_release_adds_no_node() {
     // timer runs): the set of targeted nodes does not grow or shrink.
     for round in 0..5 {
         fleet.round(m.addr, Mode::Update);
-        thread::sleep(Duration::from_millis(250));
+        wait_rollout_evaluations(&m, 2);
         fleet.round(m.addr, Mode::Observe);
         assert_same_nodes(
             &fleet.targeted(BIN, V2),
@@ -493,11 +495,14 @@ fn only_this_releases_failures_count() {
     );
     for _ in 0..3 {
         fleet.round(m.addr, Mode::Update);
-        thread::sleep(Duration::from_millis(150));
+        wait_rollout_evaluations(&m, 2);
     }
-    let r = wait_release(&m, r1.id, "failures counted", |r| {
+    wait_release(&m, r1.id, "failures counted", |r| {
         r.counts.failed + r.counts.rolled_back > 0
     });
+    // The timer has seen them since, and did not pause.
+    wait_rollout_evaluations(&m, 2);
+    let r = get_release(&m, r1.id);
     assert_eq!(r.status, RollingOut, "{}", show_release(&r));
     op(&m, r1.id, "cancel").expect(200);
 
@@ -783,8 +788,10 @@ fn approval_gates_the_rollout() {
     );
     for _ in 0..3 {
         fleet.round(m.addr, Mode::Update);
-        thread::sleep(Duration::from_millis(150));
+        wait_rollout_evaluations(&m, 2);
     }
+    // What the nodes are told after those passes of the timer.
+    fleet.round(m.addr, Mode::Observe);
     for n in &fleet.nodes {
         assert_eq!(n.target_version(BIN), None, "{}", n.id);
         assert_reason(
@@ -1285,8 +1292,9 @@ fn rollout_state_survives_restarts_and_the_rollout_finishes() {
     assert_eq!(durable(&after), durable(&before), "after kill -9 + restart");
     for _ in 0..3 {
         fleet.round(m.addr, Mode::Update);
-        thread::sleep(Duration::from_millis(250));
+        wait_rollout_evaluations(&m, 2);
     }
+    fleet.round(m.addr, Mode::Observe);
     assert_same_nodes(
         &fleet.targeted(BIN, V2),
         &engaged,
