@@ -20,12 +20,19 @@
 //! - [`fleet`]: simulated fleets for the rollout tests and the benchmark.
 //! - [`browser`]: a real headless Chromium over WebDriver, for the admin page.
 //! - [`minisign`]: keys and signatures made by the real `minisign` CLI.
-//! - [`enrollment`], [`relay`], [`tls`], [`tls_forward`], [`windows`]: what
-//!   the enrollment, TLS and maintenance-window tests share.
+//!
+//! And what one group of test files shares (`tests/<name>/` or several
+//! files):
+//!
+//! - [`api`]: the manager API tests (`manager_api/`).
+//! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
+//!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
+//!   tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
+pub mod api;
 pub mod browser;
 pub mod build;
 pub mod enrollment;
