@@ -25,6 +25,7 @@
 //! files):
 //!
 //! - [`api`]: the manager API tests (`manager_api/`).
+//! - [`roles`]: the token, role and audit tests (`security_roles/`).
 //! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
 //!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
 //!   tests.
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod minisign;
 pub mod process;
 pub mod relay;
+pub mod roles;
 pub mod stub;
 pub mod tempdir;
 pub mod tls;
