@@ -26,6 +26,8 @@
 //!
 //! - [`api`]: the manager API tests (`manager_api/`).
 //! - [`roles`]: the token, role and audit tests (`security_roles/`).
+//! - [`raw_client`]: the hardening tests' client, lower than [`http`]: bytes
+//!   as given, one answer at a time (`manager_hardening/`).
 //! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
 //!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
 //!   tests.
@@ -44,6 +46,7 @@ pub mod manager;
 pub mod metrics;
 pub mod minisign;
 pub mod process;
+pub mod raw_client;
 pub mod relay;
 pub mod roles;
 pub mod stub;
