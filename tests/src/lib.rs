@@ -28,6 +28,7 @@
 //! - [`roles`]: the token, role and audit tests (`security_roles/`).
 //! - [`raw_client`]: the hardening tests' client, lower than [`http`]: bytes
 //!   as given, one answer at a time (`manager_hardening/`).
+//! - [`rollout`]: the rollout tests over a simulated fleet (`rollout_fleet/`).
 //! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
 //!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
 //!   tests.
@@ -49,6 +50,7 @@ pub mod process;
 pub mod raw_client;
 pub mod relay;
 pub mod roles;
+pub mod rollout;
 pub mod stub;
 pub mod tempdir;
 pub mod tls;
