@@ -29,6 +29,7 @@
 //! - [`raw_client`]: the hardening tests' client, lower than [`http`]: bytes
 //!   as given, one answer at a time (`manager_hardening/`).
 //! - [`rollout`]: the rollout tests over a simulated fleet (`rollout_fleet/`).
+//! - [`packaging`]: the packaging tests (`packaging/`).
 //! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
 //!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
 //!   tests.
@@ -46,6 +47,7 @@ pub mod http;
 pub mod manager;
 pub mod metrics;
 pub mod minisign;
+pub mod packaging;
 pub mod process;
 pub mod raw_client;
 pub mod relay;
