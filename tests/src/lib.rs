@@ -30,6 +30,7 @@
 //!   as given, one answer at a time (`manager_hardening/`).
 //! - [`rollout`]: the rollout tests over a simulated fleet (`rollout_fleet/`).
 //! - [`packaging`]: the packaging tests (`packaging/`).
+//! - [`signed`]: the agent's signature tests (`signatures_agent/`).
 //! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
 //!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
 //!   tests.
@@ -53,6 +54,7 @@ pub mod raw_client;
 pub mod relay;
 pub mod roles;
 pub mod rollout;
+pub mod signed;
 pub mod stub;
 pub mod tempdir;
 pub mod tls;
