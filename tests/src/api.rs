@@ -3,7 +3,7 @@
 //! working directories are watched for files it should not make.
 
 use crate::{list_tree, Manager, ManagerOptions, Response, TempDir};
-use binproxy_protocol::KeepaliveReply;
+use binproxy_protocol::{KeepaliveReply, Release, Version};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -64,4 +64,17 @@ pub fn assert_nothing_outside_data(root: &Path, marker: &str) {
         tmp_named_after.is_empty(),
         "files in the temp dir named after a refused name: {tmp_named_after:?}"
     );
+}
+
+/// Asserts `bin` has `versions` stored versions and the manager holds
+/// `releases` releases in all: what refused writes must leave as it was.
+#[track_caller]
+pub fn assert_stored(m: &Manager, bin: &str, versions: usize, releases: usize) {
+    let stored: Vec<Version> = m
+        .admin_get(&format!("/api/v1/bins/{bin}/versions"))
+        .expect(200)
+        .parse();
+    assert_eq!(stored.len(), versions, "{stored:?}");
+    let all: Vec<Release> = m.admin_get("/api/v1/releases").expect(200).parse();
+    assert_eq!(all.len(), releases, "{all:?}");
 }

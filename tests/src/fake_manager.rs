@@ -110,20 +110,24 @@ impl FakeManager {
     /// The progress reports received (and accepted or not), in order.
     pub fn progress(&self) -> Vec<Progress> {
         let path = format!("/api/v1/bins/{}/progress", self.lock().bin);
-        self.seen()
-            .into_iter()
-            .filter(|s| s.method == "POST" && s.path == path)
-            .map(|s| serde_json::from_slice(&s.body).expect("progress body"))
-            .collect()
+        self.posted(&path)
     }
 
     /// The installed reports received.
     pub fn installed(&self) -> Vec<Installed> {
         let path = format!("/api/v1/bins/{}", self.lock().bin);
+        self.posted(&path)
+    }
+
+    /// The JSON bodies POSTed to `path`, in order.
+    fn posted<T: serde::de::DeserializeOwned>(&self, path: &str) -> Vec<T> {
         self.seen()
             .into_iter()
             .filter(|s| s.method == "POST" && s.path == path)
-            .map(|s| serde_json::from_slice(&s.body).expect("installed body"))
+            .map(|s| {
+                serde_json::from_slice(&s.body)
+                    .unwrap_or_else(|e| panic!("POST {path}: not the report expected ({e})"))
+            })
             .collect()
     }
 }

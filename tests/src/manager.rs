@@ -6,7 +6,7 @@
 //! without the admin token. [`ManagerOptions`] are the flags, environment
 //! and token source it starts with.
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -265,6 +265,11 @@ impl Manager {
         self.request("GET", path, &[], b"")
     }
 
+    /// `GET path` with these headers (no token).
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers, b"")
+    }
+
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Response {
         let bytes = serde_json::to_vec(body).unwrap();
         self.request(
@@ -399,49 +404,15 @@ fn spawn_manager(
     let (tx, rx) = mpsc::channel::<(SocketAddr, &'static str)>();
     let stderr = child.stderr.take().expect("stderr piped");
     let stdout = child.stdout.take().expect("stdout piped");
-    let log_err = Arc::clone(log);
-    thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut reader = BufReader::new(stderr);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+    let mut tx = Some(tx);
+    capture_lines(stderr, "", log, move |line| {
+        if let Some(addr) = listening_addr(line) {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(addr);
             }
-            let text = String::from_utf8_lossy(&line).into_owned();
-            if let Some(addr) = listening_addr(&text) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(addr);
-                }
-            }
-            log_err
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push_str(&text);
         }
     });
-    let log_out = Arc::clone(log);
-    thread::spawn(move || {
-        let mut buf = String::new();
-        let mut reader = BufReader::new(stdout);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            buf.clear();
-            buf.push_str("[stdout] ");
-            buf.push_str(&String::from_utf8_lossy(&line));
-            log_out
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push_str(&buf);
-        }
-    });
+    capture_lines(stdout, "[stdout] ", log, |_| {});
 
     if let Ok((addr, scheme)) = rx.recv_timeout(START_TIMEOUT) {
         (child, addr, scheme)
@@ -458,6 +429,35 @@ fn spawn_manager(
             "manager-lite did not print `listening on http(s)://ADDR` (exit: {status:?})\nlog:\n{text}"
         );
     }
+}
+
+/// Appends each line `from` writes to `log`, after `prefix`, on a thread of
+/// its own until `from` ends; `seen` looks at each line first.
+fn capture_lines(
+    from: impl Read + Send + 'static,
+    prefix: &'static str,
+    log: &Arc<Mutex<String>>,
+    mut seen: impl FnMut(&str) + Send + 'static,
+) {
+    let log = Arc::clone(log);
+    thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = String::from_utf8_lossy(&line);
+            seen(&text);
+            let mut log = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            log.push_str(prefix);
+            log.push_str(&text);
+        }
+    });
 }
 
 /// The address and scheme in a `listening on http(s)://IP:PORT` line.

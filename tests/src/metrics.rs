@@ -42,6 +42,17 @@ pub fn metric(m: &Manager, name: &str, labels: &[(&str, &str)]) -> f64 {
     total
 }
 
+/// Asserts `name` (with `labels`) counts at least `at_least` in `GET
+/// /metrics`.
+#[track_caller]
+pub fn assert_counted(m: &Manager, name: &str, labels: &[(&str, &str)], at_least: f64) {
+    let n = metric(m, name, labels);
+    assert!(
+        n >= at_least,
+        "{name} {labels:?} is {n}, not {at_least} or more"
+    );
+}
+
 /// Rollout evaluation passes the manager has finished.
 pub fn rollout_evaluations(m: &Manager) -> f64 {
     metric(m, "manager_rollout_evaluations_total", &[])

@@ -246,16 +246,6 @@ pub fn keepalive_ok(m: &Manager, node: &str) {
     m.keepalive(node, "x86_64", &[]).expect(200);
 }
 
-/// `GET /api/v1/audit?limit=1000` with the admin token, newest first.
-pub fn audit(m: &Manager) -> Vec<Value> {
-    let r = m.admin_get("/api/v1/audit?limit=1000");
-    r.expect(200);
-    r.json()
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {r}"))
-        .clone()
-}
-
 /// A streaming sha256 (sha2 is built at opt-level 3 even in debug builds:
 /// see the workspace's Cargo.toml).
 pub fn sha256() -> Sha256 {
@@ -363,4 +353,16 @@ pub fn health_from(from: Ipv4Addr, addr: SocketAddr) -> Answer {
     let mut s = connect_from(from, addr);
     let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     read_answer(&mut BufReader::new(s), false)
+}
+
+/// A connection that had one `GET /health` answered 200 and is kept alive:
+/// its write half and a reader on it.
+pub fn kept_alive(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+    let s = connect(addr);
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut r, false).status, 200);
+    (w, r)
 }

@@ -51,7 +51,12 @@ pub fn new_token(m: &Manager, name: &str, role: &str) -> String {
 
 /// `GET /api/v1/tokens` as the bootstrap admin.
 pub fn token_list(m: &Manager) -> Vec<Value> {
-    let r = m.admin_get("/api/v1/tokens");
+    admin_array(m, "/api/v1/tokens")
+}
+
+/// `GET path` as the bootstrap admin: a 200 with a JSON array, its items.
+fn admin_array(m: &Manager, path: &str) -> Vec<Value> {
+    let r = m.admin_get(path);
     r.expect(200);
     r.json()
         .as_array()
@@ -72,12 +77,7 @@ pub fn audit(m: &Manager, limit: Option<usize>) -> Vec<Value> {
         Some(n) => format!("/api/v1/audit?limit={n}"),
         None => "/api/v1/audit".to_owned(),
     };
-    let r = m.admin_get(&path);
-    r.expect(200);
-    r.json()
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {r}"))
-        .clone()
+    admin_array(m, &path)
 }
 
 pub fn release_of(m: &Manager, id: u64) -> Release {

@@ -4,14 +4,16 @@
 //! baseline release every node runs, and nodes told to fail.
 
 use crate::fleet::{
-    binomial_bounds, create_release, drive, drive_fleet, in_percent, show_release, Fleet, Mode,
+    binomial_bounds, create_release, drive, drive_fleet, in_percent, rollout_manager, show_release,
+    upload_versions, Fleet, Mode,
 };
+use crate::metrics::wait_rollout_evaluations;
 use crate::{is_rfc3339, Manager};
 use binproxy_protocol::ProgressStatus::{Failed, RolledBack};
-use binproxy_protocol::Release;
 use binproxy_protocol::ReleaseStatus::{Completed, Paused, RollingOut};
+use binproxy_protocol::{Release, ReleaseStatus};
 use serde_json::json;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The bin the rollout tests release, and its versions.
 pub const BIN: &str = "svc";
@@ -158,4 +160,85 @@ pub fn all_converge(m: &Manager, fleet: &mut Fleet, sha: &str, n: usize) {
         f.running(BIN, sha).len() == n
     });
     assert_eq!(fleet.running(BIN, sha).len(), n);
+}
+
+/// Asserts the release's status, wave index and percent, showing the
+/// release when they differ.
+#[track_caller]
+pub fn assert_state(r: &Release, status: ReleaseStatus, wave: usize, percent: u32) {
+    assert_eq!(
+        (r.status, r.wave, r.percent),
+        (status, wave, percent),
+        "{}",
+        show_release(r)
+    );
+}
+
+/// Runs update rounds until the release leaves `rolling_out`; asserts it
+/// completed and returns it.
+#[track_caller]
+pub fn drive_to_completed(m: &Manager, fleet: &mut Fleet, id: u64) -> Release {
+    let done = drive(m, fleet, id, Mode::Update, "completed", |r| {
+        r.status != RollingOut
+    });
+    assert_eq!(done.status, Completed, "{}", show_release(&done));
+    done
+}
+
+/// Runs update rounds until the release (of waves 10% or so, 50%, ...) is
+/// in its second wave, at 50%; then one keepalive-only round. Returns the
+/// nodes targeted with [`V2`] then.
+#[track_caller]
+pub fn drive_to_second_wave(m: &Manager, fleet: &mut Fleet, id: u64) -> BTreeSet<String> {
+    let r = drive(m, fleet, id, Mode::Update, "wave index 1", |r| {
+        r.wave >= 1 || r.status != RollingOut
+    });
+    assert_state(&r, RollingOut, 1, 50);
+    fleet.round(m.addr, Mode::Observe);
+    fleet.targeted(BIN, V2)
+}
+
+/// The nodes targeted with [`V2`] as of the last round, checked to be the
+/// release's first wave of `percent` over all `n` nodes.
+#[track_caller]
+pub fn first_wave(fleet: &Fleet, id: u64, n: usize, percent: u32) -> BTreeSet<String> {
+    let reached = fleet.targeted(BIN, V2);
+    check_wave(
+        &reached,
+        &expected_wave(fleet, id, percent, |_| true),
+        n,
+        percent,
+    );
+    reached
+}
+
+/// `rounds` update rounds, each followed by two passes of the rollout timer,
+/// then a keepalive-only round: what the nodes are told once the timer has
+/// had its say about what they did.
+pub fn rounds_then_observe(m: &Manager, fleet: &mut Fleet, rounds: usize) {
+    for _ in 0..rounds {
+        fleet.round(m.addr, Mode::Update);
+        wait_rollout_evaluations(m, 2);
+    }
+    fleet.round(m.addr, Mode::Observe);
+}
+
+/// A manager with [`V1`] and [`V2`] of [`BIN`], `nodes` nodes running V1
+/// (a baseline release), and a release of V2 whose first wave of `percent`
+/// waits an hour, after one round of updates.
+pub fn v2_first_wave_over_v1(
+    nodes: usize,
+    percent: u32,
+) -> (Manager, BTreeMap<String, String>, Fleet, Release) {
+    let m = rollout_manager();
+    let shas = upload_versions(&m, BIN, &[V1, V2]);
+    let mut fleet = Fleet::new(&[BIN], nodes);
+    baseline(&m, &mut fleet, BIN, V1);
+    let rel = create_release(
+        &m,
+        &json!({"bin_name": BIN, "version": V2,
+                "waves": [{"percent": percent, "wait": "1h"}, {"percent": 100}]}),
+    );
+    fleet.round(m.addr, Mode::Update);
+    (m, shas, fleet, rel)
 }

@@ -264,6 +264,16 @@ pub fn on_v1() -> Setup {
     }
 }
 
+/// On a [`Setup`]'s node: `good_script("v2")` published as 2.0.0, signed by
+/// its key at [`T2`], and installed (checked); returns v2's bytes.
+pub fn install_signed_v2(s: &Setup) -> Vec<u8> {
+    let v2 = good_script("v2");
+    let sig = s.key.sign(&v2, &good_comment("2.0.0", T2));
+    publish(&s.m, "2.0.0", &v2, Some(&sig));
+    installs(&s.m, &s.a, &v2, "signed v2");
+    v2
+}
+
 /// How often the manager (started by [`on_v1`]) served the artifact `sha`.
 pub fn downloads(m: &Manager, sha: &str) -> usize {
     let log = m.log();

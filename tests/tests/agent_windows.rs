@@ -29,6 +29,18 @@ fn configure(a: &Agent, m: &Manager, windows: &[&str], extra: &Value) {
     a.write_config(&config);
 }
 
+/// A manager that released v2, and a node running v1 (installed before the
+/// agent ever ran): the manager, the node, v1, v2 and v2's sha256.
+fn on_v1_with_v2_released() -> (Manager, Agent, Vec<u8>, Vec<u8>, String) {
+    let m = Manager::new();
+    let a = Agent::new(BIN);
+    let v1 = good_script("v1");
+    a.place(&v1);
+    let v2 = good_script("v2");
+    let s2 = publish(&m, BIN, "2.0.0", &v2);
+    (m, a, v1, v2, s2)
+}
+
 /// The manager's record of the node.
 fn node(m: &Manager, id: &str) -> Option<Node> {
     let nodes: Vec<Node> = m.admin_get("/api/v1/nodes").expect(200).parse();
@@ -37,12 +49,7 @@ fn node(m: &Manager, id: &str) -> Option<Node> {
 
 #[test]
 fn outside_the_window_it_keepalives_and_installs_nothing_inside_it_installs() {
-    let m = Manager::new();
-    let a = Agent::new(BIN);
-    let v1 = good_script("v1");
-    a.place(&v1);
-    let v2 = good_script("v2");
-    let s2 = publish(&m, BIN, "2.0.0", &v2);
+    let (m, a, v1, v2, s2) = on_v1_with_v2_released();
 
     let (later, opens) = opens_later();
     let closed = format!("outside maintenance window until {opens}");
@@ -80,12 +87,7 @@ fn outside_the_window_it_keepalives_and_installs_nothing_inside_it_installs() {
 
 #[test]
 fn prestage_downloads_and_verifies_ahead_and_swaps_inside_the_window() {
-    let m = Manager::new();
-    let a = Agent::new(BIN);
-    let v1 = good_script("v1");
-    a.place(&v1);
-    let v2 = good_script("v2");
-    let s2 = publish(&m, BIN, "2.0.0", &v2);
+    let (m, a, v1, v2, s2) = on_v1_with_v2_released();
 
     let (later, _) = opens_later();
     configure(&a, &m, &[&later], &json!({"prestage": true}));

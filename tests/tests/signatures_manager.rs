@@ -71,6 +71,15 @@ fn stored_signature(m: &Manager, bin: &str, version: &str, arch: Option<&str>) -
         .signature
 }
 
+/// Asserts the signature stored for tool 1.0 (no arch) is `want`.
+#[track_caller]
+fn assert_tool_signature(m: &Manager, want: &str) {
+    assert_eq!(
+        stored_signature(m, "tool", "1.0", None).as_deref(),
+        Some(want)
+    );
+}
+
 /// The error text of an error answer.
 fn error_of(r: &Response) -> String {
     r.json()["error"].as_str().unwrap_or_default().to_owned()
@@ -376,16 +385,10 @@ fn only_publishers_and_admins_may_sign_and_every_attempt_is_audited() {
 
     let by_publisher = WELL_FORMED.replace("timestamp=1700000000", "timestamp=1");
     send_sig(&m, "PUT", &path, Some(&publisher), by_publisher.as_bytes()).expect(200);
-    assert_eq!(
-        stored_signature(&m, "tool", "1.0", None).as_deref(),
-        Some(by_publisher.as_str())
-    );
+    assert_tool_signature(&m, by_publisher.as_str());
     send_sig(&m, "PUT", &path, Some(&admin), WELL_FORMED.as_bytes()).expect(200);
     put_sig(&m, "tool", "1.0", None, WELL_FORMED.as_bytes()).expect(200);
-    assert_eq!(
-        stored_signature(&m, "tool", "1.0", None).as_deref(),
-        Some(WELL_FORMED)
-    );
+    assert_tool_signature(&m, WELL_FORMED);
 
     let records = audited(&m);
     let got: Vec<(Option<&str>, u64)> = records[before..]
@@ -449,10 +452,7 @@ fn a_signature_that_does_not_look_like_minisign_is_refused_naming_the_fault() {
     assert_eq!(stored_signature(&m, "tool", "1.0", None), None);
     // Without the last newline is fine.
     put_sig(&m, "tool", "1.0", None, WELL_FORMED.trim_end().as_bytes()).expect(200);
-    assert_eq!(
-        stored_signature(&m, "tool", "1.0", None).as_deref(),
-        Some(WELL_FORMED.trim_end())
-    );
+    assert_tool_signature(&m, WELL_FORMED.trim_end());
 }
 
 #[test]
@@ -472,10 +472,7 @@ fn a_signature_over_4_kib_is_413() {
     assert!(error_of(&r).contains("4096"), "{r}");
     let r = put_sig(&m, "tool", "1.0", None, &vec![b'a'; 1 << 20]);
     r.expect_error(413);
-    assert_eq!(
-        stored_signature(&m, "tool", "1.0", None).as_deref(),
-        Some(padded.as_str())
-    );
+    assert_tool_signature(&m, padded.as_str());
 }
 
 #[test]

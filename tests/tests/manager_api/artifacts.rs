@@ -68,16 +68,14 @@ fn target_picks_the_artifact_of_the_nodes_arch() {
     let t: Target = target(&m, "agent", "n-arm").expect(200).parse();
     assert_eq!((t.sha256sum.as_str(), t.size), (va.sha256sum.as_str(), 600));
     // The `arch` query wins over the registered arch.
-    let t: Target = m
-        .get("/api/v1/bins/agent?node_id=n-x86&arch=aarch64")
-        .expect(200)
-        .parse();
-    assert_eq!(t.sha256sum, va.sha256sum);
-    let t: Target = m
-        .get("/api/v1/bins/agent?node_id=n-arm&arch=x86_64")
-        .expect(200)
-        .parse();
-    assert_eq!(t.sha256sum, vx.sha256sum);
+    let sha_for = |query: &str| {
+        m.get(&format!("/api/v1/bins/agent?{query}"))
+            .expect(200)
+            .parse::<Target>()
+            .sha256sum
+    };
+    assert_eq!(sha_for("node_id=n-x86&arch=aarch64"), va.sha256sum);
+    assert_eq!(sha_for("node_id=n-arm&arch=x86_64"), vx.sha256sum);
     // No artifact for riscv64 in 1.0.
     target(&m, "agent", "n-rv").expect_error(404);
     m.get("/api/v1/bins/agent?node_id=n-x86&arch=riscv64")
@@ -97,11 +95,7 @@ fn target_picks_the_artifact_of_the_nodes_arch() {
             "{node}"
         );
     }
-    let t: Target = m
-        .get("/api/v1/bins/agent?node_id=n-x86&arch=mips")
-        .expect(200)
-        .parse();
-    assert_eq!(t.sha256sum, vn.sha256sum);
+    assert_eq!(sha_for("node_id=n-x86&arch=mips"), vn.sha256sum);
 
     // The keepalive reply agrees with GET /bins/{bin}.
     let reply: KeepaliveReply = m
@@ -126,32 +120,20 @@ fn target_etag_and_if_none_match() {
     let etag = r.header("etag").expect("ETag header").to_string();
     assert!(!etag.is_empty());
 
-    let r304 = m.request(
-        "GET",
-        "/api/v1/bins/tool?node_id=n1",
-        &[("If-None-Match", &etag)],
-        b"",
-    );
+    let r304 = m.get_with("/api/v1/bins/tool?node_id=n1", &[("If-None-Match", &etag)]);
     r304.expect(304);
     assert!(r304.body.is_empty(), "{r304}");
 
     // A different tag gets the full answer.
-    let r = m.request(
-        "GET",
+    let r = m.get_with(
         "/api/v1/bins/tool?node_id=n1",
         &[("If-None-Match", "\"other\"")],
-        b"",
     );
     r.expect(200);
 
     // A new release changes the target, so the old tag no longer matches.
     publish(&m, "tool", "1.1", &artifact_bytes("etag-2", 100));
-    let r = m.request(
-        "GET",
-        "/api/v1/bins/tool?node_id=n1",
-        &[("If-None-Match", &etag)],
-        b"",
-    );
+    let r = m.get_with("/api/v1/bins/tool?node_id=n1", &[("If-None-Match", &etag)]);
     let t: Target = r.expect(200).parse();
     assert_eq!(t.version, "1.1");
     assert_ne!(r.header("etag"), Some(etag.as_str()));
@@ -198,12 +180,7 @@ fn large_downloads_carry_content_length() {
     assert_eq!(r.header("transfer-encoding"), None, "{r}");
     let head = m.request("HEAD", &download_path(&sha), &[], b"");
     assert_eq!(head.header("content-length"), Some("3145728"), "{head}");
-    let part = m.request(
-        "GET",
-        &download_path(&sha),
-        &[("Range", "bytes=1000-")],
-        b"",
-    );
+    let part = m.get_with(&download_path(&sha), &[("Range", "bytes=1000-")]);
     assert_eq!(part.status, 206);
     assert_eq!(part.header("content-length"), Some("3144728"), "{part}");
 }
@@ -214,7 +191,7 @@ fn download_ranges() {
     let bytes = artifact_bytes("range", 100);
     let sha = publish(&m, "rng", "1.0", &bytes);
     let path = download_path(&sha);
-    let range = |spec: &str| m.request("GET", &path, &[("Range", spec)], b"");
+    let range = |spec: &str| m.get_with(&path, &[("Range", spec)]);
 
     let r = range("bytes=10-19");
     r.expect(206);
@@ -248,12 +225,7 @@ fn download_ranges() {
     }
 
     // Range by bin name too.
-    let r = m.request(
-        "GET",
-        "/api/v1/download/rng",
-        &[("Range", "bytes=10-19")],
-        b"",
-    );
+    let r = m.get_with("/api/v1/download/rng", &[("Range", "bytes=10-19")]);
     r.expect(206);
     assert_eq!(r.body, &bytes[10..20]);
 }

@@ -2,9 +2,9 @@
 //! generated), node endpoints without one, and routing (404s, 405s with
 //! `Allow`).
 
-use binproxy_protocol::{download_path, Release, Version};
+use binproxy_protocol::{download_path, Release};
 use binproxy_tests::agent::publish;
-use binproxy_tests::api::{progress_body, target};
+use binproxy_tests::api::{assert_stored, progress_body, target};
 use binproxy_tests::{artifact_bytes, unique, Manager, ManagerOptions, TempDir, TokenSource};
 use serde_json::json;
 
@@ -57,13 +57,7 @@ fn admin_endpoints_require_the_token() {
         }
     }
     // The refused writes changed nothing.
-    let versions: Vec<Version> = m
-        .admin_get("/api/v1/bins/tool/versions")
-        .expect(200)
-        .parse();
-    assert_eq!(versions.len(), 1, "{versions:?}");
-    let releases: Vec<Release> = m.admin_get("/api/v1/releases").expect(200).parse();
-    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_stored(&m, "tool", 1, 1);
     // And every endpoint answers with the right token.
     let auth = format!("Bearer {}", m.token);
     for (method, path, body) in &endpoints {
@@ -135,16 +129,20 @@ fn generated_admin_token_is_private_and_works() {
     assert_eq!(m.token, before);
     m.admin_get("/api/v1/nodes").expect(200);
     m.sigterm();
+    assert_debug_log_without(&m, &before, "the generated token");
+}
+
+/// Asserts the manager logged at debug level (`RUST_LOG=debug`) and that
+/// `secret` (`what`) is nowhere in its log.
+#[track_caller]
+fn assert_debug_log_without(m: &Manager, secret: &str, what: &str) {
     let log = m.log();
     assert!(log.contains("listening on http://"), "{log}");
     assert!(
         log.contains("DEBUG"),
         "RUST_LOG=debug was not honoured:\n{log}"
     );
-    assert!(
-        !log.contains(&before),
-        "the generated token appears in the log:\n{log}"
-    );
+    assert!(!log.contains(secret), "{what} appears in the log:\n{log}");
 }
 
 #[test]
@@ -193,16 +191,7 @@ fn env_token_works_and_is_never_logged() {
     );
     let status = m.sigterm();
     assert!(status.success(), "{status}");
-    let log = m.log();
-    assert!(log.contains("listening on http://"), "{log}");
-    assert!(
-        log.contains("DEBUG"),
-        "RUST_LOG=debug was not honoured:\n{log}"
-    );
-    assert!(
-        !log.contains(&token),
-        "the admin token appears in the log:\n{log}"
-    );
+    assert_debug_log_without(&m, &token, "the admin token");
 }
 
 // ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 use binproxy_protocol::{BinVersions, Node, ProgressRecord, Release, Version};
 use binproxy_tests::agent::publish;
 use binproxy_tests::api::{
-    assert_nothing_outside_data, progress_body, register, sandboxed_manager, target,
+    assert_nothing_outside_data, assert_stored, progress_body, register, sandboxed_manager, target,
 };
 use binproxy_tests::{unique, Manager, Response};
 use serde_json::json;
@@ -117,13 +117,7 @@ fn bad_versions_are_400() {
         );
         expect_400(&r, &format!("release version {version:?}"));
     }
-    let versions: Vec<Version> = m
-        .admin_get("/api/v1/bins/tool/versions")
-        .expect(200)
-        .parse();
-    assert_eq!(versions.len(), 1, "{versions:?}");
-    let releases: Vec<Release> = m.admin_get("/api/v1/releases").expect(200).parse();
-    assert_eq!(releases.len(), 1);
+    assert_stored(&m, "tool", 1, 1);
     drop(m);
     assert_nothing_outside_data(root.path(), &marker);
 }

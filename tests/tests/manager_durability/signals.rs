@@ -7,6 +7,7 @@ use binproxy_protocol::{
 use binproxy_tests::{artifact_bytes, sha256_hex, Manager};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -248,12 +249,7 @@ fn sigterm_exits_0_and_keeps_everything() {
         m.keepalive("r0-node-3", "aarch64", &[]).expect(200).parse();
     acked.nodes.insert("r0-node-3".into(), last.node.clone());
     let status = m.sigterm();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "SIGTERM exit: {status}\nlog:\n{}",
-        m.log()
-    );
+    expect_exit_0(status, &m);
     m.restart();
     acked.verify(&m);
     let node: Node = m
@@ -334,12 +330,7 @@ fn sigterm_during_uploads_keeps_every_acknowledged_upload() {
         let status = m.sigterm();
         stop.store(true, Ordering::Relaxed);
         uploader.join().unwrap();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "SIGTERM exit: {status}\nlog:\n{}",
-            m.log()
-        );
+        expect_exit_0(status, &m);
     });
     m.restart();
     let acked = acked.into_inner().unwrap();
@@ -361,4 +352,16 @@ fn sigterm_during_uploads_keeps_every_acknowledged_upload() {
             v.version
         );
     }
+}
+
+/// Asserts a SIGTERM ended the manager with exit code 0, showing its log
+/// when not.
+#[track_caller]
+fn expect_exit_0(status: ExitStatus, m: &Manager) {
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM exit: {status}\nlog:\n{}",
+        m.log()
+    );
 }

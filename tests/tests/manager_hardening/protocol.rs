@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use binproxy_protocol::download_path;
 use binproxy_tests::raw_client::{
-    closed, connect, health_ok, manager, raw, raw_answer, read_answer, READ_LIMIT,
+    closed, connect, health_ok, kept_alive, manager, raw, raw_answer, read_answer, READ_LIMIT,
 };
 use binproxy_tests::{artifact_bytes, sha256_hex, Manager};
 
@@ -27,27 +27,21 @@ fn host_authorization_and_absolute_form_edges() {
         );
         assert_eq!(a.status, 400, "{hosts:?}: {a:?}");
     }
-    for scheme in ["bearer", "BEARER", "bEaReR"] {
-        let a = raw_answer(
-            m.addr,
-            format!(
-                "GET /api/v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: {scheme} {}\r\n\
-                 Connection: close\r\n\r\n",
-                m.token
-            )
-            .as_bytes(),
+    // `GET /api/v1/tokens` with these header lines.
+    let tokens = |authorization: &str| {
+        let wire = format!(
+            "GET /api/v1/tokens HTTP/1.1\r\nHost: x\r\n{authorization}Connection: close\r\n\r\n"
         );
+        raw_answer(m.addr, wire.as_bytes())
+    };
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let a = tokens(&format!("Authorization: {scheme} {}\r\n", m.token));
         assert_eq!(a.status, 200, "{scheme}: {a:?}");
     }
-    let a = raw_answer(
-        m.addr,
-        format!(
-            "GET /api/v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {0}\r\n\
-             Authorization: Bearer {0}\r\nConnection: close\r\n\r\n",
-            m.token
-        )
-        .as_bytes(),
-    );
+    let a = tokens(&format!(
+        "Authorization: Bearer {0}\r\nAuthorization: Bearer {0}\r\n",
+        m.token
+    ));
     assert_eq!(a.status, 400, "two Authorization headers: {a:?}");
     let a = raw_answer(
         m.addr,
@@ -157,12 +151,7 @@ fn an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout() {
     // the idle connection within the read limit.
     let m = manager(&["--keepalive-timeout", "1s", "--header-timeout", "300s"]);
     // Kept alive, then idle past --keepalive-timeout: closed without a word.
-    let s = connect(m.addr);
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    assert_eq!(read_answer(&mut r, false).status, 200);
+    let (_w, mut r) = kept_alive(m.addr);
     assert!(
         closed(&mut r),
         "idle kept-alive connection not closed within {READ_LIMIT:?} (--keepalive-timeout 1s)"

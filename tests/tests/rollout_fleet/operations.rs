@@ -10,8 +10,9 @@ use binproxy_tests::fleet::{
     show_release, upload_versions, Fleet, Mode,
 };
 use binproxy_tests::rollout::{
-    all_converge, assert_reason, assert_recorded, assert_same_nodes, baseline, check_wave,
-    expected_wave, BIN, OPS, V1, V2,
+    all_converge, assert_reason, assert_recorded, assert_same_nodes, assert_state, baseline,
+    check_wave, drive_to_completed, expected_wave, first_wave, v2_first_wave_over_v1, BIN, OPS, V1,
+    V2,
 };
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -41,12 +42,7 @@ fn promote_reaches_every_selected_node() {
     );
 
     let r: Release = op(&m, rel.id, "promote").expect(200).parse();
-    assert_eq!(
-        (r.status, r.wave, r.percent),
-        (RollingOut, 2, 100),
-        "{}",
-        show_release(&r)
-    );
+    assert_state(&r, RollingOut, 2, 100);
     assert_recorded(&r, "promot", &rel.created_by);
     fleet.round(m.addr, Mode::Observe);
     let all_prod: BTreeSet<String> = (0..300).filter(|i| prod(*i)).map(node_id).collect();
@@ -64,32 +60,14 @@ fn promote_reaches_every_selected_node() {
             );
         }
     }
-    let r = drive(&m, &mut fleet, rel.id, Mode::Update, "completed", |r| {
-        r.status != RollingOut
-    });
-    assert_eq!(r.status, Completed, "{}", show_release(&r));
+    let _r = drive_to_completed(&m, &mut fleet, rel.id);
     assert_same_nodes(&fleet.running(BIN, &shas[V2]), &all_prod, "running v2");
 }
 
 #[test]
 fn unreached_nodes_keep_the_previous_release_target() {
-    let m = rollout_manager();
-    let shas = upload_versions(&m, BIN, &[V1, V2]);
-    let mut fleet = Fleet::new(&[BIN], 200);
-    baseline(&m, &mut fleet, BIN, V1);
-    let rel = create_release(
-        &m,
-        &json!({"bin_name": BIN, "version": V2,
-                "waves": [{"percent": 10, "wait": "1h"}, {"percent": 100}]}),
-    );
-    fleet.round(m.addr, Mode::Update);
-    let reached = fleet.targeted(BIN, V2);
-    check_wave(
-        &reached,
-        &expected_wave(&fleet, rel.id, 10, |_| true),
-        200,
-        10,
-    );
+    let (_m, shas, fleet, rel) = v2_first_wave_over_v1(200, 10);
+    let reached = first_wave(&fleet, rel.id, 200, 10);
     for n in &fleet.nodes {
         if !reached.contains(&n.id) {
             assert_eq!(
@@ -108,16 +86,7 @@ fn unreached_nodes_keep_the_previous_release_target() {
 
 #[test]
 fn cancel_falls_back_to_the_previous_release() {
-    let m = rollout_manager();
-    let shas = upload_versions(&m, BIN, &[V1, V2]);
-    let mut fleet = Fleet::new(&[BIN], 200);
-    baseline(&m, &mut fleet, BIN, V1);
-    let rel = create_release(
-        &m,
-        &json!({"bin_name": BIN, "version": V2,
-                "waves": [{"percent": 50, "wait": "1h"}, {"percent": 100}]}),
-    );
-    fleet.round(m.addr, Mode::Update);
+    let (m, shas, mut fleet, rel) = v2_first_wave_over_v1(200, 50);
     let on_v2 = fleet.running(BIN, &shas[V2]);
     assert!(!on_v2.is_empty(), "the 50% wave updated nobody");
 

@@ -4,15 +4,16 @@
 
 use binproxy_protocol::ProgressStatus::{Failed, RolledBack};
 use binproxy_protocol::Release;
-use binproxy_protocol::ReleaseStatus::{Completed, Paused, RollingOut};
+use binproxy_protocol::ReleaseStatus::{Paused, RollingOut};
 use binproxy_tests::fleet::{
     create_release, drive, get_release, op, rollout_manager, show_release, upload_versions,
     wait_release, Fleet, Mode,
 };
 use binproxy_tests::metrics::wait_rollout_evaluations;
 use binproxy_tests::rollout::{
-    all_converge, assert_reason, assert_recorded, assert_same_nodes, expected_wave, has_action,
-    make_every_fifth_fail, n64, run_until_paused, BIN, V2,
+    all_converge, assert_reason, assert_recorded, assert_same_nodes, drive_to_completed,
+    expected_wave, has_action, make_every_fifth_fail, n64, rounds_then_observe, run_until_paused,
+    BIN, V2,
 };
 use serde_json::json;
 
@@ -53,9 +54,7 @@ fn failures_pause_the_rollout_and_a_paused_release_adds_no_node() {
     // Rounds go on (every node acts, failing nodes report their failure, the
     // timer runs): the set of targeted nodes does not grow or shrink.
     for round in 0..5 {
-        fleet.round(m.addr, Mode::Update);
-        wait_rollout_evaluations(&m, 2);
-        fleet.round(m.addr, Mode::Observe);
+        rounds_then_observe(&m, &mut fleet, 1);
         assert_same_nodes(
             &fleet.targeted(BIN, V2),
             &reached,
@@ -167,10 +166,7 @@ fn only_this_releases_failures_count() {
         &json!({"bin_name": BIN, "version": V2, "max_failures": "1",
                 "waves": [{"percent": 50, "wait": "200ms"}, {"percent": 100}]}),
     );
-    let done = drive(&m, &mut fleet, r2.id, Mode::Update, "completed", |r| {
-        r.status != RollingOut
-    });
-    assert_eq!(done.status, Completed, "{}", show_release(&done));
+    let _done = drive_to_completed(&m, &mut fleet, r2.id);
     all_converge(&m, &mut fleet, &shas[V2], 200);
 }
 
@@ -189,10 +185,7 @@ fn resume_continues_the_rollout_to_completed() {
     assert_eq!(resumed.paused_reason, None, "{}", show_release(&resumed));
     assert_recorded(&resumed, "resum", &r.created_by);
 
-    let done = drive(&m, &mut fleet, r.id, Mode::Update, "completed", |r| {
-        r.status != RollingOut
-    });
-    assert_eq!(done.status, Completed, "{}", show_release(&done));
+    let done = drive_to_completed(&m, &mut fleet, r.id);
     assert_eq!((done.wave, done.percent), (1, 100));
     all_converge(&m, &mut fleet, &shas[V2], 300);
 }

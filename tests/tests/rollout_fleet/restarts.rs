@@ -3,13 +3,15 @@
 
 use binproxy_protocol::ProgressStatus::{Failed, RolledBack};
 use binproxy_protocol::Release;
-use binproxy_protocol::ReleaseStatus::{Completed, Paused, RollingOut};
+use binproxy_protocol::ReleaseStatus::{Paused, RollingOut};
 use binproxy_tests::fleet::{
     create_release, drive, get_release, op, rollout_manager, show_release, upload_versions,
     wait_release, Fleet, Mode,
 };
-use binproxy_tests::metrics::wait_rollout_evaluations;
-use binproxy_tests::rollout::{all_converge, assert_same_nodes, n64, BIN, V2};
+use binproxy_tests::rollout::{
+    all_converge, assert_same_nodes, drive_to_completed, drive_to_second_wave, n64,
+    rounds_then_observe, BIN, V2,
+};
 use serde_json::json;
 
 // ---------------------------------------------------------------------------
@@ -51,17 +53,7 @@ fn rollout_state_survives_restarts_and_the_rollout_finishes() {
     for n in &mut fleet.nodes {
         n.stalled = !wave1.contains(&n.id);
     }
-    let r = drive(&m, &mut fleet, id, Mode::Update, "wave index 1", |r| {
-        r.wave >= 1 || r.status != RollingOut
-    });
-    assert_eq!(
-        (r.status, r.wave, r.percent),
-        (RollingOut, 1, 50),
-        "{}",
-        show_release(&r)
-    );
-    fleet.round(m.addr, Mode::Observe);
-    let wave2 = fleet.targeted(BIN, V2);
+    let wave2 = drive_to_second_wave(&m, &mut fleet, id);
     let before = wait_release(&m, id, "counts.targeted = the second wave", |r| {
         r.counts.targeted == n64(wave2.len())
     });
@@ -99,11 +91,7 @@ fn rollout_state_survives_restarts_and_the_rollout_finishes() {
     m.restart();
     let after = get_release(&m, id);
     assert_eq!(durable(&after), durable(&before), "after kill -9 + restart");
-    for _ in 0..3 {
-        fleet.round(m.addr, Mode::Update);
-        wait_rollout_evaluations(&m, 2);
-    }
-    fleet.round(m.addr, Mode::Observe);
+    rounds_then_observe(&m, &mut fleet, 3);
     assert_same_nodes(
         &fleet.targeted(BIN, V2),
         &engaged,
@@ -114,10 +102,7 @@ fn rollout_state_survives_restarts_and_the_rollout_finishes() {
     // Fixed, resumed: the restarted manager's timer finishes the rollout.
     fleet.fix_all();
     op(&m, id, "resume").expect(200);
-    let done = drive(&m, &mut fleet, id, Mode::Update, "completed", |r| {
-        r.status != RollingOut
-    });
-    assert_eq!(done.status, Completed, "{}", show_release(&done));
+    let done = drive_to_completed(&m, &mut fleet, id);
     assert_eq!((done.wave, done.percent), (2, 100));
     all_converge(&m, &mut fleet, &shas[V2], 300);
     let actions: Vec<&str> = done.history.iter().map(|e| e.action.as_str()).collect();

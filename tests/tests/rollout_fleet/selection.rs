@@ -7,8 +7,9 @@ use binproxy_tests::fleet::{
     approve, create_release, drive, drive_fleet, get_release, node_id, node_view, op, pin,
     rollout_manager, show_release, unpin, upload_versions, Fleet, Mode,
 };
-use binproxy_tests::metrics::wait_rollout_evaluations;
-use binproxy_tests::rollout::{assert_reason, baseline, has_action, BIN, V1, V2, V3};
+use binproxy_tests::rollout::{
+    assert_reason, baseline, has_action, rounds_then_observe, BIN, V1, V2, V3,
+};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -37,12 +38,8 @@ fn approval_gates_the_rollout() {
         &m,
         &json!({"bin_name": "aux", "version": V2, "require_approval": true}),
     );
-    for _ in 0..3 {
-        fleet.round(m.addr, Mode::Update);
-        wait_rollout_evaluations(&m, 2);
-    }
-    // What the nodes are told after those passes of the timer.
-    fleet.round(m.addr, Mode::Observe);
+    // What the nodes are told after rounds and passes of the timer.
+    rounds_then_observe(&m, &mut fleet, 3);
     for n in &fleet.nodes {
         assert_eq!(n.target_version(BIN), None, "{}", n.id);
         assert_reason(

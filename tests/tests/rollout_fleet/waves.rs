@@ -10,7 +10,8 @@ use binproxy_tests::fleet::{
 };
 use binproxy_tests::metrics::wait_rollout_evaluations;
 use binproxy_tests::rollout::{
-    all_converge, assert_reason, assert_same_nodes, check_wave, expected_wave, n64, BIN, V2,
+    all_converge, assert_reason, assert_same_nodes, assert_state, check_wave, drive_to_completed,
+    drive_to_second_wave, expected_wave, first_wave, n64, BIN, V2,
 };
 use serde_json::json;
 
@@ -37,13 +38,7 @@ fn waves_reach_their_share_and_are_sticky() {
 
     // Wave 1: 10%.
     fleet.round(m.addr, Mode::Observe);
-    let wave1 = fleet.targeted(BIN, V2);
-    check_wave(
-        &wave1,
-        &expected_wave(&fleet, rel.id, 10, |_| true),
-        400,
-        10,
-    );
+    let wave1 = first_wave(&fleet, rel.id, 400, 10);
     wait_release(&m, rel.id, "counts.targeted = the nodes reached", |r| {
         r.counts.targeted == n64(wave1.len())
     });
@@ -66,17 +61,7 @@ fn waves_reach_their_share_and_are_sticky() {
     }
 
     // The reached nodes succeed, the 300ms wait passes: wave 2, 50%.
-    let r = drive(&m, &mut fleet, rel.id, Mode::Update, "wave index 1", |r| {
-        r.wave >= 1 || r.status != RollingOut
-    });
-    assert_eq!(
-        (r.status, r.wave, r.percent),
-        (RollingOut, 1, 50),
-        "{}",
-        show_release(&r)
-    );
-    fleet.round(m.addr, Mode::Observe);
-    let wave2 = fleet.targeted(BIN, V2);
+    let wave2 = drive_to_second_wave(&m, &mut fleet, rel.id);
     let lost: Vec<&String> = wave1.difference(&wave2).collect();
     assert!(
         lost.is_empty(),
@@ -98,29 +83,16 @@ fn waves_reach_their_share_and_are_sticky() {
     // The timer has run since: the 1h wait still holds the wave.
     wait_rollout_evaluations(&m, 2);
     let r = get_release(&m, rel.id);
-    assert_eq!(
-        (r.status, r.wave, r.percent),
-        (RollingOut, 1, 50),
-        "{}",
-        show_release(&r)
-    );
+    assert_state(&r, RollingOut, 1, 50);
 
     // Promote: 100%, the last wave.
     let r: Release = op(&m, rel.id, "promote").expect(200).parse();
-    assert_eq!(
-        (r.status, r.wave, r.percent),
-        (RollingOut, 2, 100),
-        "{}",
-        show_release(&r)
-    );
+    assert_state(&r, RollingOut, 2, 100);
     fleet.round(m.addr, Mode::Observe);
     let all = fleet.targeted(BIN, V2);
     assert_eq!(all.len(), 400, "every node after promote");
 
-    let r = drive(&m, &mut fleet, rel.id, Mode::Update, "completed", |r| {
-        r.status != RollingOut
-    });
-    assert_eq!(r.status, Completed, "{}", show_release(&r));
+    let _r = drive_to_completed(&m, &mut fleet, rel.id);
     all_converge(&m, &mut fleet, &shas[V2], 400);
 }
 
@@ -151,7 +123,7 @@ fn ten_thousand_nodes_ten_percent_wave_is_within_one_percent() {
     let r = wait_release(&m, rel.id, "counts.targeted = keepalive targets", |r| {
         r.counts.targeted == n64(reached.len())
     });
-    assert_eq!((r.status, r.wave, r.percent), (RollingOut, 0, 10));
+    assert_state(&r, RollingOut, 0, 10);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use binproxy_tests::minisign::Minisign;
 use binproxy_tests::sha256_hex;
 use binproxy_tests::signed::{
     assert_not_downloaded, clear_back_off, comment, configure, foreign_arch, good_comment,
-    host_arch, installs, on_v1, publish, put_signature, refused_v2, refuses, release, resign,
-    signed_timestamp, BIN, T1, T2, T3, T4,
+    host_arch, install_signed_v2, installs, on_v1, publish, put_signature, refused_v2, refuses,
+    release, resign, signed_timestamp, BIN, T1, T2, T3, T4,
 };
 use std::fs;
 
@@ -22,14 +22,7 @@ fn signed_versions_install_one_after_another() {
     let (m, a, key) = (&s.m, &s.a, &s.key);
     let s1 = sha256_hex(&s.v1);
 
-    let v2 = good_script("v2");
-    publish(
-        m,
-        "2.0.0",
-        &v2,
-        Some(&key.sign(&v2, &good_comment("2.0.0", T2))),
-    );
-    installs(m, a, &v2, "signed v2");
+    install_signed_v2(&s);
     assert_eq!(fs::read(a.kept(&s1)).unwrap(), s.v1, "v1 is kept");
     assert_eq!(signed_timestamp(a), Some(T2));
 
@@ -227,14 +220,7 @@ fn allow_downgrade_accepts_an_older_signature() {
     let s = on_v1();
     let (m, a, key) = (&s.m, &s.a, &s.key);
     let s1 = sha256_hex(&s.v1);
-    let v2 = good_script("v2");
-    publish(
-        m,
-        "2.0.0",
-        &v2,
-        Some(&key.sign(&v2, &good_comment("2.0.0", T2))),
-    );
-    installs(m, a, &v2, "signed v2");
+    let _v2 = install_signed_v2(&s);
 
     release(m, "1.0.0", Some(&s.sig1));
     refuses(m, a, &s1, &["downgrade"], "v1 signed at T1");
