@@ -4,7 +4,7 @@
 //! bin is on target, `--ignore-backoff` lifts a download's back-off too, and
 //! a bin held off its target by a failure still in force (a download backing
 //! off) exits 1 on every run, not 0. The server is the fake manager of
-//! `src/agent.rs`; real files in temp dirs.
+//! `src/fake_manager.rs`; real files in temp dirs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
