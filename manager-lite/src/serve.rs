@@ -131,6 +131,9 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
                 let changed = crate::rollout::tick(&app.store, &app.counts, None, now)?;
                 app.alerts.releases(&changed);
                 app.alerts.watch_nodes(|f| app.store.scan_nodes(f));
+                app.metrics
+                    .rollout_evaluations
+                    .fetch_add(1, Ordering::Relaxed);
                 Ok(())
             });
         });

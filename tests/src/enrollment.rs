@@ -1,6 +1,6 @@
 //! A manager-lite with node authentication on (`--node-enroll-token-file`)
 //! and agents that enroll with it: what the enrollment tests share
-//! (`tests/node_enrollment.rs`, `tests/enrollment_faults.rs`).
+//! (`tests/tests/node_enrollment.rs`, `tests/tests/enrollment_faults.rs`).
 
 use serde_json::json;
 use std::fs;

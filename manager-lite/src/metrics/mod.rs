@@ -17,6 +17,7 @@ pub use net::{Cut, Net, Refused, Summary};
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::{Display, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -115,6 +116,8 @@ pub struct Metrics {
     pub public: bool,
     /// The network layer's counters, shared with the server.
     pub net: Arc<Net>,
+    /// Rollout evaluation passes finished (`serve`'s `--rollout-interval` tick).
+    pub rollout_evaluations: AtomicU64,
 }
 
 impl Metrics {
@@ -124,6 +127,7 @@ impl Metrics {
             started: SystemTime::now(),
             public,
             net: Arc::default(),
+            rollout_evaluations: AtomicU64::new(0),
         }
     }
 
@@ -239,6 +243,13 @@ impl Metrics {
         drop(inner);
         self.net.render(out);
         alert_counts(out, alerts);
+        out.head(
+            "manager_rollout_evaluations_total",
+            "counter",
+            "Rollout evaluation passes finished (one each --rollout-interval).",
+        );
+        let evaluations = self.rollout_evaluations.load(Ordering::Relaxed);
+        out.sample("manager_rollout_evaluations_total", &[], evaluations);
         out.head(
             "manager_start_time_seconds",
             "gauge",
