@@ -7,8 +7,8 @@
 # ChromeDriver (the admin page test), util-linux's setpriv and script (tests
 # that run as another user or on a terminal), mount and fallocate (the
 # full-disk test, on a tmpfs it mounts), openssl (certificates made the
-# way operators make them), Python 3 with prometheus_client (the /metrics
-# test) and a C compiler (ring). As root it installs what is missing with
+# way operators make them), nginx (a real cache in front of the manager),
+# Python 3 with prometheus_client (the /metrics test) and a C compiler (ring). As root it installs what is missing with
 # apt-get and pip; as anyone else it lists the exact commands and exits 2
 # without running a test, because a test that cannot find its tool fails.
 #
@@ -35,6 +35,7 @@ needs=(
   "command -v mount|mount"
   "command -v script|bsdutils"
   "command -v openssl|openssl"
+  "command -v nginx|nginx"
   "test -x /usr/bin/chromium|chromium"
   "test -x /usr/bin/chromedriver|chromium-driver"
   "command -v python3|python3"
@@ -69,8 +70,15 @@ if [ ${#missing_debs[@]} -gt 0 ] || [ ${#missing_pip[@]} -gt 0 ]; then
   if [ ${#missing_debs[@]} -gt 0 ]; then
     echo "== apt-get install ${missing_debs[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Debian starts a package's service unless policy-rc.d forbids it: the
+    # tests start their own nginx on loopback ports, no system one on :80.
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+    fi
     apt-get update -qq
     apt-get install -y -qq "${missing_debs[@]}" >/dev/null
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
   fi
   if [ ${#missing_pip[@]} -gt 0 ]; then
     echo "== pip install ${missing_pip[*]}"

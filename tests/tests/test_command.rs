@@ -86,6 +86,7 @@ fn without_root_it_names_what_to_install_and_runs_nothing() {
         "binutils",
         "util-linux",
         "openssl",
+        "nginx",
         "python3",
     ] {
         assert!(

@@ -1,0 +1,240 @@
+//! A real nginx cache in front of the real manager, configured with the
+//! README's recipe as written (section "A cache in front of the manager";
+//! only its ports and cache path are swapped for this test's): artifacts
+//! leave the manager once however many agents fetch them, a resumed
+//! download is served from the cache, and everything else passes through
+//! to the manager uncached. The manager's own `/metrics` counts what
+//! reached it. nginx comes from `tests/run.sh`, which installs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use binproxy_tests::agent::{publish, Agent};
+use binproxy_tests::http::{request, Response};
+use binproxy_tests::metrics::metric;
+use binproxy_tests::tempdir::TempDir;
+use binproxy_tests::values::{artifact_bytes, sha256_hex};
+use binproxy_tests::{wait_until, Manager};
+use serde_json::json;
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = "cached";
+
+/// An nginx running the README's recipe in front of `manager_url`,
+/// stopped when dropped.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    url: String,
+    dir: TempDir,
+}
+
+impl Nginx {
+    fn start(manager_url: &str) -> Nginx {
+        let dir = TempDir::new("nginx-cache");
+        for sub in ["cache", "tmp"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let conf = dir.join("nginx.conf");
+        fs::write(&conf, config(&dir.join(""), addr, manager_url)).unwrap();
+        let log = dir.join("error.log");
+        let child = Command::new("nginx")
+            .arg("-e")
+            .arg(&log)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting nginx (tests/run.sh installs it): {e}"));
+        let mut nginx = Nginx {
+            child,
+            addr,
+            url: format!("http://{addr}"),
+            dir,
+        };
+        wait_until("nginx listening", Duration::from_secs(20), || {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!("nginx exited ({status}): {}", nginx.log());
+            }
+            TcpStream::connect(addr).is_ok()
+        });
+        nginx
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        request(self.addr, "GET", path, headers, b"")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The README's nginx block with this test's ports and paths, inside the
+/// few lines a main configuration needs.
+fn config(dir: &Path, listen: SocketAddr, manager_url: &str) -> String {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let section = readme
+        .find("### A cache in front of the manager")
+        .expect("the README's cache section");
+    let start = section
+        + readme[section..]
+            .find("```nginx\n")
+            .expect("its nginx block")
+        + 9;
+    let end = start + readme[start..].find("```").expect("the block's end");
+    let block = &readme[start..end];
+    for placeholder in [
+        "/var/cache/nginx/binproxy",
+        "listen 8080;",
+        "http://127.0.0.1:38012",
+    ] {
+        assert!(block.contains(placeholder), "{placeholder} not in {block}");
+    }
+    let dir = dir.display();
+    let block = block
+        .replace("/var/cache/nginx/binproxy", &format!("{dir}cache"))
+        .replace("listen 8080;", &format!("listen {listen};"))
+        .replace("http://127.0.0.1:38012", manager_url.trim_end_matches('/'));
+    // Root's temp dirs are 0700: the worker must run as root to use them.
+    let user = if is_root() { "user root;" } else { "" };
+    format!(
+        "{user}
+worker_processes 1;
+daemon off;
+pid {dir}nginx.pid;
+error_log {dir}error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}tmp/body;
+    proxy_temp_path {dir}tmp/proxy;
+    fastcgi_temp_path {dir}tmp/fastcgi;
+    uwsgi_temp_path {dir}tmp/uwsgi;
+    scgi_temp_path {dir}tmp/scgi;
+{block}
+}}
+"
+    )
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Requests of `route` the manager answered (any status).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn answered(m: &Manager, route: &str) -> u64 {
+    // A counter: a whole number, well inside f64's exact range.
+    metric(m, "manager_http_requests_total", &[("route", route)]) as u64
+}
+
+#[test]
+fn a_cache_in_front_keeps_artifacts_once_and_passes_the_rest_through() {
+    let m = Manager::new();
+    let bytes = artifact_bytes("cached", 1 << 20);
+    let sha = publish(&m, BIN, "1.0.0", &bytes);
+    let cache = Nginx::start(&m.url);
+    let path = format!("/api/v1/download/{sha}");
+    let before = answered(&m, "Download");
+
+    // 100 downloads, 10 at a time: the manager sends the bytes once.
+    let statuses: Vec<String> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..10)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..10)
+                        .map(|_| {
+                            let r = cache.get(&path, &[]);
+                            assert_eq!(r.status, 200, "{}", cache.log());
+                            assert_eq!(sha256_hex(&r.body), sha, "other bytes from the cache");
+                            r.header("x-cache-status").unwrap_or("none").to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    assert_eq!(statuses.len(), 100);
+    assert_eq!(
+        answered(&m, "Download") - before,
+        1,
+        "the manager served the artifact more than once; cache statuses: {statuses:?}"
+    );
+    assert!(statuses.iter().any(|s| s == "HIT"), "{statuses:?}");
+
+    // A resumed download, as an agent's after a cut: the rest, from the cache.
+    let r = cache.get(&path, &[("Range", "bytes=1000-")]);
+    assert_eq!(r.status, 206, "{}", cache.log());
+    assert_eq!(r.body, bytes[1000..]);
+    assert_eq!(r.header("x-cache-status"), Some("HIT"));
+    assert_eq!(answered(&m, "Download") - before, 1);
+
+    // Keepalives and manifests reach the manager every time.
+    let (keepalives, manifests) = (answered(&m, "Keepalive"), answered(&m, "Bin"));
+    let keepalive = serde_json::to_vec(&json!({
+        "node_id": "through-cache", "cpu_arch": "x86_64", "os": "linux",
+        "bins": {BIN: ""},
+    }))
+    .unwrap();
+    for _ in 0..3 {
+        let r = request(
+            cache.addr,
+            "POST",
+            "/api/v1/keepalive",
+            &[("Content-Type", "application/json")],
+            &keepalive,
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("x-cache-status"), None);
+        let r = cache.get(&format!("/api/v1/bins/{BIN}?node_id=through-cache"), &[]);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(String::from_utf8_lossy(&r.body).contains(&sha));
+    }
+    assert_eq!(answered(&m, "Keepalive") - keepalives, 3);
+    assert_eq!(answered(&m, "Bin") - manifests, 3);
+
+    // By name (the old agents' route) the bytes change with the next
+    // release: no-cache, so each request reaches the manager.
+    for _ in 0..2 {
+        let r = cache.get(&format!("/api/v1/download/{BIN}"), &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(sha256_hex(&r.body), sha);
+    }
+    assert_eq!(answered(&m, "Download") - before, 3);
+
+    // An agent whose manager_url is the cache updates through it, and its
+    // download is one the manager does not see.
+    let a = Agent::new(BIN);
+    a.configure(&cache.url, &json!({}));
+    a.run().expect_code(0);
+    a.assert_live(&bytes, "updated through the cache");
+    assert_eq!(answered(&m, "Download") - before, 3, "{}", m.log());
+}
