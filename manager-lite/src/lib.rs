@@ -46,5 +46,4 @@ pub mod server;
 pub mod signature;
 pub mod store;
 pub mod table;
-pub mod targets;
 pub mod time;

@@ -22,11 +22,14 @@ use binproxy_protocol::{
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
 
-use crate::store::{Change, ReleaseError, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::time::parse_rfc3339;
 
 mod counts;
+mod policy;
+pub mod targets;
 pub use counts::{count_node, Counts, Facts};
+pub use policy::{create_release, rollback_release, update_release, Change, ReleaseError};
 
 /// Buckets per release: percentages are matched to 0.01%.
 pub const BUCKETS: u64 = 10_000;
@@ -245,7 +248,7 @@ pub fn tick(
         }
         // Whether this call made the change (not a concurrent one).
         let mut stepped = false;
-        let outcome = store.update_release(r.id, "rollout", now, |rel| {
+        let outcome = update_release(store, r.id, "rollout", now, |rel| {
             if rel.status != r.status || rel.wave != r.wave {
                 return Ok(Change::Nothing); // changed meanwhile; the next tick looks again
             }

@@ -20,7 +20,7 @@ use binproxy_protocol::window::Windows;
 use binproxy_protocol::{download_path, Node, Release, ReleaseStatus, Target};
 use std::time::{Duration, SystemTime};
 
-use crate::rollout::{bucket, in_wave, BUCKETS};
+use super::{bucket, in_wave, BUCKETS};
 use crate::store::{Store, StoreError};
 use crate::time::rfc3339;
 
