@@ -8,11 +8,17 @@
 //! held across the pass) and only when something it counts from changed
 //! ([`Counts`]): an idle fleet of any size costs no pass.
 //!
-//! [`evaluate`] is the whole policy. It runs on a timer and after every
+//! [`evaluate`] is the whole wave policy. It runs on a timer and after every
 //! progress report: it recounts the release's reached nodes and their
 //! outcomes, pauses the release when failures pass `max_failures`, and
 //! advances a wave once its wait has passed and `success_threshold` of the
 //! reached nodes succeeded.
+//!
+//! Beside this file: `counts.rs` (counting a release's reached nodes),
+//! `policy.rs` (creating a release and what it supersedes, a change of
+//! state, rollback: the meaning of every release write the store persists)
+//! and `targets.rs` (which version a node should run, and why not another).
+//! This module calls the store; the store never calls it.
 
 use binproxy_protocol::window::Windows;
 use binproxy_protocol::{

@@ -315,6 +315,15 @@ mod tests {
             note: None,
             ..NewRelease::default()
         };
+        // The id of the live release of streamd.
+        let live = |store: &Store| {
+            store
+                .live_releases()
+                .iter()
+                .find(|r| r.bin_name == "streamd" && r.status.is_live())
+                .unwrap()
+                .id
+        };
         let now = SystemTime::now();
         assert!(matches!(
             create_release(&store, &new("9"), "t", now),
@@ -322,15 +331,7 @@ mod tests {
         ));
         let r1 = create_release(&store, &new("1"), "t", now).unwrap();
         let r2 = create_release(&store, &new("2"), "t", now).unwrap();
-        assert_eq!(
-            store
-                .live_releases()
-                .iter()
-                .find(|r| r.bin_name == "streamd" && r.status.is_live())
-                .unwrap()
-                .id,
-            r2.id
-        );
+        assert_eq!(live(&store), r2.id);
         let old = store.release(r1.id).unwrap().unwrap();
         assert_eq!(old.status, ReleaseStatus::Superseded);
         assert_eq!(
@@ -339,15 +340,7 @@ mod tests {
         );
         drop(store);
         let store = Store::open(&dir.db(), opts(3)).unwrap();
-        assert_eq!(
-            store
-                .live_releases()
-                .iter()
-                .find(|r| r.bin_name == "streamd" && r.status.is_live())
-                .unwrap()
-                .id,
-            r2.id
-        );
+        assert_eq!(live(&store), r2.id);
         assert_eq!(store.releases(Some("streamd")).unwrap().len(), 2);
     }
 }
