@@ -30,6 +30,22 @@ struct State {
     last_try: Option<Instant>,
 }
 
+/// A write refused without trying: the part is degraded and its retry is
+/// not due yet. `reason` is the failure that degraded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub part: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} degraded: {}", self.part, self.reason)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// The health of one storage part.
 pub struct Condition {
     /// `database` or `artifacts`: the metrics label.
@@ -83,14 +99,17 @@ impl Condition {
     }
 
     /// Whether a write may try the part now: always while healthy; while
-    /// degraded, once every [`RETRY_EVERY`], else `Err` with the reason.
-    pub fn may_try(&self) -> Result<(), String> {
+    /// degraded, once every [`RETRY_EVERY`], else [`Refused`] with the reason.
+    pub fn may_try(&self) -> Result<(), Refused> {
         let mut state = self.state();
         let Some(problem) = &state.problem else {
             return Ok(());
         };
         if state.last_try.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
-            return Err(problem.reason.clone());
+            return Err(Refused {
+                part: self.part,
+                reason: problem.reason.clone(),
+            });
         }
         state.last_try = Some(Instant::now());
         Ok(())
@@ -120,7 +139,7 @@ mod tests {
         let first = c.problem().unwrap();
         assert_eq!(first.reason, "disk full");
         // Just failed: the next write is refused with the reason.
-        assert_eq!(c.may_try(), Err("disk full".into()));
+        assert_eq!(c.may_try().map_err(|r| r.reason), Err("disk full".into()));
         c.failed("still full".into());
         let second = c.problem().unwrap();
         assert_eq!(second.reason, "still full");

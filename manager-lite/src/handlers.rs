@@ -21,9 +21,10 @@ use crate::http::{
     body_error, file_reply, header, parse_json, parse_range, read_bounded, read_json, ApiError,
     Reply, Request, Url,
 };
-use crate::store::{PutVersion, ReleaseError, Store};
+use crate::rollout::ReleaseError;
+use crate::store::{PutVersion, Store};
 use crate::time::now_rfc3339;
-use crate::{rollout, signature, targets};
+use crate::{rollout, rollout::targets, signature};
 
 /// Everything a handler needs.
 pub struct App {
@@ -629,9 +630,7 @@ pub fn create_release(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
     }
     rollout::validate(&new)
         .map_err(|e| ApiError::bad_request(format!("invalid release plan: {e}")))?;
-    let release = app
-        .store
-        .create_release(&new, &actor.name, SystemTime::now())
+    let release = rollout::create_release(&app.store, &new, &actor.name, SystemTime::now())
         .map_err(|e| release_error(e, &format!("version {} of {}", new.version, new.bin_name)))?;
     let release = fresh(app, release)?;
     log::info!(
@@ -707,9 +706,7 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request
     let what = format!("release {id}");
     if op == "rollback" {
         let plan = read_rollback_plan(rq)?;
-        let new = app
-            .store
-            .rollback_release(id, plan, &actor.name, now)
+        let new = rollout::rollback_release(&app.store, id, plan, &actor.name, now)
             .map_err(|e| release_error(e, &what))?;
         let new = fresh(app, new)?;
         log::info!(
@@ -736,12 +733,10 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request
         .of(&app.store, &current)
         .map(|c| c.failed + c.rolled_back)?;
     let who = actor.name.clone();
-    let release = app
-        .store
-        .update_release(id, &actor.name, now, |r| {
-            rollout::operate(r, op, &who, failures, now)
-        })
-        .map_err(|e| release_error(e, &what))?;
+    let release = rollout::update_release(&app.store, id, &actor.name, now, |r| {
+        rollout::operate(r, op, &who, failures, now)
+    })
+    .map_err(|e| release_error(e, &what))?;
     let release = fresh(app, release)?;
     log::info!(
         "release {id}: {op} by {} -> {}",

@@ -5,7 +5,10 @@
 //! the fleet). All state lives in one redb file behind [`store`]; artifacts are
 //! files named by their sha256 behind [`artifacts`]. [`routes`] maps a request
 //! to one thin handler in [`handlers`], which checks names, calls the store and
-//! answers JSON. [`targets`] decides which version a node should run.
+//! answers JSON. [`store`] only persists; [`rollout`] is the release
+//! policy on top of it (plans, waves and the tick, creating, superseding and
+//! rolling back releases) and [`rollout::targets`] decides which version a
+//! node should run. [`retention`] decides which versions may be forgotten.
 //! [`serve`] owns the process: startup, signals, clean shutdown; [`server`]
 //! is its network layer (hyper on tokio, TLS, connection caps, deadlines,
 //! minimum rates, the bounded blocking pool).
@@ -46,5 +49,4 @@ pub mod server;
 pub mod signature;
 pub mod store;
 pub mod table;
-pub mod targets;
 pub mod time;

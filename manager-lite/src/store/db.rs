@@ -91,7 +91,7 @@ impl Db {
     ) -> Result<T> {
         self.condition
             .may_try()
-            .map_err(|reason| self.unavailable(reason))?;
+            .map_err(|refused| self.unavailable(refused.reason))?;
         let (db, generation) = self.handle()?;
         let outcome = (|| -> Result<T> {
             let txn = db.begin_write().at(&self.path, what)?;
@@ -171,7 +171,7 @@ impl Db {
             drop(slot);
             self.condition
                 .may_try()
-                .map_err(|reason| self.unavailable(reason))?;
+                .map_err(|refused| self.unavailable(refused.reason))?;
             self.reopen(generation);
             tried = true;
             slot = self.slot();

@@ -6,6 +6,9 @@
 use super::test_support::{opts, TempDir};
 use super::*;
 use binproxy_protocol::Node;
+use std::time::{Duration, SystemTime};
+
+use crate::time::rfc3339;
 
 fn node(id: &str, label: &str) -> Node {
     let mut n = Node {

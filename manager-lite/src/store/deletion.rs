@@ -1,6 +1,9 @@
-//! Deleting versions, for retention: the rows go in one transaction that
-//! also reads what refers to them, so no release or pin can come to name a
-//! version between the check and the delete (redb runs one write
+//! Deleting: a node with everything of it (its record, `last_seen`, pins
+//! and secret, in one transaction), and versions, for retention.
+//!
+//! A version's rows go in one transaction that also reads what refers to
+//! them, so no release or pin can come to name a version between the check
+//! and the delete (redb runs one write
 //! transaction at a time). Whether a reference keeps a version is the
 //! caller's policy ([`crate::retention`]); this only persists. The answer
 //! names the artifact files no version refers to any more: the caller
@@ -11,7 +14,9 @@ use binproxy_protocol::{Release, Version};
 use redb::ReadableTable;
 use std::collections::HashSet;
 
-use super::{Context, Result, Store, PINS, RELEASES, VERSIONS};
+use std::sync::PoisonError;
+
+use super::{Context, Result, Store, LAST_SEEN, NODES, NODE_SECRETS, PINS, RELEASES, VERSIONS};
 
 /// What refers to a bin's versions, read inside the deleting transaction.
 pub struct References {
@@ -36,6 +41,63 @@ pub enum Deletion {
 }
 
 impl Store {
+    /// Removes a node: its record, pins and secret, in one transaction (its
+    /// progress reports stay with the releases). `false` when unknown. A
+    /// node that is still alive registers again with its next keepalive.
+    pub fn delete_node(&self, node_id: &str) -> Result<bool> {
+        // Held across the write: a flush of `last_seen` in between would
+        // write the node's LAST_SEEN row back.
+        let _guard = self
+            .node_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut pins = self.pins.lock();
+        let mut secrets = self.node_secrets.lock();
+        let pinned: Vec<String> = pins
+            .keys()
+            .filter(|(n, _)| n == node_id)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let (existed, secret) = self.write("deleting node", |txn| {
+            let existed = txn
+                .open_table(NODES)
+                .at(&self.path, "nodes")?
+                .remove(node_id)
+                .at(&self.path, "deleting node")?
+                .is_some();
+            txn.open_table(LAST_SEEN)
+                .at(&self.path, "last_seen")?
+                .remove(node_id)
+                .at(&self.path, "deleting node")?;
+            let mut t = txn.open_table(PINS).at(&self.path, "pins")?;
+            for bin in &pinned {
+                t.remove((node_id, bin.as_str()))
+                    .at(&self.path, "deleting pins")?;
+            }
+            let secret = txn
+                .open_table(NODE_SECRETS)
+                .at(&self.path, "node secrets")?
+                .remove(node_id)
+                .at(&self.path, "deleting node secret")?
+                .map(|v| v.value().to_owned());
+            Ok((existed, secret))
+        })?;
+        for bin in pinned {
+            pins.remove(&(node_id.to_owned(), bin));
+        }
+        if let Some(sha) = &secret {
+            secrets.remove(sha);
+        }
+        // One mirror lock at a time past this point, as everywhere else.
+        drop((pins, secrets));
+        self.nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(node_id);
+        self.fleet_changed();
+        Ok(existed || secret.is_some())
+    }
+
     /// Deletes the artifacts of `bin` `version`: of every arch (`arch`
     /// `None`), the arch-less one (`Some("")`) or one arch, unless `refuse`
     /// finds a reason to keep them in what refers to the bin's versions.

@@ -8,9 +8,7 @@
 //! (an agent killed before it learnt that its enrollment went through asks
 //! again with the same secret) and writes nothing unless it enrolls.
 
-use redb::ReadableTable;
 use std::collections::HashMap;
-use std::sync::PoisonError;
 
 use super::{Context, Result, Store, NODE_SECRETS};
 
@@ -29,39 +27,27 @@ pub enum Enrolling {
 
 impl Store {
     pub(super) fn load_node_secrets(&self) -> Result<()> {
-        let txn = self.read("loading node secrets")?;
-        let t = txn
-            .open_table(NODE_SECRETS)
-            .at(&self.path, "node secrets")?;
-        let mut map = HashMap::new();
-        for row in t.iter().at(&self.path, "node secrets")? {
-            let (node, sha) = row.at(&self.path, "node secrets")?;
-            map.insert(sha.value().to_owned(), node.value().to_owned());
-        }
-        *self
-            .node_secrets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = map;
-        Ok(())
+        self.node_secrets.load(
+            self,
+            NODE_SECRETS,
+            ("loading node secrets", "node secrets"),
+            |map: &mut HashMap<_, _>, node, sha| {
+                map.insert(sha.to_owned(), node.to_owned());
+                Ok(())
+            },
+        )
     }
 
     /// The node whose secret hashes to `sha256`.
     pub fn node_of_secret(&self, sha256: &str) -> Option<String> {
-        self.node_secrets
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(sha256)
-            .cloned()
+        self.node_secrets.read().get(sha256).cloned()
     }
 
     /// Enrolls `node` with `sha256`, the hash of its secret. Durable before
     /// it returns [`Enrolling::Enrolled`]; every other answer wrote nothing
     /// (the checks are a read transaction and the mirror).
     pub fn enroll_node(&self, node: &str, sha256: &str) -> Result<Enrolling> {
-        let mut map = self
-            .node_secrets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.node_secrets.lock();
         let stored = {
             let txn = self.read("reading a node secret")?;
             let t = txn
@@ -89,20 +75,22 @@ impl Store {
 
     /// Forgets a node's secret; `false` if it had none.
     pub fn revoke_node(&self, node: &str) -> Result<bool> {
-        let mut map = self
-            .node_secrets
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let removed = self.write("revoking node", |txn| {
-            let mut t = txn
-                .open_table(NODE_SECRETS)
-                .at(&self.path, "node secrets")?;
-            let old = t.remove(node).at(&self.path, "revoking node")?;
-            Ok(old.map(|v| v.value().to_owned()))
-        })?;
-        if let Some(sha) = &removed {
-            map.remove(sha);
-        }
+        let removed = self.node_secrets.write_through(
+            self,
+            "revoking node",
+            |txn| {
+                let mut t = txn
+                    .open_table(NODE_SECRETS)
+                    .at(&self.path, "node secrets")?;
+                let old = t.remove(node).at(&self.path, "revoking node")?;
+                Ok(old.map(|v| v.value().to_owned()))
+            },
+            |map, removed| {
+                if let Some(sha) = removed {
+                    map.remove(sha);
+                }
+            },
+        )?;
         Ok(removed.is_some())
     }
 }

@@ -8,11 +8,17 @@
 //! held across the pass) and only when something it counts from changed
 //! ([`Counts`]): an idle fleet of any size costs no pass.
 //!
-//! [`evaluate`] is the whole policy. It runs on a timer and after every
+//! [`evaluate`] is the whole wave policy. It runs on a timer and after every
 //! progress report: it recounts the release's reached nodes and their
 //! outcomes, pauses the release when failures pass `max_failures`, and
 //! advances a wave once its wait has passed and `success_threshold` of the
 //! reached nodes succeeded.
+//!
+//! Beside this file: `counts.rs` (counting a release's reached nodes),
+//! `policy.rs` (creating a release and what it supersedes, a change of
+//! state, rollback: the meaning of every release write the store persists)
+//! and `targets.rs` (which version a node should run, and why not another).
+//! This module calls the store; the store never calls it.
 
 use binproxy_protocol::window::Windows;
 use binproxy_protocol::{
@@ -20,13 +26,17 @@ use binproxy_protocol::{
     Wave,
 };
 use sha2::{Digest, Sha256};
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::store::{Change, ReleaseError, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::time::parse_rfc3339;
 
 mod counts;
+mod policy;
+pub mod targets;
 pub use counts::{count_node, Counts, Facts};
+pub use policy::{create_release, rollback_release, update_release, Change, ReleaseError};
 
 /// Buckets per release: percentages are matched to 0.01%.
 pub const BUCKETS: u64 = 10_000;
@@ -49,6 +59,32 @@ pub fn in_wave(release: &Release, node_id: &str) -> bool {
         || bucket(release.id, node_id) < u64::from(release.percent) * (BUCKETS / 100)
 }
 
+/// A release plan refused by [`validate`] (or a limit by [`Limit::parse`]):
+/// the field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    /// The field as the API names it: `waves[1].percent`, `selector.os`, ….
+    pub field: String,
+    pub problem: String,
+}
+
+impl PlanError {
+    fn new(field: impl Into<String>, problem: impl Into<String>) -> PlanError {
+        PlanError {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
 /// A plan's limit on failures or threshold of successes: a share of reached
 /// nodes, or a count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,13 +96,16 @@ pub enum Limit {
 
 impl Limit {
     /// Parses `"5%"`, `"2.5%"` or `"3"`.
-    pub fn parse(field: &str, text: &str) -> Result<Limit, String> {
+    pub fn parse(field: &str, text: &str) -> Result<Limit, PlanError> {
         let t = text.trim();
         if let Some(p) = t.strip_suffix('%') {
             return share(field, p).map(Limit::Share);
         }
         t.parse::<u64>().map(Limit::Count).map_err(|_| {
-            format!("{field}: {text:?} is neither a share like \"5%\" nor a count like \"3\"")
+            PlanError::new(
+                field,
+                format!("{text:?} is neither a share like \"5%\" nor a count like \"3\""),
+            )
         })
     }
 
@@ -88,54 +127,61 @@ impl Limit {
     }
 }
 
-fn share(field: &str, number: &str) -> Result<u64, String> {
+fn share(field: &str, number: &str) -> Result<u64, PlanError> {
     match number.trim().parse::<f64>() {
         // Whole basis points: 0.01% steps; the cast is exact for 0..=10000.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Ok(p) if (0.0..=100.0).contains(&p) => Ok((p * 100.0).round() as u64),
-        _ => Err(format!(
-            "{field}: {number:?}% is not a share between 0% and 100%"
+        _ => Err(PlanError::new(
+            field,
+            format!("{number:?}% is not a share between 0% and 100%"),
         )),
     }
 }
 
-fn wait_of(wave: &Wave) -> Result<Duration, String> {
+/// A wave's wait; the error names the field `waves`.
+fn wait_of(wave: &Wave) -> Result<Duration, PlanError> {
     wave.wait.as_deref().map_or(Ok(Duration::ZERO), |w| {
-        humantime::parse_duration(w).map_err(|e| format!("waves: wait {w:?}: {e}"))
+        humantime::parse_duration(w)
+            .map_err(|e| PlanError::new("waves", format!("wait {w:?}: {e}")))
     })
 }
 
-/// Checks a release plan; the message names the field.
-pub fn validate(new: &NewRelease) -> Result<(), String> {
+/// Checks a release plan; the error names the field.
+pub fn validate(new: &NewRelease) -> Result<(), PlanError> {
     let s = &new.selector;
     for id in s.node_ids.iter().chain(&s.exclude_node_ids) {
-        check_node_id(id).map_err(|e| format!("selector: {e}"))?;
+        check_node_id(id).map_err(|e| PlanError::new("selector", e.to_string()))?;
     }
     for arch in &s.cpu_arch {
-        check_arch(arch).map_err(|e| format!("selector.cpu_arch: {e}"))?;
+        check_arch(arch).map_err(|e| PlanError::new("selector.cpu_arch", e.to_string()))?;
     }
     for os in &s.os {
-        check_arch(os).map_err(|_| format!("selector.os: invalid {os:?}"))?;
+        check_arch(os).map_err(|_| PlanError::new("selector.os", format!("invalid {os:?}")))?;
     }
     for (key, values) in &s.labels {
-        check_bin_name(key).map_err(|_| format!("selector.labels: invalid key {key:?}"))?;
+        check_bin_name(key)
+            .map_err(|_| PlanError::new("selector.labels", format!("invalid key {key:?}")))?;
         if values.is_empty() {
-            return Err(format!("selector.labels.{key}: list at least one value"));
+            return Err(PlanError::new(
+                format!("selector.labels.{key}"),
+                "list at least one value",
+            ));
         }
     }
     let mut last = 0;
     for (i, w) in new.waves.iter().enumerate() {
         if w.percent == 0 || w.percent > 100 || w.percent <= last {
-            return Err(format!(
-                "waves[{i}].percent: {} must be 1 to 100 and above the wave before",
-                w.percent
+            return Err(PlanError::new(
+                format!("waves[{i}].percent"),
+                format!("{} must be 1 to 100 and above the wave before", w.percent),
             ));
         }
         last = w.percent;
-        wait_of(w).map_err(|e| e.replace("waves:", &format!("waves[{i}]:")))?;
+        wait_of(w).map_err(|e| PlanError::new(format!("waves[{i}]"), e.problem))?;
     }
     if !new.waves.is_empty() && last != 100 {
-        return Err("waves: the last wave must reach 100%".into());
+        return Err(PlanError::new("waves", "the last wave must reach 100%"));
     }
     if let Some(t) = &new.success_threshold {
         Limit::parse("success_threshold", t)?;
@@ -143,7 +189,8 @@ pub fn validate(new: &NewRelease) -> Result<(), String> {
     if let Some(m) = &new.max_failures {
         Limit::parse("max_failures", m)?;
     }
-    Windows::parse(&new.windows).map_err(|(i, e)| format!("windows[{i}]: {e}"))?;
+    Windows::parse(&new.windows)
+        .map_err(|(i, e)| PlanError::new(format!("windows[{i}]"), e.to_string()))?;
     Ok(())
 }
 
@@ -245,7 +292,7 @@ pub fn tick(
         }
         // Whether this call made the change (not a concurrent one).
         let mut stepped = false;
-        let outcome = store.update_release(r.id, "rollout", now, |rel| {
+        let outcome = update_release(store, r.id, "rollout", now, |rel| {
             if rel.status != r.status || rel.wave != r.wave {
                 return Ok(Change::Nothing); // changed meanwhile; the next tick looks again
             }
@@ -427,12 +474,15 @@ mod tests {
             (new_release(&[(0, None), (100, None)]), "waves[0].percent"),
             (new_release(&[(10, Some("soon")), (100, None)]), "waves[0]"),
         ] {
-            let e = validate(&bad).unwrap_err();
+            let e = validate(&bad).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
         let mut t = new_release(&[]);
         t.success_threshold = Some("ninety".into());
-        assert!(validate(&t).unwrap_err().contains("success_threshold"));
+        assert!(validate(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("success_threshold"));
         t.success_threshold = Some("3".into());
         assert!(validate(&t).is_ok());
         let mut w = new_release(&[]);
@@ -440,7 +490,7 @@ mod tests {
             "Sat 00:00-24:00 +00:00".into(),
             "Sun 25:00-26:00 +00:00".into(),
         ];
-        let e = validate(&w).unwrap_err();
+        let e = validate(&w).unwrap_err().to_string();
         assert!(e.contains("windows[1]") && e.contains("25:00"), "{e}");
         w.windows.pop();
         assert!(validate(&w).is_ok());

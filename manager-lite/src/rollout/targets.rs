@@ -18,9 +18,10 @@
 
 use binproxy_protocol::window::Windows;
 use binproxy_protocol::{download_path, Node, Release, ReleaseStatus, Target};
+use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::rollout::{bucket, in_wave, BUCKETS};
+use super::{bucket, in_wave, BUCKETS};
 use crate::store::{Store, StoreError};
 use crate::time::rfc3339;
 
@@ -159,7 +160,7 @@ fn windowed(
     let until = match closed_until(r, now) {
         Ok(None) => return artifact(store, &r.bin_name, &r.version, arch, reason).map(Ok),
         Ok(Some(until)) => until,
-        Err(why) => return Ok(Err(why)),
+        Err(invalid) => return Ok(Err(invalid.to_string())),
     };
     let closed = format!(
         "release {} outside its maintenance windows until {until}",
@@ -180,15 +181,39 @@ fn windowed(
     Ok(if installed { Ok(decision) } else { Err(closed) })
 }
 
+/// A stored release whose maintenance windows no longer parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidWindows {
+    pub release: u64,
+    /// Which entry of its `windows`.
+    pub index: usize,
+    pub problem: String,
+}
+
+impl fmt::Display for InvalidWindows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "release {} has an invalid windows[{}]: {}",
+            self.release, self.index, self.problem
+        )
+    }
+}
+
+impl std::error::Error for InvalidWindows {}
+
 /// When the release's windows next open (RFC 3339), or `None` when open now.
 /// Windows were checked on creation; a record that fails to parse now counts
 /// as closed (`Err`), so nothing installs on its account.
-pub fn closed_until(r: &Release, now: SystemTime) -> Result<Option<String>, String> {
+pub fn closed_until(r: &Release, now: SystemTime) -> Result<Option<String>, InvalidWindows> {
     if r.windows.is_empty() {
         return Ok(None);
     }
-    let windows = Windows::parse(&r.windows)
-        .map_err(|(i, e)| format!("release {} has an invalid windows[{i}]: {e}", r.id))?;
+    let windows = Windows::parse(&r.windows).map_err(|(index, e)| InvalidWindows {
+        release: r.id,
+        index,
+        problem: e.to_string(),
+    })?;
     let unix = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
