@@ -2,7 +2,7 @@
 //! server on loopback.
 
 use super::*;
-use crate::cli::commands::{open_artifact, put_signature, read_signature, signed_line};
+use crate::cli::bins::{open_artifact, put_signature, read_signature, signed_line};
 use crate::cli::render::tests::sample_release;
 use crate::cli::settings::Settings;
 use binproxy_protocol::{CreatedToken, NewToken, Pin, Release, Role, Version};

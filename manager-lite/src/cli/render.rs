@@ -380,6 +380,15 @@ pub fn audit_table(records: &[AuditRecord]) -> String {
     )
 }
 
+/// `value`, or `fallback` when the server left it out.
+pub(super) fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
+    if value.is_empty() {
+        fallback
+    } else {
+        value
+    }
+}
+
 pub(super) fn short(sha: &str) -> String {
     sha.chars().take(SHORT_SHA).collect()
 }
