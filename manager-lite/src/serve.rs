@@ -273,7 +273,8 @@ fn open(config: &ServeConfig) -> Result<App, String> {
         recounted: std::sync::Mutex::default(),
         counts: crate::rollout::Counts::default(),
         metrics: crate::metrics::Metrics::new(config.metrics_public),
-        alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,
+        alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)
+            .map_err(|e| e.to_string())?,
     })
 }
 

@@ -88,7 +88,7 @@ pub fn main(args: &[OsString]) -> u8 {
     match cli.command {
         Command::Serve(flags) => match flags.into_config() {
             Ok(config) => crate::serve::main(&config),
-            Err(e) => fail(&path, &e, 2),
+            Err(e) => fail(&path, &e.to_string(), 2),
         },
         Command::Admin(admin) => match run(admin) {
             Ok(()) => 0,
