@@ -49,8 +49,8 @@ fn days_out_of_range_are_usage_errors() {
 
 #[test]
 fn a_refused_write_removes_the_files_written_before_it() {
-    let dir = std::env::temp_dir().join(format!("pki-unit-{}", std::process::id()));
-    fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
     let (first, second, taken) = (dir.join("a"), dir.join("b"), dir.join("c"));
     fs::write(&taken, b"already here").unwrap();
     let err = write_all_new(&[
@@ -62,7 +62,6 @@ fn a_refused_write_removes_the_files_written_before_it() {
     assert!(matches!(&err, PkiError::Exists(p) if *p == taken), "{err}");
     assert!(!first.exists() && !second.exists(), "written files removed");
     assert_eq!(fs::read(&taken).unwrap(), b"already here");
-    let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+    let leftovers: Vec<_> = fs::read_dir(dir).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temp file left: {leftovers:?}");
-    fs::remove_dir_all(&dir).unwrap();
 }

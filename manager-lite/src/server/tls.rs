@@ -66,10 +66,8 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
 mod tests {
     use super::*;
 
-    fn temp(name: &str, text: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("ml-tls-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+    fn temp(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
@@ -79,13 +77,15 @@ mod tests {
         let missing = Path::new("/nonexistent/cert.pem");
         let err = server_config(missing, missing).unwrap_err();
         assert!(err.contains("/nonexistent/cert.pem"), "{err}");
-        let empty = temp("empty.pem", "");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = temp(&dir, "empty.pem", "");
         let err = server_config(&empty, &empty).unwrap_err();
         assert!(
             err.contains("empty.pem") && err.contains("no PEM certificate"),
             "{err}"
         );
         let garbage = temp(
+            &dir,
             "garbage.pem",
             "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
         );
