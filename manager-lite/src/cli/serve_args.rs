@@ -293,13 +293,10 @@ mod tests {
         args: ServeArgs,
     }
 
-    fn config(words: &[&str]) -> Result<ServeConfig, String> {
+    /// `serve WORDS`: clap's error or the configuration's.
+    fn config(words: &[&str]) -> Result<ServeConfig, Box<dyn std::error::Error>> {
         let line = std::iter::once("serve").chain(words.iter().copied());
-        Serve::try_parse_from(line)
-            .map_err(|e| e.to_string())?
-            .args
-            .into_config()
-            .map_err(|e| e.to_string())
+        Ok(Serve::try_parse_from(line)?.args.into_config()?)
     }
 
     #[test]
@@ -338,7 +335,7 @@ mod tests {
             (&["--listen", "0.0.0.0:1"], "--insecure-open-nodes"),
             (&["--webhook", "ftp://x/SeCrEt"], "--webhook"),
         ] {
-            let err = config(bad).unwrap_err();
+            let err = config(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad:?}: {err}");
             assert!(!err.contains("SeCrEt"), "{err}");
         }
