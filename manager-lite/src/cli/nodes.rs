@@ -57,25 +57,31 @@ pub fn node_details(client: &Client, json: bool, node: &str) -> Result<(), Clien
 
 /// Forgets a node's secret: the node must enroll again.
 pub fn node_revoke(client: &Client, json: bool, node: &str) -> Result<(), ClientError> {
-    let answer = client.delete(&format!("{API_PREFIX}/nodes/{node}/secret"))?;
-    if json {
-        emit(&pretty(&answer.body))
-    } else {
-        emit(&format!(
-            "revoked the secret of {node}: it must enroll again\n"
-        ))
-    }
+    delete(
+        client,
+        json,
+        &format!("{API_PREFIX}/nodes/{node}/secret"),
+        &format!("revoked the secret of {node}: it must enroll again\n"),
+    )
 }
 
 /// Deletes a node with its pins and secret.
 pub fn node_delete(client: &Client, json: bool, node: &str) -> Result<(), ClientError> {
-    let answer = client.delete(&format!("{API_PREFIX}/nodes/{node}"))?;
+    delete(
+        client,
+        json,
+        &format!("{API_PREFIX}/nodes/{node}"),
+        &format!("deleted node {node} with its pins and secret (its progress reports stay)\n"),
+    )
+}
+
+/// `DELETE path`: the server's answer with `--json`, else `done`.
+fn delete(client: &Client, json: bool, path: &str, done: &str) -> Result<(), ClientError> {
+    let answer = client.delete(path)?;
     if json {
         emit(&pretty(&answer.body))
     } else {
-        emit(&format!(
-            "deleted node {node} with its pins and secret (its progress reports stay)\n"
-        ))
+        emit(done)
     }
 }
 
