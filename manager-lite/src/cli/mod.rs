@@ -6,7 +6,8 @@
 //! (`backup` downloads through [`backup`]).
 //!
 //! An admin command goes: clap places the words ([`args`]), [`check`]
-//! checks every name and plan before anything is sent, [`settings`] finds
+//! checks every name (and [`plan`] every release plan) before anything is
+//! sent, [`settings`] finds
 //! the server and the token, one file per command group sends the request
 //! over [`http`] and [`render`] prints the answer: [`bins`] (publish,
 //! signature, version delete, progress; uploads through [`progress`]),
@@ -25,6 +26,7 @@ mod bins;
 mod check;
 mod http;
 mod nodes;
+mod plan;
 mod progress;
 mod releases;
 mod render;
