@@ -16,15 +16,19 @@
 //! versions (the manager holds no key; agents verify them).
 //! [`page`] is the admin page a browser opens at `/`, a client of the same API.
 //! [`metrics`] renders `/metrics` for Prometheus; [`alerts`] posts release
-//! and node events to webhooks.
+//! and node events to webhooks (event bodies, a queue and delivery thread
+//! per webhook, the node-offline watch).
 //! [`cli`] is the command line (clap): `serve`'s flags, `tls`, shell
-//! completions, and the admin commands that talk to a running server.
+//! completions, and the admin commands that talk to a running server, one
+//! file per command group (bins, releases, nodes, access, backup), every
+//! table through one helper.
 //! [`enroll`] gives a node its secret (see SECURITY.md).
 //! [`degraded`] tracks a storage part that failed a write (a full disk)
 //! until a write works again, and [`health`] answers `/health` from it.
 //! [`backup`] makes the online backup archive and restores from one.
 //! [`pki`] makes a private CA and the server's certificate (`tls init`,
-//! `tls renew`) for `serve --tls-cert/--tls-key`.
+//! `tls renew`) for `serve --tls-cert/--tls-key`: host checks, CA, leaf,
+//! crash-safe file writing.
 
 pub mod alerts;
 pub mod artifacts;

@@ -8,8 +8,10 @@
 //! hand finish (within `--shutdown-timeout`), the last `last_seen` values are
 //! written, the database is closed, and the process exits 0.
 
+use std::fmt;
+use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use crate::auth::{Auth, TokenSource};
 use crate::handlers::App;
 use crate::server::rate::MinRate;
 use crate::server::{Limits, Server};
-use crate::store::{Store, StoreOptions};
+use crate::store::{Store, StoreError, StoreOptions};
 
 /// Everything `serve` can be told (its flags and their defaults are in
 /// [`crate::cli`]).
@@ -92,7 +94,7 @@ fn init_logging() {
 }
 
 /// Runs the server until SIGTERM or SIGINT.
-pub fn run(config: &ServeConfig) -> Result<(), String> {
+pub fn run(config: &ServeConfig) -> Result<(), ServeError> {
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::server::tls::server_config(cert, key)?),
         _ => None,
@@ -108,7 +110,7 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         // chunks for downloads.
         .max_blocking_threads(limits.blocking_threads + 16)
         .build()
-        .map_err(|e| format!("starting the async runtime: {e}"))?;
+        .map_err(ServeError::Runtime)?;
     let server = {
         let _inside = runtime.enter();
         Server::bind(config.listen, tls, limits)?
@@ -121,10 +123,9 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
     );
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| format!("installing the signal handler: {e}"))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(ServeError::Signal)?;
     }
-    let outcome = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         scope.spawn(|| {
             every(config.rollout_interval, &stop, || {
                 let now = std::time::SystemTime::now();
@@ -146,21 +147,19 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
                 app.store.flush_last_seen().map(drop)
             });
         });
-        let result = runtime.block_on(server.run(Arc::clone(&app), Arc::clone(&stop)));
+        runtime.block_on(server.run(Arc::clone(&app), Arc::clone(&stop)));
         // Whatever ended the server ends the process.
         stop.store(true, Ordering::Relaxed);
-        result
     });
     // Handlers still running past --shutdown-timeout are left to finish
     // their write; nothing new reaches them.
     runtime.shutdown_timeout(Duration::from_secs(1));
     log::info!("stopping: requests in hand done");
-    app.store.flush_last_seen().map_err(|e| e.to_string())?;
+    app.store.flush_last_seen()?;
     match Arc::try_unwrap(app) {
         Ok(mut app) => app.alerts.shutdown(),
         Err(_) => log::warn!("a handler still runs: alerts still queued are dropped"),
     }
-    outcome?;
     log::info!("stopped");
     Ok(())
 }
@@ -219,40 +218,35 @@ fn limits(config: &ServeConfig) -> Limits {
 }
 
 /// Opens everything in the data directory and cleans what a crash left.
-fn open(config: &ServeConfig) -> Result<App, String> {
+fn open(config: &ServeConfig) -> Result<App, ServeError> {
     let data = &config.data;
-    std::fs::create_dir_all(data)
-        .map_err(|e| format!("creating data directory {}: {e}", data.display()))?;
+    std::fs::create_dir_all(data).map_err(ServeError::io("creating data directory", data))?;
     let leftovers = crate::backup::make::remove_leftovers(data)
-        .map_err(|e| format!("cleaning backup snapshots in {}: {e}", data.display()))?;
+        .map_err(ServeError::io("cleaning backup snapshots in", data))?;
     if leftovers > 0 {
         log::info!("removed {leftovers} backup snapshot(s) left by a crash");
     }
     let artifacts_dir = data.join("artifacts");
-    let artifacts = Artifacts::open(&artifacts_dir).map_err(|e| {
-        format!(
-            "opening artifact directory {}: {e}",
-            artifacts_dir.display()
-        )
-    })?;
+    let artifacts = Artifacts::open(&artifacts_dir)
+        .map_err(ServeError::io("opening artifact directory", &artifacts_dir))?;
     let store = Store::open(
         &data.join("manager.redb"),
         StoreOptions {
             offline_after: config.offline_after,
             progress_keep: config.progress_keep,
         },
-    )
-    .map_err(|e| e.to_string())?;
-    let referenced = store.artifact_hashes().map_err(|e| e.to_string())?;
+    )?;
+    let referenced = store.artifact_hashes()?;
     let removed = artifacts
         .remove_unreferenced(&referenced)
-        .map_err(|e| format!("cleaning {}: {e}", artifacts_dir.display()))?;
+        .map_err(ServeError::io("cleaning", &artifacts_dir))?;
     if removed > 0 {
         log::info!("removed {removed} artifact file(s) no version refers to (left by a crash)");
     }
-    let (mut auth, source) = Auth::load(config.admin_token_file.as_deref(), data)?;
+    let (mut auth, source) =
+        Auth::load(config.admin_token_file.as_deref(), data).map_err(ServeError::Auth)?;
     if let Some(path) = &config.node_enroll_token_file {
-        auth.require_nodes(path)?;
+        auth.require_nodes(path).map_err(ServeError::Auth)?;
         log::info!(
             "node authentication on: enrollment token read from {}",
             path.display()
@@ -275,6 +269,91 @@ fn open(config: &ServeConfig) -> Result<App, String> {
         metrics: crate::metrics::Metrics::new(config.metrics_public),
         alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,
     })
+}
+
+/// Why `serve` could not start (or, for the last flush, stop cleanly).
+#[derive(Debug)]
+pub enum ServeError {
+    Tls(crate::server::tls::TlsError),
+    Bind(crate::server::BindError),
+    Runtime(io::Error),
+    Signal(io::Error),
+    /// A file or directory of the data directory: what was being done to it.
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    Store(StoreError),
+    /// The admin or enrollment token (its message names the file).
+    Auth(String),
+    Alerts(crate::alerts::StartError),
+}
+
+impl ServeError {
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ServeError + 'a {
+        move |source| ServeError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tls(e) => e.fmt(f),
+            Self::Bind(e) => e.fmt(f),
+            Self::Runtime(e) => write!(f, "starting the async runtime: {e}"),
+            Self::Signal(e) => write!(f, "installing the signal handler: {e}"),
+            Self::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "{action} {}: {source}", path.display()),
+            Self::Store(e) => e.fmt(f),
+            Self::Auth(message) => f.write_str(message),
+            Self::Alerts(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Tls(e) => Some(e),
+            Self::Bind(e) => Some(e),
+            Self::Runtime(e) | Self::Signal(e) | Self::Io { source: e, .. } => Some(e),
+            Self::Store(e) => Some(e),
+            Self::Auth(_) => None,
+            Self::Alerts(e) => Some(e),
+        }
+    }
+}
+
+impl From<crate::server::tls::TlsError> for ServeError {
+    fn from(e: crate::server::tls::TlsError) -> Self {
+        Self::Tls(e)
+    }
+}
+
+impl From<crate::server::BindError> for ServeError {
+    fn from(e: crate::server::BindError) -> Self {
+        Self::Bind(e)
+    }
+}
+
+impl From<StoreError> for ServeError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<crate::alerts::StartError> for ServeError {
+    fn from(e: crate::alerts::StartError) -> Self {
+        Self::Alerts(e)
+    }
 }
 
 fn log_token_source(source: &TokenSource) {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cli::args;
+use binproxy_protocol::Selector;
 use std::path::Path;
 
 fn parse_line(command: &str, words: &[&str]) -> Result<Parsed, ClientError> {

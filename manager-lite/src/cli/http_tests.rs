@@ -2,7 +2,7 @@
 //! server on loopback.
 
 use super::*;
-use crate::cli::commands::{open_artifact, put_signature, read_signature, signed_line};
+use crate::cli::bins::{open_artifact, put_signature, read_signature, signed_line};
 use crate::cli::render::tests::sample_release;
 use crate::cli::settings::Settings;
 use binproxy_protocol::{CreatedToken, NewToken, Pin, Release, Role, Version};
@@ -10,11 +10,11 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use tempfile::TempDir;
 
-/// A file under the temp dir, unique to this test process and `name`.
-fn temp_file(name: &str, content: &str) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("manager-lite-http-{}-{name}", std::process::id()));
+/// A file `name` in `dir`, removed with it.
+fn temp_file(dir: &TempDir, name: &str, content: &str) -> PathBuf {
+    let path = dir.path().join(name);
     fs::write(&path, content).unwrap();
     path
 }
@@ -161,7 +161,8 @@ fn an_unreachable_server_is_named() {
 
 #[test]
 fn upload_streams_the_file_with_its_length() {
-    let file = temp_file("upload", "0123456789");
+    let dir = tempfile::tempdir().unwrap();
+    let file = temp_file(&dir, "upload", "0123456789");
     let (url, server) = serve_once(|r| {
         let mut body = [0; 10];
         r.read_exact(&mut body).unwrap();
@@ -186,7 +187,6 @@ fn upload_streams_the_file_with_its_length() {
         "{head}"
     );
     assert_eq!(&body, b"0123456789");
-    fs::remove_file(file).unwrap();
 }
 
 #[test]
@@ -252,9 +252,10 @@ fn pins_are_put_and_deleted() {
 
 #[test]
 fn signature_files_are_checked_before_sending() {
-    let good = temp_file("good.minisig", SIGNATURE);
+    let dir = tempfile::tempdir().unwrap();
+    let good = temp_file(&dir, "good.minisig", SIGNATURE);
     assert_eq!(read_signature(&good).unwrap(), SIGNATURE);
-    let bad = temp_file("bad.minisig", "untrusted comment: x\nnot base64\n");
+    let bad = temp_file(&dir, "bad.minisig", "untrusted comment: x\nnot base64\n");
     let err = read_signature(&bad).unwrap_err();
     assert_eq!(err.exit_code(), 2);
     let text = err.to_string();
@@ -262,16 +263,13 @@ fn signature_files_are_checked_before_sending() {
         text.contains("bad.minisig") && text.contains("2 lines"),
         "{text}"
     );
-    let big = temp_file("big.minisig", &"x".repeat(5000));
+    let big = temp_file(&dir, "big.minisig", &"x".repeat(5000));
     let text = read_signature(&big).unwrap_err().to_string();
     assert!(text.contains("over the limit of 4096"), "{text}");
     let text = read_signature(Path::new("/nonexistent/a.minisig"))
         .unwrap_err()
         .to_string();
     assert!(text.contains("/nonexistent/a.minisig"), "{text}");
-    for f in [good, bad, big] {
-        fs::remove_file(f).unwrap();
-    }
 }
 
 #[test]

@@ -6,21 +6,29 @@
 //! (`backup` downloads through [`backup`]).
 //!
 //! An admin command goes: clap places the words ([`args`]), [`check`]
-//! checks every name and plan before anything is sent, [`settings`] finds
-//! the server and the token, [`commands`] sends the request over [`http`]
-//! (uploads through [`progress`]) and [`render`] prints the answer.
+//! checks every name (and [`plan`] every release plan) before anything is
+//! sent, [`settings`] finds
+//! the server and the token, one file per command group sends the request
+//! over [`http`] and [`render`] prints the answer: [`bins`] (publish,
+//! signature, version delete, progress; uploads through [`progress`]),
+//! [`releases`] (release, approve, pause, ..., rollback), [`nodes`] (nodes,
+//! node, pin, unpin), [`access`] (token, audit) and [`backup`].
 //!
 //! Exit codes are the contract: 0 done; 1 the server refused or could not be
 //! reached; 2 usage or configuration error. `--help` and `--version` exit 0.
 //! Every error is one line on stderr, clap's own included (with its "tip:"
 //! for a misspelt flag), and the token is never printed.
 
+mod access;
 pub mod args;
 mod backup;
+mod bins;
 mod check;
-mod commands;
 mod http;
+mod nodes;
+mod plan;
 mod progress;
+mod releases;
 mod render;
 pub mod serve_args;
 mod settings;
@@ -82,7 +90,7 @@ pub fn main(args: &[OsString]) -> u8 {
     match cli.command {
         Command::Serve(flags) => match flags.into_config() {
             Ok(config) => crate::serve::main(&config),
-            Err(e) => fail(&path, &e, 2),
+            Err(e) => fail(&path, &e.to_string(), 2),
         },
         Command::Admin(admin) => match run(admin) {
             Ok(()) => 0,
@@ -174,28 +182,28 @@ fn run(admin: Admin) -> Result<(), ClientError> {
     // Built on first use, after the checks: a bad name needs no token.
     let connect = || settings::settings(&common, &|key| std::env::var_os(key)).map(Client::new);
     match command {
-        C::Publish(p) => commands::publish(&connect()?, json, &p),
-        C::Signature(s) => commands::signature(&connect()?, json, &s),
-        C::Release(r) => commands::release(&connect()?, json, &r),
-        C::Releases { bin } => commands::releases(&connect()?, json, bin.as_deref()),
-        C::Nodes => commands::nodes(&connect()?, json),
-        C::Node { node } => commands::node_details(&connect()?, json, &node),
-        C::NodeRevoke { node } => commands::node_revoke(&connect()?, json, &node),
-        C::NodeDelete { node } => commands::node_delete(&connect()?, json, &node),
+        C::Publish(p) => bins::publish(&connect()?, json, &p),
+        C::Signature(s) => bins::signature(&connect()?, json, &s),
+        C::Release(r) => releases::release(&connect()?, json, &r),
+        C::Releases { bin } => releases::releases(&connect()?, json, bin.as_deref()),
+        C::Nodes => nodes::nodes(&connect()?, json),
+        C::Node { node } => nodes::node_details(&connect()?, json, &node),
+        C::NodeRevoke { node } => nodes::node_revoke(&connect()?, json, &node),
+        C::NodeDelete { node } => nodes::node_delete(&connect()?, json, &node),
         C::Progress { bin, node, limit } => {
-            commands::progress(&connect()?, json, &bin, node.as_deref(), limit)
+            bins::progress(&connect()?, json, &bin, node.as_deref(), limit)
         }
-        C::Operate { op, id } => commands::operate(&connect()?, json, op, id),
-        C::Rollback { id, waves } => commands::rollback(&connect()?, json, id, waves),
-        C::Pin { node, bin, version } => commands::pin(&connect()?, json, &node, &bin, &version),
-        C::Unpin { node, bin } => commands::unpin(&connect()?, json, &node, &bin),
-        C::TokenCreate(new) => commands::token_create(&connect()?, json, &new),
-        C::TokenList => commands::token_list(&connect()?, json),
-        C::TokenRevoke { name } => commands::token_revoke(&connect()?, json, &name),
+        C::Operate { op, id } => releases::operate(&connect()?, json, op, id),
+        C::Rollback { id, waves } => releases::rollback(&connect()?, json, id, waves),
+        C::Pin { node, bin, version } => nodes::pin(&connect()?, json, &node, &bin, &version),
+        C::Unpin { node, bin } => nodes::unpin(&connect()?, json, &node, &bin),
+        C::TokenCreate(new) => access::token_create(&connect()?, json, &new),
+        C::TokenList => access::token_list(&connect()?, json),
+        C::TokenRevoke { name } => access::token_revoke(&connect()?, json, &name),
         C::VersionDelete { bin, version, arch } => {
-            commands::version_delete(&connect()?, json, &bin, &version, arch.as_deref())
+            bins::version_delete(&connect()?, json, &bin, &version, arch.as_deref())
         }
-        C::Audit { limit } => commands::audit(&connect()?, json, limit),
+        C::Audit { limit } => access::audit(&connect()?, json, limit),
         C::Backup { to } => backup::backup(&connect()?, &to),
     }
 }

@@ -1,5 +1,7 @@
 //! What the admin commands print: the server's JSON with `--json`, else
 //! tables and key/value blocks ([`crate::table`]) made from the typed answer.
+//! Every table goes through one helper, [`table`]: a list of columns, each a
+//! header and how a record shows in it.
 //! Every string from the network goes through the table's escaping, so an
 //! answer cannot move the terminal's cursor or forge a line.
 
@@ -7,8 +9,8 @@ use super::http::Answer;
 use super::ClientError;
 use crate::table;
 use binproxy_protocol::{
-    AuditRecord, Node, NodeView, ProgressRecord, Release, ReleaseStatus, Selector, TokenInfo,
-    Version,
+    AuditRecord, BinView, Node, NodeView, ProgressRecord, Release, ReleaseEvent, ReleaseStatus,
+    Selector, TokenInfo, Version,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
@@ -51,52 +53,55 @@ pub fn emit(text: &str) -> Result<(), ClientError> {
     }
 }
 
-pub fn versions_table(versions: &[Version]) -> String {
-    let rows: Vec<Vec<String>> = versions
+/// One column of a table: its header, and the cell a record shows in it.
+type Column<'a, T> = (&'static str, &'a dyn Fn(&T) -> String);
+
+/// The one way the admin commands make a table: a header of the columns'
+/// names, then one line per record with each column's cell.
+fn table<T>(columns: &[Column<'_, T>], records: &[T]) -> String {
+    let header: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let rows: Vec<Vec<String>> = records
         .iter()
-        .map(|v| {
-            vec![
-                v.bin_name.clone(),
-                v.version.clone(),
-                v.arch.clone().unwrap_or_else(|| "any".to_owned()),
-                v.sha256sum.clone(),
-                v.size.to_string(),
-                v.created_at.clone(),
-            ]
-        })
+        .map(|record| columns.iter().map(|(_, cell)| cell(record)).collect())
         .collect();
-    table::render(
-        &["BIN", "VERSION", "ARCH", "SHA256", "SIZE", "CREATED"],
-        &rows,
+    table::render(&header, &rows)
+}
+
+pub fn versions_table(versions: &[Version]) -> String {
+    table(
+        &[
+            ("BIN", &|v: &Version| v.bin_name.clone()),
+            ("VERSION", &|v| v.version.clone()),
+            ("ARCH", &|v| {
+                v.arch.clone().unwrap_or_else(|| "any".to_owned())
+            }),
+            ("SHA256", &|v| v.sha256sum.clone()),
+            ("SIZE", &|v| v.size.to_string()),
+            ("CREATED", &|v| v.created_at.clone()),
+        ],
+        versions,
     )
 }
 
 pub fn releases_table(releases: &[Release]) -> String {
-    let rows: Vec<Vec<String>> = releases
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.bin_name.clone(),
-                r.version.clone(),
-                r.status.as_str().to_owned(),
-                wave(r),
-                format!("{}%", r.percent),
-                r.counts.targeted.to_string(),
-                r.counts.success.to_string(),
-                r.counts.failed.to_string(),
-                r.counts.rolled_back.to_string(),
-                r.created_at.clone(),
-                r.created_by.clone(),
-                note(r),
-            ]
-        })
-        .collect();
-    let header = [
-        "ID", "BIN", "VERSION", "STATUS", "WAVE", "PERCENT", "TARGETED", "OK", "FAIL", "RB",
-        "CREATED", "BY", "NOTE",
-    ];
-    table::render(&header, &rows)
+    table(
+        &[
+            ("ID", &|r: &Release| r.id.to_string()),
+            ("BIN", &|r| r.bin_name.clone()),
+            ("VERSION", &|r| r.version.clone()),
+            ("STATUS", &|r| r.status.as_str().to_owned()),
+            ("WAVE", &wave),
+            ("PERCENT", &|r| format!("{}%", r.percent)),
+            ("TARGETED", &|r| r.counts.targeted.to_string()),
+            ("OK", &|r| r.counts.success.to_string()),
+            ("FAIL", &|r| r.counts.failed.to_string()),
+            ("RB", &|r| r.counts.rolled_back.to_string()),
+            ("CREATED", &|r| r.created_at.clone()),
+            ("BY", &|r| r.created_by.clone()),
+            ("NOTE", &note),
+        ],
+        releases,
+    )
 }
 
 /// The current wave, counted from 1, of how many: `2/3`. A release awaiting
@@ -208,25 +213,24 @@ pub fn release_block(r: &Release) -> String {
     ]);
     let mut out = table::fields(&fields);
     let skip = r.history.len().saturating_sub(HISTORY_SHOWN);
-    if skip < r.history.len() {
-        let rows: Vec<Vec<String>> = r.history[skip..]
-            .iter()
-            .map(|e| {
-                vec![
-                    e.at.clone(),
-                    e.actor.clone(),
-                    e.action.clone(),
-                    e.detail.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
+    let latest = &r.history[skip..];
+    if !latest.is_empty() {
         let shown = if skip > 0 {
-            format!("history (last {} of {}):\n", rows.len(), r.history.len())
+            format!("history (last {} of {}):\n", latest.len(), r.history.len())
         } else {
             "history:\n".to_owned()
         };
         out.push_str(&shown);
-        for line in table::render(&["AT", "ACTOR", "ACTION", "DETAIL"], &rows).lines() {
+        let events = table(
+            &[
+                ("AT", &|e: &ReleaseEvent| e.at.clone()),
+                ("ACTOR", &|e| e.actor.clone()),
+                ("ACTION", &|e| e.action.clone()),
+                ("DETAIL", &|e| e.detail.clone().unwrap_or_default()),
+            ],
+            latest,
+        );
+        for line in events.lines() {
             out.push_str("  ");
             out.push_str(line);
             out.push('\n');
@@ -261,130 +265,128 @@ fn selector_summary(s: &Selector) -> String {
 /// A node, then per bin: its target, what it runs, and why.
 pub fn node_view(v: &NodeView) -> String {
     let n = &v.node;
-    let head = table::render(
-        &["NODE", "ONLINE", "LAST_SEEN", "ARCH", "OS", "LABELS"],
-        &[vec![
-            n.node_id.clone(),
-            if n.online { "yes" } else { "no" }.to_owned(),
-            n.last_seen.clone(),
-            n.cpu_arch.clone(),
-            n.os.clone(),
-            pairs(&n.labels, str::to_owned),
-        ]],
+    let head = table(
+        &[
+            ("NODE", &|n: &Node| n.node_id.clone()),
+            ("ONLINE", &online),
+            ("LAST_SEEN", &|n| n.last_seen.clone()),
+            ("ARCH", &|n| n.cpu_arch.clone()),
+            ("OS", &|n| n.os.clone()),
+            ("LABELS", &labels),
+        ],
+        std::slice::from_ref(n),
     );
-    let rows: Vec<Vec<String>> = v
-        .bins
-        .iter()
-        .map(|(bin, view)| {
-            vec![
-                bin.clone(),
+    let bins: Vec<(&String, &BinView)> = v.bins.iter().collect();
+    let bins = table(
+        &[
+            ("BIN", &|(bin, _): &(&String, &BinView)| (*bin).clone()),
+            ("TARGET", &|(_, view)| {
                 view.target
                     .as_ref()
                     .map(|t| format!("{}@{}", t.version, short(&t.sha256sum)))
-                    .unwrap_or_default(),
-                // Not reported (""), or reported without a file on disk.
-                match n.bins.get(bin).map(String::as_str) {
+                    .unwrap_or_default()
+            }),
+            // Not reported (""), or reported without a file on disk.
+            (
+                "INSTALLED",
+                &|(bin, _)| match n.bins.get(*bin).map(String::as_str) {
                     None => String::new(),
                     Some("") => "missing".to_owned(),
                     Some(sha) => short(sha),
                 },
-                view.reason.clone(),
-            ]
-        })
-        .collect();
-    let bins = table::render(&["BIN", "TARGET", "INSTALLED", "REASON"], &rows);
+            ),
+            ("REASON", &|(_, view)| view.reason.clone()),
+        ],
+        &bins,
+    );
     format!("{head}\n{bins}")
 }
 
 pub fn nodes_table(nodes: &[Node]) -> String {
-    let rows: Vec<Vec<String>> = nodes
-        .iter()
-        .map(|n| {
-            vec![
-                n.node_id.clone(),
-                if n.online { "yes" } else { "no" }.to_owned(),
-                n.last_seen.clone(),
-                n.cpu_arch.clone(),
-                n.bin_proxy_version.clone(),
-                // A bin the node has no file for is reported with "".
+    table(
+        &[
+            ("NODE", &|n: &Node| n.node_id.clone()),
+            ("ONLINE", &online),
+            ("LAST_SEEN", &|n| n.last_seen.clone()),
+            ("ARCH", &|n| n.cpu_arch.clone()),
+            ("VERSION", &|n| n.bin_proxy_version.clone()),
+            // A bin the node has no file for is reported with "".
+            ("BINS", &|n| {
                 pairs(&n.bins, |sha| {
                     if sha.is_empty() {
                         "-".to_owned()
                     } else {
                         short(sha)
                     }
-                }),
-                pairs(&n.labels, str::to_owned),
-            ]
-        })
-        .collect();
-    let header = [
-        "NODE",
-        "ONLINE",
-        "LAST_SEEN",
-        "ARCH",
-        "VERSION",
-        "BINS",
-        "LABELS",
-    ];
-    table::render(&header, &rows)
+                })
+            }),
+            ("LABELS", &labels),
+        ],
+        nodes,
+    )
+}
+
+fn online(n: &Node) -> String {
+    if n.online { "yes" } else { "no" }.to_owned()
+}
+
+fn labels(n: &Node) -> String {
+    pairs(&n.labels, str::to_owned)
 }
 
 pub fn progress_table(records: &[ProgressRecord]) -> String {
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.received_at.clone(),
-                r.node_id.clone(),
-                r.status.as_str().to_owned(),
-                short(&r.target_hash),
-                r.from_hash.as_deref().map(short).unwrap_or_default(),
-                r.processing_time_ms.to_string(),
-                r.message.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = [
-        "ID", "TIME", "NODE", "STATUS", "TARGET", "FROM", "MS", "MESSAGE",
-    ];
-    table::render(&header, &rows)
+    table(
+        &[
+            ("ID", &|r: &ProgressRecord| r.id.to_string()),
+            ("TIME", &|r| r.received_at.clone()),
+            ("NODE", &|r| r.node_id.clone()),
+            ("STATUS", &|r| r.status.as_str().to_owned()),
+            ("TARGET", &|r| short(&r.target_hash)),
+            ("FROM", &|r| {
+                r.from_hash.as_deref().map(short).unwrap_or_default()
+            }),
+            ("MS", &|r| r.processing_time_ms.to_string()),
+            ("MESSAGE", &|r| r.message.clone().unwrap_or_default()),
+        ],
+        records,
+    )
 }
 
 pub fn tokens_table(tokens: &[TokenInfo]) -> String {
-    let rows: Vec<Vec<String>> = tokens
-        .iter()
-        .map(|t| {
-            vec![
-                t.name.clone(),
-                t.role.as_str().to_owned(),
-                t.created_at.clone(),
-                t.created_by.clone(),
-            ]
-        })
-        .collect();
-    table::render(&["NAME", "ROLE", "CREATED", "BY"], &rows)
+    table(
+        &[
+            ("NAME", &|t: &TokenInfo| t.name.clone()),
+            ("ROLE", &|t| t.role.as_str().to_owned()),
+            ("CREATED", &|t| t.created_at.clone()),
+            ("BY", &|t| t.created_by.clone()),
+        ],
+        tokens,
+    )
 }
 
 /// Unauthenticated callers have no actor, and shows as `-`.
 pub fn audit_table(records: &[AuditRecord]) -> String {
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.to_string(),
-                r.at.clone(),
-                r.actor.clone().unwrap_or_default(),
-                r.method.clone(),
-                r.path.clone(),
-                r.status.to_string(),
-                r.remote_addr.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = ["ID", "TIME", "ACTOR", "METHOD", "PATH", "STATUS", "FROM"];
-    table::render(&header, &rows)
+    table(
+        &[
+            ("ID", &|r: &AuditRecord| r.id.to_string()),
+            ("TIME", &|r| r.at.clone()),
+            ("ACTOR", &|r| r.actor.clone().unwrap_or_default()),
+            ("METHOD", &|r| r.method.clone()),
+            ("PATH", &|r| r.path.clone()),
+            ("STATUS", &|r| r.status.to_string()),
+            ("FROM", &|r| r.remote_addr.clone().unwrap_or_default()),
+        ],
+        records,
+    )
+}
+
+/// `value`, or `fallback` when the server left it out.
+pub(super) fn or<'a>(value: &'a str, fallback: &'a str) -> &'a str {
+    if value.is_empty() {
+        fallback
+    } else {
+        value
+    }
 }
 
 pub(super) fn short(sha: &str) -> String {

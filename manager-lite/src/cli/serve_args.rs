@@ -3,9 +3,11 @@
 //! checks that span flags (TLS pair, authentication off loopback). The
 //! server's start-up itself stays in [`crate::serve`].
 
-use crate::alerts::{Format, Webhook};
+use crate::alerts::{Format, FormatError, Webhook, WebhookError};
 use crate::serve::ServeConfig;
+use crate::server::rate::RateError;
 use clap::Args;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,11 +106,9 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The configuration, after the checks that span more than one flag.
-    pub fn into_config(self) -> Result<ServeConfig, String> {
+    pub fn into_config(self) -> Result<ServeConfig, ServeArgsError> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(
-                "--tls-cert and --tls-key go together: give both (PEM files) or neither".into(),
-            );
+            return Err(ServeArgsError::HalfTlsPair);
         }
         // Secure by default: anyone who can reach an open manager can read every
         // artifact and forge any node's reports.
@@ -116,21 +116,16 @@ impl ServeArgs {
             && self.node_enroll_token_file.is_none()
             && !self.insecure_open_nodes
         {
-            return Err(format!(
-                "--listen {} is not a loopback address and node authentication is off: give \
-                 --node-enroll-token-file FILE (nodes enroll with it), or --insecure-open-nodes \
-                 to serve nodes unauthenticated anyway",
-                self.listen
-            ));
+            return Err(ServeArgsError::OpenOffLoopback {
+                listen: self.listen,
+            });
         }
         if let Some(forget) = self.forget_offline_after {
             if forget < self.offline_after {
-                return Err(format!(
-                    "--forget-offline-after {} is shorter than --offline-after {}: a node would \
-                     be deleted before it shows offline",
-                    humantime::format_duration(forget),
-                    humantime::format_duration(self.offline_after)
-                ));
+                return Err(ServeArgsError::ForgetBeforeOffline {
+                    forget,
+                    offline: self.offline_after,
+                });
             }
         }
         let webhooks = self
@@ -171,25 +166,120 @@ impl ServeArgs {
     }
 }
 
+/// Why `serve`'s flags, each valid alone, do not make a configuration.
+#[derive(Debug)]
+pub enum ServeArgsError {
+    /// `--tls-cert` without `--tls-key`, or the other way round.
+    HalfTlsPair,
+    /// `--listen` off loopback with node authentication off.
+    OpenOffLoopback {
+        listen: SocketAddr,
+    },
+    /// `--forget-offline-after` shorter than `--offline-after`.
+    ForgetBeforeOffline {
+        forget: Duration,
+        offline: Duration,
+    },
+    Webhook(WebhookError),
+    WebhookFormat(FormatError),
+}
+
+impl fmt::Display for ServeArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::HalfTlsPair => f.write_str(
+                "--tls-cert and --tls-key go together: give both (PEM files) or neither",
+            ),
+            Self::OpenOffLoopback { listen } => write!(
+                f,
+                "--listen {listen} is not a loopback address and node authentication is off: \
+                 give --node-enroll-token-file FILE (nodes enroll with it), or \
+                 --insecure-open-nodes to serve nodes unauthenticated anyway"
+            ),
+            Self::ForgetBeforeOffline { forget, offline } => write!(
+                f,
+                "--forget-offline-after {} is shorter than --offline-after {}: a node would \
+                 be deleted before it shows offline",
+                humantime::format_duration(*forget),
+                humantime::format_duration(*offline)
+            ),
+            Self::Webhook(e) => e.fmt(f),
+            Self::WebhookFormat(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ServeArgsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Webhook(e) => Some(e),
+            Self::WebhookFormat(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<WebhookError> for ServeArgsError {
+    fn from(e: WebhookError) -> Self {
+        Self::Webhook(e)
+    }
+}
+
+impl From<FormatError> for ServeArgsError {
+    fn from(e: FormatError) -> Self {
+        Self::WebhookFormat(e)
+    }
+}
+
+/// Why one flag's value was refused (clap names the flag and the value).
+#[derive(Debug)]
+pub enum ValueError {
+    Zero,
+    NotDuration(humantime::DurationError),
+    NotCount,
+    NotRate(RateError),
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Zero => f.write_str("must be more than zero"),
+            Self::NotDuration(e) => write!(f, "{e} (e.g. 3m, 90s)"),
+            Self::NotCount => f.write_str("expected a whole number of at least 1"),
+            Self::NotRate(e) => write!(f, "{e} (e.g. 16KiB, 1MiB/s)"),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::NotDuration(e) => Some(e),
+            Self::NotRate(e) => Some(e),
+            Self::Zero | Self::NotCount => None,
+        }
+    }
+}
+
 /// A humantime duration (`90s`, `3m`) of more than zero.
-fn duration(v: &str) -> Result<Duration, String> {
+fn duration(v: &str) -> Result<Duration, ValueError> {
     match humantime::parse_duration(v) {
         Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be more than zero".into()),
-        Err(e) => Err(format!("{e} (e.g. 3m, 90s)")),
+        Ok(_) => Err(ValueError::Zero),
+        Err(e) => Err(ValueError::NotDuration(e)),
     }
 }
 
 /// A whole number of at least 1.
-fn count<T: std::str::FromStr + PartialOrd + From<u8>>(v: &str) -> Result<T, String> {
+fn count<T: std::str::FromStr + PartialOrd + From<u8>>(v: &str) -> Result<T, ValueError> {
     match v.parse::<T>() {
         Ok(n) if n >= T::from(1) => Ok(n),
-        _ => Err("expected a whole number of at least 1".into()),
+        _ => Err(ValueError::NotCount),
     }
 }
 
-fn rate(v: &str) -> Result<u64, String> {
-    crate::server::rate::parse(v).map_err(|e| format!("{e} (e.g. 16KiB, 1MiB/s)"))
+fn rate(v: &str) -> Result<u64, ValueError> {
+    crate::server::rate::parse(v).map_err(ValueError::NotRate)
 }
 
 #[cfg(test)]
@@ -203,12 +293,10 @@ mod tests {
         args: ServeArgs,
     }
 
-    fn config(words: &[&str]) -> Result<ServeConfig, String> {
+    /// `serve WORDS`: clap's error or the configuration's.
+    fn config(words: &[&str]) -> Result<ServeConfig, Box<dyn std::error::Error>> {
         let line = std::iter::once("serve").chain(words.iter().copied());
-        Serve::try_parse_from(line)
-            .map_err(|e| e.to_string())?
-            .args
-            .into_config()
+        Ok(Serve::try_parse_from(line)?.args.into_config()?)
     }
 
     #[test]
@@ -247,7 +335,7 @@ mod tests {
             (&["--listen", "0.0.0.0:1"], "--insecure-open-nodes"),
             (&["--webhook", "ftp://x/SeCrEt"], "--webhook"),
         ] {
-            let err = config(bad).unwrap_err();
+            let err = config(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad:?}: {err}");
             assert!(!err.contains("SeCrEt"), "{err}");
         }

@@ -130,17 +130,15 @@ pub fn shown(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tempfile::TempDir;
 
     fn no_env(_: &str) -> Option<OsString> {
         None
     }
 
-    /// A file under the temp dir, unique to this test process and `name`.
-    fn temp_file(name: &str, content: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "manager-lite-settings-{}-{name}",
-            std::process::id()
-        ));
+    /// A file `name` in `dir`, removed with it.
+    fn temp_file(dir: &TempDir, name: &str, content: &str) -> PathBuf {
+        let path = dir.path().join(name);
         fs::write(&path, content).unwrap();
         path
     }
@@ -168,11 +166,11 @@ mod tests {
 
     #[test]
     fn token_file_wins_over_env_and_is_trimmed() {
-        let file = temp_file("token-precedence", "  from-file\n");
+        let dir = tempfile::tempdir().unwrap();
+        let file = temp_file(&dir, "token-precedence", "  from-file\n");
         let env = |key: &str| (key == TOKEN_ENV).then(|| OsString::from(" from-env \n"));
         assert_eq!(admin_token(Some(&file), &env).unwrap(), "from-file");
         assert_eq!(admin_token(None, &env).unwrap(), "from-env");
-        fs::remove_file(file).unwrap();
     }
 
     #[test]
@@ -183,16 +181,15 @@ mod tests {
             "{err}"
         );
 
-        let empty = temp_file("token-empty", " \n");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = temp_file(&dir, "token-empty", " \n");
         let err = admin_token(Some(&empty), &no_env).unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
         assert_eq!(err.exit_code(), 2);
-        fs::remove_file(empty).unwrap();
 
-        let spaced = temp_file("token-spaced", "sec ret\n");
+        let spaced = temp_file(&dir, "token-spaced", "sec ret\n");
         let err = admin_token(Some(&spaced), &no_env).unwrap_err();
         assert!(!err.to_string().contains("sec"), "{err}");
-        fs::remove_file(spaced).unwrap();
 
         let missing = Path::new("/nonexistent/manager-lite-token");
         let err = admin_token(Some(missing), &no_env).unwrap_err();
@@ -204,7 +201,8 @@ mod tests {
 
     #[test]
     fn settings_come_from_common_options() {
-        let file = temp_file("token-settings", "t0k\n");
+        let dir = tempfile::tempdir().unwrap();
+        let file = temp_file(&dir, "token-settings", "t0k\n");
         let common = Common {
             server: Some("http://127.0.0.1:9/".into()),
             token_file: Some(file.clone()),
@@ -216,6 +214,5 @@ mod tests {
             (s.server.as_str(), s.token.as_str()),
             ("http://127.0.0.1:9", "t0k")
         );
-        fs::remove_file(file).unwrap();
     }
 }

@@ -151,7 +151,7 @@ impl Server {
         addr: SocketAddr,
         tls: Option<Arc<ServerConfig>>,
         limits: Limits,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, BindError> {
         let listening = || {
             let socket = match addr {
                 SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
@@ -163,7 +163,7 @@ impl Server {
             let local = listener.local_addr()?;
             Ok::<_, std::io::Error>((listener, local))
         };
-        let (listener, addr) = listening().map_err(|e| format!("listening on {addr}: {e}"))?;
+        let (listener, addr) = listening().map_err(|source| BindError { addr, source })?;
         Ok(Server {
             listener,
             addr,
@@ -187,7 +187,7 @@ impl Server {
 
     /// Serves until `stop` is set, then lets the requests in hand finish
     /// (within `shutdown_timeout`). Call inside the tokio runtime.
-    pub async fn run(self, app: Arc<App>, stop: Arc<AtomicBool>) -> Result<(), String> {
+    pub async fn run(self, app: Arc<App>, stop: Arc<AtomicBool>) {
         let listener = self.listener;
         let mut http = http1::Builder::new();
         // writev: body frames are queued, never copied (splice.rs needs it).
@@ -249,6 +249,24 @@ impl Server {
                 humantime::format_duration(limits.shutdown_timeout)
             );
         }
-        Ok(())
+    }
+}
+
+/// The listening socket could not be made.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "listening on {}: {}", self.addr, self.source)
+    }
+}
+
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }

@@ -71,7 +71,7 @@ impl Meter {
 }
 
 /// Parses a rate: `500`, `16KiB`, `1MiB/s`, `2MB` (bytes per second).
-pub fn parse(text: &str) -> Result<u64, String> {
+pub fn parse(text: &str) -> Result<u64, RateError> {
     let t = text.trim();
     let t = t.strip_suffix("/s").unwrap_or(t).trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -84,15 +84,37 @@ pub fn parse(text: &str) -> Result<u64, String> {
         "KB" | "kB" => 1000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB, GiB)")),
+        other => return Err(RateError::UnknownUnit(other.to_owned())),
     };
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit_size))
         .filter(|&n| n > 0)
-        .ok_or_else(|| "expected a positive whole number of bytes per second".to_owned())
+        .ok_or(RateError::NotPositive)
 }
+
+/// Why a rate did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateError {
+    /// A unit after the number that is none of B, KiB, MiB, GiB, KB, MB, GB.
+    UnknownUnit(String),
+    /// No number, zero, or more than fits.
+    NotPositive,
+}
+
+impl std::fmt::Display for RateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnknownUnit(unit) => write!(f, "unknown unit {unit:?} (use B, KiB, MiB, GiB)"),
+            Self::NotPositive => {
+                f.write_str("expected a positive whole number of bytes per second")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RateError {}
 
 #[cfg(test)]
 mod tests {
