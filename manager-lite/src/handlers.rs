@@ -8,7 +8,7 @@ use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex,
     names::normalize_arch, BinVersions, BinView, CreatedToken, Installed, Keepalive,
     KeepaliveReply, NewRelease, NewToken, Node, NodeView, Pin, Progress, ProgressStatus, Release,
-    Role, Secret, TokenInfo, Version,
+    ReleaseOp, Role, Secret, TokenInfo, Version,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -701,11 +701,11 @@ fn release_id(id: &str) -> Result<u64, ApiError> {
 }
 
 /// `POST /api/v1/releases/{id}/{op}`: approve, pause, resume, promote, cancel, rollback.
-pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request) -> Answer {
+pub fn release_op(app: &App, actor: &Actor, id: &str, op: ReleaseOp, rq: &mut Request) -> Answer {
     let id = release_id(id)?;
     let now = SystemTime::now();
     let what = format!("release {id}");
-    if op == "rollback" {
+    if op == ReleaseOp::Rollback {
         let plan = read_rollback_plan(rq)?;
         let new = app
             .store
@@ -725,7 +725,7 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: &str, rq: &mut Request
         .release(id)?
         .ok_or_else(|| ApiError::not_found(format!("unknown {what}")))?;
     let awaiting = current.status == binproxy_protocol::ReleaseStatus::PendingApproval;
-    if op == "approve" && awaiting && current.created_by == actor.name {
+    if op == ReleaseOp::Approve && awaiting && current.created_by == actor.name {
         return Err(ApiError::forbidden(format!(
             "four eyes: release {id} was created by token {}; another token must approve it",
             actor.name

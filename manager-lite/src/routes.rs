@@ -16,7 +16,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use binproxy_protocol::{AuditRecord, Role, MAX_JSON_BODY};
+use binproxy_protocol::{AuditRecord, ReleaseOp, Role, MAX_JSON_BODY};
 
 use crate::auth::{Actor, NodeCaller};
 use crate::handlers::{self, App};
@@ -39,7 +39,7 @@ enum Route<'a> {
     Download(&'a str),
     Releases,
     Release(&'a str),
-    ReleaseOp(&'a str, &'a str),
+    ReleaseOp(&'a str, ReleaseOp),
     Nodes,
     Node(&'a str),
     Pin(&'a str, &'a str),
@@ -72,9 +72,7 @@ impl<'a> Route<'a> {
             ["api", "v1", "download", name] => Route::Download(name),
             ["api", "v1", "releases"] => Route::Releases,
             ["api", "v1", "releases", id] => Route::Release(id),
-            ["api", "v1", "releases", id, op @ ("approve" | "pause" | "resume" | "promote" | "rollback" | "cancel")] => {
-                Route::ReleaseOp(id, op)
-            }
+            ["api", "v1", "releases", id, op] => Route::ReleaseOp(id, ReleaseOp::parse(op)?),
             ["api", "v1", "nodes"] => Route::Nodes,
             ["api", "v1", "nodes", node] => Route::Node(node),
             ["api", "v1", "nodes", node, "pins", bin] => Route::Pin(node, bin),
@@ -569,11 +567,13 @@ const READ: &[Role] = &[Role::Viewer, Role::Publisher, Role::Approver];
 const PUBLISH: &[Role] = &[Role::Publisher];
 const ADMIN: &[Role] = &[];
 
-fn op_roles(op: &str) -> &'static [Role] {
+fn op_roles(op: ReleaseOp) -> &'static [Role] {
     match op {
-        "pause" => &[Role::Publisher, Role::Approver],
-        "cancel" => ADMIN,
-        _ => &[Role::Approver],
+        ReleaseOp::Pause => &[Role::Publisher, Role::Approver],
+        ReleaseOp::Cancel => ADMIN,
+        ReleaseOp::Approve | ReleaseOp::Resume | ReleaseOp::Promote | ReleaseOp::Rollback => {
+            &[Role::Approver]
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use crate::{Node, NodeFacts, Target};
 
@@ -161,6 +163,85 @@ impl ReleaseStatus {
     /// Whether a release in this state still gives nodes their target.
     pub fn is_live(self) -> bool {
         matches!(self, Self::RollingOut | Self::Paused | Self::Completed)
+    }
+}
+
+/// An operator's action on a release: `POST /api/v1/releases/{id}/{op}`,
+/// named in the path by [`ReleaseOp::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseOp {
+    Approve,
+    Pause,
+    Resume,
+    Promote,
+    Rollback,
+    Cancel,
+}
+
+impl ReleaseOp {
+    pub const ALL: [ReleaseOp; 6] = [
+        Self::Approve,
+        Self::Pause,
+        Self::Resume,
+        Self::Promote,
+        Self::Rollback,
+        Self::Cancel,
+    ];
+
+    /// The word in the path (and on the command line).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Promote => "promote",
+            Self::Rollback => "rollback",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// The word of the release's history event it leaves.
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            Self::Approve => "approved",
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Promote => "promoted",
+            Self::Rollback => "rolled back",
+            Self::Cancel => "cancelled",
+        }
+    }
+
+    /// The operation a path word names; `None` for any other word.
+    pub fn parse(word: &str) -> Option<ReleaseOp> {
+        Self::ALL.into_iter().find(|op| op.as_str() == word)
+    }
+}
+
+impl fmt::Display for ReleaseOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that names no [`ReleaseOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownOp(pub String);
+
+impl fmt::Display for UnknownOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown operation {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownOp {}
+
+impl FromStr for ReleaseOp {
+    type Err = UnknownOp;
+
+    fn from_str(word: &str) -> Result<Self, UnknownOp> {
+        Self::parse(word).ok_or_else(|| UnknownOp(word.to_owned()))
     }
 }
 
