@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::api::app::App;
+use crate::api::auth::{Auth, TokenSource};
 use crate::artifacts::Artifacts;
-use crate::auth::{Auth, TokenSource};
-use crate::handlers::App;
 use crate::server::rate::MinRate;
 use crate::server::{Limits, Server};
 use crate::store::{Store, StoreOptions};
@@ -99,7 +99,7 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
     };
     let app = Arc::new(open(config)?);
     // What --keep-versions allows to go since the last run (a lowered N).
-    crate::handlers::prune_versions(&app);
+    crate::api::bins::prune_versions(&app);
     let limits = limits(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -139,7 +139,7 @@ pub fn run(config: &ServeConfig) -> Result<(), String> {
         });
         scope.spawn(|| {
             every(config.flush_interval, &stop, || {
-                crate::routes::summarize_refused(&app);
+                crate::api::audit::summarize_refused(&app);
                 if let Some(after) = config.forget_offline_after {
                     forget_silent_nodes(&app, after);
                 }
@@ -186,7 +186,7 @@ fn forget_silent_nodes(app: &App, after: Duration) {
                 return;
             }
         }
-        crate::audit::by_manager(
+        crate::api::audit::by_manager(
             &app.store,
             "DELETE",
             format!(
@@ -280,7 +280,7 @@ fn open(config: &ServeConfig) -> Result<App, String> {
 fn log_token_source(source: &TokenSource) {
     match source {
         TokenSource::File(p) => log::info!("admin token read from {}", p.display()),
-        TokenSource::Env => log::info!("admin token taken from ${}", crate::auth::TOKEN_ENV),
+        TokenSource::Env => log::info!("admin token taken from ${}", crate::api::auth::TOKEN_ENV),
         TokenSource::Generated(p) => {
             log::info!("admin token generated into {} (mode 0600)", p.display());
         }

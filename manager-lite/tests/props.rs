@@ -1,14 +1,15 @@
 //! Property tests of the manager's parsers of untrusted input, with a fixed
 //! budget of cases each so a run is bounded: the `.minisig` shape check
 //! ([`manager_lite::signature::check`]), URL splitting and percent decoding
-//! ([`manager_lite::http::Url::parse`]) and `Range` headers
-//! ([`manager_lite::http::parse_range`]) and `--min-rate` values
+//! ([`manager_lite::api::request::Url::parse`]) and `Range` headers
+//! ([`manager_lite::api::reply::parse_range`]) and `--min-rate` values
 //! ([`manager_lite::server::rate::parse`]) never panic, accept what is well
 //! formed, and a range always lies within the file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use manager_lite::http::{parse_range, ByteRange, Url};
+use manager_lite::api::reply::{parse_range, ByteRange};
+use manager_lite::api::request::Url;
 use manager_lite::signature::{self, MAX_SIGNATURE};
 use proptest::collection::vec;
 use proptest::option;

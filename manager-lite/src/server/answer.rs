@@ -27,8 +27,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::guard::ConnState;
 use super::splice::{Splice, PLACEHOLDER};
-use crate::handlers::App;
-use crate::http::{ApiError, Body, Reply, Stream};
+use crate::api::app::App;
+use crate::api::reply::{ApiError, Body, Reply, Stream};
 
 /// Bytes per file read: large enough that the hop to the blocking pool is
 /// noise beside the copy.

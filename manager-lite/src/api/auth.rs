@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use binproxy_protocol::{hex, Role};
 
-use crate::http::ApiError;
+use crate::api::reply::ApiError;
 use crate::store::Store;
 
 pub const TOKEN_ENV: &str = "MANAGER_ADMIN_TOKEN";
