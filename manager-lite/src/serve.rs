@@ -250,9 +250,10 @@ fn open(config: &ServeConfig) -> Result<App, String> {
     if removed > 0 {
         log::info!("removed {removed} artifact file(s) no version refers to (left by a crash)");
     }
-    let (mut auth, source) = Auth::load(config.admin_token_file.as_deref(), data)?;
+    let (mut auth, source) =
+        Auth::load(config.admin_token_file.as_deref(), data).map_err(|e| e.to_string())?;
     if let Some(path) = &config.node_enroll_token_file {
-        auth.require_nodes(path)?;
+        auth.require_nodes(path).map_err(|e| e.to_string())?;
         log::info!(
             "node authentication on: enrollment token read from {}",
             path.display()

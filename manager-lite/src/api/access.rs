@@ -34,7 +34,7 @@ pub fn create_token(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
             "the name admin belongs to the bootstrap token",
         ));
     }
-    let secret = random_hex(32).map_err(ApiError::internal)?;
+    let secret = random_hex(32)?;
     let info = TokenInfo {
         name: new.name.clone(),
         role: new.role,
