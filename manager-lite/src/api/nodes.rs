@@ -28,6 +28,7 @@ use crate::api::auth::NodeCaller;
 use crate::api::enroll::{enroll, Enrolled};
 use crate::api::reply::{Answer, ApiError, Body, Reply, NO_STORE};
 use crate::api::request::{check_text, read_json, Request, Url};
+use crate::store::Store;
 use crate::targets;
 use crate::time::now_rfc3339;
 
@@ -327,11 +328,11 @@ fn every_node() -> Reply {
     let mut after: Option<String> = None;
     let mut started = false;
     let mut done = false;
-    let next = move |app: &App| {
+    let next = move |store: &Store| {
         if done {
             return None;
         }
-        let (page, more) = app.store.nodes_page(after.as_deref(), DEFAULT_PAGE);
+        let (page, more) = store.nodes_page(after.as_deref(), DEFAULT_PAGE);
         let mut piece = Vec::with_capacity(page.len() * 256 + 2);
         for node in &page {
             piece.push(if started { b',' } else { b'[' });

@@ -9,8 +9,7 @@ use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::api::app::App;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// What every endpoint returns.
 pub type Answer = Result<Reply, ApiError>;
@@ -136,8 +135,8 @@ pub enum Body {
     Empty,
 }
 
-/// The pieces of a [`Body::Stream`], made from the app's state of the moment.
-pub type Stream = Box<dyn FnMut(&App) -> Option<Vec<u8>> + Send>;
+/// The pieces of a [`Body::Stream`], made from the store's state of the moment.
+pub type Stream = Box<dyn FnMut(&Store) -> Option<Vec<u8>> + Send>;
 
 /// A handler's answer, written out by [`crate::server`].
 pub struct Reply {

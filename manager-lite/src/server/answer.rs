@@ -298,7 +298,7 @@ impl HttpBody for ReplyBody {
                 Poll::Ready((n > 0).then(|| Ok(Frame::data(Bytes::from_static(&PLACEHOLDER[..n])))))
             }
             Kind::Stream(stream) => {
-                let piece = stream.as_mut().and_then(|(next, app)| next(app));
+                let piece = stream.as_mut().and_then(|(next, app)| next(&app.store));
                 if piece.is_none() {
                     *stream = None;
                 }
