@@ -370,6 +370,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn release_ops_parse_their_own_words_only() {
+        for op in ReleaseOp::ALL {
+            assert_eq!(ReleaseOp::parse(op.as_str()), Some(op));
+            assert_eq!(op.as_str().parse::<ReleaseOp>(), Ok(op));
+            assert_eq!(op.to_string(), op.as_str());
+            assert_eq!(
+                serde_json::to_string(&op).ok(),
+                Some(format!("\"{}\"", op.as_str()))
+            );
+        }
+        for word in ["", "Approve", "approved", "delete", "rollback "] {
+            assert_eq!(ReleaseOp::parse(word), None, "{word:?}");
+            assert_eq!(word.parse::<ReleaseOp>(), Err(UnknownOp(word.to_owned())));
+        }
+        assert_eq!(ReleaseOp::Cancel.past_tense(), "cancelled");
+    }
+
+    #[test]
     fn plan_counts_may_be_numbers() {
         let n: NewRelease = serde_json::from_str(
             r#"{"bin_name":"b","version":"1","max_failures":5,"success_threshold":3}"#,
