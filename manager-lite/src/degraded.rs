@@ -4,7 +4,7 @@
 //! A part that hit an I/O error (a full disk, most often) is *degraded*
 //! until a later write to it works. [`Condition`] only records that; the
 //! database handle ([`crate::store`]) and the artifact directory
-//! ([`crate::artifacts`]) report into one each, and [`crate::health`] turns
+//! ([`crate::artifacts`]) report into one each, and [`crate::api::health`] turns
 //! them into the `/health` answer and the metrics. This module depends on
 //! nothing else in the crate.
 

@@ -3,12 +3,14 @@
 //! One process answers two audiences over HTTP: nodes (keepalive, their target
 //! per bin, downloads, progress reports) and admins (uploads, releases, views of
 //! the fleet). All state lives in one redb file behind [`store`]; artifacts are
-//! files named by their sha256 behind [`artifacts`]. [`routes`] maps a request
-//! to one thin handler in [`handlers`], which checks names, calls the store and
-//! answers JSON. [`store`] only persists; [`rollout`] is the release
-//! policy on top of it (plans, waves and the tick, creating, superseding and
-//! rolling back releases) and [`rollout::targets`] decides which version a
-//! node should run. [`retention`] decides which versions may be forgotten.
+//! files named by their sha256 behind [`artifacts`]. [`api`] is the HTTP API:
+//! its route table maps a request to one thin endpoint function (by area:
+//! nodes, bins, releases, access), which checks names, calls the store and
+//! answers JSON; the module's doc is the map of which file has which
+//! endpoint. [`store`] only persists; [`rollout`] is the release policy on
+//! top of it (plans, waves and the tick, creating, superseding and rolling
+//! back releases) and [`rollout::targets`] decides which version a node
+//! should run. [`retention`] decides which versions may be forgotten.
 //! [`serve`] owns the process: startup, signals, clean shutdown; [`server`]
 //! is its network layer (hyper on tokio, TLS, connection caps, deadlines,
 //! minimum rates, the bounded blocking pool).
@@ -21,33 +23,26 @@
 //! [`cli`] is the command line (clap): `serve`'s flags, `tls`, shell
 //! completions, and the admin commands that talk to a running server, one
 //! file per command group (bins, releases, nodes, access, backup), every
-//! table through one helper.
-//! [`enroll`] gives a node its secret (see SECURITY.md).
+//! table through one helper ([`table`] lays them out).
 //! [`degraded`] tracks a storage part that failed a write (a full disk)
-//! until a write works again, and [`health`] answers `/health` from it.
-//! [`backup`] makes the online backup archive and restores from one.
+//! until a write works again (`GET /health` reports it).
+//! [`backup`] makes the online backup archive and restores from one;
+//! [`retention`] deletes versions and prunes beyond `--keep-versions`.
 //! [`pki`] makes a private CA and the server's certificate (`tls init`,
 //! `tls renew`) for `serve --tls-cert/--tls-key`: host checks, CA, leaf,
 //! crash-safe file writing.
 
 pub mod alerts;
+pub mod api;
 pub mod artifacts;
-pub mod audit;
-pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod degraded;
-pub mod enroll;
-pub mod handlers;
-pub mod health;
-pub mod http;
-pub mod listing;
 pub mod metrics;
 pub mod page;
 pub mod pki;
 pub mod retention;
 pub mod rollout;
-pub mod routes;
 pub mod serve;
 pub mod server;
 pub mod signature;

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::api::app::App;
+use crate::api::auth::{Auth, TokenSource};
 use crate::artifacts::Artifacts;
-use crate::auth::{Auth, TokenSource};
-use crate::handlers::App;
 use crate::server::rate::MinRate;
 use crate::server::{Limits, Server};
 use crate::store::{Store, StoreError, StoreOptions};
@@ -101,7 +101,7 @@ pub fn run(config: &ServeConfig) -> Result<(), ServeError> {
     };
     let app = Arc::new(open(config)?);
     // What --keep-versions allows to go since the last run (a lowered N).
-    crate::handlers::prune_versions(&app);
+    crate::api::bins::prune_versions(&app);
     let limits = limits(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -140,7 +140,7 @@ pub fn run(config: &ServeConfig) -> Result<(), ServeError> {
         });
         scope.spawn(|| {
             every(config.flush_interval, &stop, || {
-                crate::routes::summarize_refused(&app);
+                crate::api::audit::summarize_refused(&app);
                 if let Some(after) = config.forget_offline_after {
                     forget_silent_nodes(&app, after);
                 }
@@ -185,7 +185,7 @@ fn forget_silent_nodes(app: &App, after: Duration) {
                 return;
             }
         }
-        crate::audit::by_manager(
+        crate::api::audit::by_manager(
             &app.store,
             "DELETE",
             format!(
@@ -243,10 +243,11 @@ fn open(config: &ServeConfig) -> Result<App, ServeError> {
     if removed > 0 {
         log::info!("removed {removed} artifact file(s) no version refers to (left by a crash)");
     }
-    let (mut auth, source) =
-        Auth::load(config.admin_token_file.as_deref(), data).map_err(ServeError::Auth)?;
+    let (mut auth, source) = Auth::load(config.admin_token_file.as_deref(), data)
+        .map_err(|e| ServeError::Auth(e.to_string()))?;
     if let Some(path) = &config.node_enroll_token_file {
-        auth.require_nodes(path).map_err(ServeError::Auth)?;
+        auth.require_nodes(path)
+            .map_err(|e| ServeError::Auth(e.to_string()))?;
         log::info!(
             "node authentication on: enrollment token read from {}",
             path.display()
@@ -359,7 +360,7 @@ impl From<crate::alerts::StartError> for ServeError {
 fn log_token_source(source: &TokenSource) {
     match source {
         TokenSource::File(p) => log::info!("admin token read from {}", p.display()),
-        TokenSource::Env => log::info!("admin token taken from ${}", crate::auth::TOKEN_ENV),
+        TokenSource::Env => log::info!("admin token taken from ${}", crate::api::auth::TOKEN_ENV),
         TokenSource::Generated(p) => {
             log::info!("admin token generated into {} (mode 0600)", p.display());
         }

@@ -18,6 +18,11 @@
 //! agents verify while the artifact streams in, which only the prehashed kind
 //! allows. The text is stored and served byte for byte as uploaded.
 
+use base64::alphabet::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use std::fmt;
+
 /// Largest signature accepted, in bytes. A real one is about 300.
 pub const MAX_SIGNATURE: usize = 4096;
 
@@ -27,118 +32,140 @@ const TRUSTED: &str = "trusted comment: ";
 const SIGNATURE_LEN: usize = 74;
 const GLOBAL_LEN: usize = 64;
 
-/// Checks that `bytes` look like a minisign signature; returns the text, or
-/// what is wrong with it (one line, without the "invalid signature" prefix).
-pub fn check(bytes: &[u8]) -> Result<&str, String> {
-    if bytes.len() > MAX_SIGNATURE {
-        return Err(format!("over the limit of {MAX_SIGNATURE} bytes"));
+/// What is wrong with a signature: one line, without the "invalid
+/// signature" prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureError {
+    TooLarge,
+    NotUtf8,
+    Empty,
+    /// Line `n` (from 1) ends with `\r`.
+    CarriageReturn(usize),
+    /// The text has this many lines, not 4.
+    Lines(usize),
+    /// Line `n` does not start with this prefix.
+    Prefix(usize, &'static str),
+    /// Line `n` is not standard base64.
+    NotBase64(usize),
+    /// Line `n` is base64 of `got` bytes; it must be `want`.
+    Length {
+        line: usize,
+        got: usize,
+        want: usize,
+    },
+    /// The legacy, not prehashed kind (`minisign -S -l`).
+    Legacy,
+    /// Another algorithm than "ED".
+    Algorithm(String),
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge => write!(f, "over the limit of {MAX_SIGNATURE} bytes"),
+            Self::NotUtf8 => f.write_str("not UTF-8 text"),
+            Self::Empty => f.write_str("empty: send the .minisig file's text"),
+            Self::CarriageReturn(n) => write!(
+                f,
+                "line {n} ends with a carriage return: use LF line endings, as minisign writes them"
+            ),
+            Self::Lines(n) => write!(
+                f,
+                "{n} line{}; a .minisig has 4 (untrusted comment, signature, trusted comment, \
+                 global signature)",
+                if *n == 1 { "" } else { "s" }
+            ),
+            Self::Prefix(n, prefix) => write!(f, "line {n} must start with {prefix:?}"),
+            Self::NotBase64(n) => write!(
+                f,
+                "line {n} is not base64 (A-Z a-z 0-9 + /, padded with = to a multiple of 4)"
+            ),
+            Self::Length { line, got, want } => write!(
+                f,
+                "line {line} is base64 of {got} bytes; a minisign {} is {want}",
+                if *line == 2 {
+                    "signature line"
+                } else {
+                    "global signature"
+                }
+            ),
+            Self::Legacy => f.write_str(
+                "line 2: a legacy signature (minisign -S -l); agents verify while \
+                 downloading, which needs the default prehashed kind: sign again without -l",
+            ),
+            Self::Algorithm(a) => write!(
+                f,
+                "line 2: algorithm {a:?} is not minisign's Ed25519 (\"ED\")"
+            ),
+        }
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+}
+
+impl std::error::Error for SignatureError {}
+
+/// Checks that `bytes` look like a minisign signature; returns the text, or
+/// what is wrong with it.
+pub fn check(bytes: &[u8]) -> Result<&str, SignatureError> {
+    if bytes.len() > MAX_SIGNATURE {
+        return Err(SignatureError::TooLarge);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| SignatureError::NotUtf8)?;
     if text.trim().is_empty() {
-        return Err("empty: send the .minisig file's text".to_owned());
+        return Err(SignatureError::Empty);
     }
     let body = text.strip_suffix('\n').unwrap_or(text);
     let lines: Vec<&str> = body.split('\n').collect();
     if let Some(n) = lines.iter().position(|l| l.ends_with('\r')) {
-        return Err(format!(
-            "line {} ends with a carriage return: use LF line endings, as minisign writes them",
-            n + 1
-        ));
+        return Err(SignatureError::CarriageReturn(n + 1));
     }
     if lines.len() != 4 {
-        let n = lines.len();
-        return Err(format!(
-            "{n} line{}; a .minisig has 4 (untrusted comment, signature, trusted comment, \
-             global signature)",
-            if n == 1 { "" } else { "s" }
-        ));
+        return Err(SignatureError::Lines(lines.len()));
     }
     if !lines[0].starts_with(UNTRUSTED) {
-        return Err(format!("line 1 must start with {UNTRUSTED:?}"));
+        return Err(SignatureError::Prefix(1, UNTRUSTED));
     }
     let signature = base64_line(lines[1], 2, SIGNATURE_LEN)?;
     match &signature[..2] {
         b"ED" => {}
-        b"Ed" => {
-            return Err(
-                "line 2: a legacy signature (minisign -S -l); agents verify while \
-                 downloading, which needs the default prehashed kind: sign again without -l"
-                    .to_owned(),
-            )
-        }
+        b"Ed" => return Err(SignatureError::Legacy),
         other => {
-            return Err(format!(
-                "line 2: algorithm {:?} is not minisign's Ed25519 (\"ED\")",
-                String::from_utf8_lossy(other)
+            return Err(SignatureError::Algorithm(
+                String::from_utf8_lossy(other).into_owned(),
             ))
         }
     }
     if !lines[2].starts_with(TRUSTED) {
-        return Err(format!("line 3 must start with {TRUSTED:?}"));
+        return Err(SignatureError::Prefix(3, TRUSTED));
     }
     base64_line(lines[3], 4, GLOBAL_LEN)?;
     Ok(text)
 }
 
 /// The bytes of line `n`, which must be base64 of `len` bytes.
-fn base64_line(line: &str, n: usize, len: usize) -> Result<Vec<u8>, String> {
-    let bytes = decode_base64(line).ok_or_else(|| {
-        format!("line {n} is not base64 (A-Z a-z 0-9 + /, padded with = to a multiple of 4)")
-    })?;
+fn base64_line(line: &str, n: usize, len: usize) -> Result<Vec<u8>, SignatureError> {
+    let bytes = decode_base64(line).ok_or(SignatureError::NotBase64(n))?;
     if bytes.len() != len {
-        return Err(format!(
-            "line {n} is base64 of {} bytes; a minisign {} is {len}",
-            bytes.len(),
-            if n == 2 {
-                "signature line"
-            } else {
-                "global signature"
-            }
-        ));
+        return Err(SignatureError::Length {
+            line: n,
+            got: bytes.len(),
+            want: len,
+        });
     }
     Ok(bytes)
 }
 
-/// Standard base64 with padding, as minisign writes it; `None` if it is not.
+/// Standard base64 with its `=` padding, as minisign writes it. Bits past
+/// the last byte are ignored (as they always were here), not refused.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The bytes `text` is base64 of; `None` if it is not (or is empty).
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    }
-    let bytes = text.as_bytes();
-    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let padding = bytes.iter().rev().take_while(|&&c| c == b'=').count();
-    if padding > 2 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    let last = bytes.len() / 4 - 1;
-    for (i, chunk) in bytes.chunks(4).enumerate() {
-        let mut group = 0u32;
-        let mut real = 0;
-        for &c in chunk {
-            group <<= 6;
-            if c != b'=' {
-                group |= value(c)?;
-                real += 1;
-            }
-        }
-        // '=' only as the trailing padding of the last group.
-        if real < 4 && (i != last || real + padding != 4) {
-            return None;
-        }
-        let [_, a, b, c] = group.to_be_bytes();
-        out.extend_from_slice(&[a, b, c][..real - 1]);
-    }
-    Some(out)
+    BASE64.decode(text).ok().filter(|bytes| !bytes.is_empty())
 }
 
 #[cfg(test)]
@@ -163,7 +190,7 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        check(text.as_bytes()).expect_err(text)
+        check(text.as_bytes()).expect_err(text).to_string()
     }
 
     #[test]
@@ -222,7 +249,7 @@ mod tests {
     }
 
     fn error_bytes(bytes: &[u8]) -> String {
-        check(bytes).expect_err("must be refused")
+        check(bytes).expect_err("must be refused").to_string()
     }
 
     #[test]

@@ -133,13 +133,13 @@ echo "binproxy peak RSS:       $(sort -n "$WORK/rss.kib" | head -1)-$(sort -n "$
 echo "no-op cycle right after each update (hash cache warm): $(stats <"$WORK/first-noop.ms")"
 
 echo "== a cycle with nothing to do (20 runs)"
-before=$(grep -c "manager_lite::routes" "$WORK/manager.log" || true)
+before=$(grep -c "manager_lite::api::routes" "$WORK/manager.log" || true)
 : >"$WORK/noop.ms"
 for _ in $(seq 20); do
   t0=$EPOCHREALTIME; "$AGENT" run --config "$WORK/agent.json" --now 2>/dev/null; t1=$EPOCHREALTIME
   ms "$t0" "$t1" >>"$WORK/noop.ms"
 done
-after=$(grep -c "manager_lite::routes" "$WORK/manager.log" || true)
+after=$(grep -c "manager_lite::api::routes" "$WORK/manager.log" || true)
 echo "requests per no-op cycle: $(( (after - before) / 20 )); wall time per cycle: $(stats <"$WORK/noop.ms")"
 if command -v strace >/dev/null; then
   opens=$(strace -f -e trace=open,openat "$AGENT" run --config "$WORK/agent.json" --now 2>&1 | grep -c "$WORK/bin/big\"" || true)

@@ -245,7 +245,7 @@ pub struct Setup {
 pub fn on_v1() -> Setup {
     // Debug logging lists each request: the tests see what was downloaded.
     let m = Manager::new_with(
-        ManagerOptions::default().env("RUST_LOG", "info,manager_lite::routes=debug"),
+        ManagerOptions::default().env("RUST_LOG", "info,manager_lite::api::routes=debug"),
     );
     let a = Agent::new(BIN);
     let key = Minisign::generate();

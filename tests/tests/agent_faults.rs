@@ -45,7 +45,7 @@ fn part_path(a: &Agent, sha: &str) -> PathBuf {
 fn kill9_mid_download_keeps_the_old_version_and_the_next_run_installs() {
     // Debug logging shows each request's status: 206 marks a resumed download.
     let m = Manager::new_with(
-        ManagerOptions::default().env("RUST_LOG", "info,manager_lite::routes=debug"),
+        ManagerOptions::default().env("RUST_LOG", "info,manager_lite::api::routes=debug"),
     );
     let a = Agent::new(BIN);
     let v1 = good_script("v1");
@@ -95,7 +95,7 @@ fn kill9_mid_download_keeps_the_old_version_and_the_next_run_installs() {
 #[test]
 fn kill9_during_preflight_keeps_the_old_version_and_reuses_the_verified_download() {
     let m = Manager::new_with(
-        ManagerOptions::default().env("RUST_LOG", "info,manager_lite::routes=debug"),
+        ManagerOptions::default().env("RUST_LOG", "info,manager_lite::api::routes=debug"),
     );
     let a = Agent::new(BIN);
     let v1 = good_script("v1");

@@ -40,7 +40,7 @@ pub use agent::{
 };
 pub use release::{
     BinVersions, BinView, NewRelease, NodeView, Pin, Release, ReleaseCounts, ReleaseEvent,
-    ReleaseStatus, Selector, Version, Wave,
+    ReleaseOp, ReleaseStatus, Selector, UnknownOp, Version, Wave,
 };
 
 /// The path every API route starts with.

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use crate::{Node, NodeFacts, Target};
 
@@ -164,6 +166,85 @@ impl ReleaseStatus {
     }
 }
 
+/// An operator's action on a release: `POST /api/v1/releases/{id}/{op}`,
+/// named in the path by [`ReleaseOp::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseOp {
+    Approve,
+    Pause,
+    Resume,
+    Promote,
+    Rollback,
+    Cancel,
+}
+
+impl ReleaseOp {
+    pub const ALL: [ReleaseOp; 6] = [
+        Self::Approve,
+        Self::Pause,
+        Self::Resume,
+        Self::Promote,
+        Self::Rollback,
+        Self::Cancel,
+    ];
+
+    /// The word in the path (and on the command line).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Promote => "promote",
+            Self::Rollback => "rollback",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// The word of the release's history event it leaves.
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            Self::Approve => "approved",
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Promote => "promoted",
+            Self::Rollback => "rolled back",
+            Self::Cancel => "cancelled",
+        }
+    }
+
+    /// The operation a path word names; `None` for any other word.
+    pub fn parse(word: &str) -> Option<ReleaseOp> {
+        Self::ALL.into_iter().find(|op| op.as_str() == word)
+    }
+}
+
+impl fmt::Display for ReleaseOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A word that names no [`ReleaseOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownOp(pub String);
+
+impl fmt::Display for UnknownOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown operation {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownOp {}
+
+impl FromStr for ReleaseOp {
+    type Err = UnknownOp;
+
+    fn from_str(word: &str) -> Result<Self, UnknownOp> {
+        Self::parse(word).ok_or_else(|| UnknownOp(word.to_owned()))
+    }
+}
+
 /// A release: from its creation on, `version` is the target of the nodes it
 /// reaches for `bin_name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +368,24 @@ fn max_failures<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_ops_parse_their_own_words_only() {
+        for op in ReleaseOp::ALL {
+            assert_eq!(ReleaseOp::parse(op.as_str()), Some(op));
+            assert_eq!(op.as_str().parse::<ReleaseOp>(), Ok(op));
+            assert_eq!(op.to_string(), op.as_str());
+            assert_eq!(
+                serde_json::to_string(&op).ok(),
+                Some(format!("\"{}\"", op.as_str()))
+            );
+        }
+        for word in ["", "Approve", "approved", "delete", "rollback "] {
+            assert_eq!(ReleaseOp::parse(word), None, "{word:?}");
+            assert_eq!(word.parse::<ReleaseOp>(), Err(UnknownOp(word.to_owned())));
+        }
+        assert_eq!(ReleaseOp::Cancel.past_tense(), "cancelled");
+    }
 
     #[test]
     fn plan_counts_may_be_numbers() {

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{hash_file, FileEntry, Manifest, DATABASE, FORMAT, MANIFEST, VERSION};
-use crate::handlers::App;
-use crate::http::{ApiError, Body, Reply};
+use crate::api::app::App;
+use crate::api::reply::{ApiError, Body, Reply};
 
 /// Prefix of the snapshot directories in the data directory.
 pub const SNAPSHOT_PREFIX: &str = ".backup-";

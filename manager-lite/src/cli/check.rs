@@ -8,6 +8,7 @@ pub use super::args::Common;
 use super::args::{self, Admin, NodeAction, Plan, TokenAction, VersionAction};
 use super::plan::{new_release, parse_waves};
 use super::ClientError;
+use binproxy_protocol::ReleaseOp;
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_version, NameError, NewRelease, NewToken,
     Role, Wave,
@@ -142,11 +143,11 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
             },
             common,
         ),
-        Admin::Approve(a) => operate("approve", a)?,
-        Admin::Pause(a) => operate("pause", a)?,
-        Admin::Resume(a) => operate("resume", a)?,
-        Admin::Promote(a) => operate("promote", a)?,
-        Admin::Cancel(a) => operate("cancel", a)?,
+        Admin::Approve(a) => operate(ReleaseOp::Approve, a)?,
+        Admin::Pause(a) => operate(ReleaseOp::Pause, a)?,
+        Admin::Resume(a) => operate(ReleaseOp::Resume, a)?,
+        Admin::Promote(a) => operate(ReleaseOp::Promote, a)?,
+        Admin::Cancel(a) => operate(ReleaseOp::Cancel, a)?,
         Admin::Rollback { id, waves, common } => (
             Command::Rollback {
                 id: release_id(&id)?,
@@ -260,9 +261,15 @@ fn release_option(plan: &Plan) -> Option<&'static str> {
     .find_map(|(option, given)| given.then_some(option))
 }
 
-fn operate(op: &'static str, a: args::IdArgs) -> Result<(Command, Common), ClientError> {
+fn operate(op: ReleaseOp, a: args::IdArgs) -> Result<(Command, Common), ClientError> {
     let id = release_id(&a.id)?;
-    Ok((Command::Operate { op, id }, a.common))
+    Ok((
+        Command::Operate {
+            op: op.as_str(),
+            id,
+        },
+        a.common,
+    ))
 }
 
 /// `node NODE`, `node revoke NODE` or `node delete NODE`.

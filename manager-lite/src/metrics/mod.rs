@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use binproxy_protocol::{Progress, ProgressStatus, Release, ReleaseStatus};
 
 use crate::alerts::Stats;
-use crate::http::{Body, Reply};
+use crate::api::reply::{Body, Reply};
 use crate::store::FleetSnapshot;
 
 /// The exposition format's media type.

@@ -9,7 +9,7 @@
 //! and `Referrer-Policy: no-referrer`. The script renders API data with
 //! `textContent` only, so a node name cannot inject markup.
 
-use crate::http::{ApiError, Body, Reply};
+use crate::api::reply::{ApiError, Body, Reply};
 
 /// The policy of every page answer: only this origin's script, style and
 /// API; no inline code, plugins, forms, base URL changes or framing.

@@ -329,11 +329,12 @@ pub fn tick(
 /// accepts those, so only new failures can pause it again).
 pub fn operate(
     r: &mut Release,
-    op: &str,
+    op: binproxy_protocol::ReleaseOp,
     actor: &str,
     failures: u64,
     now: SystemTime,
 ) -> Result<Change, String> {
+    use binproxy_protocol::ReleaseOp::{Approve, Cancel, Pause, Promote, Resume, Rollback};
     use ReleaseStatus::{Cancelled, Paused, PendingApproval, RollingOut};
     let refuse = |r: &Release| {
         Err(format!(
@@ -343,21 +344,21 @@ pub fn operate(
         ))
     };
     match (op, r.status) {
-        ("approve", PendingApproval) => {
+        (Approve, PendingApproval) => {
             r.status = RollingOut;
             r.wave = 0;
             r.percent = r.waves.first().map_or(100, |w| w.percent);
         }
-        ("pause", RollingOut) => {
+        (Pause, RollingOut) => {
             r.status = Paused;
             r.paused_reason = Some(format!("paused by {actor}"));
         }
-        ("resume", Paused) => {
+        (Resume, Paused) => {
             r.status = RollingOut;
             r.paused_reason = None;
             r.failure_baseline = failures;
         }
-        ("promote", RollingOut | Paused) => {
+        (Promote, RollingOut | Paused) => {
             r.status = RollingOut;
             r.paused_reason = None;
             r.failure_baseline = failures;
@@ -365,18 +366,12 @@ pub fn operate(
             r.percent = 100;
             r.wave_started_at = Some(crate::time::rfc3339_millis(now));
         }
-        ("cancel", PendingApproval | RollingOut | Paused) => r.status = Cancelled,
-        ("approve" | "pause" | "resume" | "promote" | "cancel", _) => return refuse(r),
-        (other, _) => return Err(format!("unknown operation {other:?}")),
+        (Cancel, PendingApproval | RollingOut | Paused) => r.status = Cancelled,
+        // A rollback makes a new release: the handler does it, not this.
+        (Rollback, _) => return Err(format!("{op} is not an operation on a release's state")),
+        (Approve | Pause | Resume | Promote | Cancel, _) => return refuse(r),
     }
-    let action = match op {
-        "approve" => "approved",
-        "pause" => "paused",
-        "resume" => "resumed",
-        "promote" => "promoted",
-        _ => "cancelled",
-    };
-    Ok(Change::Event(action.into(), None))
+    Ok(Change::Event(op.past_tense().into(), None))
 }
 
 fn apply(rel: &mut Release, step: Step, now: SystemTime) -> Change {

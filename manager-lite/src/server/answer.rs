@@ -27,8 +27,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::guard::ConnState;
 use super::splice::{Splice, PLACEHOLDER};
-use crate::handlers::App;
-use crate::http::{ApiError, Body, Reply, Stream};
+use crate::api::app::App;
+use crate::api::reply::{ApiError, Body, Reply, Stream};
 
 /// Bytes per file read: large enough that the hop to the blocking pool is
 /// noise beside the copy.
@@ -298,7 +298,7 @@ impl HttpBody for ReplyBody {
                 Poll::Ready((n > 0).then(|| Ok(Frame::data(Bytes::from_static(&PLACEHOLDER[..n])))))
             }
             Kind::Stream(stream) => {
-                let piece = stream.as_mut().and_then(|(next, app)| next(app));
+                let piece = stream.as_mut().and_then(|(next, app)| next(&app.store));
                 if piece.is_none() {
                     *stream = None;
                 }

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 use super::rate::{Meter, MinRate};
-use crate::http::BodyError;
+use crate::api::request::BodyError;
 
 /// How a body must move.
 #[derive(Debug, Clone, Copy)]

@@ -34,7 +34,7 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::handlers::App;
+use crate::api::app::App;
 use conn::Caps;
 use guard::Deadlines;
 use rate::MinRate;

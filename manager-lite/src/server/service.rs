@@ -24,9 +24,10 @@ use super::answer::{self, ReplyBody};
 use super::body::{self, ChannelReader, Pace};
 use super::guard::ConnState;
 use super::Shared;
-use crate::http::{ApiError, Method, Reply, Request};
+use crate::api::reply::{ApiError, Reply};
+use crate::api::request::{Method, Request};
+use crate::api::routes::{self, BodyUse, Ticket};
 use crate::metrics::Cut;
-use crate::routes::{self, BodyUse, Ticket};
 
 /// Pieces of an upload in flight between the socket and its handler.
 const UPLOAD_QUEUE: usize = 8;
@@ -160,7 +161,7 @@ async fn buffered(
     pace: Pace,
 ) -> Result<(bytes::Bytes, OwnedSemaphorePermit), ApiError> {
     if length.is_some_and(|n| n > max) {
-        return Err(crate::http::BodyError::TooLarge(max).into_api("the request body"));
+        return Err(crate::api::request::BodyError::TooLarge(max).into_api("the request body"));
     }
     let reserve = usize::try_from(length.unwrap_or(max).min(max)).unwrap_or(usize::MAX);
     let Ok(permit) = Arc::clone(&shared.body_budget).try_acquire_many_owned(answer::units(reserve))
@@ -222,7 +223,7 @@ async fn streamed(
     max: u64,
 ) -> Reply {
     if rq.body_length().is_some_and(|n| n > max) {
-        let e = crate::http::BodyError::TooLarge(max).into_api("the upload");
+        let e = crate::api::request::BodyError::TooLarge(max).into_api("the upload");
         return run(shared, ticket, rq, Some(e)).await;
     }
     let Some(permit) = shared.worker().await else {

@@ -10,20 +10,19 @@
 //! the metrics and the audit record). Every authenticated admin write,
 //! whatever its outcome, leaves an audit record; unauthenticated ones are
 //! counted, and summed up in at most one audit record a minute
-//! ([`summarize_refused`]), so anonymous traffic cannot push real admin
+//! ([`audit::summarize_refused`]), so anonymous traffic cannot push real admin
 //! actions out of the audit log.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use binproxy_protocol::{AuditRecord, Role, MAX_JSON_BODY};
+use binproxy_protocol::{ReleaseOp, Role, MAX_JSON_BODY};
 
-use crate::auth::{Actor, NodeCaller};
-use crate::handlers::{self, App};
-use crate::http::{header, ApiError, Method, Reply, Request, Url};
-
-/// How often at most a summary of refused anonymous writes is audited.
-const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+use crate::api::app::App;
+use crate::api::auth::{Actor, NodeCaller};
+use crate::api::reply::{ApiError, Reply};
+use crate::api::request::{header, Method, Request, Url};
+use crate::api::{access, audit, bins, health, metrics, nodes, releases};
 
 /// A known path, with the names it carries (still unchecked).
 #[derive(Clone, Copy)]
@@ -39,7 +38,7 @@ enum Route<'a> {
     Download(&'a str),
     Releases,
     Release(&'a str),
-    ReleaseOp(&'a str, &'a str),
+    ReleaseOp(&'a str, ReleaseOp),
     Nodes,
     Node(&'a str),
     Pin(&'a str, &'a str),
@@ -72,9 +71,7 @@ impl<'a> Route<'a> {
             ["api", "v1", "download", name] => Route::Download(name),
             ["api", "v1", "releases"] => Route::Releases,
             ["api", "v1", "releases", id] => Route::Release(id),
-            ["api", "v1", "releases", id, op @ ("approve" | "pause" | "resume" | "promote" | "rollback" | "cancel")] => {
-                Route::ReleaseOp(id, op)
-            }
+            ["api", "v1", "releases", id, op] => Route::ReleaseOp(id, ReleaseOp::parse(op)?),
             ["api", "v1", "nodes"] => Route::Nodes,
             ["api", "v1", "nodes", node] => Route::Node(node),
             ["api", "v1", "nodes", node, "pins", bin] => Route::Pin(node, bin),
@@ -421,7 +418,7 @@ pub fn try_inline(app: &App, ticket: Ticket, rq: &mut Request) -> Result<Reply, 
         return Err(Box::new(ticket));
     };
     let attempt = catch_unwind(AssertUnwindSafe(|| {
-        handlers::keepalive_in_memory(app, caller, rq)
+        nodes::keepalive_in_memory(app, caller, rq)
     }))
     .unwrap_or_else(|_| Some(Err(ApiError::internal("internal error (logged)"))));
     let Some(result) = attempt else {
@@ -457,7 +454,7 @@ fn finish(app: &App, ticket: &Ticket, rq: &Request, status: u16) {
     app.metrics.request(ticket.route, status, elapsed);
     if ticket.audit.write {
         match &ticket.audit.actor {
-            Some(actor) => record(app, actor, rq, status),
+            Some(actor) => audit::record(app, actor, rq, status),
             None => app.metrics.net.unauthenticated(rq.remote_addr().ip()),
         }
     }
@@ -469,91 +466,50 @@ fn finish(app: &App, ticket: &Ticket, rq: &Request, status: u16) {
     );
 }
 
-/// Stores the audit record of an authenticated admin write before its
-/// answer goes out.
-fn record(app: &App, actor: &str, rq: &Request, status: u16) {
-    let entry = AuditRecord {
-        id: 0,
-        at: crate::time::now_rfc3339(),
-        actor: Some(actor.to_owned()),
-        method: rq.method().to_string(),
-        path: rq.path().chars().take(300).collect(),
-        status,
-        remote_addr: Some(rq.remote_addr().ip().to_string()),
-    };
-    if let Err(e) = app.store.add_audit(entry) {
-        log::error!("audit record of {} {}: {e}", rq.method(), rq.path());
-    }
-}
-
-/// Writes one audit record summing up the unauthenticated admin writes
-/// refused since the last one, at most every [`SUMMARY_EVERY`]. Called
-/// from the manager's periodic loop.
-pub fn summarize_refused(app: &App) {
-    let Some(summary) = app.metrics.net.take_unauthenticated(SUMMARY_EVERY) else {
-        return;
-    };
-    let entry = AuditRecord {
-        id: 0,
-        at: crate::time::now_rfc3339(),
-        actor: None,
-        method: "*".into(),
-        path: format!(
-            "{} unauthenticated admin writes refused (401) since {}; most from {} ({})",
-            summary.count, summary.since, summary.top_addr, summary.top_count
-        ),
-        status: 401,
-        remote_addr: Some(summary.top_addr),
-    };
-    if let Err(e) = app.store.add_audit(entry) {
-        log::error!("audit summary of refused writes: {e}");
-    }
-}
-
 /// Calls the handler of an admitted request.
 fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError> {
     let url = &ticket.url;
     let segments: Vec<&str> = url.segments.iter().map(String::as_str).collect();
     let route = Route::parse(&segments).ok_or_else(|| ApiError::internal("route vanished"))?;
     match (route, verb(rq.method()), &ticket.caller) {
-        (Route::Health, _, _) => Ok(crate::health::answer(&app.store, &app.artifacts)),
+        (Route::Health, _, _) => Ok(health::answer(&app.store, &app.artifacts)),
         (Route::Page(name), _, _) => crate::page::asset(name),
-        (Route::Metrics, _, _) => handlers::metrics(app),
+        (Route::Metrics, _, _) => metrics::answer(app),
         // Node-facing.
-        (Route::Keepalive, Verb::Get, Caller::Node(c)) => handlers::node_status(app, Some(c), url),
-        (Route::Keepalive, Verb::Get, _) => handlers::node_status(app, None, url),
-        (Route::Keepalive, Verb::Post, Caller::Node(c)) => handlers::keepalive(app, c, rq),
-        (Route::Bin(bin), Verb::Get, _) => handlers::bin_target(app, bin, url, rq),
-        (Route::Bin(bin), Verb::Post, Caller::Node(c)) => handlers::installed(app, c, bin, rq),
+        (Route::Keepalive, Verb::Get, Caller::Node(c)) => nodes::node_status(app, Some(c), url),
+        (Route::Keepalive, Verb::Get, _) => nodes::node_status(app, None, url),
+        (Route::Keepalive, Verb::Post, Caller::Node(c)) => nodes::keepalive(app, c, rq),
+        (Route::Bin(bin), Verb::Get, _) => bins::bin_target(app, bin, url, rq),
+        (Route::Bin(bin), Verb::Post, Caller::Node(c)) => bins::installed(app, c, bin, rq),
         (Route::BinProgress(bin), Verb::Post, Caller::Node(c)) => {
-            handlers::report_progress(app, c, bin, rq)
+            bins::report_progress(app, c, bin, rq)
         }
-        (Route::Download(name), _, _) => handlers::download(app, name, rq),
+        (Route::Download(name), _, _) => bins::download(app, name, rq),
         // Admin reads.
-        (Route::Bins, _, _) => handlers::list_bins(app),
-        (Route::BinProgress(bin), Verb::Get, _) => handlers::list_progress(app, bin, url),
-        (Route::BinVersions(bin), Verb::Get, _) => handlers::bin_versions(app, bin),
-        (Route::Releases, Verb::Get, _) => handlers::list_releases(app, url),
-        (Route::Release(id), _, _) => handlers::release(app, id),
-        (Route::Nodes, _, _) => crate::listing::list_nodes(app, url),
-        (Route::Node(node), Verb::Delete, _) => handlers::delete_node(app, node),
-        (Route::Node(node), _, _) => handlers::node_view(app, node),
-        (Route::Tokens, Verb::Get, _) => handlers::list_tokens(app),
-        (Route::Audit, _, _) => handlers::list_audit(app, url),
+        (Route::Bins, _, _) => bins::list_bins(app),
+        (Route::BinProgress(bin), Verb::Get, _) => bins::list_progress(app, bin, url),
+        (Route::BinVersions(bin), Verb::Get, _) => bins::bin_versions(app, bin),
+        (Route::Releases, Verb::Get, _) => releases::list_releases(app, url),
+        (Route::Release(id), _, _) => releases::release(app, id),
+        (Route::Nodes, _, _) => nodes::list_nodes(app, url),
+        (Route::Node(node), Verb::Delete, _) => nodes::delete_node(app, node),
+        (Route::Node(node), _, _) => nodes::node_view(app, node),
+        (Route::Tokens, Verb::Get, _) => access::list_tokens(app),
+        (Route::Audit, _, _) => access::list_audit(app, url),
         (Route::Backup, _, _) => crate::backup::make::answer(app),
         // Admin writes.
-        (Route::BinVersions(bin), Verb::Post, _) => handlers::upload(app, bin, url, rq),
+        (Route::BinVersions(bin), Verb::Post, _) => bins::upload(app, bin, url, rq),
         (Route::Signature(bin, version), _, Caller::Admin(a)) => {
-            handlers::put_signature(app, a, bin, version, url, rq)
+            bins::put_signature(app, a, bin, version, url, rq)
         }
-        (Route::Releases, Verb::Post, Caller::Admin(a)) => handlers::create_release(app, a, rq),
-        (Route::ReleaseOp(id, op), _, Caller::Admin(a)) => handlers::release_op(app, a, id, op, rq),
-        (Route::Pin(node, bin), Verb::Put, _) => handlers::put_pin(app, node, bin, rq),
-        (Route::Pin(node, bin), Verb::Delete, _) => handlers::delete_pin(app, node, bin),
-        (Route::Tokens, Verb::Post, Caller::Admin(a)) => handlers::create_token(app, a, rq),
-        (Route::NodeSecret(node), _, _) => handlers::revoke_node(app, node),
-        (Route::Version(bin, version), _, _) => handlers::delete_version(app, bin, version, url),
-        (Route::Token(name), _, _) => handlers::revoke_token(app, name),
+        (Route::Releases, Verb::Post, Caller::Admin(a)) => releases::create_release(app, a, rq),
+        (Route::ReleaseOp(id, op), _, Caller::Admin(a)) => releases::release_op(app, a, id, op, rq),
+        (Route::Pin(node, bin), Verb::Put, _) => nodes::put_pin(app, node, bin, rq),
+        (Route::Pin(node, bin), Verb::Delete, _) => nodes::delete_pin(app, node, bin),
+        (Route::Tokens, Verb::Post, Caller::Admin(a)) => access::create_token(app, a, rq),
+        (Route::NodeSecret(node), _, _) => nodes::revoke_node(app, node),
+        (Route::Version(bin, version), _, _) => bins::delete_version(app, bin, version, url),
+        (Route::Token(name), _, _) => access::revoke_token(app, name),
         (route, _, _) => Err(ApiError::method_not_allowed(route.allow())),
     }
 }
@@ -569,11 +525,13 @@ const READ: &[Role] = &[Role::Viewer, Role::Publisher, Role::Approver];
 const PUBLISH: &[Role] = &[Role::Publisher];
 const ADMIN: &[Role] = &[];
 
-fn op_roles(op: &str) -> &'static [Role] {
+fn op_roles(op: ReleaseOp) -> &'static [Role] {
     match op {
-        "pause" => &[Role::Publisher, Role::Approver],
-        "cancel" => ADMIN,
-        _ => &[Role::Approver],
+        ReleaseOp::Pause => &[Role::Publisher, Role::Approver],
+        ReleaseOp::Cancel => ADMIN,
+        ReleaseOp::Approve | ReleaseOp::Resume | ReleaseOp::Promote | ReleaseOp::Rollback => {
+            &[Role::Approver]
+        }
     }
 }
 

@@ -5,9 +5,9 @@
 //! writes see: reads are still served, writes are refused with `503` and
 //! `Retry-After` until the disk takes them again.
 
+use crate::api::reply::{Reply, NO_STORE};
 use crate::artifacts::Artifacts;
 use crate::degraded::Condition;
-use crate::http::Reply;
 use crate::store::Store;
 
 /// The storage parts, in the order they are reported.
@@ -51,5 +51,5 @@ pub fn answer(store: &Store, artifacts: &Artifacts) -> Reply {
             crate::degraded::RETRY_EVERY.as_secs().max(1).to_string(),
         ),
     }
-    .header("Cache-Control", "no-store")
+    .header("Cache-Control", NO_STORE)
 }

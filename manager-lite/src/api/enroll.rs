@@ -13,9 +13,9 @@
 
 use binproxy_protocol::Secret;
 
-use crate::auth::secret_hash;
-use crate::handlers::App;
-use crate::http::ApiError;
+use crate::api::app::App;
+use crate::api::auth::{random_hex, secret_hash};
+use crate::api::reply::ApiError;
 use crate::store::Enrolling;
 
 /// What an enrollment gave the node.
@@ -28,7 +28,7 @@ pub struct Enrolled {
 /// when it proposed none.
 pub fn enroll(app: &App, node_id: &str, proposed: Option<&Secret>) -> Result<Enrolled, ApiError> {
     let Some(Secret(secret)) = proposed else {
-        let secret = crate::auth::random_hex(32).map_err(ApiError::internal)?;
+        let secret = random_hex(32)?;
         return match app.store.enroll_node(node_id, &secret_hash(&secret))? {
             Enrolling::Enrolled => {
                 log::info!("node {node_id} enrolled (with a secret made by the manager)");

@@ -7,17 +7,68 @@
 //! logged: only the file it came from.
 
 use sha2::{Digest, Sha256};
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use binproxy_protocol::{hex, Role};
 
-use crate::http::ApiError;
+use crate::api::reply::ApiError;
 use crate::store::Store;
 
 pub const TOKEN_ENV: &str = "MANAGER_ADMIN_TOKEN";
+
+const ADMIN_TOKEN: &str = "admin token";
+const ENROLL_TOKEN: &str = "node enrollment token";
+
+/// Why a token could not be read, made or kept. Never holds a token.
+#[derive(Debug)]
+pub enum TokenError {
+    /// The token `what` from `origin` (a file, the environment) is shorter
+    /// than 16 characters.
+    TooShort {
+        what: &'static str,
+        origin: String,
+    },
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// No random bytes from the kernel.
+    Random(io::Error),
+    Write {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { what, origin } => write!(
+                f,
+                "{what} from {origin} is too short: use at least 16 characters"
+            ),
+            Self::Read { what, path, source } => {
+                write!(f, "reading {what} file {}: {source}", path.display())
+            }
+            Self::Random(e) => write!(f, "reading /dev/urandom: {e}"),
+            Self::Write { path, source } => write!(f, "writing {}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// A secret that could not be made is the server's fault: 500.
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
 
 /// Where the admin token came from, for the startup log.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,15 +138,24 @@ pub const BOOTSTRAP_NAME: &str = "admin";
 
 impl Auth {
     /// Loads or creates the admin token.
-    pub fn load(token_file: Option<&Path>, data_dir: &Path) -> Result<(Auth, TokenSource), String> {
+    pub fn load(
+        token_file: Option<&Path>,
+        data_dir: &Path,
+    ) -> Result<(Auth, TokenSource), TokenError> {
         let (token, source) = if let Some(path) = token_file {
-            (read_token(path)?, TokenSource::File(path.to_path_buf()))
+            (
+                read_token(path, ADMIN_TOKEN)?,
+                TokenSource::File(path.to_path_buf()),
+            )
         } else if let Ok(token) = std::env::var(TOKEN_ENV) {
-            (checked(token.trim(), TOKEN_ENV)?, TokenSource::Env)
+            (
+                checked(token.trim(), ADMIN_TOKEN, TOKEN_ENV)?,
+                TokenSource::Env,
+            )
         } else {
             let path = data_dir.join("admin.token");
             if path.exists() {
-                (read_token(&path)?, TokenSource::File(path))
+                (read_token(&path, ADMIN_TOKEN)?, TokenSource::File(path))
             } else {
                 let token = random_hex(32)?;
                 write_private(&path, &token)?;
@@ -112,9 +172,8 @@ impl Auth {
     }
 
     /// Turns node authentication on with the enrollment token in `path`.
-    pub fn require_nodes(&mut self, path: &Path) -> Result<(), String> {
-        let token =
-            read_token(path).map_err(|e| e.replace("admin token", "node enrollment token"))?;
+    pub fn require_nodes(&mut self, path: &Path) -> Result<(), TokenError> {
+        let token = read_token(path, ENROLL_TOKEN)?;
         self.enroll_digest = Some(digest(&token));
         Ok(())
     }
@@ -215,34 +274,42 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn checked(token: &str, origin: &str) -> Result<String, String> {
+/// The token `what` from `origin`, if it is long enough.
+fn checked(token: &str, what: &'static str, origin: &str) -> Result<String, TokenError> {
     if token.len() < 16 {
-        return Err(format!(
-            "admin token from {origin} is too short: use at least 16 characters"
-        ));
+        return Err(TokenError::TooShort {
+            what,
+            origin: origin.to_owned(),
+        });
     }
     Ok(token.to_owned())
 }
 
-fn read_token(path: &Path) -> Result<String, String> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| format!("reading admin token file {}: {e}", path.display()))?;
-    checked(text.trim(), &path.display().to_string())
+fn read_token(path: &Path, what: &'static str) -> Result<String, TokenError> {
+    let text = fs::read_to_string(path).map_err(|source| TokenError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    checked(text.trim(), what, &path.display().to_string())
 }
 
 /// `n` random bytes from the kernel, in hex.
-pub fn random_hex(n: usize) -> Result<String, String> {
+pub fn random_hex(n: usize) -> Result<String, TokenError> {
     let mut bytes = vec![0u8; n];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| format!("reading /dev/urandom: {e}"))?;
+        .map_err(TokenError::Random)?;
     Ok(binproxy_protocol::hex(&bytes))
 }
 
 /// Writes a secret file readable by its owner only: temp file, fsync, rename.
-fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+fn write_private(path: &Path, contents: &str) -> Result<(), TokenError> {
     let tmp = path.with_extension("tmp");
-    let ctx = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    let ctx = |source: io::Error| TokenError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let _ = fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
         .write(true)
@@ -264,8 +331,8 @@ mod tests {
 
     #[test]
     fn short_tokens_refused() {
-        assert!(checked("short", "env").is_err());
-        assert!(checked("0123456789abcdef", "env").is_ok());
+        assert!(checked("short", ADMIN_TOKEN, "env").is_err());
+        assert!(checked("0123456789abcdef", ADMIN_TOKEN, "env").is_ok());
     }
 
     #[test]

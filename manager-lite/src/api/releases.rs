@@ -1,0 +1,155 @@
+//! The release endpoints: create a release (`POST /api/v1/releases`), list
+//! and show them, and the operations on one (`POST
+//! /api/v1/releases/{id}/{op}`, a [`ReleaseOp`]: approve with four eyes,
+//! pause, resume, promote, cancel, and rollback with its own wave plan).
+//! Every answer shows the release after a recount, not as of the last tick.
+
+use binproxy_protocol::{check_bin_name, check_version, NewRelease, Release, ReleaseOp};
+use std::time::SystemTime;
+
+use crate::api::app::App;
+use crate::api::auth::Actor;
+use crate::api::reply::{Answer, ApiError, Reply};
+use crate::api::request::{check_text, parse_json, read_bounded, read_json, Request, Url};
+use crate::rollout;
+use crate::rollout::ReleaseError;
+
+pub fn create_release(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
+    let new: NewRelease = read_json(rq)?;
+    check_bin_name(&new.bin_name)?;
+    check_version(&new.version)?;
+    if let Some(note) = &new.note {
+        check_text("note", note)?;
+    }
+    rollout::validate(&new)
+        .map_err(|e| ApiError::bad_request(format!("invalid release plan: {e}")))?;
+    let release = rollout::create_release(&app.store, &new, &actor.name, SystemTime::now())
+        .map_err(|e| release_error(e, &format!("version {} of {}", new.version, new.bin_name)))?;
+    let release = fresh(app, release)?;
+    log::info!(
+        "release {} of {} {} created by {} ({})",
+        release.id,
+        release.bin_name,
+        release.version,
+        actor.name,
+        release.status.as_str()
+    );
+    Ok(Reply::json(201, &release))
+}
+
+/// The answer for a refused release operation; `what` names the thing.
+fn release_error(e: ReleaseError, what: &str) -> ApiError {
+    match e {
+        ReleaseError::UnknownVersion => {
+            ApiError::not_found(format!("unknown {what}: upload it first"))
+        }
+        ReleaseError::NotFound => ApiError::not_found(format!("unknown {what}")),
+        ReleaseError::Conflict(why) => ApiError::conflict(why),
+        ReleaseError::Store(e) => e.into(),
+    }
+}
+
+/// The release after a recount, so an answer shows the nodes it reaches now
+/// rather than at the last timer tick.
+fn fresh(app: &App, release: Release) -> Result<Release, ApiError> {
+    let changed = rollout::tick(
+        &app.store,
+        &app.counts,
+        Some(&release.bin_name),
+        SystemTime::now(),
+    )?;
+    app.alerts.releases(&changed);
+    Ok(app.store.release(release.id)?.unwrap_or(release))
+}
+
+fn release_id(id: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid release id {id:?}: must be a number")))
+}
+
+/// `POST /api/v1/releases/{id}/{op}`: approve, pause, resume, promote, cancel, rollback.
+pub fn release_op(app: &App, actor: &Actor, id: &str, op: ReleaseOp, rq: &mut Request) -> Answer {
+    let id = release_id(id)?;
+    let now = SystemTime::now();
+    let what = format!("release {id}");
+    if op == ReleaseOp::Rollback {
+        let plan = read_rollback_plan(rq)?;
+        let new = rollout::rollback_release(&app.store, id, plan, &actor.name, now)
+            .map_err(|e| release_error(e, &what))?;
+        let new = fresh(app, new)?;
+        log::info!(
+            "release {id} rolled back by {}: release {} of {}",
+            actor.name,
+            new.id,
+            new.version
+        );
+        return Ok(Reply::json(201, &new));
+    }
+    let current = app
+        .store
+        .release(id)?
+        .ok_or_else(|| ApiError::not_found(format!("unknown {what}")))?;
+    let awaiting = current.status == binproxy_protocol::ReleaseStatus::PendingApproval;
+    if op == ReleaseOp::Approve && awaiting && current.created_by == actor.name {
+        return Err(ApiError::forbidden(format!(
+            "four eyes: release {id} was created by token {}; another token must approve it",
+            actor.name
+        )));
+    }
+    let failures = app
+        .counts
+        .of(&app.store, &current)
+        .map(|c| c.failed + c.rolled_back)?;
+    let who = actor.name.clone();
+    let release = rollout::update_release(&app.store, id, &actor.name, now, |r| {
+        rollout::operate(r, op, &who, failures, now)
+    })
+    .map_err(|e| release_error(e, &what))?;
+    let release = fresh(app, release)?;
+    log::info!(
+        "release {id}: {op} by {} -> {}",
+        actor.name,
+        release.status.as_str()
+    );
+    Ok(Reply::json(200, &release))
+}
+
+/// The optional `{"waves": [...]}` of a rollback.
+fn read_rollback_plan(rq: &mut Request) -> Result<Vec<binproxy_protocol::Wave>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Plan {
+        #[serde(default)]
+        waves: Vec<binproxy_protocol::Wave>,
+    }
+    // Read whatever framing the body came in (a chunked plan must not be
+    // ignored); no body, or only whitespace, means the default plan.
+    let body = read_bounded(rq, binproxy_protocol::MAX_JSON_BODY, "rollback plan")?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let plan: Plan = parse_json(&body)?;
+    let check = NewRelease {
+        waves: plan.waves.clone(),
+        ..NewRelease::default()
+    };
+    rollout::validate(&check)
+        .map_err(|e| ApiError::bad_request(format!("invalid rollback plan: {e}")))?;
+    Ok(plan.waves)
+}
+
+pub fn list_releases(app: &App, url: &Url) -> Answer {
+    let bin = url.query("bin_name");
+    if let Some(b) = bin {
+        check_bin_name(b)?;
+    }
+    Ok(Reply::json(200, &app.store.releases(bin)?))
+}
+
+pub fn release(app: &App, id: &str) -> Answer {
+    let id = release_id(id)?;
+    let release = app
+        .store
+        .release(id)?
+        .ok_or_else(|| ApiError::not_found(format!("unknown release {id}")))?;
+    Ok(Reply::json(200, &release))
+}
