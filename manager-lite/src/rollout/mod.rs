@@ -21,6 +21,7 @@
 //! This module calls the store; the store never calls it.
 
 use binproxy_protocol::window::Windows;
+use binproxy_protocol::ReleaseOp;
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, NewRelease, Release, ReleaseCounts, ReleaseStatus,
     Wave,
@@ -324,24 +325,52 @@ pub fn tick(
     Ok(changed)
 }
 
+/// Why an operator's action on a release is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not allowed in the release's current state.
+    State {
+        id: u64,
+        status: ReleaseStatus,
+        op: ReleaseOp,
+    },
+    /// An action that makes a new release (a rollback), not a state change.
+    NotAStateChange(ReleaseOp),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::State { id, status, op } => {
+                write!(f, "release {id} is {}: cannot {op} it", status.as_str())
+            }
+            Refused::NotAStateChange(op) => {
+                write!(f, "{op} is not an operation on a release's state")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// An operator's action on a release: the change, or why it is not allowed.
 /// `failures` is the release's failure count now (a resume or promote
 /// accepts those, so only new failures can pause it again).
 pub fn operate(
     r: &mut Release,
-    op: binproxy_protocol::ReleaseOp,
+    op: ReleaseOp,
     actor: &str,
     failures: u64,
     now: SystemTime,
-) -> Result<Change, String> {
-    use binproxy_protocol::ReleaseOp::{Approve, Cancel, Pause, Promote, Resume, Rollback};
+) -> Result<Change, Refused> {
+    use ReleaseOp::{Approve, Cancel, Pause, Promote, Resume, Rollback};
     use ReleaseStatus::{Cancelled, Paused, PendingApproval, RollingOut};
     let refuse = |r: &Release| {
-        Err(format!(
-            "release {} is {}: cannot {op} it",
-            r.id,
-            r.status.as_str()
-        ))
+        Err(Refused::State {
+            id: r.id,
+            status: r.status,
+            op,
+        })
     };
     match (op, r.status) {
         (Approve, PendingApproval) => {
@@ -368,7 +397,7 @@ pub fn operate(
         }
         (Cancel, PendingApproval | RollingOut | Paused) => r.status = Cancelled,
         // A rollback makes a new release: the handler does it, not this.
-        (Rollback, _) => return Err(format!("{op} is not an operation on a release's state")),
+        (Rollback, _) => return Err(Refused::NotAStateChange(op)),
         (Approve | Pause | Resume | Promote | Cancel, _) => return refuse(r),
     }
     Ok(Change::Event(op.past_tense().into(), None))

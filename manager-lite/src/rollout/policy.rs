@@ -81,7 +81,7 @@ pub fn update_release(
     id: u64,
     actor: &str,
     now: SystemTime,
-    op: impl FnOnce(&mut Release) -> Result<Change, String>,
+    op: impl FnOnce(&mut Release) -> Result<Change, super::Refused>,
 ) -> Result<Release, ReleaseError> {
     let at = rfc3339(now);
     store.write_releases("updating release", |t| {
@@ -90,7 +90,7 @@ pub fn update_release(
         };
         let before = release.status;
         match op(&mut release) {
-            Err(why) => return Ok(Err(ReleaseError::Conflict(why))),
+            Err(why) => return Ok(Err(ReleaseError::Conflict(why.to_string()))),
             Ok(Change::Nothing) => return Ok(Ok(release)),
             Ok(Change::Quiet) => {}
             Ok(Change::Event(action, detail)) => {

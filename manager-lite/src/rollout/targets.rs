@@ -58,12 +58,14 @@ pub fn decide_at(
     let mut skipped: Option<String> = None;
     for r in store.live_releases().iter().filter(|r| r.bin_name == bin) {
         let outcome = match reach(r, node) {
-            Ok(reason) => windowed(store, node, r, arch, reason, now)?
-                .and_then(|decision| contained(store, node, r, decision)),
-            Err(why_not) => Err(why_not),
+            Reach::Reached(reason) => match windowed(store, node, r, arch, reason, now)? {
+                Outcome::Target(decision) => contained(store, node, r, decision),
+                skip @ Outcome::Skip(_) => skip,
+            },
+            Reach::Skip(why_not) => Outcome::Skip(why_not),
         };
         match outcome {
-            Ok(mut decision) => {
+            Outcome::Target(mut decision) => {
                 if let Some(newer) = skipped {
                     decision.reason = format!("{}; newer: {newer}", decision.reason);
                     if let Some(t) = &mut decision.target {
@@ -72,7 +74,7 @@ pub fn decide_at(
                 }
                 return Ok(decision);
             }
-            Err(why_not) => {
+            Outcome::Skip(why_not) => {
                 skipped.get_or_insert(why_not);
             }
         }
@@ -83,14 +85,27 @@ pub fn decide_at(
     })
 }
 
-/// Whether a release gives this node its target: `Ok(reason)` or `Err(why not)`.
-fn reach(r: &Release, node: &Node) -> Result<String, String> {
+/// Whether a release reaches a node, with the reason either way.
+enum Reach {
+    Reached(String),
+    Skip(String),
+}
+
+/// What one release gives a node: a target, or none and why (the node's
+/// why-not text; not an error).
+enum Outcome {
+    Target(Decision),
+    Skip(String),
+}
+
+/// Whether a release gives this node its target, and why (not).
+fn reach(r: &Release, node: &Node) -> Reach {
     let id = r.id;
     if !r.selector.matches(node) {
-        return Err(format!("outside selector of release {id}"));
+        return Reach::Skip(format!("outside selector of release {id}"));
     }
     if r.status == ReleaseStatus::PendingApproval {
-        return Err(format!("release {id} awaiting approval"));
+        return Reach::Skip(format!("release {id} awaiting approval"));
     }
     let paused = || {
         r.paused_reason
@@ -99,7 +114,7 @@ fn reach(r: &Release, node: &Node) -> Result<String, String> {
             .to_owned()
     };
     if !in_wave(r, &node.node_id) {
-        return Err(if r.status == ReleaseStatus::Paused {
+        return Reach::Skip(if r.status == ReleaseStatus::Paused {
             format!("release {id} paused: {}; it adds no node", paused())
         } else {
             format!(
@@ -109,7 +124,7 @@ fn reach(r: &Release, node: &Node) -> Result<String, String> {
             )
         });
     }
-    Ok(match r.status {
+    Reach::Reached(match r.status {
         ReleaseStatus::Paused => format!(
             "release {id} paused: {}; reached nodes keep its target",
             paused()
@@ -120,24 +135,19 @@ fn reach(r: &Release, node: &Node) -> Result<String, String> {
 }
 
 /// A paused release's target only for the nodes that took it up: reported
-/// progress for it, or run its artifact. The others are skipped (`Err`).
-fn contained(
-    store: &Store,
-    node: &Node,
-    r: &Release,
-    decision: Decision,
-) -> Result<Decision, String> {
+/// progress for it, or run its artifact. The others are skipped.
+fn contained(store: &Store, node: &Node, r: &Release, decision: Decision) -> Outcome {
     if r.status != ReleaseStatus::Paused {
-        return Ok(decision);
+        return Outcome::Target(decision);
     }
     let running = decision
         .target
         .as_ref()
         .is_some_and(|t| node.bins.get(&r.bin_name) == Some(&t.sha256sum));
     if running || store.has_reported(r.id, &node.node_id) {
-        return Ok(decision);
+        return Outcome::Target(decision);
     }
-    Err(format!(
+    Outcome::Skip(format!(
         "release {} paused: {}; it adds no node, and this one had not started it",
         r.id,
         r.paused_reason.as_deref().unwrap_or("by an operator")
@@ -146,7 +156,7 @@ fn contained(
 
 /// The target release `r` gives a node it has reached, unless its maintenance
 /// windows are closed: then only a node that already runs its artifact keeps
-/// it as its target, and the others are skipped (`Err`) so that they keep what
+/// it as its target, and the others are skipped so that they keep what
 /// an older release gave them — or no target, which the agent takes as "keep
 /// what you run".
 fn windowed(
@@ -156,11 +166,13 @@ fn windowed(
     arch: &str,
     reason: String,
     now: SystemTime,
-) -> Result<Result<Decision, String>, StoreError> {
+) -> Result<Outcome, StoreError> {
     let until = match closed_until(r, now) {
-        Ok(None) => return artifact(store, &r.bin_name, &r.version, arch, reason).map(Ok),
+        Ok(None) => {
+            return artifact(store, &r.bin_name, &r.version, arch, reason).map(Outcome::Target)
+        }
         Ok(Some(until)) => until,
-        Err(invalid) => return Ok(Err(invalid.to_string())),
+        Err(invalid) => return Ok(Outcome::Skip(invalid.to_string())),
     };
     let closed = format!(
         "release {} outside its maintenance windows until {until}",
@@ -178,7 +190,11 @@ fn windowed(
         .target
         .as_ref()
         .is_some_and(|t| running == Some(&t.sha256sum));
-    Ok(if installed { Ok(decision) } else { Err(closed) })
+    Ok(if installed {
+        Outcome::Target(decision)
+    } else {
+        Outcome::Skip(closed)
+    })
 }
 
 /// A stored release whose maintenance windows no longer parse.
