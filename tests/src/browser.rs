@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -255,7 +256,9 @@ impl Browser {
     pub fn screenshot(&self) -> Vec<u8> {
         let v = self.session_call("GET", "/screenshot", None);
         let b64 = v.as_str().expect("screenshot is base64 text");
-        base64_decode(b64).expect("screenshot base64 decodes")
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("screenshot base64 decodes")
     }
 }
 
@@ -346,49 +349,9 @@ fn capabilities(profile: &Path, width: u32, height: u32) -> Value {
     }}})
 }
 
-/// Standard base64 (with padding) to bytes; `None` on a bad character.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    }
-    let clean: Vec<u8> = text
-        .bytes()
-        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
-        .collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= sextet(*c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        // 4 sextets → 3 bytes, 3 → 2, 2 → 1.
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_round_trips_known_values() {
-        assert_eq!(base64_decode("").unwrap(), b"");
-        assert_eq!(base64_decode("Zg==").unwrap(), b"f");
-        assert_eq!(base64_decode("Zm8=").unwrap(), b"fo");
-        assert_eq!(base64_decode("Zm9v").unwrap(), b"foo");
-        assert_eq!(base64_decode("Zm9vYmFy").unwrap(), b"foobar");
-        assert_eq!(base64_decode("iVBORw0KGgo=").unwrap(), b"\x89PNG\r\n\x1a\n");
-        assert!(base64_decode("Zm9v!").is_none());
-    }
 
     #[test]
     fn port_line_parses() {
