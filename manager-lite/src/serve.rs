@@ -35,6 +35,8 @@ pub struct ServeConfig {
     pub forget_offline_after: Option<Duration>,
     /// Versions kept per bin and arch beyond those in use; `None`: all.
     pub keep_versions: Option<usize>,
+    /// `--artifact-url-base`: targets point there instead of the download route.
+    pub artifact_url_base: Option<String>,
     pub max_artifact_size: u64,
     pub progress_keep: usize,
     /// Connections open at once (`--workers` is its old name).
@@ -265,6 +267,7 @@ fn open(config: &ServeConfig) -> Result<App, ServeError> {
         auth,
         max_artifact_size: config.max_artifact_size,
         keep_versions: config.keep_versions,
+        artifact_url_base: config.artifact_url_base.clone(),
         recounted: std::sync::Mutex::default(),
         counts: crate::rollout::Counts::default(),
         metrics: crate::metrics::Metrics::new(config.metrics_public),

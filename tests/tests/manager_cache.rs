@@ -13,7 +13,7 @@ use binproxy_tests::http::{request, Response};
 use binproxy_tests::metrics::metric;
 use binproxy_tests::tempdir::TempDir;
 use binproxy_tests::values::{artifact_bytes, sha256_hex};
-use binproxy_tests::{wait_until, Manager};
+use binproxy_tests::{wait_until, Manager, ManagerOptions};
 use serde_json::json;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,8 +23,7 @@ use std::time::Duration;
 
 const BIN: &str = "cached";
 
-/// An nginx running the README's recipe in front of `manager_url`,
-/// stopped when dropped.
+/// An nginx on a loopback port, stopped when dropped.
 struct Nginx {
     child: Child,
     addr: SocketAddr,
@@ -33,9 +32,23 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(manager_url: &str) -> Nginx {
-        let dir = TempDir::new("nginx-cache");
-        for sub in ["cache", "tmp"] {
+    /// The README's recipe in front of `manager_url`.
+    fn cache(manager_url: &str) -> Nginx {
+        Nginx::start(|dir, addr| readme_block(dir, addr, manager_url))
+    }
+
+    /// Plain files: `DIR/files/...` at `/...`.
+    fn files() -> Nginx {
+        Nginx::start(|dir, addr| {
+            format!("server {{ listen {addr}; root {}files; }}", dir.display())
+        })
+    }
+
+    /// nginx with the `server` block `block(dir, addr)` returns (`dir` ends
+    /// in `/`) inside the few lines a main configuration needs.
+    fn start(block: impl FnOnce(&Path, SocketAddr) -> String) -> Nginx {
+        let dir = TempDir::new("nginx");
+        for sub in ["cache", "tmp", "files"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let port = TcpListener::bind("127.0.0.1:0")
@@ -44,7 +57,8 @@ impl Nginx {
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let conf = dir.join("nginx.conf");
-        fs::write(&conf, config(&dir.join(""), addr, manager_url)).unwrap();
+        let base = dir.join("");
+        fs::write(&conf, config(&base, &block(&base, addr))).unwrap();
         let log = dir.join("error.log");
         let child = Command::new("nginx")
             .arg("-e")
@@ -89,9 +103,8 @@ impl Drop for Nginx {
     }
 }
 
-/// The README's nginx block with this test's ports and paths, inside the
-/// few lines a main configuration needs.
-fn config(dir: &Path, listen: SocketAddr, manager_url: &str) -> String {
+/// The README's nginx block with this test's ports and paths.
+fn readme_block(dir: &Path, listen: SocketAddr, manager_url: &str) -> String {
     let readme =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
     let section = readme
@@ -111,11 +124,18 @@ fn config(dir: &Path, listen: SocketAddr, manager_url: &str) -> String {
     ] {
         assert!(block.contains(placeholder), "{placeholder} not in {block}");
     }
-    let dir = dir.display();
-    let block = block
-        .replace("/var/cache/nginx/binproxy", &format!("{dir}cache"))
+    block
+        .replace(
+            "/var/cache/nginx/binproxy",
+            &format!("{}cache", dir.display()),
+        )
         .replace("listen 8080;", &format!("listen {listen};"))
-        .replace("http://127.0.0.1:38012", manager_url.trim_end_matches('/'));
+        .replace("http://127.0.0.1:38012", manager_url.trim_end_matches('/'))
+}
+
+/// A main configuration around `block`, everything under `dir`.
+fn config(dir: &Path, block: &str) -> String {
+    let dir = dir.display();
     // Root's temp dirs are 0700: the worker must run as root to use them.
     let user = if is_root() { "user root;" } else { "" };
     format!(
@@ -157,7 +177,7 @@ fn a_cache_in_front_keeps_artifacts_once_and_passes_the_rest_through() {
     let m = Manager::new();
     let bytes = artifact_bytes("cached", 1 << 20);
     let sha = publish(&m, BIN, "1.0.0", &bytes);
-    let cache = Nginx::start(&m.url);
+    let cache = Nginx::cache(&m.url);
     let path = format!("/api/v1/download/{sha}");
     let before = answered(&m, "Download");
 
@@ -237,4 +257,47 @@ fn a_cache_in_front_keeps_artifacts_once_and_passes_the_rest_through() {
     a.run().expect_code(0);
     a.assert_live(&bytes, "updated through the cache");
     assert_eq!(answered(&m, "Download") - before, 3, "{}", m.log());
+}
+
+/// `serve --artifact-url-base`: targets send agents to another server for
+/// the bytes (here nginx serving plain files named by sha256, as a CDN or a
+/// bucket would); the agent verifies them as from the manager, so a wrong
+/// file there is refused and the host keeps what runs.
+#[test]
+fn targets_point_at_the_artifact_url_base_and_agents_verify_what_it_serves() {
+    let mirror = Nginx::files();
+    fs::create_dir(mirror.dir.join("files/artifacts")).unwrap();
+    let base = format!("{}/artifacts/", mirror.url);
+    let m = Manager::new_with(
+        ManagerOptions::default()
+            .arg("--artifact-url-base")
+            .arg(&base),
+    );
+    let v1 = artifact_bytes("url-base-1", 300_000);
+    let sha1 = publish(&m, BIN, "1.0.0", &v1);
+    fs::write(mirror.dir.join(&format!("files/artifacts/{sha1}")), &v1).unwrap();
+
+    let r = m.get(&format!("/api/v1/bins/{BIN}?node_id=n1"));
+    let target: binproxy_protocol::Target = r.expect(200).parse();
+    assert_eq!(target.url, format!("{base}{sha1}"));
+    let a = Agent::new(BIN);
+    a.configure(&m.url, &json!({}));
+    a.run().expect_code(0);
+    a.assert_live(&v1, "v1 from the artifact URL base");
+    assert_eq!(answered(&m, "Download"), 0, "the manager sent the bytes");
+    // The manager's own route still serves everyone else.
+    let r = m.get(&format!("/api/v1/download/{sha1}"));
+    assert_eq!(sha256_hex(&r.expect(200).body), sha1);
+
+    // Other bytes under the next version's name: refused, v1 stays.
+    let v2 = artifact_bytes("url-base-2", 300_000);
+    let sha2 = publish(&m, BIN, "2.0.0", &v2);
+    fs::write(
+        mirror.dir.join(&format!("files/artifacts/{sha2}")),
+        artifact_bytes("not-v2", 300_000),
+    )
+    .unwrap();
+    // Exit 1: the download was refused (its sha256 is not the target's).
+    a.run().expect_code(1);
+    a.assert_live(&v1, "v1 kept after the wrong bytes");
 }

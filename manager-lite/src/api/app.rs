@@ -4,10 +4,12 @@
 
 use binproxy_protocol::ProgressStatus;
 
+use binproxy_protocol::Node;
+
 use crate::api::auth::Auth;
 use crate::artifacts::Artifacts;
-use crate::rollout;
-use crate::store::Store;
+use crate::rollout::{self, targets, targets::Decision};
+use crate::store::{Store, StoreError};
 
 /// Everything a handler needs.
 pub struct App {
@@ -17,6 +19,8 @@ pub struct App {
     pub max_artifact_size: u64,
     /// `--keep-versions`: pruned after each upload; `None`: keep all.
     pub keep_versions: Option<usize>,
+    /// `--artifact-url-base`: where targets send agents for the bytes.
+    pub artifact_url_base: Option<String>,
     /// When each bin's releases were last recounted after a report.
     pub recounted: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Release counts kept between recounts.
@@ -30,6 +34,22 @@ pub struct App {
 const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl App {
+    /// The target of `node` for `bin` ([`targets::decide`]), its URL on
+    /// `--artifact-url-base` when set: the bytes are content-addressed, so
+    /// any server holding `<sha256>` serves the same artifact.
+    pub fn decide(
+        &self,
+        node: &Node,
+        bin: &str,
+        arch: Option<&str>,
+    ) -> Result<Decision, StoreError> {
+        let mut decision = targets::decide(&self.store, node, bin, arch)?;
+        if let (Some(base), Some(t)) = (&self.artifact_url_base, &mut decision.target) {
+            t.url = format!("{base}{}", t.sha256sum);
+        }
+        Ok(decision)
+    }
+
     /// Whether a report of `status` for `bin` should recount its releases now.
     pub fn recount_due(&self, bin: &str, status: ProgressStatus) -> bool {
         let failure = matches!(status, ProgressStatus::Failed | ProgressStatus::RolledBack);

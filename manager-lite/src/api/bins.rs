@@ -50,7 +50,7 @@ pub fn bin_target(app: &App, bin: &str, url: &Url, rq: &Request) -> Answer {
         .query("arch")
         .map(|a| check_arch(a).map(|()| normalize_arch(a)))
         .transpose()?;
-    let decision = targets::decide(&app.store, &node, bin, arch)?;
+    let decision = app.decide(&node, bin, arch)?;
     let target = decision
         .target
         .ok_or_else(|| ApiError::not_found(decision.reason))?;

@@ -28,7 +28,6 @@ use crate::api::auth::NodeCaller;
 use crate::api::enroll::{enroll, Enrolled};
 use crate::api::reply::{Answer, ApiError, Body, Reply, NO_STORE};
 use crate::api::request::{check_text, read_json, Request, Url};
-use crate::rollout::targets;
 use crate::store::Store;
 use crate::time::now_rfc3339;
 
@@ -83,7 +82,7 @@ fn keepalive_reply(app: &App, node: Node, bins_given: bool, enrolled: Option<Enr
     let (mut targets, mut reasons) = (BTreeMap::new(), BTreeMap::new());
     if bins_given {
         for bin in node.bins.keys() {
-            let decision = targets::decide(&app.store, &node, bin, None)?;
+            let decision = app.decide(&node, bin, None)?;
             targets.insert(bin.clone(), decision.target);
             reasons.insert(bin.clone(), decision.reason);
         }
@@ -266,7 +265,7 @@ pub fn node_view(app: &App, id: &str) -> Answer {
     names.extend(app.store.pinned_bins(id));
     let mut bins = BTreeMap::new();
     for bin in names {
-        let d = targets::decide(&app.store, &node, &bin, None)?;
+        let d = app.decide(&node, &bin, None)?;
         bins.insert(
             bin,
             BinView {

@@ -35,6 +35,11 @@ pub struct ServeArgs {
     /// a pin needs: older ones are deleted after each upload (off unless given).
     #[arg(long, value_name = "N", value_parser = count::<usize>)]
     pub keep_versions: Option<usize>,
+    /// Hand out artifacts as URL<sha256> (a CDN, an object store, a static
+    /// mirror) instead of the manager's download route, which keeps serving;
+    /// http(s), ending in `/`.
+    #[arg(long, value_name = "URL", value_parser = url_base)]
+    pub artifact_url_base: Option<String>,
     /// Largest upload, in bytes.
     #[arg(long, value_name = "BYTES", default_value = "1073741824", value_parser = count::<u64>)]
     pub max_artifact_size: u64,
@@ -140,6 +145,7 @@ impl ServeArgs {
             offline_after: self.offline_after,
             forget_offline_after: self.forget_offline_after,
             keep_versions: self.keep_versions,
+            artifact_url_base: self.artifact_url_base,
             max_artifact_size: self.max_artifact_size,
             progress_keep: self.progress_keep,
             max_connections: self.max_connections,
@@ -238,6 +244,7 @@ pub enum ValueError {
     NotDuration(humantime::DurationError),
     NotCount,
     NotRate(RateError),
+    NotUrlBase,
 }
 
 impl fmt::Display for ValueError {
@@ -247,6 +254,10 @@ impl fmt::Display for ValueError {
             Self::NotDuration(e) => write!(f, "{e} (e.g. 3m, 90s)"),
             Self::NotCount => f.write_str("expected a whole number of at least 1"),
             Self::NotRate(e) => write!(f, "{e} (e.g. 16KiB, 1MiB/s)"),
+            Self::NotUrlBase => f.write_str(
+                "expected an http:// or https:// URL ending in / with no query, fragment, \
+                 spaces or control characters (e.g. https://cdn.example.com/binproxy/)",
+            ),
         }
     }
 }
@@ -256,8 +267,26 @@ impl std::error::Error for ValueError {
         match self {
             Self::NotDuration(e) => Some(e),
             Self::NotRate(e) => Some(e),
-            Self::Zero | Self::NotCount => None,
+            Self::Zero | Self::NotCount | Self::NotUrlBase => None,
         }
+    }
+}
+
+/// The base of artifact URLs: http(s), a host, ending in `/`, nothing an
+/// agent would read as more than a prefix for the sha256.
+fn url_base(v: &str) -> Result<String, ValueError> {
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| !r.starts_with('/') && r.len() > 1)
+        && v.ends_with('/')
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#');
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(ValueError::NotUrlBase)
     }
 }
 
@@ -308,6 +337,28 @@ mod tests {
         assert_eq!(c.min_rate, 16 << 10);
         assert_eq!((c.max_connections, c.blocking_threads), (16_384, 16));
         assert_eq!(c.webhook_format, Format::Json);
+    }
+
+    #[test]
+    fn artifact_url_base_is_an_http_prefix_ending_in_a_slash() {
+        assert_eq!(config(&[]).unwrap().artifact_url_base, None);
+        for good in ["https://cdn.example.com/binproxy/", "http://10.0.0.5:8080/"] {
+            let c = config(&["--artifact-url-base", good]).unwrap();
+            assert_eq!(c.artifact_url_base.as_deref(), Some(good));
+        }
+        for bad in [
+            "https://cdn.example.com/binproxy",
+            "ftp://cdn.example.com/",
+            "https:///x/",
+            "https://cdn.example.com/?a=/",
+            "https://cdn.example.com/a b/",
+            "cdn.example.com/",
+        ] {
+            let e = config(&["--artifact-url-base", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("ending in /"), "{bad}: {e}");
+        }
     }
 
     #[test]
