@@ -23,7 +23,7 @@
 //! [`cli`] is the command line (clap): `serve`'s flags, `tls`, shell
 //! completions, and the admin commands that talk to a running server, one
 //! file per command group (bins, releases, nodes, access, backup), every
-//! table through one helper ([`table`] lays them out).
+//! table through one helper (`cli/table.rs` lays them out).
 //! [`degraded`] tracks a storage part that failed a write (a full disk)
 //! until a write works again (`GET /health` reports it).
 //! [`backup`] makes the online backup archive and restores from one;
@@ -47,5 +47,4 @@ pub mod serve;
 pub mod server;
 pub mod signature;
 pub mod store;
-pub mod table;
 pub mod time;

@@ -6,7 +6,7 @@
 use super::http::Client;
 use super::render::{audit_table, emit, or, pretty, show, tokens_table};
 use super::ClientError;
-use crate::table;
+use crate::cli::table;
 use binproxy_protocol::{AuditRecord, CreatedToken, NewToken, TokenInfo, API_PREFIX};
 use serde_json::Value as Json;
 use std::io::{self, Write};

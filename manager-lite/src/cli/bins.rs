@@ -10,7 +10,7 @@ use super::progress::Progress;
 use super::render::{emit, pretty, progress_table, short, show, versions_table};
 use super::settings::shown;
 use super::ClientError;
-use crate::table;
+use crate::cli::table;
 use binproxy_protocol::{ProgressRecord, Version, API_PREFIX};
 use std::fmt::Write as _;
 use std::fs::File;

@@ -366,7 +366,7 @@ fn role(word: &str) -> Result<Role, ClientError> {
             let names: Vec<&str> = ROLES.iter().map(|r| r.as_str()).collect();
             usage(&format!(
                 "ROLE \"{}\" must be one of {}",
-                crate::table::clean(word),
+                crate::cli::table::clean(word),
                 names.join(", ")
             ))
         })
@@ -391,7 +391,7 @@ fn release_id(id: &str) -> Result<u64, ClientError> {
         .ok_or_else(|| {
             usage(&format!(
                 "ID \"{}\" must be a release id: a positive integer",
-                crate::table::clean(id)
+                crate::cli::table::clean(id)
             ))
         })
 }

@@ -7,7 +7,7 @@
 
 use super::settings::Settings;
 use super::ClientError;
-use crate::table;
+use crate::cli::table;
 use binproxy_protocol::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -32,6 +32,7 @@ mod releases;
 mod render;
 pub mod serve_args;
 mod settings;
+mod table;
 
 use args::{Admin, Command, Tls};
 use binproxy_protocol::NameError;

@@ -5,7 +5,7 @@
 use super::http::{Answer, Client};
 use super::render::{emit, node_view, nodes_table, or, pretty, show};
 use super::ClientError;
-use crate::table;
+use crate::cli::table;
 use binproxy_protocol::{Node, NodeView, Pin, API_PREFIX};
 use serde_json::Value as Json;
 

@@ -1,5 +1,5 @@
 //! What the admin commands print: the server's JSON with `--json`, else
-//! tables and key/value blocks ([`crate::table`]) made from the typed answer.
+//! tables and key/value blocks ([`crate::cli::table`]) made from the typed answer.
 //! Every table goes through one helper, [`table`]: a list of columns, each a
 //! header and how a record shows in it.
 //! Every string from the network goes through the table's escaping, so an
@@ -7,7 +7,7 @@
 
 use super::http::Answer;
 use super::ClientError;
-use crate::table;
+use crate::cli::table;
 use binproxy_protocol::{
     AuditRecord, BinView, Node, NodeView, ProgressRecord, Release, ReleaseEvent, ReleaseStatus,
     Selector, TokenInfo, Version,

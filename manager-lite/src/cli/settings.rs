@@ -6,7 +6,7 @@
 
 use super::check::Common;
 use super::ClientError;
-use crate::table;
+use crate::cli::table;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
