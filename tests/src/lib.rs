@@ -20,6 +20,7 @@
 //! - [`fleet`]: simulated fleets for the rollout tests and the benchmark.
 //! - [`browser`]: a real headless Chromium over WebDriver, for the admin page.
 //! - [`minisign`]: keys and signatures made by the real `minisign` CLI.
+//! - [`nginx`]: a real nginx on a loopback port (cache, static files, mirror).
 //!
 //! And what one group of test files shares (`tests/<name>/` or several
 //! files):
@@ -48,6 +49,7 @@ pub mod http;
 pub mod manager;
 pub mod metrics;
 pub mod minisign;
+pub mod nginx;
 pub mod packaging;
 pub mod process;
 pub mod raw_client;

@@ -9,98 +9,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use binproxy_tests::agent::{publish, Agent};
-use binproxy_tests::http::{request, Response};
+use binproxy_tests::http::request;
 use binproxy_tests::metrics::metric;
-use binproxy_tests::tempdir::TempDir;
+use binproxy_tests::nginx::Nginx;
 use binproxy_tests::values::{artifact_bytes, sha256_hex};
-use binproxy_tests::{wait_until, Manager, ManagerOptions};
+use binproxy_tests::{Manager, ManagerOptions};
 use serde_json::json;
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const BIN: &str = "cached";
 
-/// An nginx on a loopback port, stopped when dropped.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    url: String,
-    dir: TempDir,
-}
-
-impl Nginx {
-    /// The README's recipe in front of `manager_url`.
-    fn cache(manager_url: &str) -> Nginx {
-        Nginx::start(|dir, addr| readme_block(dir, addr, manager_url))
-    }
-
-    /// Plain files: `DIR/files/...` at `/...`.
-    fn files() -> Nginx {
-        Nginx::start(|dir, addr| {
-            format!("server {{ listen {addr}; root {}files; }}", dir.display())
-        })
-    }
-
-    /// nginx with the `server` block `block(dir, addr)` returns (`dir` ends
-    /// in `/`) inside the few lines a main configuration needs.
-    fn start(block: impl FnOnce(&Path, SocketAddr) -> String) -> Nginx {
-        let dir = TempDir::new("nginx");
-        for sub in ["cache", "tmp", "files"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let conf = dir.join("nginx.conf");
-        let base = dir.join("");
-        fs::write(&conf, config(&base, &block(&base, addr))).unwrap();
-        let log = dir.join("error.log");
-        let child = Command::new("nginx")
-            .arg("-e")
-            .arg(&log)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting nginx (tests/run.sh installs it): {e}"));
-        let mut nginx = Nginx {
-            child,
-            addr,
-            url: format!("http://{addr}"),
-            dir,
-        };
-        wait_until("nginx listening", Duration::from_secs(20), || {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited ({status}): {}", nginx.log());
-            }
-            TcpStream::connect(addr).is_ok()
-        });
-        nginx
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
-    }
-
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
-        request(self.addr, "GET", path, headers, b"")
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The README's recipe in front of `manager_url`.
+fn cache_in_front(manager_url: &str) -> Nginx {
+    Nginx::start(|dir, addr| readme_block(dir, addr, manager_url))
 }
 
 /// The README's nginx block with this test's ports and paths.
@@ -133,38 +56,6 @@ fn readme_block(dir: &Path, listen: SocketAddr, manager_url: &str) -> String {
         .replace("http://127.0.0.1:38012", manager_url.trim_end_matches('/'))
 }
 
-/// A main configuration around `block`, everything under `dir`.
-fn config(dir: &Path, block: &str) -> String {
-    let dir = dir.display();
-    // Root's temp dirs are 0700: the worker must run as root to use them.
-    let user = if is_root() { "user root;" } else { "" };
-    format!(
-        "{user}
-worker_processes 1;
-daemon off;
-pid {dir}nginx.pid;
-error_log {dir}error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}tmp/body;
-    proxy_temp_path {dir}tmp/proxy;
-    fastcgi_temp_path {dir}tmp/fastcgi;
-    uwsgi_temp_path {dir}tmp/uwsgi;
-    scgi_temp_path {dir}tmp/scgi;
-{block}
-}}
-"
-    )
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 /// Requests of `route` the manager answered (any status).
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn answered(m: &Manager, route: &str) -> u64 {
@@ -177,7 +68,7 @@ fn a_cache_in_front_keeps_artifacts_once_and_passes_the_rest_through() {
     let m = Manager::new();
     let bytes = artifact_bytes("cached", 1 << 20);
     let sha = publish(&m, BIN, "1.0.0", &bytes);
-    let cache = Nginx::cache(&m.url);
+    let cache = cache_in_front(&m.url);
     let path = format!("/api/v1/download/{sha}");
     let before = answered(&m, "Download");
 
@@ -266,7 +157,7 @@ fn a_cache_in_front_keeps_artifacts_once_and_passes_the_rest_through() {
 #[test]
 fn targets_point_at_the_artifact_url_base_and_agents_verify_what_it_serves() {
     let mirror = Nginx::files();
-    fs::create_dir(mirror.dir.join("files/artifacts")).unwrap();
+    fs::create_dir(mirror.files_dir().join("artifacts")).unwrap();
     let base = format!("{}/artifacts/", mirror.url);
     let m = Manager::new_with(
         ManagerOptions::default()
@@ -275,7 +166,7 @@ fn targets_point_at_the_artifact_url_base_and_agents_verify_what_it_serves() {
     );
     let v1 = artifact_bytes("url-base-1", 300_000);
     let sha1 = publish(&m, BIN, "1.0.0", &v1);
-    fs::write(mirror.dir.join(&format!("files/artifacts/{sha1}")), &v1).unwrap();
+    fs::write(mirror.files_dir().join(format!("artifacts/{sha1}")), &v1).unwrap();
 
     let r = m.get(&format!("/api/v1/bins/{BIN}?node_id=n1"));
     let target: binproxy_protocol::Target = r.expect(200).parse();
@@ -293,7 +184,7 @@ fn targets_point_at_the_artifact_url_base_and_agents_verify_what_it_serves() {
     let v2 = artifact_bytes("url-base-2", 300_000);
     let sha2 = publish(&m, BIN, "2.0.0", &v2);
     fs::write(
-        mirror.dir.join(&format!("files/artifacts/{sha2}")),
+        mirror.files_dir().join(format!("artifacts/{sha2}")),
         artifact_bytes("not-v2", 300_000),
     )
     .unwrap();

@@ -17,9 +17,12 @@
 //! the rollout side of the admin API) and `admin.rs` (tokens, roles, the
 //! audit log). Each is re-exported here, so every type has one path:
 //! `binproxy_protocol::Target`, never `binproxy_protocol::agent::Target`.
+//! The static mirror's files (`mirror.rs`) keep their own path:
+//! `binproxy_protocol::mirror::MirrorBin`.
 
 mod admin;
 mod agent;
+pub mod mirror;
 pub mod names;
 mod release;
 pub mod secret;
