@@ -15,6 +15,9 @@
 //! listing every node, and the restart time; `--pin` puts the manager on CPU 0
 //! and the load generator on CPU 1; `--manager PATH` runs another build of
 //! the manager under the same load.
+//!
+//! `--million` asks whether one manager carries a million hosts polling
+//! every 60 s (see `million.rs`; `--rate` sets the keepalives a second).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -30,6 +33,8 @@ const MAX_REQUESTS_PER_CLIENT: usize = 2_000_000;
 
 #[path = "load/fleet.rs"]
 mod fleet;
+#[path = "load/million.rs"]
+mod million;
 
 struct Opts {
     seconds: u64,
@@ -37,6 +42,10 @@ struct Opts {
     nodes: usize,
     /// Measure a fleet's costs (`fleet.rs`) rather than both request kinds.
     fleet: bool,
+    /// Hold a million hosts' poll rate (`million.rs`).
+    million: bool,
+    /// Keepalives a second for `--million`.
+    rate: u64,
     /// Seconds over which idle CPU is measured (`--fleet`).
     idle_seconds: u64,
     /// Manager on CPU 0, this process on CPU 1 (`taskset`).
@@ -52,6 +61,8 @@ fn opts() -> Opts {
         clients: 16,
         nodes: 1000,
         fleet: false,
+        million: false,
+        rate: million::DEFAULT_RATE,
         idle_seconds: 30,
         pin: false,
         manager: env!("CARGO_BIN_EXE_manager-lite").to_owned(),
@@ -59,6 +70,10 @@ fn opts() -> Opts {
     let args: Vec<String> = std::env::args().collect();
     o.fleet = args.iter().any(|a| a == "--fleet");
     o.pin = args.iter().any(|a| a == "--pin");
+    o.million = args.iter().any(|a| a == "--million");
+    if o.million {
+        (o.nodes, o.seconds, o.clients) = (1_000_000, 60, 32);
+    }
     for pair in args.windows(2) {
         let n = || pair[1].parse().expect("a number");
         match pair[0].as_str() {
@@ -66,6 +81,7 @@ fn opts() -> Opts {
             "--clients" => o.clients = n(),
             "--nodes" => o.nodes = n(),
             "--idle-seconds" => o.idle_seconds = n() as u64,
+            "--rate" => o.rate = n() as u64,
             "--manager" => o.manager.clone_from(&pair[1]),
             _ => {}
         }
@@ -204,27 +220,27 @@ fn start_manager(data: &std::path::Path, o: &Opts) -> (Child, String) {
     (child, addr)
 }
 
-/// Uploads an artifact and releases it; returns its sha256.
+/// Uploads an artifact as streamd 1.0 and releases it; returns its sha256.
 fn publish(addr: &str) -> String {
+    let sha = upload(addr, "1.0", 7);
+    let release = br#"{"bin_name":"streamd","version":"1.0"}"#;
     let mut admin = Conn::open(addr);
-    let artifact = vec![7u8; 1 << 20];
-    let (status, body) = admin.call(
-        "POST",
-        "/api/v1/bins/streamd/versions?version=1.0",
-        &artifact,
-        true,
-    );
+    assert_eq!(admin.call("POST", "/api/v1/releases", release, true).0, 201);
+    sha
+}
+
+/// Uploads 1 MiB of `fill` as streamd `version`; returns its sha256.
+fn upload(addr: &str, version: &str, fill: u8) -> String {
+    let mut admin = Conn::open(addr);
+    let path = format!("/api/v1/bins/streamd/versions?version={version}");
+    let (status, body) = admin.call("POST", &path, &vec![fill; 1 << 20], true);
     assert!(status == 201 || status == 200, "upload: {status}");
     let text = String::from_utf8_lossy(&body);
-    let sha = text
-        .split("\"sha256sum\":\"")
+    text.split("\"sha256sum\":\"")
         .nth(1)
         .and_then(|rest| rest.get(..64))
         .expect("the upload's answer names its sha256")
-        .to_owned();
-    let release = br#"{"bin_name":"streamd","version":"1.0"}"#;
-    assert_eq!(admin.call("POST", "/api/v1/releases", release, true).0, 201);
-    sha
+        .to_owned()
 }
 
 /// A node's keepalive, saying it runs `sha` as streamd.
@@ -292,6 +308,10 @@ fn main() {
     let o = opts();
     if o.fleet {
         fleet::run(&o);
+        return;
+    }
+    if o.million {
+        million::run(&o);
         return;
     }
     let data = std::env::temp_dir().join(format!("manager-bench-{}", std::process::id()));

@@ -11,7 +11,7 @@ use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An nginx on a loopback port, stopped when dropped.
 pub struct Nginx {
@@ -95,7 +95,19 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM first: the master stops its workers (and cache processes)
+    /// before it exits; a SIGKILL'd master would leave them running.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

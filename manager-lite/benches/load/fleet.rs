@@ -21,23 +21,8 @@ const PAGE: usize = 1000;
 const MAX_PAGES: usize = 1_000;
 
 pub fn run(o: &Opts) {
-    if o.pin {
-        // Threads inherit it: every load thread runs on CPU 1.
-        let pid = std::process::id().to_string();
-        let ok = Command::new("taskset")
-            .args(["-a", "-p", "-c", "1", &pid])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "taskset could not pin the load generator to CPU 1");
-    }
-    let shm = std::path::Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let data = base.join(format!("manager-fleet-{}", std::process::id()));
+    pin_self(o);
+    let data = data_dir("manager-fleet");
     let (child, addr) = start_manager(&data, o);
     let pid = child.id();
     let sha = publish(&addr);
@@ -75,8 +60,34 @@ pub fn run(o: &Opts) {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// With `--pin`, this process (every load thread) on CPU 1.
+pub fn pin_self(o: &Opts) {
+    if o.pin {
+        // Threads inherit it: every load thread runs on CPU 1.
+        let pid = std::process::id().to_string();
+        let ok = Command::new("taskset")
+            .args(["-a", "-p", "-c", "1", &pid])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "taskset could not pin the load generator to CPU 1");
+    }
+}
+
+/// A fresh data dir under /dev/shm (else the temp dir): one fsync'd commit
+/// per new node must not be what is measured.
+pub fn data_dir(prefix: &str) -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("{prefix}-{}", std::process::id()))
+}
+
 /// Registers every node, running the release, from `clients` connections.
-fn register(addr: &str, o: &Opts, sha: &str) {
+pub fn register(addr: &str, o: &Opts, sha: &str) {
     std::thread::scope(|s| {
         for c in 0..o.clients {
             s.spawn(move || {
@@ -100,7 +111,7 @@ fn random(c: usize, i: usize) -> u64 {
 }
 
 /// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name, which may hold spaces: state is the 3rd.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
@@ -116,7 +127,7 @@ fn idle_cpu(pid: u32, seconds: u64) -> f64 {
     (cpu_seconds(pid) - before) / t.elapsed().as_secs_f64() * 100.0
 }
 
-fn rss_mib(pid: u32) -> f64 {
+pub fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kib: f64 = status
         .lines()
