@@ -106,14 +106,19 @@ impl Tree {
     /// temp files a killed run left and reads the state. Writes nothing of
     /// the tree itself.
     pub fn open(dir: &Path) -> Result<Tree, ClientError> {
+        let config = |why: &str| ClientError::Config(format!("--to {}: {why}", shown(dir)));
         match fs::create_dir(dir) {
-            Ok(()) => {}
+            Ok(()) => {
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+                let parent = parent.unwrap_or(Path::new("."));
+                sync_dir(parent).map_err(|e| failed("syncing", parent, &e))?;
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(config("not a directory"))
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(ClientError::Config(format!(
-                    "--to {}: its parent directory does not exist",
-                    shown(dir)
-                )))
+                return Err(config("its parent directory does not exist"))
             }
             Err(e) => return Err(failed("--to: cannot create the directory", dir, &e)),
         }

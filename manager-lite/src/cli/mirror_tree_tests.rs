@@ -145,6 +145,11 @@ fn a_second_sync_on_the_same_dir_is_refused_while_the_first_holds_it() {
     let missing_parent = root.path().join("no/such");
     let err = Tree::open(&missing_parent).err().unwrap();
     assert_eq!(err.exit_code(), 2, "{err}");
+    let file = root.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let err = Tree::open(&file).err().unwrap();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+    assert_eq!(err.exit_code(), 2);
 }
 
 #[test]
