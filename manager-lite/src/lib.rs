@@ -22,7 +22,7 @@
 //! per webhook, the node-offline watch).
 //! [`cli`] is the command line (clap): `serve`'s flags, `tls`, shell
 //! completions, and the admin commands that talk to a running server, one
-//! file per command group (bins, releases, nodes, access, backup), every
+//! file per command group (bins, releases, nodes, access, backup, mirror), every
 //! table through one helper (`cli/table.rs` lays them out).
 //! [`degraded`] tracks a storage part that failed a write (a full disk)
 //! until a write works again (`GET /health` reports it).

@@ -88,6 +88,17 @@ fn every_command_answers_help_with_its_own_flags() {
         (&["token", "list"], &["--json"]),
         (&["token", "revoke"], &["<NAME>"]),
         (&["audit"], &["--limit"]),
+        (&["mirror"], &["sync", "--token-file"]),
+        (
+            &["mirror", "sync"],
+            &[
+                "--to",
+                "--grace",
+                "[default: 24h]",
+                "WHICH TARGETS",
+                "--json",
+            ],
+        ),
         (&["tls", "init"], &["--dir", "--host", "--days"]),
         (&["tls", "renew"], &["--dir", "--host", "--days"]),
         (&["completions"], &["bash", "zsh", "fish"]),

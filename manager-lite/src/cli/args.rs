@@ -241,6 +241,33 @@ the file is large; none otherwise."
         #[command(flatten)]
         common: Common,
     },
+    /// Write a static mirror for any file server (`mirror sync --to DIR`): artifacts,
+    /// signatures and each bin's node-independent targets.
+    Mirror(MirrorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    #[command(subcommand)]
+    pub action: MirrorAction,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MirrorAction {
+    /// Bring DIR up to date with the manager: new artifacts, signatures, bins files and
+    /// index.json; removes what the manager deleted once --grace has passed.
+    #[command(after_long_help = super::mirror::SYNC_HELP)]
+    Sync {
+        /// The mirror's directory (created if missing; its parent must exist).
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// How long an artifact the manager no longer stores stays in DIR (humantime:
+        /// 24h, 90m; 0s removes it at once), for readers still holding older files.
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        grace: String,
+    },
 }
 
 const BACKUP: &str =

@@ -5,7 +5,7 @@
 //! the words and options; this turns them into a checked [`Command`].
 
 pub use super::args::Common;
-use super::args::{self, Admin, NodeAction, Plan, TokenAction, VersionAction};
+use super::args::{self, Admin, MirrorAction, NodeAction, Plan, TokenAction, VersionAction};
 use super::plan::{new_release, parse_waves};
 use super::ClientError;
 use binproxy_protocol::ReleaseOp;
@@ -14,6 +14,7 @@ use binproxy_protocol::{
     Role, Wave,
 };
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The roles a token may have, as the server spells them.
 const ROLES: &[Role] = &[Role::Admin, Role::Publisher, Role::Approver, Role::Viewer];
@@ -88,6 +89,11 @@ pub enum Command {
     },
     Audit {
         limit: Option<u32>,
+    },
+    /// `mirror sync --to DIR [--grace DURATION]`.
+    MirrorSync {
+        to: PathBuf,
+        grace: Duration,
     },
 }
 
@@ -212,6 +218,7 @@ pub fn check(admin: Admin) -> Result<Parsed, ClientError> {
             common,
         ),
         Admin::Backup { to, common } => (Command::Backup { to }, common),
+        Admin::Mirror(m) => mirror(m)?,
     };
     Ok(Parsed { command, common })
 }
@@ -380,6 +387,29 @@ fn audit_limit(limit: Option<u32>) -> Result<Option<u32>, ClientError> {
         ))),
         _ => Ok(limit),
     }
+}
+
+/// `mirror sync --to DIR [--grace DURATION]`.
+fn mirror(m: args::MirrorArgs) -> Result<(Command, Common), ClientError> {
+    match m.action {
+        MirrorAction::Sync { to, grace } => Ok((
+            Command::MirrorSync {
+                to,
+                grace: grace_period(&grace)?,
+            },
+            m.common,
+        )),
+    }
+}
+
+/// `--grace` of `mirror sync`: a humantime duration, zero allowed.
+fn grace_period(word: &str) -> Result<Duration, ClientError> {
+    humantime::parse_duration(word).map_err(|e| {
+        usage(&format!(
+            "--grace {}: {e} (a duration such as 24h, 90m or 0s)",
+            crate::cli::table::clean(word)
+        ))
+    })
 }
 
 /// A release id: the ID word, a positive integer.

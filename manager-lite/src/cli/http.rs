@@ -72,6 +72,11 @@ impl Client {
         }
     }
 
+    /// `path` under the server URL, for requests and messages.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
     /// `path` under the server URL, and a request to it with the token and
     /// the (percent-encoded) query.
     fn start<B>(
@@ -80,7 +85,7 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
     ) -> (String, RequestBuilder<B>) {
-        let url = format!("{}{path}", self.server);
+        let url = self.url(path);
         let request = method(&self.agent, url.clone())
             .header("Authorization", &self.authorization)
             .query_pairs(query.iter().copied());
@@ -136,8 +141,10 @@ impl Client {
         read_answer("PUT", &url, sent)
     }
 
-    /// A GET whose answer is streamed (a backup): its body as a reader, and
-    /// its length when announced. An error status is a refusal, as ever.
+    /// A GET whose answer is streamed (a backup, a mirrored artifact): its
+    /// body as a reader, with no size cap (the caller bounds what it reads)
+    /// and the per-read timeout of every request, and its length when
+    /// announced. An error status is a refusal, as ever.
     pub fn download(&self, path: &str) -> Result<(impl Read + use<>, Option<u64>), ClientError> {
         let (url, request) = self.start(Agent::get, path, &[]);
         let mut response = request

@@ -12,7 +12,9 @@
 //! over [`http`] and [`render`] prints the answer: [`bins`] (publish,
 //! signature, version delete, progress; uploads through [`progress`]),
 //! [`releases`] (release, approve, pause, ..., rollback), [`nodes`] (nodes,
-//! node, pin, unpin), [`access`] (token, audit) and [`backup`].
+//! node, pin, unpin), [`access`] (token, audit), [`backup`] and [`mirror`]
+//! (`mirror sync`: what to mirror in [`mirror_plan`], the directory in
+//! [`mirror_tree`]).
 //!
 //! Exit codes are the contract: 0 done; 1 the server refused or could not be
 //! reached; 2 usage or configuration error. `--help` and `--version` exit 0.
@@ -25,6 +27,9 @@ mod backup;
 mod bins;
 mod check;
 mod http;
+mod mirror;
+mod mirror_plan;
+mod mirror_tree;
 mod nodes;
 mod plan;
 mod progress;
@@ -206,6 +211,7 @@ fn run(admin: Admin) -> Result<(), ClientError> {
         }
         C::Audit { limit } => access::audit(&connect()?, json, limit),
         C::Backup { to } => backup::backup(&connect()?, &to),
+        C::MirrorSync { to, grace } => mirror::sync(&connect()?, json, &to, grace),
     }
 }
 
