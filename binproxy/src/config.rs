@@ -53,6 +53,11 @@ pub struct Config {
     pub windows: Windows,
     /// Outside the windows, download and verify the next version ahead.
     pub prestage: bool,
+    /// Static mirrors (`manager-lite mirror sync` trees), each an http(s)
+    /// base URL ending in `/`: artifacts are fetched from them first, and
+    /// with `trusted_keys` their signed targets install while the manager is
+    /// unreachable (see [`crate::mirror`]). They never get a credential.
+    pub mirrors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +110,8 @@ struct RawConfig {
     windows: Vec<String>,
     #[serde(default)]
     prestage: bool,
+    #[serde(default)]
+    mirrors: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +143,9 @@ const DEFAULT_MIN_RATE_WINDOW: Duration = Duration::from_secs(30);
 const DEFAULT_CYCLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_KEEP: usize = 3;
 const MAX_KEEP: usize = 100;
+/// Most mirrors a config lists: each is tried in turn, and every try may
+/// take the request `timeout`.
+pub const MAX_MIRRORS: usize = 16;
 
 /// Reads and validates the config at `path`, and the `ca_file` it names.
 pub fn load(path: &Path) -> Result<Config> {
@@ -231,6 +241,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         ca_roots: Vec::new(),
         windows: Windows::parse(&raw.windows).map_err(|(i, e)| format!("windows[{i}]: {e}"))?,
         prestage: raw.prestage,
+        mirrors: check_mirrors(raw.mirrors)?,
     })
 }
 
@@ -318,6 +329,66 @@ fn check_keys(keys: Vec<String>) -> Result<Vec<String>, String> {
             .map_err(|e| format!("trusted_keys[{i}]: not a minisign public key ({e})"))?;
     }
     Ok(keys.into_iter().map(|k| k.trim().to_owned()).collect())
+}
+
+/// Each mirror must be a plain http(s) base URL: a host, no credentials
+/// (a mirror never gets one), no query or fragment (file names are appended
+/// to it); a missing trailing `/` is added. At most [`MAX_MIRRORS`], none twice.
+fn check_mirrors(mirrors: Vec<String>) -> Result<Vec<String>, String> {
+    if mirrors.len() > MAX_MIRRORS {
+        return Err(format!(
+            "mirrors: {} listed, at most {MAX_MIRRORS}",
+            mirrors.len()
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(mirrors.len());
+    for (i, url) in mirrors.into_iter().enumerate() {
+        let url = check_mirror(&url).map_err(|why| format!("mirrors[{i}]: {url:?} {why}"))?;
+        if out.contains(&url) {
+            return Err(format!("mirrors[{i}]: {url:?} is listed twice"));
+        }
+        out.push(url);
+    }
+    Ok(out)
+}
+
+/// One mirror URL, with its trailing `/`; or what is wrong with it.
+fn check_mirror(url: &str) -> Result<String, &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("has a space or a control character");
+    }
+    if url.contains(['?', '#']) {
+        return Err("must have no query (?) or fragment (#): file names are appended to it");
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("must carry no user name or password: a mirror never gets a credential");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return Err("has an unclosed [ in its host"),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err("has a port that is not a number from 0 to 65535");
+    }
+    Ok(if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    })
 }
 
 fn check_argv(field: &str, argv: &[String]) -> Result<(), String> {
@@ -464,6 +535,7 @@ mod tests {
         assert_eq!(c.bins[0].mode, None);
         assert_eq!(c.enroll_token_file, None);
         assert!(c.windows.is_empty() && !c.prestage);
+        assert!(c.mirrors.is_empty());
     }
 
     #[test]
@@ -476,6 +548,74 @@ mod tests {
         // Monday 2024-01-01 18:00 UTC is Tuesday 02:00 at +08:00.
         assert!(c.windows.is_open(1_704_067_200 + 18 * 3600));
         assert!(!c.windows.is_open(1_704_067_200 + 12 * 3600));
+    }
+
+    fn with_mirrors(mirrors: &str) -> Result<Config> {
+        parse_str(&format!(
+            r#"{{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","mirrors":{mirrors},"bins":[{{"name":"a","path":"/a"}}]}}"#
+        ))
+    }
+
+    #[test]
+    fn mirrors_are_base_urls_ending_in_a_slash() {
+        let c = with_mirrors(
+            r#"["https://m1.example/fleet", "http://10.0.0.1:8080/", "http://[::1]:81/m/"]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.mirrors,
+            [
+                "https://m1.example/fleet/",
+                "http://10.0.0.1:8080/",
+                "http://[::1]:81/m/"
+            ]
+        );
+        let many: Vec<String> = (0..MAX_MIRRORS).map(|i| format!("http://m{i}/")).collect();
+        let c = with_mirrors(&serde_json::to_string(&many).unwrap()).unwrap();
+        assert_eq!(c.mirrors, many);
+    }
+
+    #[test]
+    fn a_bad_mirror_is_refused_naming_its_index() {
+        let cases = [
+            (r#"["ftp://m/"]"#, "mirrors[0]", "http:// or https://"),
+            (
+                r#"["http://ok/", "m1.example/"]"#,
+                "mirrors[1]",
+                "http:// or https://",
+            ),
+            (
+                r#"["https://user:pw@m/"]"#,
+                "mirrors[0]",
+                "never gets a credential",
+            ),
+            (
+                r#"["https://token@m/"]"#,
+                "mirrors[0]",
+                "never gets a credential",
+            ),
+            (r#"["https://m/?sig=abc"]"#, "mirrors[0]", "no query"),
+            (r#"["https://m/#frag"]"#, "mirrors[0]", "fragment"),
+            (r#"["https:///path/"]"#, "mirrors[0]", "no host"),
+            (r#"["http://:80/"]"#, "mirrors[0]", "no host"),
+            (r#"["http://m:http/"]"#, "mirrors[0]", "port"),
+            (r#"["http://[::1/"]"#, "mirrors[0]", "unclosed"),
+            (r#"["http://m /"]"#, "mirrors[0]", "space"),
+            (
+                r#"["http://m/a", "http://m/a/"]"#,
+                "mirrors[1]",
+                "listed twice",
+            ),
+        ];
+        for (mirrors, field, why) in cases {
+            let e = with_mirrors(mirrors).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(why), "{mirrors} -> {e}");
+        }
+        let many: Vec<String> = (0..=MAX_MIRRORS).map(|i| format!("http://m{i}/")).collect();
+        let e = with_mirrors(&serde_json::to_string(&many).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mirrors: 17 listed, at most 16"), "{e}");
     }
 
     #[test]
