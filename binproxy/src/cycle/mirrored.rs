@@ -36,7 +36,7 @@ impl Agent<'_> {
             );
             return Vec::new();
         }
-        log::warn!("{why}; looking for newer signed releases on the mirrors");
+        log::warn!("the manager is unreachable: looking for newer signed releases on the mirrors");
         self.manager_down = Some(why.to_string());
         let mut results = Vec::new();
         for bin in &self.config.bins {
