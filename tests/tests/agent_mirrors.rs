@@ -9,7 +9,7 @@
 //!    never sees the node's credential.
 //! 2. With the manager down, a newer signed release on the mirror installs
 //!    (exit 69 all the same), and the reports reach the manager when it is
-//!    back.
+//!    back; outside the maintenance windows it waits (prestaged).
 //! 3. A tampered mirror installs nothing, and the log says why: other bytes
 //!    under the right name, bytes that are not the signed ones, an older
 //!    signed release, a signature for another bin, no signature.
@@ -32,6 +32,7 @@ use binproxy_tests::signed::{
     T2, T3,
 };
 use binproxy_tests::stub::{closed_port_url, StubServer};
+use binproxy_tests::windows;
 use binproxy_tests::{sha256_hex, Manager};
 use serde_json::json;
 
@@ -261,6 +262,54 @@ fn with_the_manager_and_the_mirror_down_nothing_changes_and_the_run_exits_69() {
     );
 }
 
+#[test]
+fn with_the_manager_down_a_closed_window_holds_a_mirror_release_and_prestage_fetches_it() {
+    let d = down_on_v1();
+    let v2 = good_script("v2");
+    let sig2 = d.s.key.sign(&v2, &good_comment("2.0.0", T2));
+    let t = d.tree.release(BIN, "2.0.0", &v2, Some(&sig2));
+    d.manager_gone();
+    let (later, opens) = windows::opens_later();
+    set(
+        &d.s.a,
+        &[("windows", json!([later])), ("prestage", json!(true))],
+    );
+
+    let out = d.s.a.run();
+    out.expect_code(69).expect_log(&[
+        &format!("outside maintenance window until {opens}"),
+        "the new version is downloaded, verified and staged",
+    ]);
+    d.s.a.assert_live(&d.s.v1, "v1 until the window opens");
+    assert_eq!(d.s.a.beside().len(), 1, "staged: {:?}", d.s.a.beside());
+
+    // Inside the window the staged file goes in, though the mirror has lost it.
+    std::fs::remove_file(d.tree.path(&artifact_file(&t.sha256sum))).unwrap();
+    set(&d.s.a, &[("windows", json!([windows::open_now()]))]);
+    let out = d.s.a.exec("run", &["--now", "--ignore-backoff"]);
+    out.expect_code(69)
+        .expect_log(&["svc: installing 2.0.0 from mirror"]);
+    d.s.a.assert_live(&v2, "v2 from the staged file");
+    assert_eq!(
+        came_from(&d.s.a),
+        (
+            Some(format!("mirror {}", d.tree.url)),
+            Some(d.tree.url.clone())
+        )
+    );
+    assert!(d.s.a.beside().is_empty(), "debris: {:?}", d.s.a.beside());
+}
+
+/// Sets top-level fields of the node's config.
+fn set(a: &Agent, fields: &[(&str, serde_json::Value)]) {
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&a.config).unwrap()).unwrap();
+    for (k, v) in fields {
+        c[*k] = v.clone();
+    }
+    a.write_config(&c);
+}
+
 // ---------------------------------------------------------------------------
 // 3. A tampered mirror
 
@@ -314,10 +363,7 @@ fn an_older_signed_release_on_the_mirror_is_not_installed() {
         "an older signed release",
     );
     // allow_downgrade is for the manager's targets, not a mirror's.
-    let mut c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&d.s.a.config).unwrap()).unwrap();
-    c["allow_downgrade"] = json!(true);
-    d.s.a.write_config(&c);
+    set(&d.s.a, &[("allow_downgrade", json!(true))]);
     d.refuses(69, &v2, &["is not newer than"], "with allow_downgrade");
 }
 
