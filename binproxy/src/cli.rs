@@ -35,7 +35,8 @@ EXIT CODES:
     1   a bin failed or was rolled back
     2   usage or config error
     69  manager unreachable, or backing off from it (nothing changed on disk
-        but the back-off record)
+        but the back-off record; with mirrors and trusted_keys, a newer
+        signed release from a mirror may have been installed)
 ";
 
 #[derive(Debug, PartialEq, Eq)]

@@ -53,6 +53,11 @@ pub struct Config {
     pub windows: Windows,
     /// Outside the windows, download and verify the next version ahead.
     pub prestage: bool,
+    /// Static mirrors (`manager-lite mirror sync` trees), each an http(s)
+    /// base URL ending in `/`: artifacts are fetched from them first, and
+    /// with `trusted_keys` their signed targets install while the manager is
+    /// unreachable (see [`crate::mirror`]). They never get a credential.
+    pub mirrors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +110,8 @@ struct RawConfig {
     windows: Vec<String>,
     #[serde(default)]
     prestage: bool,
+    #[serde(default)]
+    mirrors: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +143,9 @@ const DEFAULT_MIN_RATE_WINDOW: Duration = Duration::from_secs(30);
 const DEFAULT_CYCLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_KEEP: usize = 3;
 const MAX_KEEP: usize = 100;
+/// Most mirrors a config lists: each is tried in turn, and every try may
+/// take the request `timeout`.
+pub const MAX_MIRRORS: usize = 16;
 
 /// Reads and validates the config at `path`, and the `ca_file` it names.
 pub fn load(path: &Path) -> Result<Config> {
@@ -231,6 +241,7 @@ fn validate(raw: RawConfig) -> Result<Config, String> {
         ca_roots: Vec::new(),
         windows: Windows::parse(&raw.windows).map_err(|(i, e)| format!("windows[{i}]: {e}"))?,
         prestage: raw.prestage,
+        mirrors: check_mirrors(raw.mirrors)?,
     })
 }
 
@@ -318,6 +329,66 @@ fn check_keys(keys: Vec<String>) -> Result<Vec<String>, String> {
             .map_err(|e| format!("trusted_keys[{i}]: not a minisign public key ({e})"))?;
     }
     Ok(keys.into_iter().map(|k| k.trim().to_owned()).collect())
+}
+
+/// Each mirror must be a plain http(s) base URL: a host, no credentials
+/// (a mirror never gets one), no query or fragment (file names are appended
+/// to it); a missing trailing `/` is added. At most [`MAX_MIRRORS`], none twice.
+fn check_mirrors(mirrors: Vec<String>) -> Result<Vec<String>, String> {
+    if mirrors.len() > MAX_MIRRORS {
+        return Err(format!(
+            "mirrors: {} listed, at most {MAX_MIRRORS}",
+            mirrors.len()
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(mirrors.len());
+    for (i, url) in mirrors.into_iter().enumerate() {
+        let url = check_mirror(&url).map_err(|why| format!("mirrors[{i}]: {url:?} {why}"))?;
+        if out.contains(&url) {
+            return Err(format!("mirrors[{i}]: {url:?} is listed twice"));
+        }
+        out.push(url);
+    }
+    Ok(out)
+}
+
+/// One mirror URL, with its trailing `/`; or what is wrong with it.
+fn check_mirror(url: &str) -> Result<String, &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("has a space or a control character");
+    }
+    if url.contains(['?', '#']) {
+        return Err("must have no query (?) or fragment (#): file names are appended to it");
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return Err("must carry no user name or password: a mirror never gets a credential");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return Err("has an unclosed [ in its host"),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err("has a port that is not a number from 0 to 65535");
+    }
+    Ok(if url.ends_with('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/")
+    })
 }
 
 fn check_argv(field: &str, argv: &[String]) -> Result<(), String> {
@@ -410,179 +481,4 @@ fn default_node_id() -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_str(text: &str) -> Result<Config> {
-        parse(text, Path::new("test.json"))
-    }
-
-    const FULL: &str = r#"{
-      "manager_url": "http://127.0.0.1:38012/",
-      "node_id": "web-01",
-      "labels": {"env": "prod"},
-      "state_dir": "/var/lib/binproxy",
-      "splay": "30s",
-      "timeout": "30s",
-      "bins": [{
-        "name": "streamd",
-        "path": "/usr/local/bin/streamd",
-        "mode": "0755",
-        "preflight": ["{path}", "--version"],
-        "restart": ["systemctl", "restart", "streamd"],
-        "health": {"command": ["/usr/local/bin/streamd", "--check"],
-                   "http": "http://127.0.0.1:8080/health",
-                   "timeout": "5s", "retries": 10, "interval": "1s"},
-        "keep": 3
-      }]
-    }"#;
-
-    #[test]
-    fn full_example_parses() {
-        let c = parse_str(FULL).unwrap();
-        assert_eq!(c.manager_url, "http://127.0.0.1:38012");
-        assert_eq!(c.bins[0].mode, Some(0o755));
-        assert_eq!(c.bins[0].keep, 3);
-        let h = c.bins[0].health.as_ref().unwrap();
-        assert_eq!(h.retries, 10);
-        assert_eq!(h.timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn defaults() {
-        let c = parse_str(
-            r#"{"manager_url":"http://m:1","state_dir":"/s","bins":[{"name":"a","path":"/a"}]}"#,
-        )
-        .unwrap();
-        assert!(!c.node_id.is_empty());
-        assert_eq!(c.splay, DEFAULT_SPLAY);
-        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
-        assert_eq!(c.cycle_timeout, Duration::from_secs(1800));
-        assert_eq!(c.download_min_rate, 16384);
-        assert_eq!(c.download_min_rate_window, Duration::from_secs(30));
-        assert_eq!(c.bins[0].keep, DEFAULT_KEEP);
-        assert_eq!(c.bins[0].mode, None);
-        assert_eq!(c.enroll_token_file, None);
-        assert!(c.windows.is_empty() && !c.prestage);
-    }
-
-    #[test]
-    fn windows_and_prestage() {
-        let c = parse_str(
-            r#"{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","windows":["Mon-Fri 01:00-05:00 +08:00","Sat 00:00-24:00 +00:00"],"prestage":true,"bins":[{"name":"a","path":"/a"}]}"#,
-        )
-        .unwrap();
-        assert!(c.prestage);
-        // Monday 2024-01-01 18:00 UTC is Tuesday 02:00 at +08:00.
-        assert!(c.windows.is_open(1_704_067_200 + 18 * 3600));
-        assert!(!c.windows.is_open(1_704_067_200 + 12 * 3600));
-    }
-
-    #[test]
-    fn enroll_token_file_is_an_absolute_path() {
-        let c = parse_str(
-            r#"{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","enroll_token_file":"/etc/binproxy/enroll.token","bins":[{"name":"a","path":"/a"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            c.enroll_token_file.as_deref(),
-            Some(Path::new("/etc/binproxy/enroll.token"))
-        );
-        for bad in [r#""enroll.token""#, r#""""#] {
-            let e = error_of(&format!(
-                r#"{{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","enroll_token_file":{bad},"bins":[{{"name":"a","path":"/a"}}]}}"#
-            ));
-            assert!(e.contains("enroll_token_file"), "{bad} -> {e}");
-        }
-    }
-
-    fn error_of(text: &str) -> String {
-        parse_str(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn rates() {
-        assert_eq!(rate("r", Some("0")), Ok(0));
-        assert_eq!(rate("r", Some("500")), Ok(500));
-        assert_eq!(rate("r", Some("16KiB")), Ok(16384));
-        assert_eq!(rate("r", Some("1MiB/s")), Ok(1 << 20));
-        for bad in ["", "fast", "1GiB", "-1", "1.5KiB"] {
-            assert!(
-                rate("r", Some(bad)).unwrap_err().starts_with("r: "),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        let base = |bin: &str| {
-            format!(
-                r#"{{"manager_url":"http://m:1","node_id":"n","state_dir":"/s","bins":[{bin}]}}"#
-            )
-        };
-        let cases = [
-            (base(r#"{"name":"a","path":"/a","colour":"red"}"#), "unknown field `colour`"),
-            (base(r#"{"name":"../a","path":"/a"}"#), "bins[0].name"),
-            (base(r#"{"name":"a","path":"rel/a"}"#), "bins[0].path"),
-            (base(r#"{"name":"a","path":"/a","mode":"999"}"#), "bins[0].mode"),
-            (base(r#"{"name":"a","path":"/a","restart":[]}"#), "bins[0].restart"),
-            (base(r#"{"name":"a","path":"/a","keep":0}"#), "bins[0].keep"),
-            (base(r#"{"name":"a","path":"/a","health":{}}"#), "bins[0].health"),
-            (base(r#"{"name":"a","path":"/a","health":{"http":"ftp://x"}}"#), "bins[0].health.http"),
-            (base(r#"{"name":"a","path":"/a","health":{"http":"http://x","timeout":"soon"}}"#), "bins[0].health.timeout"),
-            (base(r#"{"name":"a","path":"/a"},{"name":"a","path":"/b"}"#), "listed twice"),
-            (base(""), "bins: list at least one"),
-            (r#"{"manager_url":"m:1","state_dir":"/s","bins":[]}"#.into(), "manager_url"),
-            (r#"{"manager_url":"http://m","node_id":"a/b","state_dir":"/s","bins":[]}"#.into(), "node_id"),
-            (r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","splay":"x","bins":[{"name":"a","path":"/a"}]}"#.into(), "splay"),
-            (r#"{"manager_url":"http://m","state_dir":"/s"}"#.into(), "missing field `bins`"),
-            (
-                r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","trusted_keys":["RWnope"],"bins":[{"name":"a","path":"/a"}]}"#.into(),
-                "trusted_keys[0]",
-            ),
-            (
-                r#"{"manager_url":"http://m","node_id":"n","state_dir":"/s","windows":["* 00:00-24:00 +00:00","Mon 01:00-05:00"],"bins":[{"name":"a","path":"/a"}]}"#.into(),
-                "windows[1]: \"Mon 01:00-05:00\": expected DAYS",
-            ),
-            ("{not json".into(), "test.json"),
-            (r#"{"manager_url":"https://m","node_id":"n","state_dir":"/s","ca_file":"ca.pem","bins":[{"name":"a","path":"/a"}]}"#.into(), "ca_file"),
-        ];
-        for (text, want) in cases {
-            let e = error_of(&text);
-            assert!(e.contains(want), "{text}\n -> {e}\n wanted {want}");
-        }
-    }
-
-    #[test]
-    fn a_ca_file_is_read_by_load_and_a_bad_one_is_a_config_error_naming_it() {
-        let dir = std::env::temp_dir().join(format!("binproxy-config-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("config.json");
-        let ca = dir.join("ca.pem");
-        let text = format!(
-            r#"{{"manager_url":"https://m","node_id":"n","state_dir":"/s","ca_file":{},"bins":[{{"name":"a","path":"/a"}}]}}"#,
-            serde_json::to_string(&ca).unwrap()
-        );
-        std::fs::write(&config, &text).unwrap();
-        let parsed = parse(&text, &config).unwrap();
-        assert_eq!(parsed.ca_file.as_deref(), Some(ca.as_path()));
-        assert!(parsed.ca_roots.is_empty(), "parse alone reads no file");
-        for (content, want) in [
-            (None, "cannot read"),
-            (Some("garbage"), "no PEM certificate"),
-        ] {
-            if let Some(c) = content {
-                std::fs::write(&ca, c).unwrap();
-            }
-            let e = load(&config).unwrap_err();
-            assert!(matches!(e, Error::Config { .. }), "{e}");
-            let e = e.to_string();
-            assert!(
-                e.contains(&ca.display().to_string()) && e.contains(want),
-                "{e}"
-            );
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

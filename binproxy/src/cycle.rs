@@ -8,10 +8,16 @@
 //! 4. [`Agent::local_hashes`] — sha256 on disk, from the cache when unchanged;
 //! 5. [`Agent::decide`] — on target, quarantined, backing off, outside the
 //!    maintenance window (`cycle/maintenance.rs`), or update;
-//! 6. and 7. [`Agent::stage`] — download, verify, preflight;
+//! 6. and 7. [`Agent::stage`] — download (from the mirrors first), verify,
+//!    preflight (`cycle/stage.rs`);
 //! 8. and 9. [`Agent::swap_in`] — keep the current file, rename the new one in;
 //! 10. [`Agent::settle`] — restart, health check, then commit or roll back;
 //! 11. reports through the [`Outbox`] (`cycle/record.rs`).
+//!
+//! When the keepalive cannot reach the manager and the config lists
+//! `mirrors`, steps 5 to 11 run on targets read from the mirrors instead
+//! (`cycle/mirrored.rs`), under `trusted_keys` only, and the reports wait in
+//! the outbox; the run still exits 69.
 //!
 //! The journal is written before each irreversible step, and recovery runs
 //! the same `settle`, `commit` and `roll_back` as a live update, so an update
@@ -31,15 +37,18 @@ use crate::error::{Error, Result};
 use crate::hashcache::{self, short};
 use crate::journal::{self, Entry, Phase};
 use crate::manager::Manager;
+use crate::mirror::TargetFrom;
 use crate::outcome::{log_action, BinResult, Exit};
 use crate::report::{Outbox, Report};
-use crate::state::{now_ms, State};
-use crate::{backoff, bounds, fetch, fsutil, health, hooks, host, hygiene, lock, swap, verify};
+use crate::state::{now_ms, Provenance, State};
+use crate::{backoff, bounds, fetch, fsutil, health, host, hygiene, lock, swap};
 
 mod maintenance;
+mod mirrored;
 mod record;
 mod recover;
 mod rollback;
+mod stage;
 #[cfg(test)]
 mod tests;
 
@@ -48,10 +57,15 @@ pub use crate::splay::offset as splay_offset;
 pub use maintenance::{closed_until, is_staged};
 
 /// Where a swapped-in file came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// The manager's target, with its signed timestamp when signed.
-    Update(Option<u64>),
+    /// A target (the manager's, or a mirror's while the manager is
+    /// unreachable), with its signed timestamp when signed, and where the
+    /// target and its bytes came from.
+    Update {
+        signed: Option<u64>,
+        from: Provenance,
+    },
     /// An operator's `binproxy rollback` to a kept version.
     Manual,
 }
@@ -81,6 +95,13 @@ pub struct Agent<'a> {
     pub trouble: Option<String>,
     /// `run --ignore-backoff`: a bin's download back-off is lifted too.
     pub ignore_backoff: bool,
+    /// Why the manager could not be reached, while the targets come from
+    /// the mirrors: reports are queued for a later run, not sent.
+    manager_down: Option<String>,
+    /// The bins' results from the mirrors, when the keepalive could not
+    /// reach the manager and the config lists mirrors (empty without
+    /// `trusted_keys`).
+    pub mirrored: Option<Vec<BinResult>>,
 }
 
 /// Runs one full cycle. `splay`: wait this node's deterministic offset first.
@@ -128,11 +149,13 @@ fn run_locked(
     bound.start();
     let outcome = agent.update_all();
     // Unreachable promises that nothing changed on disk: what this run learnt
-    // (a refreshed hash cache) is not worth breaking that for.
+    // (a refreshed hash cache) is not worth breaking that for. Unless the
+    // mirrors were used: what they did is kept.
     let unreachable = outcome
         .as_ref()
         .is_err_and(|e| e.exit() == Exit::Unreachable);
-    if agent.state != saved && !unreachable {
+    let mirrored = agent.mirrored.as_deref().unwrap_or_default();
+    if agent.state != saved && (!unreachable || !mirrored.is_empty()) {
         agent.state.save(&config.state_dir)?;
     }
     let trouble = agent.trouble.as_deref();
@@ -151,7 +174,12 @@ fn run_locked(
         }
         Err(e) if e.exit() == Exit::Unreachable => {
             log::error!("{e}");
-            Ok(Exit::Unreachable)
+            // An update from a mirror that failed or rolled back is worse news.
+            Ok(if mirrored.iter().any(BinResult::is_failure) {
+                Exit::Failed
+            } else {
+                Exit::Unreachable
+            })
         }
         Err(e) => Err(e),
     }
@@ -191,6 +219,8 @@ impl<'a> Agent<'a> {
             hook_log: config.state_dir.join("hook.log"),
             trouble: None,
             ignore_backoff: false,
+            manager_down: None,
+            mirrored: None,
         })
     }
 
@@ -206,7 +236,14 @@ impl<'a> Agent<'a> {
         let proposed = (self.manager.enrolling())
             .then(|| credential::proposal(dir))
             .transpose()?;
-        let reply = self.keepalive(&locals, proposed.as_deref())?;
+        let reply = match self.keepalive(&locals, proposed.as_deref()) {
+            Ok(reply) => reply,
+            Err(e) if e.exit() == Exit::Unreachable && !self.config.mirrors.is_empty() => {
+                self.mirrored = Some(self.update_from_mirrors(&e, &locals));
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(proposed) = &proposed {
             if let Some(secret) = credential::conclude(dir, node, proposed, &reply)? {
                 self.manager.set_node_secret(secret);
@@ -223,7 +260,7 @@ impl<'a> Agent<'a> {
             let target = targets.remove(&bin.name).flatten();
             let local = locals.get(&bin.name).cloned().flatten();
             let started = Instant::now();
-            let result = self.decide(bin, target.as_ref(), local.as_deref());
+            let result = self.decide(bin, target.as_ref(), local.as_deref(), &TargetFrom::Manager);
             let to = target.as_ref().map(|t| t.sha256sum.as_str());
             log_action(
                 &bin.name,
@@ -265,12 +302,14 @@ impl<'a> Agent<'a> {
         self.manager.keepalive(&body)
     }
 
-    /// Step 5: what to do about one bin.
+    /// Step 5: what to do about one bin, whose target (if any) comes `from`
+    /// the manager or a mirror.
     fn decide(
         &mut self,
         bin: &BinConfig,
         target: Option<&Target>,
         local: Option<&str>,
+        from: &TargetFrom,
     ) -> BinResult {
         let Some(target) = target else {
             return BinResult::NoTarget;
@@ -299,10 +338,10 @@ impl<'a> Agent<'a> {
                 short(sha)
             ));
         }
-        if let Some(result) = self.outside_window(bin, target) {
+        if let Some(result) = self.outside_window(bin, target, from) {
             return result;
         }
-        self.update(bin, target, local).unwrap_or_else(|e| {
+        self.update(bin, target, local, from).unwrap_or_else(|e| {
             let message = e.to_string();
             self.state.bin(&bin.name).record("failed", sha, &message);
             BinResult::Failed(message)
@@ -315,8 +354,16 @@ impl<'a> Agent<'a> {
         bin: &BinConfig,
         target: &Target,
         local: Option<&str>,
+        from: &TargetFrom,
     ) -> Result<BinResult> {
         let started_ms = now_ms();
+        if let (Some(why), TargetFrom::Mirror(_)) = (&self.manager_down, from) {
+            log::warn!(
+                "{why}; {}: installing {} from {from}",
+                bin.name,
+                target.version
+            );
+        }
         log::info!(
             "{}: updating {} -> {} (version {})",
             bin.name,
@@ -332,78 +379,12 @@ impl<'a> Agent<'a> {
             started_ms,
             None,
         )?;
-        let staged = match self.stage(bin, target, local, started_ms)? {
+        let staged = match self.stage(bin, target, local, started_ms, from)? {
             Step::Continue(staged) => staged,
             Step::Done(result) => return Ok(result),
         };
         let entry = self.swap_in(bin, target, local, &staged.path, started_ms, staged.origin)?;
         self.settle(bin, entry)
-    }
-
-    /// Steps 6 and 7: a verified, prepared file beside the live one, or
-    /// [`Step::Done`] with the result that ends this bin's update.
-    fn stage(
-        &mut self,
-        bin: &BinConfig,
-        target: &Target,
-        local: Option<&str>,
-        started_ms: u64,
-    ) -> Result<Step<Staged>> {
-        fetch::remove_strays(&bin.path, Some(&target.sha256sum))?;
-        let policy = verify::Policy {
-            keys: &self.config.trusted_keys,
-            arch: std::env::consts::ARCH,
-            newest: self.state.bin(&bin.name).signed_timestamp,
-            allow_downgrade: self.config.allow_downgrade,
-        };
-        let signed = match verify::authorize(&policy, target) {
-            Ok(s) => s,
-            Err(why) => {
-                let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
-                let message = format!(
-                    "refused {}: {why}; next try in {}",
-                    short(&target.sha256sum),
-                    humantime::format_duration(wait)
-                );
-                return self
-                    .fail(bin, target, local, started_ms, &message, false)
-                    .map(Step::Done);
-            }
-        };
-
-        let staged =
-            match fetch::fetch(&self.manager, target, &bin.path, signed.as_ref(), self.stop) {
-                Ok(p) => p,
-                Err(e) if self.stop.load(Ordering::Relaxed) => {
-                    return Ok(Step::Done(BinResult::Skipped(e.to_string())))
-                }
-                Err(e) => {
-                    if e.is_transient() {
-                        // The server or the network, not this file: back off
-                        // the manager too.
-                        self.trouble.get_or_insert_with(|| e.to_string());
-                    }
-                    let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
-                    let message = format!("{e}; next try in {}", humantime::format_duration(wait));
-                    return self
-                        .fail(bin, target, local, started_ms, &message, false)
-                        .map(Step::Done);
-                }
-            };
-        swap::prepare(&staged, &bin.path, bin.mode)?;
-        if let Some(argv) = &bin.preflight {
-            if let Err(e) = hooks::run(argv, &staged, health::RESTART_TIMEOUT, &self.hook_log) {
-                let _ = std::fs::remove_file(&staged);
-                let message = format!("preflight refused the new version: {e}");
-                return self
-                    .fail(bin, target, local, started_ms, &message, true)
-                    .map(Step::Done);
-            }
-        }
-        Ok(Step::Continue(Staged {
-            path: staged,
-            origin: Origin::Update(signed.map(|s| s.timestamp)),
-        }))
     }
 
     /// Steps 8 and 9: keep the current file, journal, rename the new one in.
@@ -428,6 +409,10 @@ impl<'a> Agent<'a> {
             }
             None => None,
         };
+        let (manual, signed_timestamp, from) = match origin {
+            Origin::Update { signed, from } => (false, signed, Some(from)),
+            Origin::Manual => (true, None, None),
+        };
         let mut entry = Entry {
             bin: bin.name.clone(),
             phase: Phase::Swapping,
@@ -438,11 +423,9 @@ impl<'a> Agent<'a> {
             kept,
             started_ms,
             reason: None,
-            manual: origin == Origin::Manual,
-            signed_timestamp: match origin {
-                Origin::Update(t) => t,
-                Origin::Manual => None,
-            },
+            manual,
+            signed_timestamp,
+            from,
         };
         journal::write(state_dir, &entry)?;
         if let Err(e) = swap::install(staged, &bin.path) {
@@ -476,10 +459,23 @@ impl<'a> Agent<'a> {
             self.record_operator_rollback(bin, entry)?;
         } else {
             let st = self.state.bin(&bin.name);
-            let message = format!("version {} healthy", entry.target_version);
+            let mut message = format!("version {} healthy", entry.target_version);
+            if let Some(from) =
+                (entry.from.as_ref()).filter(|f| f.target != TargetFrom::Manager.to_string())
+            {
+                message = format!("{message} (target from {})", from.target);
+            }
             st.record("success", &entry.target_sha, &message);
             if let Some(t) = entry.signed_timestamp {
                 st.signed_timestamp = Some(st.signed_timestamp.map_or(t, |n| n.max(t)));
+            }
+            st.installed_from.clone_from(&entry.from);
+            if st
+                .staged_from
+                .as_ref()
+                .is_some_and(|s| s.sha256 == entry.target_sha)
+            {
+                st.staged_from = None;
             }
             let from = entry.previous_sha.as_deref();
             self.report(

@@ -58,8 +58,12 @@ pub enum Error {
         status: u16,
         message: String,
     },
-    /// A download did not match what the manager announced.
-    Verify { bin: String, message: String },
+    /// A download from `url` did not match what its target announced.
+    Verify {
+        bin: String,
+        url: String,
+        message: String,
+    },
     /// A download was cut after `received` bytes (by the network, the server,
     /// or because it moved slower than `download_min_rate`); its `.part` file
     /// stays for a resume.
@@ -74,6 +78,13 @@ pub enum Error {
     Stopped { bin: String, url: String },
     /// The cycle ran past `cycle_timeout` and was stopped at a safe point.
     CycleTimeout { limit: Duration },
+    /// A mirror could not be used for the file at `url` (see
+    /// [`crate::mirror`]). Says nothing about the manager.
+    Mirror { url: String, problem: MirrorProblem },
+    /// Every source of `what` failed, each error (naming its URL) in the
+    /// order tried. Blamed like the last one: for an artifact, that is the
+    /// target's own URL, so a manager that failed still backs off.
+    Sources { what: String, tried: Vec<Error> },
     /// `binproxy rollback` has no kept version to swap in: none at all
     /// (`wanted` is `None`), or not the one asked for.
     NoKeptVersion { bin: String, wanted: Option<String> },
@@ -108,6 +119,29 @@ pub enum Malformed {
     Target { bin: String, source: NameError },
     /// A 206 whose Content-Range does not start where the request asked.
     ContentRange { offset: u64 },
+}
+
+/// What was wrong with a mirror's answer.
+#[derive(Debug)]
+pub enum MirrorProblem {
+    /// Connection, TLS, timeout or a cut body; `message` is `source` with
+    /// advice where there is some.
+    Unreachable {
+        message: String,
+        source: Box<ureq::Error>,
+    },
+    /// A status other than 200 (or 206 for a resume).
+    Status(u16),
+    /// A 206 whose Content-Range does not start where the request asked.
+    ContentRange { offset: u64 },
+    /// An answer larger than the agent reads from a mirror.
+    TooLarge { limit: u64 },
+    /// Not the JSON of the mirror's format.
+    NotJson(serde_json::Error),
+    /// `bins/<bin>.json` (or its target) is about another bin.
+    WrongBin { want: String, found: String },
+    /// The target's sha256 is not 64 hex digits.
+    BadTarget(NameError),
 }
 
 /// Why a download was cut.
@@ -166,6 +200,7 @@ impl Error {
                 Blame::Manager
             }
             Self::Transfer { .. } => Blame::Transfer,
+            Self::Sources { tried, .. } => tried.last().map_or(Blame::Local, Error::blame),
             Self::Io { .. }
             | Self::Encode { .. }
             | Self::Locked
@@ -173,6 +208,7 @@ impl Error {
             | Self::Verify { .. }
             | Self::Stopped { .. }
             | Self::CycleTimeout { .. }
+            | Self::Mirror { .. }
             | Self::NoKeptVersion { .. }
             | Self::AlreadyLive { .. }
             | Self::BadSecretFile { .. }
@@ -225,7 +261,9 @@ impl fmt::Display for Error {
                 status,
                 message,
             } => write!(f, "manager refused {url}: {status} {message}"),
-            Self::Verify { bin, message } => write!(f, "{bin}: download rejected: {message}"),
+            Self::Verify { bin, url, message } => {
+                write!(f, "{bin}: download from {url} rejected: {message}")
+            }
             Self::Transfer {
                 bin,
                 url,
@@ -249,6 +287,14 @@ impl fmt::Display for Error {
                  (a partial download resumes next run)",
                 humantime::format_duration(*limit)
             ),
+            Self::Mirror { url, problem } => write!(f, "mirror {url}: {problem}"),
+            Self::Sources { what, tried } => {
+                write!(f, "{what}: every source failed")?;
+                for (i, e) in tried.iter().enumerate() {
+                    write!(f, "{} {e}", if i == 0 { ":" } else { ";" })?;
+                }
+                Ok(())
+            }
             Self::NoKeptVersion { bin, wanted: None } => {
                 write!(f, "{bin}: no kept version to roll back to")
             }
@@ -298,6 +344,25 @@ impl fmt::Display for Malformed {
     }
 }
 
+impl fmt::Display for MirrorProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable { message, .. } => write!(f, "unreachable: {message}"),
+            Self::Status(status) => write!(f, "answered {status}"),
+            Self::ContentRange { offset } => write!(
+                f,
+                "206 with a Content-Range that does not start at {offset}"
+            ),
+            Self::TooLarge { limit } => write!(f, "answer larger than {limit} bytes"),
+            Self::NotJson(e) => write!(f, "not the mirror's JSON: {e}"),
+            Self::WrongBin { want, found } => {
+                write!(f, "the file is about bin {found:?}, not {want:?}")
+            }
+            Self::BadTarget(e) => write!(f, "its target: {e}"),
+        }
+    }
+}
+
 impl fmt::Display for SecretLoss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -322,6 +387,10 @@ impl std::error::Error for Error {
                 cause: SecretLoss::NotStored(e),
                 ..
             } => Some(e.as_ref()),
+            Self::Mirror { problem, .. } => problem.source(),
+            Self::Sources { tried, .. } => tried
+                .last()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
             Self::Config { .. }
             | Self::Locked
             | Self::Unavailable { .. }
@@ -340,6 +409,20 @@ impl std::error::Error for Error {
                 cause: SecretLoss::Unusable(_),
                 ..
             } => None,
+        }
+    }
+}
+
+impl MirrorProblem {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unreachable { source, .. } => Some(source.as_ref()),
+            Self::NotJson(e) => Some(e),
+            Self::BadTarget(e) => Some(e),
+            Self::Status(_)
+            | Self::ContentRange { .. }
+            | Self::TooLarge { .. }
+            | Self::WrongBin { .. } => None,
         }
     }
 }
@@ -410,6 +493,35 @@ mod tests {
         };
         assert!(!refused.is_transient());
         assert_eq!(refused.exit(), Exit::Failed);
+    }
+
+    #[test]
+    fn a_mirror_failure_says_nothing_about_the_manager_and_sources_blame_the_last() {
+        let mirror = Error::Mirror {
+            url: "https://m1/artifacts/ab".into(),
+            problem: MirrorProblem::Status(404),
+        };
+        assert!(!mirror.is_transient());
+        assert_eq!(mirror.exit(), Exit::Failed);
+        assert_eq!(
+            mirror.to_string(),
+            "mirror https://m1/artifacts/ab: answered 404"
+        );
+        let both = Error::Sources {
+            what: "svc: download of abababab".into(),
+            tried: vec![mirror, transfer(Cut::TooSlow("1 byte in 30s".into()))],
+        };
+        assert!(both.is_transient(), "the manager's cut download backs off");
+        let text = both.to_string();
+        assert!(
+            text.starts_with("svc: download of abababab: every source failed: mirror https://m1/artifacts/ab: answered 404; svc: download from http://m/dl cut"),
+            "{text}"
+        );
+        let none = Error::Sources {
+            what: "x".into(),
+            tried: Vec::new(),
+        };
+        assert!(!none.is_transient() && none.source().is_none());
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! Step 6 of an update: download the target into a temp file in the live
 //! file's own directory (same filesystem, so the later rename is atomic),
-//! verifying as it streams. An interrupted transfer leaves its `.part` file,
-//! and the next attempt resumes it with a `Range` request.
+//! verifying as it streams. The bytes come from the first of its sources
+//! (the mirrors, then the target's own URL; see [`crate::mirror`]) that
+//! delivers them. An interrupted transfer leaves its `.part` file, and the
+//! next attempt (the next source, or the next run) resumes it with a `Range`
+//! request.
 
 use binproxy_protocol::Target;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::hashcache::short;
 use crate::manager::Manager;
+use crate::mirror::Source;
 use crate::pipeline::{self, CHUNK};
 use crate::verify::{Signed, Verifier};
 
@@ -65,58 +70,147 @@ fn remove_ours(live: &Path, doomed: impl Fn(&Path) -> bool) -> Result<usize> {
     Ok(removed)
 }
 
-/// Downloads `target` beside `live`; returns the complete, verified, fsync'd
-/// file. A wrong size or hash deletes the file; an interrupted transfer (or
-/// a stop request) keeps it for a resume.
+/// A complete, verified, fsync'd download beside the live file.
+#[derive(Debug)]
+pub struct Fetched {
+    pub path: PathBuf,
+    /// The [`Source::shown`] of the source that finished it; `None` when the
+    /// `.part` file was complete already (staged by an earlier run).
+    pub from: Option<String>,
+}
+
+/// Downloads `target` beside `live` from the first of `sources` (see
+/// [`crate::mirror::sources`]) that delivers it, each tried at most once.
+/// A complete `.part` file is checked first, without the network. A source
+/// that fails is logged with its URL and the next one is tried: after a cut
+/// transfer the `.part` file stays and the next source resumes it (the same
+/// sha256 is the same bytes wherever they come from); after wrong bytes it is
+/// removed and the next source starts from 0. A stop request or a local
+/// write error ends it at once. Fails with the one source's error, or
+/// [`Error::Sources`] listing every source's.
 pub fn fetch(
-    manager: &Manager,
+    client: &Manager,
     target: &Target,
+    sources: &[Source],
     live: &Path,
     signed: Option<&Signed>,
     stop: &AtomicBool,
-) -> Result<PathBuf> {
+) -> Result<Fetched> {
+    let bin = &target.bin_name;
     let part = part_path(live, &target.sha256sum);
-    let mut have = fs::metadata(&part).map_or(0, |m| m.len());
+    let have = fs::metadata(&part).map_or(0, |m| m.len());
+    if have == target.size && have > 0 {
+        // A complete earlier download: check it without the network.
+        match check_complete(target, &part, signed) {
+            Ok(()) => {
+                return Ok(Fetched {
+                    path: part,
+                    from: None,
+                })
+            }
+            Err(e @ Error::Verify { .. }) => {
+                log::warn!("{e}; downloading it again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut tried = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(Error::Stopped {
+                bin: bin.clone(),
+                url: source.url.clone(),
+            });
+        }
+        match fetch_from(client, target, source, &part, signed, stop) {
+            Ok(()) => {
+                return Ok(Fetched {
+                    path: part,
+                    from: Some(source.shown.clone()),
+                })
+            }
+            Err(e @ (Error::Stopped { .. } | Error::Io { .. })) => return Err(e),
+            Err(e) => {
+                if let Some(next) = sources.get(i + 1) {
+                    log::warn!("{e}; trying {} next", next.url);
+                }
+                tried.push(e);
+            }
+        }
+    }
+    if tried.len() == 1 {
+        if let Some(e) = tried.pop() {
+            return Err(e);
+        }
+    }
+    Err(Error::Sources {
+        what: format!("{bin}: download of {}", short(&target.sha256sum)),
+        tried,
+    })
+}
+
+/// One source's try: resumes the `.part` file where it ends (or starts over
+/// when the source sends the whole file), streams the rest in, and checks
+/// the whole. Wrong bytes remove the `.part` file; a cut keeps it.
+fn fetch_from(
+    client: &Manager,
+    target: &Target,
+    source: &Source,
+    part: &Path,
+    signed: Option<&Signed>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut have = fs::metadata(part).map_or(0, |m| m.len());
     if have > target.size {
         have = 0;
     }
     let mut verifier = Verifier::new(target.size, &target.sha256sum, signed);
-    let file = if have == target.size && have > 0 {
-        // A complete earlier download: check it without the network.
-        open_part(&part, have, &mut verifier)?
-    } else {
-        let url = manager.url(&target.url);
-        let mut download = manager.download(&url, have)?;
-        let mut file = open_part(&part, download.offset, &mut verifier)?;
-        let from = pipeline::Source {
-            bin: &target.bin_name,
-            url: &url,
-        };
-        pipeline::copy(
-            &mut download.body,
-            &mut file,
-            &mut verifier,
-            &part,
-            &from,
-            stop,
-            &mut download.rate,
-        )?;
-        file
+    let mut download = client.download(&source.url, have, source.peer)?;
+    let mut file = open_part(part, download.offset, &mut verifier, &target.bin_name)?;
+    let from = pipeline::Source {
+        bin: &target.bin_name,
+        url: &source.url,
     };
+    pipeline::copy(
+        &mut download.body,
+        &mut file,
+        &mut verifier,
+        part,
+        &from,
+        stop,
+        &mut download.rate,
+    )?;
     if let Err(message) = verifier.finish() {
         drop(file);
-        let _ = fs::remove_file(&part);
+        let _ = fs::remove_file(part);
         return Err(Error::Verify {
             bin: target.bin_name.clone(),
+            url: source.url.clone(),
             message,
         });
     }
-    file.sync_all().map_err(Error::io(&part, "fsync"))?;
-    Ok(part)
+    file.sync_all().map_err(Error::io(part, "fsync"))
+}
+
+/// Checks a `.part` file that holds as many bytes as the target; removes it
+/// when they are not the target's.
+fn check_complete(target: &Target, part: &Path, signed: Option<&Signed>) -> Result<()> {
+    let mut verifier = Verifier::new(target.size, &target.sha256sum, signed);
+    let file = open_part(part, target.size, &mut verifier, &target.bin_name)?;
+    if let Err(message) = verifier.finish() {
+        drop(file);
+        let _ = fs::remove_file(part);
+        return Err(Error::Verify {
+            bin: target.bin_name.clone(),
+            url: part.display().to_string(),
+            message,
+        });
+    }
+    file.sync_all().map_err(Error::io(part, "fsync"))
 }
 
 /// Opens the part file positioned at `offset`, hashing the bytes before it.
-fn open_part(part: &Path, offset: u64, verifier: &mut Verifier) -> Result<File> {
+fn open_part(part: &Path, offset: u64, verifier: &mut Verifier, bin: &str) -> Result<File> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -134,7 +228,8 @@ fn open_part(part: &Path, offset: u64, verifier: &mut Verifier) -> Result<File> 
             verifier
                 .update(&buf[..want])
                 .map_err(|message| Error::Verify {
-                    bin: part.display().to_string(),
+                    bin: bin.to_owned(),
+                    url: part.display().to_string(),
                     message,
                 })?;
             left -= want as u64;
@@ -147,26 +242,4 @@ fn open_part(part: &Path, offset: u64, verifier: &mut Verifier) -> Result<File> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Found by the property tests: a sha cut at byte 16 inside a UTF-8
-    /// character panicked, and a `/` in it left the directory.
-    #[test]
-    fn part_paths_of_malformed_hashes_stay_beside_the_live_file() {
-        let live = Path::new("/srv/bin/streamd");
-        for sha in [
-            "NѨ\"&'鬝&Y🕴\t𳋄*qEU:&=",
-            "/../../../../etc/passwd",
-            "",
-            &"ab".repeat(32),
-        ] {
-            let part = part_path(live, sha);
-            assert_eq!(part.parent(), Some(Path::new("/srv/bin")), "{sha:?}");
-        }
-        assert_eq!(
-            part_path(live, &"ab".repeat(32)),
-            Path::new("/srv/bin/.streamd.binproxy-abababababababab.part")
-        );
-    }
-}
+mod tests;

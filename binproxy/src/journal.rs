@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::state::Provenance;
 
 /// Where an update stood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,9 @@ pub struct Entry {
     /// The signed timestamp of the new version, when it was signed.
     #[serde(default)]
     pub signed_timestamp: Option<u64>,
+    /// Where the new version's target and bytes came from (an update's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Provenance>,
 }
 
 impl Entry {
@@ -143,6 +147,7 @@ mod tests {
             reason: None,
             manual: false,
             signed_timestamp: None,
+            from: None,
         }
     }
 

@@ -8,9 +8,11 @@
 //! ([`hashcache`]), and for a bin off target: [`fetch`]es and [`verify`]s the
 //! new file beside the live one, [`swap`]s it in with rename(2), restarts and
 //! checks it ([`health`], [`hooks`]), and commits or rolls back. Outcomes go
-//! to the manager through a durable outbox ([`report`]); what must survive
-//! between runs is in [`state`]. [`status`] explains each bin; [`daemon`] runs
-//! cycles in a loop; [`cli`] parses the command line; [`tls`] says which
+//! to the manager through a durable outbox ([`report`]). [`mirror`]s serve
+//! artifacts first, and signed targets while the manager is unreachable.
+//! What must survive between runs is in [`state`]. [`status`] explains each
+//! bin; [`daemon`] runs cycles in a loop; [`cli`] parses the command line;
+//! [`tls`] says which
 //! certificates HTTPS trusts. [`backoff`] keeps runs away from a manager that
 //! failed or asked to wait; [`logging`] formats the log lines (with syslog
 //! priorities under journald). [`bounds`] keeps every request, download and
@@ -39,6 +41,7 @@ pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod manager;
+pub mod mirror;
 pub mod outcome;
 pub mod pipeline;
 pub mod report;

@@ -5,8 +5,14 @@
 //!
 //! Every request to the manager carries `Authorization: Bearer <node secret>`
 //! once the node has one; before that, the keepalive (only) carries the
-//! enrollment token (and the secret the node proposes, in its body). Nothing is sent to URLs outside the manager (a target's
-//! absolute `url` on a mirror gets no credential).
+//! enrollment token (and the secret the node proposes, in its body). Nothing
+//! is sent to URLs outside the manager (a target's absolute `url` elsewhere
+//! gets no credential), and nothing at all to a [`Peer::Mirror`]: requests to
+//! the config's `mirrors` ([`Manager::mirror_get`], and downloads from them)
+//! never go through the code that adds a credential, whatever their URL. They
+//! use the same client (TLS roots, timeouts, no redirects), and their answers
+//! say nothing about the manager: no `Retry-After` is taken from them and
+//! their errors are [`Error::Mirror`].
 
 use binproxy_protocol::{
     check_sha256, ErrorBody, Installed, Keepalive, KeepaliveReply, Progress, Target,
@@ -22,7 +28,7 @@ use crate::backoff::{self, RetryAfter};
 use crate::bounds::MinRate;
 use crate::config::Config;
 use crate::credential::Credentials;
-use crate::error::{Error, Malformed, Result};
+use crate::error::{Error, Malformed, MirrorProblem, Result};
 use crate::tls;
 
 /// Largest JSON answer the agent reads.
@@ -38,6 +44,17 @@ pub struct Manager {
     credentials: Credentials,
     /// The longest `Retry-After` a 429 or 5xx answer carried (see [`backoff`]).
     retry_after: Mutex<Option<RetryAfter>>,
+}
+
+/// Who a download is asked of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The target's own URL: the node's credential goes with it when it is
+    /// on the manager, and a 429 or 5xx backs the manager off.
+    Manager,
+    /// A mirror of the config: no credential, ever, and its answers say
+    /// nothing about the manager.
+    Mirror,
 }
 
 /// An open download: the body from `offset` on.
@@ -214,16 +231,25 @@ impl Manager {
             .map(drop)
     }
 
-    /// Starts a download at `offset` (a `Range` request when non-zero). The
-    /// answer's offset is 0 when the server sent the whole file instead.
-    pub fn download(&self, url: &str, offset: u64) -> Result<Download> {
-        let mut req = self.authorized(self.agent.get(url), url, false);
+    /// Starts a download at `offset` (a `Range` request when non-zero) from
+    /// `peer`. The answer's offset is 0 when the server sent the whole file
+    /// instead.
+    pub fn download(&self, url: &str, offset: u64, peer: Peer) -> Result<Download> {
+        let mut req = match peer {
+            Peer::Manager => self.authorized(self.agent.get(url), url, false),
+            Peer::Mirror => self.agent.get(url),
+        };
         if offset > 0 {
             req = req.header("Range", format!("bytes={offset}-"));
         }
-        let mut resp = req.call().map_err(|e| unreachable(url, e))?;
+        let mut resp = req.call().map_err(|e| match peer {
+            Peer::Manager => unreachable(url, e),
+            Peer::Mirror => mirror_unreachable(url, e),
+        })?;
         let status = resp.status().as_u16();
-        self.note_retry_after(url, status, resp.headers());
+        if peer == Peer::Manager {
+            self.note_retry_after(url, status, resp.headers());
+        }
         let start = match status {
             200 => 0,
             206 => content_range_start(
@@ -232,10 +258,22 @@ impl Manager {
                     .and_then(|v| v.to_str().ok()),
             )
             .filter(|s| *s == offset)
-            .ok_or_else(|| Error::BadAnswer {
-                url: url.to_owned(),
-                what: Malformed::ContentRange { offset },
+            .ok_or_else(|| match peer {
+                Peer::Manager => Error::BadAnswer {
+                    url: url.to_owned(),
+                    what: Malformed::ContentRange { offset },
+                },
+                Peer::Mirror => Error::Mirror {
+                    url: url.to_owned(),
+                    problem: MirrorProblem::ContentRange { offset },
+                },
             })?,
+            _ if peer == Peer::Mirror => {
+                return Err(Error::Mirror {
+                    url: url.to_owned(),
+                    problem: MirrorProblem::Status(status),
+                })
+            }
             _ => return Err(refused(url, status, resp.body_mut())),
         };
         Ok(Download {
@@ -243,6 +281,34 @@ impl Manager {
             body: Box::new(resp.into_body().into_reader()),
             rate: MinRate::new(self.min_rate.0, self.min_rate.1),
         })
+    }
+
+    /// A small file off a mirror (`bins/<bin>.json`): one GET with no
+    /// credential, bounded as a whole by `timeout` like a JSON request to
+    /// the manager, and refused past `limit` bytes.
+    pub fn mirror_get(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+        let mut resp = self
+            .bounded(self.agent.get(url))
+            .call()
+            .map_err(|e| mirror_unreachable(url, e))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(Error::Mirror {
+                url: url.to_owned(),
+                problem: MirrorProblem::Status(status),
+            });
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Error::Mirror {
+                    url: url.to_owned(),
+                    problem: MirrorProblem::TooLarge { limit },
+                },
+                e => mirror_unreachable(url, e),
+            })
     }
 
     fn post_json<B: Serialize, T: DeserializeOwned>(
@@ -271,17 +337,34 @@ impl Manager {
     }
 }
 
-fn unreachable(url: &str, e: ureq::Error) -> Error {
-    let message = match e {
+/// What went wrong with a request that got no usable answer, with advice
+/// where there is some.
+fn transport_message(e: &ureq::Error) -> String {
+    match e {
         ureq::Error::Timeout(_) => {
             format!("{e}: no complete answer within the config's `timeout`")
         }
-        _ => tls::certificate_problem(&e).unwrap_or_else(|| e.to_string()),
-    };
+        _ => tls::certificate_problem(e).unwrap_or_else(|| e.to_string()),
+    }
+}
+
+fn unreachable(url: &str, e: ureq::Error) -> Error {
+    let message = transport_message(&e);
     Error::Unreachable {
         url: url.to_owned(),
         message,
         source: Box::new(e),
+    }
+}
+
+fn mirror_unreachable(url: &str, e: ureq::Error) -> Error {
+    let message = transport_message(&e);
+    Error::Mirror {
+        url: url.to_owned(),
+        problem: MirrorProblem::Unreachable {
+            message,
+            source: Box::new(e),
+        },
     }
 }
 

@@ -37,7 +37,9 @@ pub enum Exit {
     Failed = 1,
     /// Usage or config error.
     Usage = 2,
-    /// The manager could not be reached; nothing changed on disk.
+    /// The manager could not be reached; nothing changed on disk, unless a
+    /// mirror's signed target was installed instead (`Failed` wins over this
+    /// when one failed or rolled back).
     Unreachable = 69,
 }
 

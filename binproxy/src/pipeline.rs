@@ -76,6 +76,7 @@ pub fn copy(
             let _ = fs::remove_file(part);
             return Err(Error::Verify {
                 bin: from.bin.to_owned(),
+                url: from.url.to_owned(),
                 message,
             });
         }
@@ -131,6 +132,7 @@ fn fill(
             let _ = fs::remove_file(part);
             return Err(Error::Verify {
                 bin: from.bin.to_owned(),
+                url: from.url.to_owned(),
                 message: format!("more bytes than announced ({expected} were left to come)"),
             });
         }
@@ -210,6 +212,7 @@ mod tests {
         .and_then(|()| {
             verifier.finish().map_err(|message| Error::Verify {
                 bin: "svc".into(),
+                url: "http://m/dl".into(),
                 message,
             })
         });

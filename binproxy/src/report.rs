@@ -49,6 +49,12 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues a report durably without trying to send it: the manager is
+    /// known to be down, and a later run delivers it.
+    pub fn queue(&self, report: &Report) -> Result<()> {
+        self.push(report)
+    }
+
     fn push(&self, report: &Report) -> Result<()> {
         fsutil::ensure_dir(&self.dir)?;
         let nanos = SystemTime::now()

@@ -1,6 +1,7 @@
 //! What the agent remembers between runs, per bin: the hash cache, the
-//! quarantined hashes, the last outcome, the kept versions in order, and the
-//! download back-off. One JSON file, replaced atomically, and only written
+//! quarantined hashes, the last outcome, the kept versions in order, the
+//! download back-off, and where the installed (or staged) version's target
+//! and bytes came from. One JSON file, replaced atomically, and only written
 //! when something changed (a cycle with nothing to do writes nothing).
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,26 @@ pub struct BinState {
     /// Newest signed timestamp installed: older signatures are refused.
     #[serde(default)]
     pub signed_timestamp: Option<u64>,
+    /// Where the version binproxy last installed came from; it describes
+    /// what is on disk only while the hash on disk is its `sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_from: Option<Provenance>,
+    /// Where the `.part` file downloaded ahead of the maintenance window
+    /// (`prestage`) came from, for the update that installs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_from: Option<Provenance>,
+}
+
+/// Where a version came from: who named it as the target, and who sent its
+/// bytes (see [`crate::mirror`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub sha256: String,
+    /// `manager`, or `mirror <base URL>` (the manager was unreachable).
+    pub target: String,
+    /// Where the bytes came from: a mirror's base URL, or the URL the
+    /// target named (the manager's download route or its artifact URL).
+    pub artifact: String,
 }
 
 /// A hash that failed on this host; not tried again until cleared.

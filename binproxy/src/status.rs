@@ -1,6 +1,7 @@
-//! `binproxy status`: per bin, what is on disk, what the manager targets,
-//! how the last attempt ended, what is kept and quarantined, and — in words —
-//! why the bin is not on its target. It reads; it never changes anything and
+//! `binproxy status`: per bin, what is on disk and where it came from (the
+//! manager's target or a mirror's, and which server sent its bytes), what
+//! the manager targets, how the last attempt ended, what is kept and
+//! quarantined, and — in words — why the bin is not on its target. It reads; it never changes anything and
 //! takes no lock, so it answers even while a cycle runs.
 
 use binproxy_protocol::Target;
@@ -48,6 +49,13 @@ pub struct BinStatus {
     pub path: PathBuf,
     /// sha256 on disk; null when the file is missing.
     pub sha256: Option<String>,
+    /// Who named the version on disk as the target: `manager`, or
+    /// `mirror <base URL>` (the manager was unreachable). Null when binproxy
+    /// did not install it (placed by hand, or put back by a rollback).
+    pub target_from: Option<String>,
+    /// Where the bytes on disk came from: a mirror's base URL, or the URL
+    /// the target named (the manager's download route or its artifact URL).
+    pub artifact_from: Option<String>,
     pub target: Option<Target>,
     /// Why the bin is where it is, in words.
     pub reason: String,
@@ -129,6 +137,7 @@ fn bin_status(
     let empty = BinState::default();
     let st = st.unwrap_or(&empty);
     let sha256 = hashcache::local_hash(&bin.path, st.hash.as_ref())?.sha256;
+    let installed = (st.installed_from.as_ref()).filter(|p| Some(&p.sha256) == sha256.as_ref());
     let interrupted = journal::read(&config.state_dir, &bin.name)?
         .map(|e| format!("{:?} towards {}", e.phase, short(&e.target_sha)));
     let (target, reason, manager_reason) = match asked {
@@ -149,6 +158,8 @@ fn bin_status(
     Ok(BinStatus {
         name: bin.name.clone(),
         path: bin.path.clone(),
+        target_from: installed.map(|p| p.target.clone()),
+        artifact_from: installed.map(|p| p.artifact.clone()),
         sha256,
         target,
         reason,
@@ -233,6 +244,10 @@ pub fn render(s: &Status) -> String {
             "  on disk:     {}",
             b.sha256.as_deref().map_or("(missing)", short)
         );
+        if let (Some(target), Some(bytes)) = (&b.target_from, &b.artifact_from) {
+            let _ = writeln!(out, "  target from: {target}");
+            let _ = writeln!(out, "  bytes from:  {bytes}");
+        }
         if let Some(t) = &b.target {
             let _ = writeln!(
                 out,

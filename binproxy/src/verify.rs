@@ -185,8 +185,9 @@ impl<'a> Verifier<'a> {
     }
 }
 
+/// Shared with the mirror rules' tests (`mirror/tests.rs`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn sha(b: &[u8]) -> String {
@@ -217,21 +218,21 @@ mod tests {
     // Made with the real minisign 0.11 CLI:
     //   minisign -G -W -p k.pub -s k.sec
     //   minisign -S -s k.sec -m art -t "bin=streamd version=1.2.0 arch=x86_64 timestamp=1700000000"
-    const KEY: &str = "RWQcdYBpDRlaiSQRcR9X1rlXxXWwg32IY6psdEkh271+J/GdigEBOShL";
-    const ART: &[u8] = b"hello world\n";
-    const SIG: &str = "untrusted comment: signature from minisign secret key
+    pub(crate) const KEY: &str = "RWQcdYBpDRlaiSQRcR9X1rlXxXWwg32IY6psdEkh271+J/GdigEBOShL";
+    pub(crate) const ART: &[u8] = b"hello world\n";
+    pub(crate) const SIG: &str = "untrusted comment: signature from minisign secret key
 RUQcdYBpDRlaictdrNP+j3Izb8rlIe7Zbl76gtsb0FIgg0bLOYLfQBe9HVI5y6braSedk/o2/PAEe0fUWxeR/h8Yzr0uJ2WehgA=
 trusted comment: bin=streamd version=1.2.0 arch=x86_64 timestamp=1700000000
 CC2ZQxU6aFiQode/k5YZJWauPJraUHHTPHDKsOlcIaPSb1+/pKYBXWKTAs32MShftETBZFdW4oLaOy4/o9lUBg==
 ";
     /// The same bytes signed by another key (not trusted).
-    const OTHER_SIG: &str = "untrusted comment: signature from minisign secret key
+    pub(crate) const OTHER_SIG: &str = "untrusted comment: signature from minisign secret key
 RUQukdZKFR4dfilgLnAhsx7qk2MoOxw7Kc6Y60AOXuXsXo9m6vPbvtXwdcJ6vL3tvIV5buskbFy8C99gkcVYcDS3EhmlB90QgQg=
 trusted comment: bin=streamd version=1.2.0 arch=x86_64 timestamp=1700000000
 lgHynfj0RyNmslSN29ya3cMaeglVmWNCQ09OmVp5EzedCUE4u7eCT17QukujlaTpeW03/32nTC8rH+ysY0JjCQ==
 ";
     /// Signed for any arch, with an older timestamp.
-    const ANY_ARCH_SIG: &str = "untrusted comment: signature from minisign secret key
+    pub(crate) const ANY_ARCH_SIG: &str = "untrusted comment: signature from minisign secret key
 RUQcdYBpDRlaictdrNP+j3Izb8rlIe7Zbl76gtsb0FIgg0bLOYLfQBe9HVI5y6braSedk/o2/PAEe0fUWxeR/h8Yzr0uJ2WehgA=
 trusted comment: bin=streamd version=1.2.0 arch=any timestamp=1600000000
 RgpZH+YEZfj3nI3lKcZUbxgdVuZKxQu3w4uBs/oObnd13sPNUlhFINqMMGPOHItB6tHueg5EGCMMEasSNqJ/DA==

@@ -32,6 +32,8 @@
 //! - [`rollout`]: the rollout tests over a simulated fleet (`rollout_fleet/`).
 //! - [`packaging`]: the packaging tests (`packaging/`).
 //! - [`signed`]: the agent's signature tests (`signatures_agent/`).
+//! - [`mirror`]: the agent's mirror tests (`agent_mirrors.rs`): mirror trees
+//!   written with the protocol's types, served by [`nginx`].
 //! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
 //!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
 //!   tests.
@@ -49,6 +51,7 @@ pub mod http;
 pub mod manager;
 pub mod metrics;
 pub mod minisign;
+pub mod mirror;
 pub mod nginx;
 pub mod packaging;
 pub mod process;

@@ -15,7 +15,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::{Agent, BinResult};
 use crate::config::BinConfig;
-use crate::{fetch, verify};
+use crate::fetch;
+use crate::mirror::{self, TargetFrom};
+use crate::state::Provenance;
 
 /// When the windows next open (RFC 3339, UTC) if they are closed at `unix`.
 pub fn closed_until(windows: &Windows, unix: u64) -> Option<String> {
@@ -35,12 +37,17 @@ pub fn is_staged(bin: &BinConfig, target: &Target) -> bool {
 impl Agent<'_> {
     /// What a bin off its target does while the windows are closed; `None`
     /// when they are open and the update may go ahead.
-    pub(super) fn outside_window(&mut self, bin: &BinConfig, target: &Target) -> Option<BinResult> {
+    pub(super) fn outside_window(
+        &mut self,
+        bin: &BinConfig,
+        target: &Target,
+        from: &TargetFrom,
+    ) -> Option<BinResult> {
         let until = closed_until(&self.config.windows, crate::state::now_unix())?;
         let mut why = format!("outside maintenance window until {until}");
         if self.config.prestage {
             why.push_str("; ");
-            why.push_str(&self.prestage(bin, target));
+            why.push_str(&self.prestage(bin, target, from));
         }
         Some(BinResult::Skipped(why))
     }
@@ -48,27 +55,39 @@ impl Agent<'_> {
     /// Downloads and verifies `target` ahead of the window. Failures back off
     /// like an update's download and are recorded here, not reported: the
     /// update inside the window reports what it meets.
-    fn prestage(&mut self, bin: &BinConfig, target: &Target) -> String {
+    fn prestage(&mut self, bin: &BinConfig, target: &Target, from: &TargetFrom) -> String {
         if is_staged(bin, target) {
             return "the new version is staged".into();
         }
         if let Err(e) = fetch::remove_strays(&bin.path, Some(&target.sha256sum)) {
             return format!("not staged: {e}");
         }
-        let policy = verify::Policy {
-            keys: &self.config.trusted_keys,
-            arch: std::env::consts::ARCH,
-            newest: self.state.bin(&bin.name).signed_timestamp,
-            allow_downgrade: self.config.allow_downgrade,
-        };
-        let fetched = verify::authorize(&policy, target)
+        let sources = mirror::sources(&self.config.mirrors, &self.manager, target, from);
+        let fetched = self
+            .authorize(bin, target, from)
             .map_err(|why| format!("refused: {why}"))
             .and_then(|signed| {
-                fetch::fetch(&self.manager, target, &bin.path, signed.as_ref(), self.stop)
-                    .map_err(|e| e.to_string())
+                fetch::fetch(
+                    &self.manager,
+                    target,
+                    &sources,
+                    &bin.path,
+                    signed.as_ref(),
+                    self.stop,
+                )
+                .map_err(|e| e.to_string())
             });
         match fetched {
-            Ok(_) => "the new version is downloaded, verified and staged".into(),
+            Ok(fetched) => {
+                if let Some(artifact) = fetched.from {
+                    self.state.bin(&bin.name).staged_from = Some(Provenance {
+                        sha256: target.sha256sum.clone(),
+                        target: from.to_string(),
+                        artifact,
+                    });
+                }
+                "the new version is downloaded, verified and staged".into()
+            }
             Err(e) if self.stop.load(Ordering::Relaxed) => format!("staging stopped: {e}"),
             Err(e) => {
                 let st = self.state.bin(&bin.name);

@@ -46,7 +46,7 @@ impl Agent<'_> {
         self.state.save(&self.config.state_dir)
     }
 
-    /// Queues a progress report and tries to send it.
+    /// Queues a progress report and tries to send it (see [`Agent::send`]).
     pub(super) fn report(
         &self,
         bin: &BinConfig,
@@ -69,7 +69,12 @@ impl Agent<'_> {
         })
     }
 
+    /// Queues a report and, unless the manager is known to be down (the
+    /// targets came from the mirrors), tries to send the queue.
     pub(super) fn send(&self, report: &Report) -> Result<()> {
+        if self.manager_down.is_some() {
+            return self.outbox.queue(report);
+        }
         self.outbox.send(&self.manager, report)
     }
 }

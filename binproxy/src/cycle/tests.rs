@@ -41,6 +41,7 @@ impl Node {
             ca_roots: Vec::new(),
             windows: binproxy_protocol::window::Windows::default(),
             prestage: false,
+            mirrors: Vec::new(),
             bins: vec![BinConfig {
                 name: "svc".into(),
                 path: dir.join("bin/svc"),
@@ -80,6 +81,7 @@ impl Node {
             reason: Some("unhealthy".into()),
             manual: false,
             signed_timestamp: None,
+            from: None,
         };
         journal::write(&self.config.state_dir, &entry).unwrap();
         entry
