@@ -147,6 +147,14 @@ const MAX_KEEP: usize = 100;
 /// take the request `timeout`.
 pub const MAX_MIRRORS: usize = 16;
 
+impl Config {
+    /// Whether targets may come from the mirrors while the manager cannot
+    /// be used: mirrors listed, and `trusted_keys` to check what they say.
+    pub fn mirrors_alone(&self) -> bool {
+        !self.mirrors.is_empty() && !self.trusted_keys.is_empty()
+    }
+}
+
 /// Reads and validates the config at `path`, and the `ca_file` it names.
 pub fn load(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Config {

@@ -102,6 +102,8 @@ pub struct Agent<'a> {
     /// reach the manager and the config lists mirrors (empty without
     /// `trusted_keys`).
     pub mirrored: Option<Vec<BinResult>>,
+    /// A back-off of the manager is in force: read only the mirrors.
+    backing_off: Option<Error>,
 }
 
 /// Runs one full cycle. `splay`: wait this node's deterministic offset first.
@@ -116,7 +118,12 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
         );
         return Ok(Exit::Done);
     };
-    if !ignore_backoff && backing_off(config)? {
+    let backoff = if ignore_backoff {
+        None
+    } else {
+        backing_off(config)?
+    };
+    if backoff.is_some() && !config.mirrors_alone() {
         return Ok(Exit::Unreachable);
     }
     // After the back-off check: a run that backs off changes nothing on disk
@@ -124,23 +131,30 @@ pub fn run(config: &Config, stop: &AtomicBool, splay: bool, ignore_backoff: bool
     hygiene::sweep(&config.state_dir)?;
     let bound = bounds::CycleBound::new(config.cycle_timeout);
     bounds::watch(stop, &bound, || {
-        run_locked(config, &bound, splay, ignore_backoff)
+        run_locked(config, &bound, splay, ignore_backoff, backoff)
     })
 }
 
 /// The cycle under the lock; `bound` stops it at a safe point on a signal
 /// or once `cycle_timeout` has passed since the splay delay.
+///
+/// `backoff`: a back-off of the manager is in force (the config reads
+/// mirrors alone): the run reads only the mirrors, and leaves the back-off
+/// as it is.
 fn run_locked(
     config: &Config,
     bound: &bounds::CycleBound,
     splay: bool,
     ignore_backoff: bool,
+    backoff: Option<Error>,
 ) -> Result<Exit> {
     let stop = bound.stop();
     // Read under the lock: a run that just ended may have enrolled.
     let credentials = Credentials::load(config)?;
     let mut agent = Agent::with_credentials(config, stop, credentials)?;
     agent.ignore_backoff = ignore_backoff;
+    let contacts_manager = backoff.is_none();
+    agent.backing_off = backoff;
     let saved = agent.state.clone();
     let mut failed = agent.recover()?.iter().any(BinResult::is_failure);
     if splay {
@@ -159,7 +173,11 @@ fn run_locked(
         agent.state.save(&config.state_dir)?;
     }
     let trouble = agent.trouble.as_deref();
-    let cycle = backoff::Cycle::of(&outcome, trouble, agent.manager.retry_after());
+    let cycle = if contacts_manager {
+        backoff::Cycle::of(&outcome, trouble, agent.manager.retry_after())
+    } else {
+        backoff::Cycle::Unknown
+    };
     backoff::after_cycle(&config.state_dir, cycle)?;
     if bound.timed_out() {
         // Whatever the steps said about being stopped, the cause is this.
@@ -185,18 +203,28 @@ fn run_locked(
     }
 }
 
-/// Whether a back-off forbids contacting the manager now (logged once).
-fn backing_off(config: &Config) -> Result<bool> {
+/// The back-off that forbids contacting the manager now, if one does
+/// (logged once). The mirrors are still read when the config reads them
+/// alone: the back-off spares the manager, and they are plain files.
+fn backing_off(config: &Config) -> Result<Option<Error>> {
     let now = crate::state::now_unix();
     let Some(b) = backoff::in_force(&config.state_dir, now)? else {
-        return Ok(false);
+        return Ok(None);
     };
+    let until = backoff::until(&b, now);
     log::warn!(
-        "backing off until {}: {}; not contacting the manager (--ignore-backoff overrides)",
-        backoff::until(&b, now),
-        b.reason()
+        "backing off until {until}: {}; not contacting the manager{} (--ignore-backoff overrides)",
+        b.reason(),
+        if config.mirrors_alone() {
+            ", reading the mirrors"
+        } else {
+            ""
+        }
     );
-    Ok(true)
+    Ok(Some(Error::BackingOff {
+        until,
+        reason: b.reason(),
+    }))
 }
 
 impl<'a> Agent<'a> {
@@ -221,6 +249,7 @@ impl<'a> Agent<'a> {
             ignore_backoff: false,
             manager_down: None,
             mirrored: None,
+            backing_off: None,
         })
     }
 
@@ -231,6 +260,10 @@ impl<'a> Agent<'a> {
     /// Steps 3 to 11 for every bin.
     fn update_all(&mut self) -> Result<Vec<BinResult>> {
         let locals = self.local_hashes()?;
+        if let Some(e) = self.backing_off.take() {
+            self.mirrored = Some(self.update_from_mirrors(&e, &locals));
+            return Err(e);
+        }
         let (dir, node) = (&self.config.state_dir, &self.config.node_id);
         // Enrolling: the secret is on disk before it is proposed.
         let proposed = (self.manager.enrolling())

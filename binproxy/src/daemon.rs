@@ -1,5 +1,7 @@
 //! `binproxy daemon`: a cycle, then a sleep of the interval plus this node's
-//! splay, forever; while a [`backoff`] is in force it sleeps until it ends. SIGTERM or SIGINT ends it after the current step (a swap
+//! splay, forever; while a [`backoff`] is in force it sleeps until it ends
+//! (unless the config reads the mirrors alone: its cycles then go on, and
+//! read only the mirrors). SIGTERM or SIGINT ends it after the current step (a swap
 //! always runs on to its recorded outcome); SIGHUP reloads the config before
 //! the next cycle, keeping the old one if the new one is wrong.
 
@@ -39,9 +41,11 @@ pub fn run(
                 Err(e) => log::error!("{e}; keeping the previous config"),
             }
         }
-        if let Some(deadline) = backoff_deadline(&config) {
-            sleep_until(deadline, stop, &hup);
-            continue;
+        if !config.mirrors_alone() {
+            if let Some(deadline) = backoff_deadline(&config) {
+                sleep_until(deadline, stop, &hup);
+                continue;
+            }
         }
         match cycle::run(&config, stop, false, false) {
             Ok(exit) => log::debug!("cycle ended: {exit:?}"),

@@ -85,6 +85,9 @@ pub enum Error {
     /// order tried. Blamed like the last one: for an artifact, that is the
     /// target's own URL, so a manager that failed still backs off.
     Sources { what: String, tried: Vec<Error> },
+    /// A back-off of the manager is in force until `until` (`reason`): this
+    /// run did not contact it, and read only the mirrors.
+    BackingOff { until: String, reason: String },
     /// `binproxy rollback` has no kept version to swap in: none at all
     /// (`wanted` is `None`), or not the one asked for.
     NoKeptVersion { bin: String, wanted: Option<String> },
@@ -196,9 +199,10 @@ impl Error {
     fn blame(&self) -> Blame {
         match self {
             Self::Config { .. } => Blame::Config,
-            Self::Unreachable { .. } | Self::Unavailable { .. } | Self::BadAnswer { .. } => {
-                Blame::Manager
-            }
+            Self::Unreachable { .. }
+            | Self::Unavailable { .. }
+            | Self::BadAnswer { .. }
+            | Self::BackingOff { .. } => Blame::Manager,
             Self::Transfer { .. } => Blame::Transfer,
             Self::Sources { tried, .. } => tried.last().map_or(Blame::Local, Error::blame),
             Self::Io { .. }
@@ -288,6 +292,10 @@ impl fmt::Display for Error {
                 humantime::format_duration(*limit)
             ),
             Self::Mirror { url, problem } => write!(f, "mirror {url}: {problem}"),
+            Self::BackingOff { until, reason } => write!(
+                f,
+                "backing off until {until} ({reason}): the manager was not contacted"
+            ),
             Self::Sources { what, tried } => {
                 write!(f, "{what}: every source failed")?;
                 for (i, e) in tried.iter().enumerate() {
@@ -393,6 +401,7 @@ impl std::error::Error for Error {
                 .map(|e| e as &(dyn std::error::Error + 'static)),
             Self::Config { .. }
             | Self::Locked
+            | Self::BackingOff { .. }
             | Self::Unavailable { .. }
             | Self::Refused { .. }
             | Self::Verify { .. }

@@ -246,6 +246,34 @@ fn with_the_manager_down_a_newer_signed_release_installs_from_the_mirror_and_rep
 }
 
 #[test]
+fn a_back_off_of_the_manager_still_reads_the_mirrors_and_is_left_as_it_is() {
+    let d = down_on_v1();
+    d.manager_gone();
+    let a = &d.s.a;
+    // The mirror has nothing newer yet: this run finds the manager down
+    // and backs off.
+    a.run().expect_code(69);
+    let backoff = a.state_dir.join("backoff.json");
+    let before = std::fs::read(&backoff).expect("a back-off after the manager was down");
+
+    let v2 = good_script("v2");
+    let sig2 = d.s.key.sign(&v2, &good_comment("2.0.0", T2));
+    d.tree.release(BIN, "2.0.0", &v2, Some(&sig2));
+    // Within the back-off: the manager is not contacted, the mirror is.
+    a.run().expect_code(69).expect_log(&[
+        "backing off until",
+        "reading the mirrors",
+        &format!("svc: installing 2.0.0 from mirror {}", d.tree.url),
+    ]);
+    a.assert_live(&v2, "v2 from the mirror during the back-off");
+    assert_eq!(
+        std::fs::read(&backoff).unwrap(),
+        before,
+        "a run that did not contact the manager changed its back-off"
+    );
+}
+
+#[test]
 fn with_the_manager_and_the_mirror_down_nothing_changes_and_the_run_exits_69() {
     let d = down_on_v1();
     let gone = format!("{}/", closed_port_url());
