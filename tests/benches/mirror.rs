@@ -56,6 +56,7 @@
 use binproxy_protocol::mirror::{artifact_file, bin_file, MirrorBin};
 use binproxy_protocol::{download_path, KeepaliveReply, Target, Version};
 use binproxy_tests::metrics::metric;
+use binproxy_tests::mirror::sync_command;
 use binproxy_tests::nginx::Nginx;
 use binproxy_tests::{artifact_bytes, manager_bin, output_within, Manager, ManagerOptions};
 use serde_json::{json, Value};
@@ -689,15 +690,7 @@ fn upload(m: &Manager, bin: &str, version: &str, bytes: &[u8]) -> String {
 /// `manager-lite mirror sync --to DIR --json`: (bytes copied, time taken).
 fn sync(m: &Manager, token: &Path, dir: &Path) -> (u64, Duration) {
     let started = Instant::now();
-    let mut cmd = Command::new(manager_bin());
-    cmd.args(["mirror", "sync", "--json", "--to"])
-        .arg(dir)
-        .arg("--server")
-        .arg(&m.url)
-        .arg("--token-file")
-        .arg(token)
-        .env_remove("MANAGER_ADMIN_TOKEN")
-        .env_remove("MANAGER_URL");
+    let mut cmd = sync_command(&m.url, token, dir, &["--json"]);
     let out = output_within(&mut cmd, SYNC_LIMIT);
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(0), "mirror sync: {out:?}");

@@ -12,13 +12,30 @@ use binproxy_protocol::Target;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::agent::Agent;
 use crate::metrics::metric;
 use crate::minisign::Minisign;
 use crate::nginx::Nginx;
-use crate::{sha256_hex, Manager};
+use crate::{manager_bin, sha256_hex, Manager};
+
+/// `manager-lite mirror sync --to DIR ARGS` against `server` with the token
+/// in `token`, nothing taken from the environment.
+pub fn sync_command(server: &str, token: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(manager_bin());
+    cmd.args(["mirror", "sync", "--to"])
+        .arg(dir)
+        .args(args)
+        .arg("--server")
+        .arg(server)
+        .arg("--token-file")
+        .arg(token)
+        .env_remove("MANAGER_ADMIN_TOKEN")
+        .env_remove("MANAGER_URL");
+    cmd
+}
 
 /// One mirror tree: `DIR/<name>/` of an nginx's files, at `URL/<name>/`.
 pub struct MirrorTree {

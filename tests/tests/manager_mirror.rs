@@ -13,6 +13,7 @@ use binproxy_protocol::mirror::{MirrorBin, MirrorIndex};
 use binproxy_protocol::Version;
 use binproxy_tests::enrollment::secured;
 use binproxy_tests::minisign::WELL_FORMED;
+use binproxy_tests::mirror::sync_command;
 use binproxy_tests::nginx::Nginx;
 use binproxy_tests::roles::new_token;
 use binproxy_tests::{
@@ -28,21 +29,6 @@ use std::time::Duration;
 
 /// How long one `mirror sync` may run.
 const SYNC_LIMIT: Duration = Duration::from_secs(120);
-
-/// `manager-lite mirror sync --to DIR ARGS` against `server` with the token in `token`.
-fn sync_command(server: &str, token: &Path, dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(manager_bin());
-    cmd.args(["mirror", "sync", "--to"])
-        .arg(dir)
-        .args(args)
-        .arg("--server")
-        .arg(server)
-        .arg("--token-file")
-        .arg(token)
-        .env_remove("MANAGER_ADMIN_TOKEN")
-        .env_remove("MANAGER_URL");
-    cmd
-}
 
 fn sync(server: &str, token: &Path, dir: &Path, args: &[&str]) -> Output {
     output_within(&mut sync_command(server, token, dir, args), SYNC_LIMIT)

@@ -27,17 +27,16 @@ use binproxy_protocol::Node;
 use binproxy_protocol::ProgressStatus::{self, Success};
 use binproxy_tests::agent::{count, good_script, progress, show, Agent, Outcome};
 use binproxy_tests::minisign::Minisign;
-use binproxy_tests::mirror::{came_from, configure, downloads_served};
+use binproxy_tests::mirror::{came_from, configure, downloads_served, sync_command};
 use binproxy_tests::nginx::Nginx;
 use binproxy_tests::signed::{self, good_comment, signed_timestamp, BIN, T1, T2};
-use binproxy_tests::{manager_bin, output_within, sha256_hex, Manager, TempDir};
+use binproxy_tests::{output_within, sha256_hex, Manager, TempDir};
 use serde_json::Value;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -403,16 +402,7 @@ fn check_queued(node: &str, reports: &[Value], sha1: &str, sha2: &str) {
 /// `manager-lite mirror sync --to DIR` against `m` with the token in `token`.
 #[track_caller]
 fn sync(m: &Manager, token: &Path, dir: &Path) {
-    let mut cmd = Command::new(manager_bin());
-    cmd.args(["mirror", "sync", "--to"])
-        .arg(dir)
-        .arg("--server")
-        .arg(&m.url)
-        .arg("--token-file")
-        .arg(token)
-        .env_remove("MANAGER_ADMIN_TOKEN")
-        .env_remove("MANAGER_URL");
-    let out = output_within(&mut cmd, SYNC_LIMIT);
+    let out = output_within(&mut sync_command(&m.url, token, dir, &[]), SYNC_LIMIT);
     assert_eq!(out.status.code(), Some(0), "mirror sync: {out:?}");
 }
 

@@ -8,12 +8,20 @@
 //! a second (default 16,700: a million hosts on a 60 s poll) for `--seconds`
 //! (default 60), request `k` due at `k / rate` and going to node `k mod N`,
 //! so each node polls once a minute. Meanwhile a release rolls out in waves
-//! (1%, 10%, 50%, 100%, a 5 s wait each, 500 successes to go on): a node
-//! whose keepalive answer names the new version reports `success` and says
-//! it runs it from then on. Printed: registration time, the rate held (sent
+//! (1%, 10%, 100%, 30 s each, the default 95% of successes to go on): a
+//! node whose keepalive answer names the new version reports `success` (a
+//! durable write) and says it runs it from then on (another). Printed: registration time, the rate held (sent
 //! on time or not), latency p50/p99/max from each request's due time (so a
 //! server that falls behind shows it), RSS before and after, and where the
 //! release got. Loopback only; every loop bounded in count and time.
+
+// Counts up to a few million, shown as rates and MiB: far inside f64's and
+// usize's exact ranges on the 64-bit machines this runs on.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,9 +32,12 @@ use super::{keepalive_body, start_manager, Conn, Opts};
 
 /// Keepalives a second of a million hosts polling every 60 s.
 pub const DEFAULT_RATE: u64 = 16_700;
+/// A careful first wave, as an operator would roll out to a million hosts:
+/// each reached node reports once, on its next poll.
 const PLAN: &str = r#"{"bin_name":"streamd","version":"2.0",
-  "waves":[{"percent":1,"wait":"5s"},{"percent":10,"wait":"5s"},{"percent":50,"wait":"5s"},{"percent":100}],
-  "success_threshold":"500"}"#;
+  "waves":[{"percent":1,"wait":"30s"},{"percent":10,"wait":"30s"},{"percent":100}]}"#;
+/// Waves in [`PLAN`].
+const WAVES: u64 = 3;
 
 pub fn run(o: &Opts) {
     super::fleet::pin_self(o);
@@ -44,6 +55,7 @@ pub fn run(o: &Opts) {
         o.clients,
         rss_mib(pid)
     );
+    println!("data directory: {:.0} MiB on disk", disk_mib(&data));
     let v2 = super::upload(&addr, "2.0", 9);
     let mut admin = Conn::open(&addr);
     let (status, body) = admin.call("POST", "/api/v1/releases", PLAN.as_bytes(), true);
@@ -61,7 +73,7 @@ pub fn run(o: &Opts) {
     // A fresh connection: the first one sat idle past the server's timeout.
     let (_, body) = Conn::open(&addr).call("GET", &format!("/api/v1/releases/{id}"), &[], true);
     println!(
-        "release {id}: wave {} of 4, {}% of the fleet, {} successes reported",
+        "release {id}: wave {} of {WAVES}, {}% of the fleet, {} successes reported",
         field(&body, "\"wave\":").map_or(0, |w| w + 1),
         field(&body, "\"percent\":").unwrap_or(0),
         held.updates.load(Ordering::Relaxed),
@@ -177,6 +189,26 @@ fn report_success(conn: &mut Conn, node: usize, sha: &str) {
         status == 200 || status == 201,
         "progress of node {node}: {status}"
     );
+}
+
+/// Space the files of `dir` (and one level below) take on disk.
+fn disk_mib(dir: &std::path::Path) -> f64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut blocks = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        blocks += meta.blocks();
+        if meta.is_dir() {
+            for inner in std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                blocks += inner.metadata().map_or(0, |m| m.blocks());
+            }
+        }
+    }
+    (blocks * 512) as f64 / (1024.0 * 1024.0)
 }
 
 /// The number after `key` in a JSON text (enough for these flat answers).

@@ -7,6 +7,7 @@
 use binproxy_protocol::{ProgressStatus, Release, ReleaseCounts};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::in_wave;
 use crate::store::{NodeRef, Store, StoreError};
@@ -41,7 +42,8 @@ pub fn count_node(release: &Release, facts: &Facts, node: NodeRef, c: &mut Relea
 /// Counts kept between recounts: a release is counted again only when what
 /// its counts come from moved ([`Store::fleet_changes`]: a node record, a
 /// deletion, a progress report), or its percent or artifacts did. A fleet
-/// where nothing changes costs no pass at all.
+/// where nothing changes costs no pass at all, and one that changes all the
+/// time spends at most a tenth of a core on passes ([`REST`]).
 #[derive(Default)]
 pub struct Counts {
     cached: Mutex<HashMap<u64, Cached>>,
@@ -52,7 +54,19 @@ struct Cached {
     percent: u32,
     hashes: HashSet<String>,
     counts: ReleaseCounts,
+    /// When the pass that made `counts` ended, and how long it took.
+    counted_at: Instant,
+    took: Duration,
 }
+
+/// A pass over the fleet may take at most this share of the time: after a
+/// pass of `d`, counts moved only by node changes and reports are kept for
+/// `d * (REST - 1)`. At 1,000 nodes a pass takes under a millisecond and
+/// this changes nothing; at a million it takes about half a second, and a
+/// fleet that reports all the time would otherwise be counted over and over
+/// (once a second from the reports alone), starving the keepalives of CPU.
+/// A new percent or new artifacts are counted at once.
+const REST: u32 = 10;
 
 impl Counts {
     /// The release's counts as of now.
@@ -61,10 +75,13 @@ impl Counts {
         let changes = store.fleet_changes();
         let hashes = store.release_hashes(r)?;
         if let Some(c) = self.lock().get(&r.id) {
-            if c.changes == changes && c.percent == r.percent && c.hashes == hashes {
+            let same_plan = c.percent == r.percent && c.hashes == hashes;
+            let resting = c.counted_at.elapsed() < c.took * (REST - 1);
+            if same_plan && (c.changes == changes || resting) {
                 return Ok(c.counts.clone());
             }
         }
+        let started = Instant::now();
         let reports = store.release_reports(r.id);
         let facts = Facts {
             reports: Some(&reports),
@@ -77,6 +94,8 @@ impl Counts {
             percent: r.percent,
             hashes,
             counts: counts.clone(),
+            counted_at: Instant::now(),
+            took: started.elapsed(),
         };
         self.lock().insert(r.id, cached);
         Ok(counts)
