@@ -4,11 +4,6 @@
 
 use std::process::ExitCode;
 
-/// See the workspace's Cargo.toml: glibc malloc slows down as the node
-/// map grows; mimalloc does not.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     ExitCode::from(manager_lite::cli::main(
         &std::env::args_os().collect::<Vec<_>>(),
