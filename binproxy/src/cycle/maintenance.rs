@@ -16,7 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::{Agent, BinResult};
 use crate::config::BinConfig;
 use crate::fetch;
-use crate::mirror::{self, TargetFrom};
+use crate::mirror::TargetFrom;
 use crate::state::Provenance;
 
 /// When the windows next open (RFC 3339, UTC) if they are closed at `unix`.
@@ -62,20 +62,12 @@ impl Agent<'_> {
         if let Err(e) = fetch::remove_strays(&bin.path, Some(&target.sha256sum)) {
             return format!("not staged: {e}");
         }
-        let sources = mirror::sources(&self.config.mirrors, &self.manager, target, from);
         let fetched = self
             .authorize(bin, target, from)
             .map_err(|why| format!("refused: {why}"))
             .and_then(|signed| {
-                fetch::fetch(
-                    &self.manager,
-                    target,
-                    &sources,
-                    &bin.path,
-                    signed.as_ref(),
-                    self.stop,
-                )
-                .map_err(|e| e.to_string())
+                self.download(bin, target, from, signed.as_ref())
+                    .map_err(|e| e.to_string())
             });
         match fetched {
             Ok(fetched) => {

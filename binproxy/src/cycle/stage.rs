@@ -43,15 +43,7 @@ impl Agent<'_> {
                     .map(Step::Done);
             }
         };
-        let sources = mirror::sources(&self.config.mirrors, &self.manager, target, from);
-        let fetched = match fetch::fetch(
-            &self.manager,
-            target,
-            &sources,
-            &bin.path,
-            signed.as_ref(),
-            self.stop,
-        ) {
+        let fetched = match self.download(bin, target, from, signed.as_ref()) {
             Ok(f) => f,
             Err(e) if self.stop.load(Ordering::Relaxed) => {
                 return Ok(Step::Done(BinResult::Skipped(e.to_string())))
@@ -124,6 +116,26 @@ impl Agent<'_> {
 
     /// Where the bytes of a `.part` file found complete came from: what the
     /// run that staged it recorded, when it was this target.
+    /// Downloads `target`'s bytes beside `bin`'s live file, from its
+    /// sources in order (the mirrors, then its own URL), verifying them.
+    pub(super) fn download(
+        &self,
+        bin: &BinConfig,
+        target: &Target,
+        from: &TargetFrom,
+        signed: Option<&Signed>,
+    ) -> Result<fetch::Fetched> {
+        let sources = mirror::sources(&self.config.mirrors, &self.manager, target, from);
+        fetch::fetch(
+            &self.manager,
+            target,
+            &sources,
+            &bin.path,
+            signed,
+            self.stop,
+        )
+    }
+
     fn staged_source(&mut self, bin: &BinConfig, target: &Target) -> String {
         self.state
             .bin(&bin.name)
