@@ -66,10 +66,7 @@ impl Entry {
             bin_name: self.bin.clone(),
             version: self.target_version.clone(),
             sha256sum: self.target_sha.clone(),
-            size: 0,
-            url: String::new(),
-            reason: None,
-            signature: None,
+            ..Target::default()
         }
     }
 }

@@ -476,6 +476,7 @@ mod tests {
             url: "/x".into(),
             reason: None,
             signature: None,
+            ..Target::default()
         };
         checked_target("http://m/api", &mut t).unwrap();
         assert_eq!(t.sha256sum, "ab".repeat(32));

@@ -247,6 +247,7 @@ RgpZH+YEZfj3nI3lKcZUbxgdVuZKxQu3w4uBs/oObnd13sPNUlhFINqMMGPOHItB6tHueg5EGCMMEasS
             url: String::new(),
             reason: None,
             signature: signature.map(Into::into),
+            ..Target::default()
         }
     }
 

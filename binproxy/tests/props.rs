@@ -254,9 +254,8 @@ fn target(bytes: &[u8], version: &str, signature: Option<String>) -> Target {
         version: version.into(),
         sha256sum: sha(bytes),
         size: bytes.len() as u64,
-        url: String::new(),
-        reason: None,
         signature,
+        ..Target::default()
     }
 }
 

@@ -58,8 +58,7 @@ impl FakeManager {
             url: format!("/dl/{sha}"),
             sha256sum: sha,
             size: artifact.len() as u64,
-            reason: None,
-            signature: None,
+            ..Target::default()
         };
         let settings = Arc::new(Mutex::new(Settings {
             bin: bin.to_owned(),

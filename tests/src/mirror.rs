@@ -112,8 +112,8 @@ pub fn target(bin: &str, version: &str, bytes: &[u8], sig: Option<&str>) -> Targ
         url: artifact_file(&sha),
         sha256sum: sha,
         size: bytes.len() as u64,
-        reason: None,
         signature: sig.map(str::to_owned),
+        ..Target::default()
     }
 }
 

@@ -132,7 +132,7 @@ impl NodeFacts for Node {
 
 /// The version of a bin a node should run: `GET /api/v1/bins/{bin}`, and each
 /// entry of a keepalive reply's `targets`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
     pub bin_name: String,
     pub version: String,
@@ -147,6 +147,58 @@ pub struct Target {
     /// The artifact's minisign signature (`.minisig` text), when one was uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// Patches that make this artifact from earlier builds (binproxy-delta
+    /// format): a node that has one of the `from` builds may fetch the
+    /// patch instead. The result is checked as the full artifact is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<Delta>,
+    /// The artifact as one zstd frame, when that is smaller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zst: Option<Packed>,
+}
+
+/// A patch to a target from the build whose sha256 is `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub from: String,
+    /// Of the patch file itself.
+    pub sha256: String,
+    pub size: u64,
+    /// Like [`Target::url`]: a path on the manager, or an absolute URL.
+    pub url: String,
+}
+
+/// Another encoding of a target's whole artifact (`zst`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Packed {
+    /// Of the encoded file.
+    pub sha256: String,
+    pub size: u64,
+    pub url: String,
+}
+
+/// How an agent got a build's bytes, in its progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A patch from a build the node had.
+    Delta,
+    /// The zstd form of the whole artifact.
+    Zst,
+    /// The artifact as it is.
+    Full,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Delta, Method::Zst, Method::Full];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delta => "delta",
+            Self::Zst => "zst",
+            Self::Full => "full",
+        }
+    }
 }
 
 /// Body of `POST /api/v1/bins/{bin}`: the node runs this hash now.
@@ -201,6 +253,12 @@ pub struct Progress {
     pub from_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Bytes the node downloaded for this update (success reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// How it got them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
 }
 
 /// A stored progress report, as `GET /api/v1/bins/{bin}/progress` lists it.
@@ -217,6 +275,10 @@ pub struct ProgressRecord {
     pub processing_time_ms: u64,
     #[serde(default)]
     pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
     /// RFC 3339.
     pub received_at: String,
 }

@@ -38,8 +38,8 @@ pub use names::{
 
 pub use admin::{AuditRecord, CreatedToken, NewToken, Role, TokenInfo};
 pub use agent::{
-    Installed, Keepalive, KeepaliveReply, Node, NodeFacts, Progress, ProgressRecord,
-    ProgressStatus, Target,
+    Delta, Installed, Keepalive, KeepaliveReply, Method, Node, NodeFacts, Packed, Progress,
+    ProgressRecord, ProgressStatus, Target,
 };
 pub use release::{
     BinVersions, BinView, NewRelease, NodeView, Pin, Release, ReleaseCounts, ReleaseEvent,

@@ -94,8 +94,7 @@ mod tests {
             sha256sum: sha.into(),
             size: 1,
             url: artifact_file(sha),
-            reason: None,
-            signature: None,
+            ..Target::default()
         }
     }
 

@@ -323,9 +323,10 @@ fn target() -> impl Strategy<Value = Target> {
         text(),
         option::of(text()),
         option::of(text()),
+        (vec(delta(), 0..3), option::of(packed())),
     )
         .prop_map(
-            |(bin_name, version, sha256sum, size, url, reason, signature)| Target {
+            |(bin_name, version, sha256sum, size, url, reason, signature, (deltas, zst))| Target {
                 bin_name,
                 version,
                 sha256sum,
@@ -333,8 +334,27 @@ fn target() -> impl Strategy<Value = Target> {
                 url,
                 reason,
                 signature,
+                deltas,
+                zst,
             },
         )
+}
+
+fn delta() -> impl Strategy<Value = Delta> {
+    (text(), text(), any::<u64>(), text()).prop_map(|(from, sha256, size, url)| Delta {
+        from,
+        sha256,
+        size,
+        url,
+    })
+}
+
+fn packed() -> impl Strategy<Value = Packed> {
+    (text(), any::<u64>(), text()).prop_map(|(sha256, size, url)| Packed { sha256, size, url })
+}
+
+fn method() -> impl Strategy<Value = Method> {
+    prop_oneof![Just(Method::Delta), Just(Method::Zst), Just(Method::Full)]
 }
 
 fn status() -> impl Strategy<Value = ProgressStatus> {
@@ -354,15 +374,26 @@ fn progress() -> impl Strategy<Value = Progress> {
         any::<u64>(),
         option::of(text()),
         option::of(text()),
+        (option::of(any::<u64>()), option::of(method())),
     )
         .prop_map(
-            |(node_id, target_hash, status, processing_time_ms, from_hash, message)| Progress {
+            |(
                 node_id,
                 target_hash,
                 status,
                 processing_time_ms,
                 from_hash,
                 message,
+                (bytes, method),
+            )| Progress {
+                node_id,
+                target_hash,
+                status,
+                processing_time_ms,
+                from_hash,
+                message,
+                bytes,
+                method,
             },
         )
 }
@@ -610,7 +641,7 @@ proptest! {
         round_trip(&ProgressRecord {
             id, node_id: secret.clone(), bin_name: v.bin_name, target_hash: v.sha256sum,
             from_hash: v.arch, status: ProgressStatus::Failed, processing_time_ms: id,
-            message: v.signature, received_at: v.created_at,
+            message: v.signature, bytes: Some(id), method: Some(Method::Delta), received_at: v.created_at,
         })?;
         round_trip(&ErrorBody { error: secret.clone() })?;
         round_trip(&Health { status: secret, version: ti.created_by })?;

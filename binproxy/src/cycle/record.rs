@@ -65,6 +65,8 @@ impl Agent<'_> {
                 processing_time_ms: now_ms().saturating_sub(started_ms),
                 from_hash: from.map(str::to_owned),
                 message: message.map(str::to_owned),
+                bytes: None,
+                method: None,
             },
         })
     }

@@ -55,10 +55,7 @@ impl Agent<'_> {
             bin_name: bin.name.clone(),
             version: format!("kept {}", short(&to)),
             sha256sum: to.clone(),
-            size: 0,
-            url: String::new(),
-            reason: None,
-            signature: None,
+            ..Target::default()
         };
         let entry = self.swap_in(
             bin,

@@ -146,6 +146,7 @@ fn target_of(data: &[u8]) -> Target {
         size: data.len() as u64,
         reason: None,
         signature: None,
+        ..Target::default()
     }
 }
 

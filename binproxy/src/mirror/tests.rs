@@ -21,6 +21,7 @@ fn target(url: &str) -> Target {
         url: url.into(),
         reason: None,
         signature: None,
+        ..Target::default()
     }
 }
 

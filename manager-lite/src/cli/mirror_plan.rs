@@ -130,6 +130,7 @@ fn bin_file(
                 url: artifact_file(&v.sha256sum),
                 reason: Some(reason.clone()),
                 signature: v.signature.clone(),
+                ..Target::default()
             };
             (key, target)
         })

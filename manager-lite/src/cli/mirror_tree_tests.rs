@@ -19,7 +19,7 @@ fn bin(name: &str, release_id: u64, sha: &str, generated_at: &str) -> MirrorBin 
         size: 3,
         url: format!("artifacts/{sha}"),
         reason: Some(format!("release {release_id} (mirror)")),
-        signature: None,
+        ..Target::default()
     };
     MirrorBin {
         bin_name: name.into(),

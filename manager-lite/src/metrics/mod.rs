@@ -562,6 +562,8 @@ mod tests {
             processing_time_ms: 1500,
             from_hash: None,
             message: None,
+            bytes: None,
+            method: None,
         };
         for i in 0..=MAX_BINS {
             m.progress(&format!("bin{i}"), &p(ProgressStatus::Success));

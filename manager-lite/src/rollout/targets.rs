@@ -267,6 +267,7 @@ fn artifact(
             size: a.size,
             reason: Some(reason.clone()),
             signature: a.signature,
+            ..Target::default()
         }),
         reason,
     })

@@ -50,6 +50,8 @@ impl Store {
                 status: p.status,
                 processing_time_ms: p.processing_time_ms,
                 message: p.message.clone(),
+                bytes: p.bytes,
+                method: p.method,
                 received_at: rfc3339(now),
             };
             let mut reports = txn.open_table(PROGRESS).at(&self.path, "progress")?;
@@ -185,6 +187,8 @@ mod tests {
             processing_time_ms: n,
             from_hash: None,
             message: None,
+            bytes: None,
+            method: None,
         }
     }
 
