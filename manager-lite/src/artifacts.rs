@@ -13,7 +13,7 @@ use binproxy_protocol::hex;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -39,6 +39,13 @@ pub struct Staged {
     tmp: PathBuf,
     pub sha256: String,
     pub size: u64,
+}
+
+impl Staged {
+    /// Opens the staged file for reading.
+    pub fn open(&self) -> io::Result<File> {
+        File::open(&self.tmp)
+    }
 }
 
 impl Drop for Staged {
@@ -103,11 +110,40 @@ impl Artifacts {
         staged
     }
 
-    fn stage(&self, body: &mut dyn Read, max: u64) -> Result<Staged, IngestError> {
+    /// Stages a file the manager makes itself (a zst form, a patch):
+    /// `make` writes it into a temp file, which is fsync'd and hashed.
+    pub fn stage_with<E: From<io::Error>>(
+        &self,
+        make: impl FnOnce(&mut File) -> Result<(), E>,
+    ) -> Result<Staged, E> {
+        let tmp = self.temp_name();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let mut staged = Staged {
+            tmp,
+            sha256: String::new(),
+            size: 0,
+        };
+        make(&mut file)?;
+        file.sync_all()?;
+        file.seek(io::SeekFrom::Start(0))?;
+        let mut hasher = Sha256::new();
+        staged.size = io::copy(&mut file, &mut hasher)?;
+        staged.sha256 = hex(&hasher.finalize());
+        Ok(staged)
+    }
+
+    fn temp_name(&self) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .dir
-            .join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
+        self.dir
+            .join(format!("{TMP_PREFIX}{}-{n}", std::process::id()))
+    }
+
+    fn stage(&self, body: &mut dyn Read, max: u64) -> Result<Staged, IngestError> {
+        let tmp = self.temp_name();
         let disk = |source| IngestError::Disk {
             path: tmp.clone(),
             source,

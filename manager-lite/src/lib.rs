@@ -38,6 +38,7 @@ pub mod artifacts;
 pub mod backup;
 pub mod cli;
 pub mod degraded;
+pub mod deltas;
 pub mod metrics;
 pub mod page;
 pub mod pki;

@@ -38,6 +38,8 @@ pub struct ServeConfig {
     /// `--artifact-url-base`: targets point there instead of the download route.
     pub artifact_url_base: Option<String>,
     pub max_artifact_size: u64,
+    /// `--delta-from`: patches to a new version from this many earlier ones.
+    pub delta_from: usize,
     pub progress_keep: usize,
     /// Connections open at once (`--workers` is its old name).
     pub max_connections: usize,
@@ -104,6 +106,7 @@ pub fn run(config: &ServeConfig) -> Result<(), ServeError> {
     let app = Arc::new(open(config)?);
     // What --keep-versions allows to go since the last run (a lowered N).
     crate::api::bins::prune_versions(&app);
+    crate::deltas::start(&app).map_err(ServeError::Runtime)?;
     let limits = limits(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -272,6 +275,7 @@ fn open(config: &ServeConfig) -> Result<App, ServeError> {
         counts: crate::rollout::Counts::default(),
         metrics: crate::metrics::Metrics::new(config.metrics_public),
         alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,
+        deltas: crate::deltas::Queue::new(config.delta_from),
     })
 }
 

@@ -23,6 +23,13 @@ pub struct Version {
     /// The minisign signature of the artifact (`.minisig` text), if uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// Patches to this artifact from earlier builds, once the manager has
+    /// made them (urls are the manager's download paths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<crate::Delta>,
+    /// Its zst form, once made and when smaller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zst: Option<crate::Packed>,
 }
 
 /// A bin and its versions: `GET /api/v1/bins`.

@@ -417,6 +417,8 @@ fn version() -> impl Strategy<Value = Version> {
                 size,
                 created_at,
                 signature,
+                deltas: Vec::new(),
+                zst: None,
             },
         )
 }

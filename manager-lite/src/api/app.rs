@@ -27,6 +27,20 @@ pub struct App {
     pub counts: rollout::Counts,
     pub metrics: crate::metrics::Metrics,
     pub alerts: crate::alerts::Alerts,
+    /// Versions waiting for their zst form and patches (`crate::deltas`).
+    pub deltas: crate::deltas::Queue,
+}
+
+impl crate::deltas::Parts for App {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+    fn artifacts(&self) -> &Artifacts {
+        &self.artifacts
+    }
+    fn queue(&self) -> &crate::deltas::Queue {
+        &self.deltas
+    }
 }
 
 /// Successes recount a bin's releases at most this often (a recount is
@@ -46,6 +60,12 @@ impl App {
         let mut decision = targets::decide(&self.store, node, bin, arch)?;
         if let (Some(base), Some(t)) = (&self.artifact_url_base, &mut decision.target) {
             t.url = format!("{base}{}", t.sha256sum);
+            for d in &mut t.deltas {
+                d.url = format!("{base}{}", d.sha256);
+            }
+            if let Some(z) = &mut t.zst {
+                z.url = format!("{base}{}", z.sha256);
+            }
         }
         Ok(decision)
     }

@@ -7,7 +7,7 @@
 //! pruning after an upload.
 
 use binproxy_protocol::{
-    check_arch, check_bin_name, check_node_id, check_sha256, check_version, hex,
+    check_arch, check_bin_name, check_node_id, check_sha256, check_version, download_path, hex,
     names::normalize_arch, BinVersions, Installed, Node, Progress, Version,
 };
 use sha2::{Digest, Sha256};
@@ -24,7 +24,7 @@ use crate::api::request::{
 use crate::artifacts::IngestError;
 use crate::rollout::{self, targets};
 use crate::signature;
-use crate::store::PutVersion;
+use crate::store::{PutVersion, StoreError};
 use crate::time::now_rfc3339;
 
 /// Content-addressed bytes never change: any cache may keep them.
@@ -200,6 +200,8 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
         size: staged.size,
         created_at: now_rfc3339(),
         signature: None,
+        deltas: Vec::new(),
+        zst: None,
     };
     // Decide before giving the file its name, so a refused upload leaves nothing.
     if let Some(found) = app
@@ -221,6 +223,7 @@ pub fn upload(app: &App, bin: &str, url: &Url, rq: &mut Request) -> Answer {
     drop(names);
     match put {
         PutVersion::Created(v) => {
+            app.deltas.request(&v);
             prune_versions(app);
             Ok(Reply::json(201, &v))
         }
@@ -361,6 +364,9 @@ pub fn list_bins(app: &App) -> Answer {
         .store
         .bins()?
         .into_iter()
+        .map(|(bin_name, versions)| with_forms(app, versions).map(|v| (bin_name, v)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
         .map(|(bin_name, versions)| {
             // Each file once: two versions of the same bytes share it.
             let files: BTreeMap<&str, u64> = versions
@@ -384,7 +390,17 @@ pub fn bin_versions(app: &App, bin: &str) -> Answer {
     if versions.is_empty() {
         return Err(ApiError::not_found(format!("unknown bin {bin}")));
     }
-    Ok(Reply::json(200, &versions))
+    Ok(Reply::json(200, &with_forms(app, versions)?))
+}
+
+/// Versions with the forms made for them (`mirror sync` copies those too).
+fn with_forms(app: &App, mut versions: Vec<Version>) -> Result<Vec<Version>, StoreError> {
+    for v in &mut versions {
+        if let Some(forms) = app.store.forms(&v.sha256sum)? {
+            forms.offer(v, download_path);
+        }
+    }
+    Ok(versions)
 }
 
 pub fn list_progress(app: &App, bin: &str, url: &Url) -> Answer {

@@ -18,7 +18,9 @@ pub fn answer(app: &App) -> Answer {
         parts: health::parts(&app.store, &app.artifacts),
         reopens: app.store.reopens(),
     };
-    let mut text = app.metrics.render(&fleet, app.alerts.stats(), &storage);
+    let mut text = app
+        .metrics
+        .render(&fleet, app.alerts.stats(), &storage, &app.deltas.counters);
     let artifacts = app
         .artifacts
         .bytes()

@@ -26,6 +26,16 @@ pub fn create_release(app: &App, actor: &Actor, rq: &mut Request) -> Answer {
     let release = rollout::create_release(&app.store, &new, &actor.name, SystemTime::now())
         .map_err(|e| release_error(e, &format!("version {} of {}", new.version, new.bin_name)))?;
     let release = fresh(app, release)?;
+    // A release of a version uploaded before patches were made (or made
+    // while the queue was full) gets them now.
+    if let Ok(versions) = app
+        .store
+        .versions(&release.bin_name, Some(&release.version))
+    {
+        for v in &versions {
+            app.deltas.request(v);
+        }
+    }
     log::info!(
         "release {} of {} {} created by {} ({})",
         release.id,

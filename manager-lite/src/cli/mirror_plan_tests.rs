@@ -22,6 +22,8 @@ fn version(version: &str, arch: Option<&str>, sha: char, created_at: &str) -> Ve
         size: 10,
         created_at: created_at.into(),
         signature: None,
+        deltas: Vec::new(),
+        zst: None,
     }
 }
 

@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// http(s), ending in `/`.
     #[arg(long, value_name = "URL", value_parser = url_base)]
     pub artifact_url_base: Option<String>,
+    /// Make patches to each new version from the newest N earlier builds of
+    /// its bin and arch, in the background (0: none; the zst form is made
+    /// anyway).
+    #[arg(long, value_name = "N", default_value = "2")]
+    pub delta_from: usize,
     /// Largest upload, in bytes.
     #[arg(long, value_name = "BYTES", default_value = "1073741824", value_parser = count::<u64>)]
     pub max_artifact_size: u64,
@@ -147,6 +152,7 @@ impl ServeArgs {
             keep_versions: self.keep_versions,
             artifact_url_base: self.artifact_url_base,
             max_artifact_size: self.max_artifact_size,
+            delta_from: self.delta_from,
             progress_keep: self.progress_keep,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,

@@ -11,6 +11,7 @@
 //! names (never raw paths), and past [`MAX_BINS`] distinct bin names the
 //! rest count as `_other`.
 
+mod forms;
 mod net;
 
 pub use net::{Cut, Net, Refused, Summary};
@@ -91,6 +92,8 @@ struct Inner {
     reports: BTreeMap<(String, &'static str), u64>,
     /// (bin, outcome) → durations of finished updates.
     update_seconds: BTreeMap<(String, &'static str), Histogram>,
+    /// (bin, method) → bytes nodes downloaded for successful updates.
+    update_bytes: BTreeMap<(String, &'static str), u64>,
     /// Bin names with their own label value.
     bins: HashSet<String>,
 }
@@ -168,15 +171,29 @@ impl Metrics {
                 .or_insert_with(|| Histogram::new(UPDATE_BOUNDS))
                 .observe(seconds);
         }
+        if let (ProgressStatus::Success, Some(bytes), Some(method)) = (p.status, p.bytes, p.method)
+        {
+            *inner
+                .update_bytes
+                .entry((bin.clone(), method.as_str()))
+                .or_default() += bytes;
+        }
         *inner.reports.entry((bin, outcome)).or_default() += 1;
     }
 
     /// The whole exposition: fleet gauges, then the counters.
-    pub fn render(&self, fleet: &FleetSnapshot, alerts: &Stats, storage: &Storage) -> String {
+    pub fn render(
+        &self,
+        fleet: &FleetSnapshot,
+        alerts: &Stats,
+        storage: &Storage,
+        forms: &crate::deltas::Counters,
+    ) -> String {
         let mut out = Text::default();
         nodes(&mut out, fleet);
         releases(&mut out, &fleet.releases);
         self.counters(&mut out, alerts);
+        forms::render(&mut out, &self.lock().update_bytes, forms);
         storage_metrics(&mut out, storage);
         out.0
     }

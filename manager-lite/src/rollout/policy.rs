@@ -274,6 +274,8 @@ mod tests {
             size: 1,
             created_at: String::new(),
             signature: None,
+            deltas: Vec::new(),
+            zst: None,
         };
         assert!(matches!(
             store.put_version(&version("1", None, "a")).unwrap(),

@@ -59,7 +59,7 @@ pub fn decide_at(
     for r in store.live_releases().iter().filter(|r| r.bin_name == bin) {
         let outcome = match reach(r, node) {
             Reach::Reached(reason) => match windowed(store, node, r, arch, reason, now)? {
-                Outcome::Target(decision) => contained(store, node, r, decision),
+                Outcome::Target(decision) => contained(store, node, r, *decision),
                 skip @ Outcome::Skip(_) => skip,
             },
             Reach::Skip(why_not) => Outcome::Skip(why_not),
@@ -72,7 +72,7 @@ pub fn decide_at(
                         t.reason = Some(decision.reason.clone());
                     }
                 }
-                return Ok(decision);
+                return Ok(*decision);
             }
             Outcome::Skip(why_not) => {
                 skipped.get_or_insert(why_not);
@@ -94,7 +94,7 @@ enum Reach {
 /// What one release gives a node: a target, or none and why (the node's
 /// why-not text; not an error).
 enum Outcome {
-    Target(Decision),
+    Target(Box<Decision>),
     Skip(String),
 }
 
@@ -138,14 +138,14 @@ fn reach(r: &Release, node: &Node) -> Reach {
 /// progress for it, or run its artifact. The others are skipped.
 fn contained(store: &Store, node: &Node, r: &Release, decision: Decision) -> Outcome {
     if r.status != ReleaseStatus::Paused {
-        return Outcome::Target(decision);
+        return Outcome::Target(Box::new(decision));
     }
     let running = decision
         .target
         .as_ref()
         .is_some_and(|t| node.bins.get(&r.bin_name) == Some(&t.sha256sum));
     if running || store.has_reported(r.id, &node.node_id) {
-        return Outcome::Target(decision);
+        return Outcome::Target(Box::new(decision));
     }
     Outcome::Skip(format!(
         "release {} paused: {}; it adds no node, and this one had not started it",
@@ -169,7 +169,8 @@ fn windowed(
 ) -> Result<Outcome, StoreError> {
     let until = match closed_until(r, now) {
         Ok(None) => {
-            return artifact(store, &r.bin_name, &r.version, arch, reason).map(Outcome::Target)
+            return artifact(store, &r.bin_name, &r.version, arch, reason)
+                .map(|d| Outcome::Target(Box::new(d)))
         }
         Ok(Some(until)) => until,
         Err(invalid) => return Ok(Outcome::Skip(invalid.to_string())),
@@ -191,7 +192,7 @@ fn windowed(
         .as_ref()
         .is_some_and(|t| running == Some(&t.sha256sum));
     Ok(if installed {
-        Outcome::Target(decision)
+        Outcome::Target(Box::new(decision))
     } else {
         Outcome::Skip(closed)
     })
@@ -267,7 +268,8 @@ fn artifact(
             size: a.size,
             reason: Some(reason.clone()),
             signature: a.signature,
-            ..Target::default()
+            deltas: a.deltas,
+            zst: a.zst,
         }),
         reason,
     })

@@ -16,7 +16,9 @@ use std::collections::HashSet;
 
 use std::sync::PoisonError;
 
-use super::{Context, Result, Store, LAST_SEEN, NODES, NODE_SECRETS, PINS, RELEASES, VERSIONS};
+use super::{
+    Context, Result, Store, FORMS, LAST_SEEN, NODES, NODE_SECRETS, PINS, RELEASES, VERSIONS,
+};
 
 /// What refers to a bin's versions, read inside the deleting transaction.
 pub struct References {
@@ -141,11 +143,16 @@ impl Store {
             }
             let mut orphans: HashSet<String> =
                 doomed.iter().map(|(_, v)| v.sha256sum.clone()).collect();
+            let mut live = HashSet::new();
             for row in versions.iter().at(&self.path, "versions")? {
                 let (_, value) = row.at(&self.path, "versions")?;
-                let v: Version = self.decode(value.value(), "version")?;
-                orphans.remove(&v.sha256sum);
+                live.insert(self.decode::<Version>(value.value(), "version")?.sha256sum);
             }
+            orphans.retain(|sha| !live.contains(sha));
+            // Its zst form and patches to it and from it go with it.
+            let mut forms = txn.open_table(FORMS).at(&self.path, "forms")?;
+            let freed = self.drop_forms(&mut forms, &orphans)?;
+            orphans.extend(freed.into_iter().filter(|sha| !live.contains(sha)));
             Ok(Deletion::Deleted {
                 versions: doomed.into_iter().map(|(_, v)| v).collect(),
                 orphans: orphans.into_iter().collect(),

@@ -6,7 +6,7 @@
 //! This file opens the database: the schema, the table definitions, the
 //! errors and the [`Store`] itself. Each table family has its file of
 //! `impl Store`: [`nodes`](self::nodes) (with [`node_record`](self::node_record)),
-//! `versions`, `releases`, `pins`, `tokens` (and audit), `progress`,
+//! `versions` (with `forms`), `releases`, `pins`, `tokens` (and audit), `progress`,
 //! `node_secrets`, `deletion`, `fleet` (the metrics view) and `snapshot`
 //! (backups); `db` is the redb handle that reopens after an I/O error, and
 //! `mirror` the in-memory copy some tables keep.
@@ -39,6 +39,7 @@ mod db;
 mod degraded_tests;
 mod deletion;
 mod fleet;
+mod forms;
 mod mirror;
 mod node_record;
 mod node_secrets;
@@ -54,6 +55,7 @@ mod versions;
 
 pub use deletion::{Deletion, References};
 pub use fleet::FleetSnapshot;
+pub use forms::{DeltaFile, FormFile, Forms};
 use mirror::Mirror;
 pub use node_record::{Interner, NodeRecord, NodeRef};
 pub use node_secrets::Enrolling;
@@ -76,6 +78,8 @@ const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const LAST_SEEN: TableDefinition<&str, u64> = TableDefinition::new("last_seen");
 /// (bin, version, arch or "") → JSON [`Version`].
 const VERSIONS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("versions");
+/// artifact sha256 → JSON [`Forms`]: its zst form and patches to it.
+const FORMS: TableDefinition<&str, &[u8]> = TableDefinition::new("forms");
 /// release id → JSON [`Release`].
 const RELEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("releases");
 /// (bin, report id) → JSON [`ProgressRecord`]; ids grow, so a range reads newest last.
@@ -312,6 +316,7 @@ impl Store {
             txn.open_table(NODES).at(&self.path, "nodes")?;
             txn.open_table(LAST_SEEN).at(&self.path, "last_seen")?;
             txn.open_table(VERSIONS).at(&self.path, "versions")?;
+            txn.open_table(FORMS).at(&self.path, "forms")?;
             txn.open_table(RELEASES).at(&self.path, "releases")?;
             txn.open_table(PROGRESS).at(&self.path, "progress")?;
             txn.open_table(RELEASE_NODES)

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{
-    Context, Result, Store, StoreError, AUDIT, KEY_SCHEMA, LAST_SEEN, META, NODES, NODE_SECRETS,
-    PINS, PROGRESS, PROGRESS_BY_NODE, RELEASES, RELEASE_NODES, TOKENS, VERSIONS,
+    Context, Forms, Result, Store, StoreError, AUDIT, FORMS, KEY_SCHEMA, LAST_SEEN, META, NODES,
+    NODE_SECRETS, PINS, PROGRESS, PROGRESS_BY_NODE, RELEASES, RELEASE_NODES, TOKENS, VERSIONS,
 };
 use binproxy_protocol::Version;
 
@@ -47,6 +47,7 @@ impl Store {
             NODES.name(),
             LAST_SEEN.name(),
             VERSIONS.name(),
+            FORMS.name(),
             RELEASES.name(),
             PROGRESS.name(),
             PROGRESS_BY_NODE.name(),
@@ -81,6 +82,7 @@ impl Store {
         copy(NODES, &txn, &write, dest)?;
         copy(LAST_SEEN, &txn, &write, dest)?;
         copy(VERSIONS, &txn, &write, dest)?;
+        copy(FORMS, &txn, &write, dest)?;
         copy(RELEASES, &txn, &write, dest)?;
         copy(PROGRESS, &txn, &write, dest)?;
         copy(PROGRESS_BY_NODE, &txn, &write, dest)?;
@@ -91,14 +93,7 @@ impl Store {
         copy(AUDIT, &txn, &write, dest)?;
         write.commit().at(dest, "snapshot: committing the copy")?;
         drop(out);
-        let mut hashes = BTreeSet::new();
-        let versions = txn.open_table(VERSIONS).at(&self.path, "versions")?;
-        for row in redb::ReadableTable::iter(&versions).at(&self.path, "versions")? {
-            let (_, value) = row.at(&self.path, "versions")?;
-            let v: Version = self.decode(value.value(), "version")?;
-            hashes.insert(v.sha256sum);
-        }
-        Ok(hashes)
+        hashes_in(&txn, &self.path)
     }
 }
 
@@ -112,18 +107,34 @@ pub fn inspect_copy(path: &Path) -> Result<(u64, BTreeSet<String>)> {
         .get(KEY_SCHEMA)
         .at(path, "meta")?
         .map_or(0, |v| v.value());
-    let versions = txn.open_table(VERSIONS).at(path, "versions")?;
+    Ok((schema, hashes_in(&txn, path)?))
+}
+
+/// The artifact files a database at one commit refers to: its versions'
+/// and their forms'.
+fn hashes_in(txn: &ReadTransaction, path: &Path) -> Result<BTreeSet<String>> {
+    fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Path, what: &str) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            what: format!("{what}: {e}"),
+        })
+    }
     let mut hashes = BTreeSet::new();
+    let versions = txn.open_table(VERSIONS).at(path, "versions")?;
     for row in redb::ReadableTable::iter(&versions).at(path, "versions")? {
         let (_, value) = row.at(path, "versions")?;
-        let v: Version =
-            serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("version: {e}"),
-            })?;
-        hashes.insert(v.sha256sum);
+        hashes.insert(decode::<Version>(value.value(), path, "version")?.sha256sum);
     }
-    Ok((schema, hashes))
+    // A database from before forms has no such table.
+    let Ok(forms) = txn.open_table(FORMS) else {
+        return Ok(hashes);
+    };
+    for row in redb::ReadableTable::iter(&forms).at(path, "forms")? {
+        let (_, value) = row.at(path, "forms")?;
+        let f: Forms = decode(value.value(), path, "forms")?;
+        hashes.extend(f.files().map(str::to_owned));
+    }
+    Ok(hashes)
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 //! is stored once; the same bytes again are found, other bytes refused.
 //! Deleting versions is in `deletion.rs`.
 
-use binproxy_protocol::{Release, Version};
+use binproxy_protocol::{download_path, Release, Version};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, HashSet};
 
-use super::{to_json, Context, Result, Store, VERSIONS};
+use super::{to_json, Context, Forms, Result, Store, FORMS, VERSIONS};
 
 /// What [`Store::put_version`] found.
 #[derive(Debug)]
@@ -104,7 +104,8 @@ impl Store {
     }
 
     /// The artifact of `bin` `version` for `arch`: the one uploaded for that
-    /// arch, else the one uploaded without an arch.
+    /// arch, else the one uploaded without an arch; with the forms made for
+    /// it (at the manager's download paths).
     pub fn artifact(&self, bin: &str, version: &str, arch: &str) -> Result<Option<Version>> {
         let txn = self.read("reading versions")?;
         let t = txn.open_table(VERSIONS).at(&self.path, "versions")?;
@@ -116,20 +117,24 @@ impl Store {
         };
         for a in keys {
             if let Some(hit) = t.get((bin, version, a)).at(&self.path, "versions")? {
-                return self.decode(hit.value(), "version").map(Some);
+                let mut v: Version = self.decode(hit.value(), "version")?;
+                let forms = txn.open_table(FORMS).at(&self.path, "forms")?;
+                if let Some(f) = forms.get(v.sha256sum.as_str()).at(&self.path, "forms")? {
+                    let f: Forms = self.decode(f.value(), "forms")?;
+                    f.offer(&mut v, download_path);
+                }
+                return Ok(Some(v));
             }
         }
         Ok(None)
     }
 
-    /// The hashes of every stored version's artifact.
+    /// The hashes of every stored artifact file: the versions' and their
+    /// forms'.
     pub fn artifact_hashes(&self) -> Result<HashSet<String>> {
-        Ok(self
-            .bins()?
-            .into_values()
-            .flatten()
-            .map(|v| v.sha256sum)
-            .collect())
+        let mut out = self.form_files()?;
+        out.extend(self.bins()?.into_values().flatten().map(|v| v.sha256sum));
+        Ok(out)
     }
 
     /// The artifact hashes of a release's version, every arch.
@@ -159,6 +164,8 @@ mod tests {
             size: 1,
             created_at: String::new(),
             signature: None,
+            deltas: Vec::new(),
+            zst: None,
         };
         store.put_version(&version(Some("aarch64"), "c")).unwrap();
         store.put_version(&version(None, "d")).unwrap();
