@@ -42,9 +42,11 @@ use crate::outcome::{log_action, BinResult, Exit};
 use crate::report::{Outbox, Report};
 use crate::state::{now_ms, Provenance, State};
 use crate::{backoff, bounds, fetch, fsutil, health, host, hygiene, lock, swap};
+use record::Said;
 
 mod maintenance;
 mod mirrored;
+mod obtain;
 mod record;
 mod recover;
 mod rollback;
@@ -295,6 +297,7 @@ impl<'a> Agent<'a> {
             let started = Instant::now();
             let result = self.decide(bin, target.as_ref(), local.as_deref(), &TargetFrom::Manager);
             let to = target.as_ref().map(|t| t.sha256sum.as_str());
+            let delivery = self.delivered(bin, &result, to);
             log_action(
                 &bin.name,
                 "update",
@@ -302,6 +305,7 @@ impl<'a> Agent<'a> {
                 to,
                 &result,
                 started.elapsed(),
+                delivery.as_ref(),
             );
             results.push(result);
         }
@@ -352,7 +356,7 @@ impl<'a> Agent<'a> {
         if local == Some(sha) {
             st.backoff = None;
             // Partial downloads of hashes that are not the target any more.
-            if let Err(e) = fetch::remove_strays(&bin.path, None) {
+            if let Err(e) = fetch::remove_strays(&bin.path, &[]) {
                 log::warn!("{}: {e}", bin.name);
             }
             return BinResult::OnTarget;
@@ -371,7 +375,7 @@ impl<'a> Agent<'a> {
                 short(sha)
             ));
         }
-        if let Some(result) = self.outside_window(bin, target, from) {
+        if let Some(result) = self.outside_window(bin, target, local, from) {
             return result;
         }
         self.update(bin, target, local, from).unwrap_or_else(|e| {
@@ -410,7 +414,7 @@ impl<'a> Agent<'a> {
             local,
             ProgressStatus::InProgress,
             started_ms,
-            None,
+            Said::default(),
         )?;
         let staged = match self.stage(bin, target, local, started_ms, from)? {
             Step::Continue(staged) => staged,
@@ -511,14 +515,12 @@ impl<'a> Agent<'a> {
                 st.staged_from = None;
             }
             let from = entry.previous_sha.as_deref();
-            self.report(
-                bin,
-                &entry.target(),
-                from,
-                ProgressStatus::Success,
-                entry.started_ms,
-                None,
-            )?;
+            let said = Said {
+                message: None,
+                delivery: entry.delivery(),
+            };
+            let status = ProgressStatus::Success;
+            self.report(bin, &entry.target(), from, status, entry.started_ms, said)?;
         }
         let protect: Vec<&str> = entry.previous_sha.iter().map(String::as_str).collect();
         let st = self.state.bin(&bin.name);
@@ -577,14 +579,12 @@ impl<'a> Agent<'a> {
         st.quarantine(&entry.target_sha, reason);
         st.record("rolled_back", &entry.target_sha, &message);
         let from = entry.previous_sha.as_deref();
-        self.report(
-            bin,
-            &target,
-            from,
-            ProgressStatus::RolledBack,
-            entry.started_ms,
-            Some(&message),
-        )?;
+        let said = Said {
+            message: Some(&message),
+            delivery: entry.delivery(),
+        };
+        let status = ProgressStatus::RolledBack;
+        self.report(bin, &target, from, status, entry.started_ms, said)?;
         self.persist()?;
         journal::clear(&self.config.state_dir, &bin.name)?;
         Ok(BinResult::RolledBack(message))

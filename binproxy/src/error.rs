@@ -85,6 +85,14 @@ pub enum Error {
     /// order tried. Blamed like the last one: for an artifact, that is the
     /// target's own URL, so a manager that failed still backs off.
     Sources { what: String, tried: Vec<Error> },
+    /// A patch or the zst form of an artifact did not make the artifact (see
+    /// [`crate::delivery`]); the next way of getting it is tried.
+    Unpack {
+        bin: String,
+        /// `patch from kept 1a2b3c4d5e6f`, `zst form`.
+        what: String,
+        problem: Unpacking,
+    },
     /// A back-off of the manager is in force until `until` (`reason`): this
     /// run did not contact it, and read only the mirrors.
     BackingOff { until: String, reason: String },
@@ -145,6 +153,16 @@ pub enum MirrorProblem {
     WrongBin { want: String, found: String },
     /// The target's sha256 is not 64 hex digits.
     BadTarget(NameError),
+}
+
+/// Why a patch or a zst file did not make the artifact.
+#[derive(Debug)]
+pub enum Unpacking {
+    /// Applying or decompressing failed: a damaged patch, one for another
+    /// base or size, or a local read or write error.
+    Delta(binproxy_delta::DeltaError),
+    /// It made other bytes than the target's (size, sha256 or signature).
+    Result(String),
 }
 
 /// Why a download was cut.
@@ -213,6 +231,7 @@ impl Error {
             | Self::Stopped { .. }
             | Self::CycleTimeout { .. }
             | Self::Mirror { .. }
+            | Self::Unpack { .. }
             | Self::NoKeptVersion { .. }
             | Self::AlreadyLive { .. }
             | Self::BadSecretFile { .. }
@@ -292,6 +311,7 @@ impl fmt::Display for Error {
                 humantime::format_duration(*limit)
             ),
             Self::Mirror { url, problem } => write!(f, "mirror {url}: {problem}"),
+            Self::Unpack { bin, what, problem } => write!(f, "{bin}: {what}: {problem}"),
             Self::BackingOff { until, reason } => write!(
                 f,
                 "backing off until {until} ({reason}): the manager was not contacted"
@@ -371,6 +391,15 @@ impl fmt::Display for MirrorProblem {
     }
 }
 
+impl fmt::Display for Unpacking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Delta(e) => write!(f, "{e}"),
+            Self::Result(why) => write!(f, "the result was rejected: {why}"),
+        }
+    }
+}
+
 impl fmt::Display for SecretLoss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -396,6 +425,10 @@ impl std::error::Error for Error {
                 ..
             } => Some(e.as_ref()),
             Self::Mirror { problem, .. } => problem.source(),
+            Self::Unpack {
+                problem: Unpacking::Delta(e),
+                ..
+            } => Some(e),
             Self::Sources { tried, .. } => tried
                 .last()
                 .map(|e| e as &(dyn std::error::Error + 'static)),
@@ -411,6 +444,10 @@ impl std::error::Error for Error {
             }
             | Self::Stopped { .. }
             | Self::CycleTimeout { .. }
+            | Self::Unpack {
+                problem: Unpacking::Result(_),
+                ..
+            }
             | Self::NoKeptVersion { .. }
             | Self::AlreadyLive { .. }
             | Self::BadSecretFile { .. }

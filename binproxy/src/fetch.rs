@@ -6,7 +6,7 @@
 //! next attempt (the next source, or the next run) resumes it with a `Range`
 //! request.
 
-use binproxy_protocol::Target;
+use binproxy_protocol::{Delta, Packed, Target};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -22,6 +22,18 @@ use crate::verify::{Signed, Verifier};
 
 /// The partial download of `sha` for the file at `live`.
 pub fn part_path(live: &Path, sha: &str) -> PathBuf {
+    beside(live, sha, "part")
+}
+
+/// Where the artifact `sha` is made from a patch or its zst form before it
+/// is checked (see [`crate::delivery`]): not a `.part` file, so what a killed
+/// run left there is removed, never resumed.
+pub fn new_path(live: &Path, sha: &str) -> PathBuf {
+    beside(live, sha, "new")
+}
+
+/// `.<name>.binproxy-<sha16>.<ext>` in the directory of `live`.
+fn beside(live: &Path, sha: &str, ext: &str) -> PathBuf {
     let name = live
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -33,13 +45,14 @@ pub fn part_path(live: &Path, sha: &str) -> PathBuf {
         .filter(char::is_ascii_hexdigit)
         .take(16)
         .collect();
-    fsutil::parent(live).join(format!(".{name}.binproxy-{prefix}.part"))
+    fsutil::parent(live).join(format!(".{name}.binproxy-{prefix}.{ext}"))
 }
 
-/// Removes our temp files beside `live`, except the part file of `keep`.
-pub fn remove_strays(live: &Path, keep: Option<&str>) -> Result<usize> {
-    let keep = keep.map(|sha| part_path(live, sha));
-    remove_ours(live, |p| Some(p) != keep.as_deref())
+/// Removes our temp files beside `live`, except the part files of `keep`
+/// (a target's artifact, and the patches and zst form that make it).
+pub fn remove_strays(live: &Path, keep: &[&str]) -> Result<usize> {
+    let keep: Vec<PathBuf> = keep.iter().map(|sha| part_path(live, sha)).collect();
+    remove_ours(live, |p| !keep.iter().any(|k| k == p))
 }
 
 /// Removes our temp files beside `live` but keeps partial downloads, which a
@@ -70,6 +83,53 @@ fn remove_ours(live: &Path, doomed: impl Fn(&Path) -> bool) -> Result<usize> {
     Ok(removed)
 }
 
+/// A file to download beside a bin's live file: a target's artifact, or a
+/// patch or the zst form that makes it (see [`crate::delivery`]). Whatever it
+/// is, its size and sha256 are checked as it streams in.
+#[derive(Clone, Copy)]
+pub struct Wanted<'a> {
+    pub bin: &'a str,
+    pub sha256: &'a str,
+    pub size: u64,
+    /// The signature the bytes must carry: an artifact's, on a host with
+    /// `trusted_keys`. A patch or a zst file is not signed; what it makes is
+    /// checked against the artifact's signature instead.
+    pub signed: Option<&'a Signed>,
+}
+
+impl<'a> Wanted<'a> {
+    pub fn artifact(target: &'a Target, signed: Option<&'a Signed>) -> Wanted<'a> {
+        Wanted {
+            bin: &target.bin_name,
+            sha256: &target.sha256sum,
+            size: target.size,
+            signed,
+        }
+    }
+
+    pub fn patch(target: &'a Target, delta: &'a Delta) -> Wanted<'a> {
+        Wanted {
+            bin: &target.bin_name,
+            sha256: &delta.sha256,
+            size: delta.size,
+            signed: None,
+        }
+    }
+
+    pub fn packed(target: &'a Target, zst: &'a Packed) -> Wanted<'a> {
+        Wanted {
+            bin: &target.bin_name,
+            sha256: &zst.sha256,
+            size: zst.size,
+            signed: None,
+        }
+    }
+
+    fn verifier(&self) -> Verifier<'a> {
+        Verifier::new(self.size, self.sha256, self.signed)
+    }
+}
+
 /// A complete, verified, fsync'd download beside the live file.
 #[derive(Debug)]
 pub struct Fetched {
@@ -79,7 +139,7 @@ pub struct Fetched {
     pub from: Option<String>,
 }
 
-/// Downloads `target` beside `live` from the first of `sources` (see
+/// Downloads `wanted` beside `live` from the first of `sources` (see
 /// [`crate::mirror::sources`]) that delivers it, each tried at most once.
 /// A complete `.part` file is checked first, without the network. A source
 /// that fails is logged with its URL and the next one is tried: after a cut
@@ -90,18 +150,17 @@ pub struct Fetched {
 /// [`Error::Sources`] listing every source's.
 pub fn fetch(
     client: &Manager,
-    target: &Target,
+    wanted: &Wanted,
     sources: &[Source],
     live: &Path,
-    signed: Option<&Signed>,
     stop: &AtomicBool,
 ) -> Result<Fetched> {
-    let bin = &target.bin_name;
-    let part = part_path(live, &target.sha256sum);
+    let bin = wanted.bin;
+    let part = part_path(live, wanted.sha256);
     let have = fs::metadata(&part).map_or(0, |m| m.len());
-    if have == target.size && have > 0 {
+    if have == wanted.size && have > 0 {
         // A complete earlier download: check it without the network.
-        match check_complete(target, &part, signed) {
+        match check_complete(wanted, &part) {
             Ok(()) => {
                 return Ok(Fetched {
                     path: part,
@@ -118,11 +177,11 @@ pub fn fetch(
     for (i, source) in sources.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             return Err(Error::Stopped {
-                bin: bin.clone(),
+                bin: bin.to_owned(),
                 url: source.url.clone(),
             });
         }
-        match fetch_from(client, target, source, &part, signed, stop) {
+        match fetch_from(client, wanted, source, &part, stop) {
             Ok(()) => {
                 return Ok(Fetched {
                     path: part,
@@ -144,7 +203,7 @@ pub fn fetch(
         }
     }
     Err(Error::Sources {
-        what: format!("{bin}: download of {}", short(&target.sha256sum)),
+        what: format!("{bin}: download of {}", short(wanted.sha256)),
         tried,
     })
 }
@@ -154,21 +213,20 @@ pub fn fetch(
 /// the whole. Wrong bytes remove the `.part` file; a cut keeps it.
 fn fetch_from(
     client: &Manager,
-    target: &Target,
+    wanted: &Wanted,
     source: &Source,
     part: &Path,
-    signed: Option<&Signed>,
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut have = fs::metadata(part).map_or(0, |m| m.len());
-    if have > target.size {
+    if have > wanted.size {
         have = 0;
     }
-    let mut verifier = Verifier::new(target.size, &target.sha256sum, signed);
+    let mut verifier = wanted.verifier();
     let mut download = client.download(&source.url, have, source.peer)?;
-    let mut file = open_part(part, download.offset, &mut verifier, &target.bin_name)?;
+    let mut file = open_part(part, download.offset, &mut verifier, wanted.bin)?;
     let from = pipeline::Source {
-        bin: &target.bin_name,
+        bin: wanted.bin,
         url: &source.url,
     };
     pipeline::copy(
@@ -184,7 +242,7 @@ fn fetch_from(
         drop(file);
         let _ = fs::remove_file(part);
         return Err(Error::Verify {
-            bin: target.bin_name.clone(),
+            bin: wanted.bin.to_owned(),
             url: source.url.clone(),
             message,
         });
@@ -192,16 +250,16 @@ fn fetch_from(
     file.sync_all().map_err(Error::io(part, "fsync"))
 }
 
-/// Checks a `.part` file that holds as many bytes as the target; removes it
-/// when they are not the target's.
-fn check_complete(target: &Target, part: &Path, signed: Option<&Signed>) -> Result<()> {
-    let mut verifier = Verifier::new(target.size, &target.sha256sum, signed);
-    let file = open_part(part, target.size, &mut verifier, &target.bin_name)?;
+/// Checks a `.part` file that holds as many bytes as wanted; removes it
+/// when they are not the wanted ones.
+fn check_complete(wanted: &Wanted, part: &Path) -> Result<()> {
+    let mut verifier = wanted.verifier();
+    let file = open_part(part, wanted.size, &mut verifier, wanted.bin)?;
     if let Err(message) = verifier.finish() {
         drop(file);
         let _ = fs::remove_file(part);
         return Err(Error::Verify {
-            bin: target.bin_name.clone(),
+            bin: wanted.bin.to_owned(),
             url: part.display().to_string(),
             message,
         });
@@ -241,5 +299,6 @@ fn open_part(part: &Path, offset: u64, verifier: &mut Verifier, bin: &str) -> Re
     Ok(file)
 }
 
+/// Its loopback HTTP server serves the tests of `cycle/obtain.rs` too.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -12,6 +12,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::state::Provenance;
@@ -68,6 +69,11 @@ impl Entry {
             sha256sum: self.target_sha.clone(),
             ..Target::default()
         }
+    }
+
+    /// How the update's bytes came, when this agent recorded it.
+    pub fn delivery(&self) -> Option<&Delivery> {
+        self.from.as_ref().and_then(|p| p.delivery.as_ref())
     }
 }
 

@@ -6,7 +6,8 @@
 //! an earlier cycle left half-done, sends one keepalive through [`manager`]
 //! (whose answer carries the targets), compares them with the local hashes
 //! ([`hashcache`]), and for a bin off target: [`fetch`]es and [`verify`]s the
-//! new file beside the live one, [`swap`]s it in with rename(2), restarts and
+//! new file beside the live one (made from a patch or its zst form when the
+//! target offers them: [`delivery`]), [`swap`]s it in with rename(2), restarts and
 //! checks it ([`health`], [`hooks`]), and commits or rolls back. Outcomes go
 //! to the manager through a durable outbox ([`report`]). [`mirror`]s serve
 //! artifacts first, and signed targets while the manager is unreachable.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod credential;
 pub mod cycle;
 pub mod daemon;
+pub mod delivery;
 pub mod error;
 pub mod fetch;
 pub mod fsutil;

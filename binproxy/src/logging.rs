@@ -16,6 +16,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
+use crate::delivery::Delivery;
 use crate::hashcache::short;
 
 /// How lines are written.
@@ -108,6 +109,10 @@ pub struct Action<'a> {
     /// `ok`, `on_target`, `no_target`, `skipped`, `failed`, `rolled_back`.
     pub outcome: &'a str,
     pub took: Duration,
+    /// How an update's bytes came, said when it was not simply the
+    /// artifact: `method=delta downloaded="412 KB of 5.2 MB"`, and what
+    /// failed before (`fallback="delta failed (…)"`).
+    pub delivery: Option<&'a Delivery>,
     /// Why, for anything but success; quoted and escaped, so text from the
     /// manager or a hook cannot forge a line.
     pub reason: Option<&'a str>,
@@ -125,6 +130,17 @@ impl fmt::Display for Action<'_> {
             self.outcome,
             self.took.as_secs_f64()
         )?;
+        if let Some(d) = self.delivery.filter(|d| d.worth_saying()) {
+            write!(
+                f,
+                " method={} downloaded={:?}",
+                d.method.as_str(),
+                d.downloaded()
+            )?;
+            if !d.fallbacks.is_empty() {
+                write!(f, " fallback={:?}", d.fallbacks.join("; "))?;
+            }
+        }
         if let Some(r) = self.reason {
             write!(f, " reason={r:?}")?;
         }
@@ -171,6 +187,7 @@ mod tests {
             to: Some(&to),
             outcome: "ok",
             took: Duration::from_millis(1234),
+            delivery: None,
             reason: None,
         };
         assert_eq!(
@@ -187,6 +204,52 @@ mod tests {
             a.to_string(),
             "bin=api action=update from=none to=9f8e7d6c5b4a outcome=failed took=1.2s \
              reason=\"bad \\\"x\\\"\\nbin=evil outcome=ok\""
+        );
+    }
+
+    #[test]
+    fn action_lines_say_how_the_bytes_came_unless_plainly() {
+        use binproxy_protocol::Method;
+        let to = "9f8e7d6c5b4a".repeat(5) + "abcd";
+        let mut d = Delivery {
+            method: Method::Delta,
+            bytes: 412_345,
+            size: 5_200_000,
+            fallbacks: Vec::new(),
+        };
+        let line = |d: &Delivery| {
+            Action {
+                bin: "api",
+                action: "update",
+                from: None,
+                to: Some(&to),
+                outcome: "ok",
+                took: Duration::from_millis(300),
+                delivery: Some(d),
+                reason: None,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            line(&d),
+            "bin=api action=update from=none to=9f8e7d6c5b4a outcome=ok took=0.3s \
+             method=delta downloaded=\"412 KB of 5.2 MB\""
+        );
+        d.method = Method::Zst;
+        d.fallbacks = vec!["delta failed (corrupt patch: \"x\")".into()];
+        assert!(
+            line(&d).ends_with(
+                " method=zst downloaded=\"412 KB of 5.2 MB\" \
+                 fallback=\"delta failed (corrupt patch: \\\"x\\\")\""
+            ),
+            "{}",
+            line(&d)
+        );
+        d.method = Method::Full;
+        d.fallbacks.clear();
+        assert!(
+            line(&d).ends_with("took=0.3s"),
+            "a plain download says nothing more"
         );
     }
 }

@@ -19,7 +19,8 @@ use binproxy_protocol::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::Read;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use ureq::tls::TlsConfig;
 use ureq::Agent;
@@ -44,6 +45,23 @@ pub struct Manager {
     credentials: Credentials,
     /// The longest `Retry-After` a 429 or 5xx answer carried (see [`backoff`]).
     retry_after: Mutex<Option<RetryAfter>>,
+    /// Bytes of download bodies received so far, from any server: what an
+    /// update's reports say it cost (see [`Manager::received`]).
+    received: Arc<AtomicU64>,
+}
+
+/// A download body that adds what it reads to its client's count.
+struct Counted<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Who a download is asked of.
@@ -120,7 +138,15 @@ impl Manager {
             base: base.trim_end_matches('/').to_owned(),
             credentials: Credentials::default(),
             retry_after: Mutex::new(None),
+            received: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Bytes of download bodies this client has received, whatever became
+    /// of them (a cut transfer and wrong bytes count too: they crossed the
+    /// wire).
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
     }
 
     /// The longest `Retry-After` the manager asked for so far, if any.
@@ -278,7 +304,10 @@ impl Manager {
         };
         Ok(Download {
             offset: start,
-            body: Box::new(resp.into_body().into_reader()),
+            body: Box::new(Counted {
+                inner: resp.into_body().into_reader(),
+                count: Arc::clone(&self.received),
+            }),
             rate: MinRate::new(self.min_rate.0, self.min_rate.1),
         })
     }
@@ -370,8 +399,10 @@ fn mirror_unreachable(url: &str, e: ureq::Error) -> Error {
 
 /// A target's sha256 names files and is compared with local hashes: one
 /// that is not 64 hex digits makes the answer garbage; upper case is
-/// lowered (the one spelling compared).
+/// lowered (the one spelling compared). Malformed patches and zst forms are
+/// dropped ([`crate::delivery::check_offers`]): the artifact is still there.
 fn checked_target(url: &str, target: &mut Target) -> Result<()> {
+    crate::delivery::check_offers(target);
     target.sha256sum =
         check_sha256("sha256sum", &target.sha256sum).map_err(|source| Error::BadAnswer {
             url: url.to_owned(),

@@ -66,17 +66,30 @@ pub fn sources(
     target: &Target,
     from: &TargetFrom,
 ) -> Vec<Source> {
+    file_sources(mirrors, manager, &target.sha256sum, &target.url, from)
+}
+
+/// [`sources`] of any file a target names by its sha256 and `url`: the
+/// artifact, one of its patches (`deltas`) or its `zst` form, which a mirror
+/// holds as `artifacts/<sha256>` too.
+pub fn file_sources(
+    mirrors: &[String],
+    manager: &Manager,
+    sha256: &str,
+    url: &str,
+    from: &TargetFrom,
+) -> Vec<Source> {
     let mut out: Vec<Source> = mirrors
         .iter()
         .map(|base| Source {
-            url: format!("{base}{}", artifact_file(&target.sha256sum)),
+            url: format!("{base}{}", artifact_file(sha256)),
             peer: Peer::Mirror,
             shown: base.clone(),
         })
         .collect();
     let own = match from {
         TargetFrom::Manager => {
-            let url = manager.url(&target.url);
+            let url = manager.url(url);
             Source {
                 shown: url.clone(),
                 url,
@@ -84,18 +97,16 @@ pub fn sources(
             }
         }
         TargetFrom::Mirror(base) => {
-            let absolute = ["http://", "https://"]
-                .iter()
-                .any(|s| target.url.starts_with(s));
+            let absolute = ["http://", "https://"].iter().any(|s| url.starts_with(s));
             if absolute {
                 Source {
-                    url: target.url.clone(),
+                    url: url.to_owned(),
                     peer: Peer::Mirror,
-                    shown: target.url.clone(),
+                    shown: url.to_owned(),
                 }
             } else {
                 Source {
-                    url: format!("{base}{}", target.url.trim_start_matches('/')),
+                    url: format!("{base}{}", url.trim_start_matches('/')),
                     peer: Peer::Mirror,
                     shown: base.clone(),
                 }
@@ -171,6 +182,7 @@ fn parse_bin(url: &str, bytes: &[u8], bin: &str, arch: &str) -> Result<Option<Ta
     // digits, one spelling (as from the manager).
     target.sha256sum = check_sha256("sha256sum", &target.sha256sum)
         .map_err(|e| bad(MirrorProblem::BadTarget(e)))?;
+    crate::delivery::check_offers(&mut target);
     Ok(Some(target))
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::delivery::Delivery;
 use crate::logging;
 
 /// How a bin ended a cycle.
@@ -44,7 +45,8 @@ pub enum Exit {
 }
 
 /// The one line ending an action on a bin (see [`logging::Action`]); a bin
-/// found on its target, or with none, is a `check`.
+/// found on its target, or with none, is a `check`. `delivery`: how an
+/// update's bytes came.
 pub fn log_action(
     bin: &str,
     action: &str,
@@ -52,6 +54,7 @@ pub fn log_action(
     to: Option<&str>,
     result: &BinResult,
     took: Duration,
+    delivery: Option<&Delivery>,
 ) {
     use log::Level::{Error as E, Info, Warn};
     let (action, outcome, level, reason) = match result {
@@ -70,6 +73,7 @@ pub fn log_action(
         to,
         outcome,
         took,
+        delivery,
         reason,
     };
     log::log!(level, "{line}");

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::delivery::Delivery;
 use crate::error::Result;
 use crate::fsutil;
 use crate::hashcache;
@@ -46,6 +47,11 @@ pub struct BinState {
     /// (`prestage`) came from, for the update that installs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged_from: Option<Provenance>,
+    /// The hash cache of kept versions that served as a patch's base: a
+    /// kept file is trusted as a base only for the hash it has, not the
+    /// name it has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_hashes: Vec<hashcache::Entry>,
 }
 
 /// Where a version came from: who named it as the target, and who sent its
@@ -56,8 +62,12 @@ pub struct Provenance {
     /// `manager`, or `mirror <base URL>` (the manager was unreachable).
     pub target: String,
     /// Where the bytes came from: a mirror's base URL, or the URL the
-    /// target named (the manager's download route or its artifact URL).
+    /// target named (the manager's download route or its artifact URL), or
+    /// of the patch or zst file that made them.
     pub artifact: String,
+    /// How they came (absent: an agent before deltas, or not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 /// A hash that failed on this host; not tried again until cleared.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use crate::config::{BinConfig, Config};
 use crate::credential::Credentials;
+use crate::delivery::Delivery;
 use crate::error::Result;
 use crate::hashcache::{self, short};
 use crate::journal;
@@ -56,6 +57,9 @@ pub struct BinStatus {
     /// Where the bytes on disk came from: a mirror's base URL, or the URL
     /// the target named (the manager's download route or its artifact URL).
     pub artifact_from: Option<String>,
+    /// How the bytes on disk came: `delta`, `zst` or `full`, the bytes
+    /// downloaded and what failed first; null when not known.
+    pub delivery: Option<Delivery>,
     pub target: Option<Target>,
     /// Why the bin is where it is, in words.
     pub reason: String,
@@ -72,7 +76,7 @@ pub struct BinStatus {
 
 /// What the manager said about a bin's target.
 enum Asked {
-    Target(Target),
+    Target(Box<Target>),
     None(String),
     Unknown(String),
 }
@@ -90,7 +94,7 @@ pub fn gather(config: &Config, offline: bool) -> Result<Status> {
         let asked = match &unreachable {
             Some(why) => Asked::Unknown(why.clone()),
             None => match manager.target(&bin.name, &config.node_id) {
-                Ok(Ok(t)) => Asked::Target(t),
+                Ok(Ok(t)) => Asked::Target(Box::new(t)),
                 Ok(Err(reason)) => Asked::None(reason),
                 Err(e) => {
                     let why = e.to_string();
@@ -145,7 +149,7 @@ fn bin_status(
             let why = explain(bin, st, sha256.as_deref(), &t, interrupted.as_deref())
                 .unwrap_or_else(|| pending(bin, &t, maintenance));
             let manager = t.reason.clone();
-            (Some(t), why, manager)
+            (Some(*t), why, manager)
         }
         Asked::None(r) => (None, format!("no target: {r}"), Some(r)),
         Asked::Unknown(r) => (None, r, None),
@@ -160,6 +164,7 @@ fn bin_status(
         path: bin.path.clone(),
         target_from: installed.map(|p| p.target.clone()),
         artifact_from: installed.map(|p| p.artifact.clone()),
+        delivery: installed.and_then(|p| p.delivery.clone()),
         sha256,
         target,
         reason,
@@ -247,6 +252,14 @@ pub fn render(s: &Status) -> String {
         if let (Some(target), Some(bytes)) = (&b.target_from, &b.artifact_from) {
             let _ = writeln!(out, "  target from: {target}");
             let _ = writeln!(out, "  bytes from:  {bytes}");
+        }
+        if let Some(d) = &b.delivery {
+            let _ = writeln!(
+                out,
+                "  by:          {} ({} downloaded)",
+                d.method.as_str(),
+                d.downloaded()
+            );
         }
         if let Some(t) = &b.target {
             let _ = writeln!(

@@ -41,41 +41,49 @@ impl Agent<'_> {
         &mut self,
         bin: &BinConfig,
         target: &Target,
+        local: Option<&str>,
         from: &TargetFrom,
     ) -> Option<BinResult> {
         let until = closed_until(&self.config.windows, crate::state::now_unix())?;
         let mut why = format!("outside maintenance window until {until}");
         if self.config.prestage {
             why.push_str("; ");
-            why.push_str(&self.prestage(bin, target, from));
+            why.push_str(&self.prestage(bin, target, local, from));
         }
         Some(BinResult::Skipped(why))
     }
 
-    /// Downloads and verifies `target` ahead of the window. Failures back off
-    /// like an update's download and are recorded here, not reported: the
-    /// update inside the window reports what it meets.
-    fn prestage(&mut self, bin: &BinConfig, target: &Target, from: &TargetFrom) -> String {
+    /// Gets and verifies `target` ahead of the window (by a patch or the
+    /// zst form too, as an update would). Failures back off like an
+    /// update's download and are recorded here, not reported: the update
+    /// inside the window reports what it meets.
+    fn prestage(
+        &mut self,
+        bin: &BinConfig,
+        target: &Target,
+        local: Option<&str>,
+        from: &TargetFrom,
+    ) -> String {
         if is_staged(bin, target) {
             return "the new version is staged".into();
         }
-        if let Err(e) = fetch::remove_strays(&bin.path, Some(&target.sha256sum)) {
+        if let Err(e) = fetch::remove_strays(&bin.path, &Self::part_hashes(target)) {
             return format!("not staged: {e}");
         }
-        let fetched = self
-            .authorize(bin, target, from)
-            .map_err(|why| format!("refused: {why}"))
-            .and_then(|signed| {
-                self.download(bin, target, from, signed.as_ref())
-                    .map_err(|e| e.to_string())
-            });
-        match fetched {
-            Ok(fetched) => {
-                if let Some(artifact) = fetched.from {
+        let obtained = match self.authorize(bin, target, from) {
+            Err(why) => Err(format!("refused: {why}")),
+            Ok(signed) => self
+                .obtain(bin, target, local, from, signed.as_ref())
+                .map_err(|not| not.message()),
+        };
+        match obtained {
+            Ok(obtained) => {
+                if let Some(artifact) = obtained.fetched.from {
                     self.state.bin(&bin.name).staged_from = Some(Provenance {
                         sha256: target.sha256sum.clone(),
                         target: from.to_string(),
                         artifact,
+                        delivery: obtained.delivery,
                     });
                 }
                 "the new version is downloaded, verified and staged".into()

@@ -47,6 +47,7 @@ impl Agent<'_> {
             let local = locals.get(&bin.name).cloned().flatten();
             let started = Instant::now();
             let (result, to) = self.update_from_mirror(bin, local.as_deref());
+            let delivery = self.delivered(bin, &result, to.as_deref());
             log_action(
                 &bin.name,
                 "update",
@@ -54,6 +55,7 @@ impl Agent<'_> {
                 to.as_deref(),
                 &result,
                 started.elapsed(),
+                delivery.as_ref(),
             );
             results.push(result);
         }

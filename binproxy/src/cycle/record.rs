@@ -7,10 +7,28 @@ use binproxy_protocol::{Progress, ProgressStatus, Target};
 
 use super::Agent;
 use crate::config::BinConfig;
+use crate::delivery::Delivery;
 use crate::error::Result;
 use crate::outcome::BinResult;
 use crate::report::Report;
 use crate::state::now_ms;
+
+/// What a progress report says beyond its status.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Said<'a> {
+    pub message: Option<&'a str>,
+    /// How the update's bytes came, when they did (or were tried).
+    pub delivery: Option<&'a Delivery>,
+}
+
+/// A failure before the swap.
+#[derive(Clone, Copy)]
+pub(super) struct Failure<'a> {
+    pub message: &'a str,
+    /// A hash that failed preflight is quarantined; a download is retried.
+    pub quarantine: bool,
+    pub delivery: Option<&'a Delivery>,
+}
 
 impl Agent<'_> {
     /// Records and reports a failure before the swap; the live file is untouched.
@@ -20,23 +38,20 @@ impl Agent<'_> {
         target: &Target,
         local: Option<&str>,
         started_ms: u64,
-        message: &str,
-        quarantine: bool,
+        failure: Failure<'_>,
     ) -> Result<BinResult> {
+        let message = failure.message;
         let st = self.state.bin(&bin.name);
         st.record("failed", &target.sha256sum, message);
-        if quarantine {
+        if failure.quarantine {
             st.quarantine(&target.sha256sum, message);
             self.persist()?;
         }
-        self.report(
-            bin,
-            target,
-            local,
-            ProgressStatus::Failed,
-            started_ms,
-            Some(message),
-        )?;
+        let said = Said {
+            message: Some(message),
+            delivery: failure.delivery,
+        };
+        self.report(bin, target, local, ProgressStatus::Failed, started_ms, said)?;
         Ok(BinResult::Failed(message.to_owned()))
     }
 
@@ -54,7 +69,7 @@ impl Agent<'_> {
         from: Option<&str>,
         status: ProgressStatus,
         started_ms: u64,
-        message: Option<&str>,
+        said: Said<'_>,
     ) -> Result<()> {
         self.send(&Report::Progress {
             bin: bin.name.clone(),
@@ -64,9 +79,9 @@ impl Agent<'_> {
                 status,
                 processing_time_ms: now_ms().saturating_sub(started_ms),
                 from_hash: from.map(str::to_owned),
-                message: message.map(str::to_owned),
-                bytes: None,
-                method: None,
+                message: said.message.map(str::to_owned),
+                bytes: said.delivery.map(|d| d.bytes),
+                method: said.delivery.map(|d| d.method),
             },
         })
     }

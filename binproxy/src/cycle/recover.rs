@@ -36,6 +36,7 @@ impl Agent<'_> {
             let started = Instant::now();
             let result = self.recover_one(bin, entry)?;
             let took = started.elapsed();
+            let delivery = self.delivered(bin, &result, Some(&to));
             log_action(
                 &bin.name,
                 "recover",
@@ -43,6 +44,7 @@ impl Agent<'_> {
                 Some(&to),
                 &result,
                 took,
+                delivery.as_ref(),
             );
             results.push(result);
         }

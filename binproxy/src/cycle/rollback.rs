@@ -75,6 +75,7 @@ impl Agent<'_> {
             Some(&to),
             &result,
             took,
+            None,
         );
         Ok(result)
     }
@@ -101,13 +102,11 @@ impl Agent<'_> {
             sha256sum: left,
             ..entry.target()
         };
-        self.report(
-            bin,
-            &from,
-            None,
-            ProgressStatus::RolledBack,
-            entry.started_ms,
-            Some(&message),
-        )
+        let said = super::record::Said {
+            message: Some(&message),
+            delivery: None,
+        };
+        let status = ProgressStatus::RolledBack;
+        self.report(bin, &from, None, status, entry.started_ms, said)
     }
 }

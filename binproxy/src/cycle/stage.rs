@@ -1,15 +1,18 @@
 //! Steps 6 and 7 of an update: the target's signature is checked under the
 //! rules of where it came from (the manager's, or a mirror's, which must
-//! also be newer than what runs), its bytes are downloaded from the first
-//! source that delivers them (the mirrors, then the target's own URL) and
-//! verified as they stream in, and the file is prepared and vetted by the
-//! preflight hook beside the live one.
+//! also be newer than what runs), its bytes are got (`cycle/obtain.rs`: by a
+//! patch or the zst form when offered, else downloaded from the first source
+//! that delivers them, the mirrors, then the target's own URL) and verified
+//! as they stream in, and the file is prepared and vetted by the preflight
+//! hook beside the live one.
 
 use binproxy_protocol::Target;
 use std::sync::atomic::Ordering;
 
+use super::record::Failure;
 use super::{Agent, BinResult, Origin, Staged, Step};
 use crate::config::BinConfig;
+use crate::delivery::Delivery;
 use crate::error::Result;
 use crate::hashcache::short;
 use crate::mirror::{self, TargetFrom, Verdict};
@@ -28,7 +31,7 @@ impl Agent<'_> {
         started_ms: u64,
         from: &TargetFrom,
     ) -> Result<Step<Staged>> {
-        fetch::remove_strays(&bin.path, Some(&target.sha256sum))?;
+        fetch::remove_strays(&bin.path, &Self::part_hashes(target))?;
         let signed = match self.authorize(bin, target, from) {
             Ok(s) => s,
             Err(why) => {
@@ -38,41 +41,60 @@ impl Agent<'_> {
                     short(&target.sha256sum),
                     humantime::format_duration(wait)
                 );
+                let failure = Failure {
+                    message: &message,
+                    quarantine: false,
+                    delivery: None,
+                };
                 return self
-                    .fail(bin, target, local, started_ms, &message, false)
+                    .fail(bin, target, local, started_ms, failure)
                     .map(Step::Done);
             }
         };
-        let fetched = match self.download(bin, target, from, signed.as_ref()) {
-            Ok(f) => f,
-            Err(e) if self.stop.load(Ordering::Relaxed) => {
-                return Ok(Step::Done(BinResult::Skipped(e.to_string())))
+        let obtained = match self.obtain(bin, target, local, from, signed.as_ref()) {
+            Ok(o) => o,
+            Err(not) if self.stop.load(Ordering::Relaxed) => {
+                return Ok(Step::Done(BinResult::Skipped(not.error.to_string())))
             }
-            Err(e) => {
-                if e.is_transient() {
+            Err(not) => {
+                if not.error.is_transient() {
                     // The server or the network, not this file: back off
                     // the manager too.
-                    self.trouble.get_or_insert_with(|| e.to_string());
+                    self.trouble.get_or_insert_with(|| not.error.to_string());
                 }
                 let wait = self.state.bin(&bin.name).back_off(&target.sha256sum);
-                let message = format!("{e}; next try in {}", humantime::format_duration(wait));
+                let message = format!(
+                    "{}; next try in {}",
+                    not.message(),
+                    humantime::format_duration(wait)
+                );
+                let failure = Failure {
+                    message: &message,
+                    quarantine: false,
+                    delivery: Some(&not.delivery),
+                };
                 return self
-                    .fail(bin, target, local, started_ms, &message, false)
+                    .fail(bin, target, local, started_ms, failure)
                     .map(Step::Done);
             }
         };
-        let artifact = match fetched.from {
-            Some(source) => source,
+        let (artifact, delivery) = match obtained.fetched.from {
+            Some(source) => (source, obtained.delivery),
             None => self.staged_source(bin, target),
         };
-        let staged = fetched.path;
+        let staged = obtained.fetched.path;
         swap::prepare(&staged, &bin.path, bin.mode)?;
         if let Some(argv) = &bin.preflight {
             if let Err(e) = hooks::run(argv, &staged, health::RESTART_TIMEOUT, &self.hook_log) {
                 let _ = std::fs::remove_file(&staged);
                 let message = format!("preflight refused the new version: {e}");
+                let failure = Failure {
+                    message: &message,
+                    quarantine: true,
+                    delivery: delivery.as_ref(),
+                };
                 return self
-                    .fail(bin, target, local, started_ms, &message, true)
+                    .fail(bin, target, local, started_ms, failure)
                     .map(Step::Done);
             }
         }
@@ -84,6 +106,7 @@ impl Agent<'_> {
                     sha256: target.sha256sum.clone(),
                     target: from.to_string(),
                     artifact,
+                    delivery,
                 },
             },
         }))
@@ -114,10 +137,8 @@ impl Agent<'_> {
         }
     }
 
-    /// Where the bytes of a `.part` file found complete came from: what the
-    /// run that staged it recorded, when it was this target.
-    /// Downloads `target`'s bytes beside `bin`'s live file, from its
-    /// sources in order (the mirrors, then its own URL), verifying them.
+    /// Downloads `target`'s artifact beside `bin`'s live file, from its
+    /// sources in order (the mirrors, then its own URL), verifying it.
     pub(super) fn download(
         &self,
         bin: &BinConfig,
@@ -126,25 +147,21 @@ impl Agent<'_> {
         signed: Option<&Signed>,
     ) -> Result<fetch::Fetched> {
         let sources = mirror::sources(&self.config.mirrors, &self.manager, target, from);
-        fetch::fetch(
-            &self.manager,
-            target,
-            &sources,
-            &bin.path,
-            signed,
-            self.stop,
-        )
+        let wanted = fetch::Wanted::artifact(target, signed);
+        fetch::fetch(&self.manager, &wanted, &sources, &bin.path, self.stop)
     }
 
-    fn staged_source(&mut self, bin: &BinConfig, target: &Target) -> String {
+    /// Where the bytes of a `.part` file found complete came from, and how:
+    /// what the run that staged it recorded, when it was this target.
+    fn staged_source(&mut self, bin: &BinConfig, target: &Target) -> (String, Option<Delivery>) {
         self.state
             .bin(&bin.name)
             .staged_from
             .as_ref()
             .filter(|p| p.sha256 == target.sha256sum)
             .map_or_else(
-                || "a download of an earlier run".to_owned(),
-                |p| p.artifact.clone(),
+                || ("a download of an earlier run".to_owned(), None),
+                |p| (p.artifact.clone(), p.delivery.clone()),
             )
     }
 }

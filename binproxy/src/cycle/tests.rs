@@ -7,13 +7,13 @@ use std::fs;
 use std::time::Duration;
 
 /// A node whose manager is not listening: reports go to the outbox.
-struct Node {
-    dir: PathBuf,
-    config: Config,
+pub(super) struct Node {
+    pub dir: PathBuf,
+    pub config: Config,
 }
 
 impl Node {
-    fn new(tag: &str, healthy: bool) -> Node {
+    pub(super) fn new(tag: &str, healthy: bool) -> Node {
         let dir = std::env::temp_dir().join(format!("bp-recover-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("bin")).unwrap();
@@ -56,7 +56,7 @@ impl Node {
         Node { dir, config }
     }
 
-    fn live(&self) -> PathBuf {
+    pub(super) fn live(&self) -> PathBuf {
         self.config.bins[0].path.clone()
     }
 

@@ -36,21 +36,21 @@ type Answer = dyn Fn(&str, u64) -> Vec<u8> + Send + Sync;
 
 /// One request the test server read.
 #[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    range: Option<u64>,
-    authorization: Option<String>,
+pub(crate) struct Seen {
+    pub path: String,
+    pub range: Option<u64>,
+    pub authorization: Option<String>,
 }
 
 /// A loopback HTTP/1.1 server, one request per connection; it stops
 /// accepting after a minute.
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Server {
-    fn start(answer: impl Fn(&str, u64) -> Vec<u8> + Send + Sync + 'static) -> Server {
+    pub(crate) fn start(answer: impl Fn(&str, u64) -> Vec<u8> + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -71,7 +71,7 @@ impl Server {
         Server { base, seen }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -109,7 +109,7 @@ fn handle(mut stream: TcpStream, answer: &Answer, log: &Mutex<Vec<Seen>>) -> io:
     stream.flush()
 }
 
-fn respond(status: &str, headers: &str, len: usize, body: &[u8]) -> Vec<u8> {
+pub(crate) fn respond(status: &str, headers: &str, len: usize, body: &[u8]) -> Vec<u8> {
     let mut out =
         format!("HTTP/1.1 {status}\r\nConnection: close\r\n{headers}Content-Length: {len}\r\n\r\n")
             .into_bytes();
@@ -118,7 +118,7 @@ fn respond(status: &str, headers: &str, len: usize, body: &[u8]) -> Vec<u8> {
 }
 
 /// The whole file, or its rest from `offset` (206).
-fn serve_from(data: &[u8], offset: u64) -> Vec<u8> {
+pub(crate) fn serve_from(data: &[u8], offset: u64) -> Vec<u8> {
     let at = usize::try_from(offset).unwrap();
     if at == 0 {
         return respond("200 OK", "", data.len(), data);
@@ -202,7 +202,14 @@ fn a_cut_download_is_resumed_by_the_next_source() {
         source(&server, "/m2/f", Peer::Mirror),
     ];
     let stop = AtomicBool::new(false);
-    let got = fetch(&client(&server), &t, &sources, &dir.live(), None, &stop).unwrap();
+    let got = fetch(
+        &client(&server),
+        &Wanted::artifact(&t, None),
+        &sources,
+        &dir.live(),
+        &stop,
+    )
+    .unwrap();
     assert_eq!(got.from.as_deref(), Some("/m2/f"));
     assert!(fs::read(&got.path).unwrap() == bytes, "other bytes");
     let seen = server.seen();
@@ -237,7 +244,14 @@ fn wrong_bytes_are_thrown_away_and_the_next_source_starts_from_zero() {
         source(&server, "/api/v1/download/x", Peer::Manager),
     ];
     let stop = AtomicBool::new(false);
-    let got = fetch(&client(&server), &t, &sources, &dir.live(), None, &stop).unwrap();
+    let got = fetch(
+        &client(&server),
+        &Wanted::artifact(&t, None),
+        &sources,
+        &dir.live(),
+        &stop,
+    )
+    .unwrap();
     assert_eq!(got.from.as_deref(), Some("/api/v1/download/x"));
     assert!(fs::read(&got.path).unwrap() == bytes, "other bytes");
     let seen = server.seen();
@@ -264,7 +278,14 @@ fn when_every_source_fails_each_is_named_and_the_last_decides_the_blame() {
     ];
     let stop = AtomicBool::new(false);
     let m = client(&server);
-    let e = fetch(&m, &t, &mirrors, &dir.live(), None, &stop).unwrap_err();
+    let e = fetch(
+        &m,
+        &Wanted::artifact(&t, None),
+        &mirrors,
+        &dir.live(),
+        &stop,
+    )
+    .unwrap_err();
     assert!(
         !e.is_transient(),
         "a mirror's 503 backs the manager off: {e}"
@@ -279,7 +300,7 @@ fn when_every_source_fails_each_is_named_and_the_last_decides_the_blame() {
         assert!(text.contains(want), "{want}: {text}");
     }
     let all = [&mirrors[..], &[source(&server, "/dl", Peer::Manager)]].concat();
-    let e = fetch(&m, &t, &all, &dir.live(), None, &stop).unwrap_err();
+    let e = fetch(&m, &Wanted::artifact(&t, None), &all, &dir.live(), &stop).unwrap_err();
     assert!(e.is_transient(), "the manager's 503 backs it off: {e}");
     assert!(m.retry_after().is_some());
     assert!(!part_path(&dir.live(), &t.sha256sum).exists());
