@@ -25,7 +25,7 @@ fn build(seed: u32, len: usize) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        write!(out, "fn handler_{i:06}(req) {{ return {}; }}\n", x % 1000).unwrap();
+        writeln!(out, "fn handler_{i:06}(req) {{ return {}; }}", x % 1000).unwrap();
         i += 1;
     }
     out.truncate(len);
@@ -205,4 +205,51 @@ fn delta_from_zero_makes_no_patches_and_small_artifacts_no_forms() {
     });
     let v3 = version(&m, "3");
     assert!(v3.zst.is_none() && v3.deltas.is_empty());
+}
+
+#[test]
+fn mirror_sync_copies_the_forms_and_offers_them_in_bins_files() {
+    let m = Manager::new();
+    let b1 = build(21, 400_000);
+    let b2 = next_build(&b1, 4);
+    m.upload(BIN, "1", None, &b1).expect(201);
+    m.upload(BIN, "2", None, &b2).expect(201);
+    let v2 = with_forms(&m, "2");
+    m.release(BIN, "2").expect(201);
+    let dir = binproxy_tests::TempDir::new("delta-mirror");
+    let tree = dir.path().join("mirror");
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, &m.token).unwrap();
+    let mut cmd = binproxy_tests::mirror::sync_command(&m.url, &token, &tree, &[]);
+    let out = binproxy_tests::output_within(&mut cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin: binproxy_protocol::mirror::MirrorBin =
+        serde_json::from_slice(&std::fs::read(tree.join("bins/svc.json")).unwrap()).unwrap();
+    let target = bin.target_for("x86_64").unwrap();
+    let d = &target.deltas[0];
+    assert_eq!(
+        (d.from.as_str(), d.url.as_str()),
+        (
+            v2.deltas[0].from.as_str(),
+            format!("artifacts/{}", d.sha256).as_str()
+        )
+    );
+    let z = target.zst.as_ref().unwrap();
+    assert_eq!(z.url, format!("artifacts/{}", z.sha256));
+    for sha in [&d.sha256, &z.sha256] {
+        let bytes = std::fs::read(tree.join("artifacts").join(sha)).unwrap();
+        assert_eq!(&sha256_hex(&bytes), sha);
+    }
+    assert_eq!(
+        apply(
+            &b1,
+            &std::fs::read(tree.join(&d.url)).unwrap(),
+            b2.len() as u64
+        ),
+        b2
+    );
 }

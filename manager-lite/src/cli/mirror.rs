@@ -28,10 +28,12 @@ use crate::time::rfc3339;
 /// The long help of `mirror sync`.
 pub const SYNC_HELP: &str = "\
 WHAT IT WRITES (into DIR, created if missing; its parent must exist):
-    artifacts/<sha256>          every artifact the manager stores, of every version
+    artifacts/<sha256>          every artifact the manager stores, of every version,
+                                and the zst forms and patches it made for them
     artifacts/<sha256>.minisig  its minisign signature, when one was uploaded
     bins/<bin>.json             the bin's targets by arch (\"*\": uploaded for every arch),
-                                each with url artifacts/<sha256>
+                                each with url artifacts/<sha256> (and its deltas and zst
+                                form at theirs)
     index.json                  generation (+1 with each sync that changed a file),
                                 time, and the bins that have a file
     .mirror-sync/               the lock and state of this command (not for readers)

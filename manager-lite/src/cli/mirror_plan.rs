@@ -1,7 +1,8 @@
 //! What a static mirror should hold, decided from the manager's two answers
 //! alone (`GET /api/v1/bins` and `GET /api/v1/releases`), with no disk and
-//! no network: every stored artifact with its signature, and per bin the
-//! targets of its newest release that gives every node the same version.
+//! no network: every stored artifact with its signature (and the zst forms
+//! and patches made for it), and per bin the targets of its newest release
+//! that gives every node the same version.
 //!
 //! That release is the newest (highest id) that has reached every node it
 //! ever will and whose target does not depend on the node or the hour:
@@ -15,7 +16,8 @@
 
 use binproxy_protocol::mirror::{artifact_file, MirrorBin, ANY_ARCH};
 use binproxy_protocol::{
-    check_arch, check_bin_name, check_sha256, BinVersions, Release, ReleaseStatus, Target, Version,
+    check_arch, check_bin_name, check_sha256, BinVersions, Delta, Packed, Release, ReleaseStatus,
+    Target, Version,
 };
 use std::collections::BTreeMap;
 
@@ -97,6 +99,14 @@ pub fn plan(
         if v.signature.is_some() {
             artifact.signature.clone_from(&v.signature);
         }
+        // Its zst form and patches: plain files, checked by their hash.
+        let forms = v.deltas.iter().map(|d| (&d.sha256, d.size));
+        for (sha, size) in forms.chain(v.zst.iter().map(|z| (&z.sha256, z.size))) {
+            plan.artifacts.entry(sha.clone()).or_insert(Artifact {
+                size,
+                signature: None,
+            });
+        }
     }
     for bin in bins {
         if let Some(mirror_bin) = bin_file(&bin.bin_name, &versions, releases, generated_at) {
@@ -130,7 +140,18 @@ fn bin_file(
                 url: artifact_file(&v.sha256sum),
                 reason: Some(reason.clone()),
                 signature: v.signature.clone(),
-                ..Target::default()
+                deltas: v
+                    .deltas
+                    .iter()
+                    .map(|d| Delta {
+                        url: artifact_file(&d.sha256),
+                        ..d.clone()
+                    })
+                    .collect(),
+                zst: v.zst.as_ref().map(|z| Packed {
+                    url: artifact_file(&z.sha256),
+                    ..z.clone()
+                }),
             };
             (key, target)
         })
@@ -165,8 +186,33 @@ fn checked_version(v: &Version) -> Result<Version, String> {
             )
         })?;
     }
+    let form_hash = |what: &'static str, sha: &str| {
+        check_sha256(what, sha).map_err(|e| {
+            format!(
+                "the server lists a form of {} {} with a bad hash: {e}",
+                v.bin_name, v.version
+            )
+        })
+    };
+    let mut deltas = Vec::new();
+    for d in &v.deltas {
+        deltas.push(Delta {
+            from: form_hash("from", &d.from)?,
+            sha256: form_hash("sha256", &d.sha256)?,
+            ..d.clone()
+        });
+    }
+    let zst = match &v.zst {
+        Some(z) => Some(Packed {
+            sha256: form_hash("sha256", &z.sha256)?,
+            ..z.clone()
+        }),
+        None => None,
+    };
     Ok(Version {
         sha256sum: sha,
+        deltas,
+        zst,
         ..v.clone()
     })
 }
