@@ -534,6 +534,17 @@ fn update(
         if !from.is_empty() {
             body["fromHash"] = json!(from);
         }
+        // What a real agent says of its download: a node that had a build
+        // says it fetched a patch of a quarter of the size.
+        if status == ProgressStatus::Success {
+            let (bytes, method) = if from.is_empty() {
+                (target.size, "full")
+            } else {
+                (target.size / 4, "delta")
+            };
+            body["bytes"] = json!(bytes);
+            body["method"] = json!(method);
+        }
         post(addr, &path, &body, 201, sent);
     };
     report(ProgressStatus::InProgress, "simulated update");

@@ -404,6 +404,23 @@ fn check_counts(b: &Browser, m: &Manager, built: &Built) {
         r.counts.targeted,
         u64::try_from(built.reached.len()).unwrap()
     );
+    // The fleet's nodes say they fetched a quarter of each build: the page
+    // shows what that saved, as the API counts it.
+    let full = r.counts.bytes_full;
+    assert!(
+        full > 0 && r.counts.bytes_downloaded <= full / 4,
+        "{:?}",
+        r.counts
+    );
+    #[allow(clippy::cast_precision_loss)]
+    let saved = (full - r.counts.bytes_downloaded) as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let shown = format!(
+        "{:.1} MB ({}%)",
+        saved / 1e6,
+        (100.0 * saved / full as f64).round()
+    );
+    assert_eq!(release_cell(b, id, "saved"), shown);
     // Recent progress: newest first, the failures among them.
     assert!(b.count("#progress tbody tr.progress") > 0);
     assert!(b.count("#progress tbody tr.progress.failed") > 0);

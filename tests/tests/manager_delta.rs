@@ -253,3 +253,47 @@ fn mirror_sync_copies_the_forms_and_offers_them_in_bins_files() {
         b2
     );
 }
+
+#[test]
+fn reports_count_the_bytes_each_node_downloaded_once_per_release() {
+    let m = Manager::new();
+    let b1 = build(31, 100_000);
+    let b2 = next_build(&b1, 6);
+    m.upload(BIN, "1", None, &b1).expect(201);
+    m.upload(BIN, "2", None, &b2).expect(201);
+    let r: binproxy_protocol::Release = m.release(BIN, "2").expect(201).parse();
+    m.keepalive("n1", "x86_64", &[(BIN, &sha256_hex(&b1))])
+        .expect(200);
+    let report = serde_json::json!({
+        "node_id": "n1", "targetHash": sha256_hex(&b2), "fromHash": sha256_hex(&b1),
+        "status": "success", "processingTime": 5, "bytes": 4_000, "method": "delta",
+    });
+    for _ in 0..2 {
+        m.post_json(&format!("/api/v1/bins/{BIN}/progress"), &report)
+            .expect(201);
+    }
+    let records: Vec<binproxy_protocol::ProgressRecord> = m
+        .admin_get(&format!("/api/v1/bins/{BIN}/progress"))
+        .expect(200)
+        .parse();
+    assert!(records
+        .iter()
+        .all(|p| p.bytes == Some(4_000) && p.method == Some(binproxy_protocol::Method::Delta)));
+    let metrics = m.admin_get("/metrics").text();
+    assert!(
+        metrics.contains("binproxy_update_bytes_total{bin=\"svc\",method=\"delta\"} 8000"),
+        "{metrics}"
+    );
+    // The release counts each node's first success only.
+    wait_until(
+        "the release counts the bytes",
+        Duration::from_secs(30),
+        || {
+            let now: binproxy_protocol::Release = m
+                .admin_get(&format!("/api/v1/releases/{}", r.id))
+                .expect(200)
+                .parse();
+            now.counts.bytes_downloaded == 4_000 && now.counts.bytes_full == b2.len() as u64
+        },
+    );
+}

@@ -131,6 +131,11 @@ pub struct Wave {
     pub wait: Option<String>,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Reports about a release, counted once per reached node (its latest).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseCounts {
@@ -139,6 +144,13 @@ pub struct ReleaseCounts {
     pub success: u64,
     pub failed: u64,
     pub rolled_back: u64,
+    /// Bytes the nodes that succeeded downloaded for it (each node once),
+    /// and what full downloads would have been: the savings of deltas and
+    /// the zst form are the difference.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_downloaded: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes_full: u64,
 }
 
 /// Where a release stands.

@@ -502,15 +502,19 @@ fn release_status() -> impl Strategy<Value = ReleaseStatus> {
 }
 
 fn counts() -> impl Strategy<Value = ReleaseCounts> {
-    any::<[u64; 5]>().prop_map(|[targeted, in_progress, success, failed, rolled_back]| {
-        ReleaseCounts {
-            targeted,
-            in_progress,
-            success,
-            failed,
-            rolled_back,
-        }
-    })
+    any::<[u64; 7]>().prop_map(
+        |[targeted, in_progress, success, failed, rolled_back, bytes_downloaded, bytes_full]| {
+            ReleaseCounts {
+                targeted,
+                in_progress,
+                success,
+                failed,
+                rolled_back,
+                bytes_downloaded,
+                bytes_full,
+            }
+        },
+    )
 }
 
 fn event() -> impl Strategy<Value = ReleaseEvent> {

@@ -158,6 +158,19 @@
     }
   }
 
+  // "4.8 MB (92%)": what deltas and the zst form saved the nodes that
+  // succeeded, against full downloads; empty before any such report.
+  function saved(c) {
+    const full = c.bytes_full || 0;
+    if (full === 0) return "";
+    const kept = full - (c.bytes_downloaded || 0);
+    return megabytes(kept) + " (" + Math.round((100 * kept) / full) + "%)";
+  }
+
+  function megabytes(n) {
+    return (n / 1e6).toFixed(1) + " MB";
+  }
+
   function releaseRow(r) {
     const waves = Math.max(1, (r.waves || []).length);
     const c = r.counts || {};
@@ -176,6 +189,7 @@
       cell(c.success || 0, "success"),
       cell(c.failed || 0, "failed"),
       cell(c.rolled_back || 0, "rolled-back"),
+      cell(saved(c), "saved"),
       cell(r.paused_reason || "", "paused-reason"),
       el("td", { class: "actions" }, buttons),
     ]);

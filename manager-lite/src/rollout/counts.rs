@@ -89,6 +89,7 @@ impl Counts {
         };
         let mut counts = ReleaseCounts::default();
         store.scan_nodes(|n| count_node(r, &facts, n.node, &mut counts));
+        (counts.bytes_downloaded, counts.bytes_full) = store.release_bytes(r.id)?;
         let cached = Cached {
             changes,
             percent: r.percent,

@@ -90,6 +90,9 @@ const PROGRESS_BY_NODE: TableDefinition<(&str, &str, u64), ()> =
 
 /// (release id, node_id) → latest progress status of that node for the release.
 const RELEASE_NODES: TableDefinition<(u64, &str), &str> = TableDefinition::new("release_nodes");
+/// release id → (bytes downloaded, bytes of full downloads) of the nodes
+/// that succeeded, each counted once (`store/progress.rs`).
+const RELEASE_BYTES: TableDefinition<u64, (u64, u64)> = TableDefinition::new("release_bytes");
 /// (node_id, bin) → pinned version.
 const PINS: TableDefinition<(&str, &str), &str> = TableDefinition::new("pins");
 /// token name → JSON of a stored token (the secret's sha256, never the secret).
@@ -322,6 +325,7 @@ impl Store {
             txn.open_table(RELEASE_NODES)
                 .at(&self.path, "release nodes")?;
             txn.open_table(PINS).at(&self.path, "pins")?;
+            txn.open_table(RELEASE_BYTES).at(&self.path, "release bytes")?;
             txn.open_table(TOKENS).at(&self.path, "tokens")?;
             txn.open_table(NODE_SECRETS)
                 .at(&self.path, "node secrets")?;

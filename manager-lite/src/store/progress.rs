@@ -2,7 +2,9 @@
 //! [`ProgressRecord`]), its per-node index PROGRESS_BY_NODE that bounds the
 //! history kept per node and bin, and RELEASE_NODES, the latest status of
 //! each node per live release the report is about, mirrored in memory for
-//! the rollout's counts and the targets of paused releases.
+//! the rollout's counts and the targets of paused releases. RELEASE_BYTES
+//! sums, per release, the bytes its nodes downloaded (each node's first
+//! success), for the savings of deltas.
 
 use binproxy_protocol::{Progress, ProgressRecord, ProgressStatus};
 use redb::{ReadableTable, ReadableTableMetadata};
@@ -11,7 +13,7 @@ use std::time::SystemTime;
 
 use super::{
     next_id, to_json, Context, Result, Store, KEY_NEXT_PROGRESS, PROGRESS, PROGRESS_BY_NODE,
-    RELEASE_NODES,
+    RELEASE_BYTES, RELEASE_NODES,
 };
 use crate::time::rfc3339;
 
@@ -27,19 +29,37 @@ impl Store {
             .iter()
             .filter(|r| r.bin_name == bin && r.status.is_live())
         {
-            if self.release_hashes(r)?.contains(&p.target_hash) {
-                releases.push(r.id);
+            let versions = self.versions(bin, Some(&r.version))?;
+            if let Some(v) = versions.iter().find(|v| v.sha256sum == p.target_hash) {
+                releases.push((r.id, v.size));
             }
         }
         let record = self.write("storing progress", |txn| {
             let mut per_release = txn
                 .open_table(RELEASE_NODES)
                 .at(&self.path, "release nodes")?;
-            for &id in &releases {
-                per_release
+            let mut bytes = txn
+                .open_table(RELEASE_BYTES)
+                .at(&self.path, "release bytes")?;
+            for &(id, full) in &releases {
+                let before = per_release
                     .insert((id, p.node_id.as_str()), p.status.as_str())
-                    .at(&self.path, "storing progress")?;
+                    .at(&self.path, "storing progress")?
+                    .map(|prev| prev.value() == ProgressStatus::Success.as_str());
+                // A node's first success counts its bytes; a repeat does not.
+                if let (ProgressStatus::Success, Some(got), false) =
+                    (p.status, p.bytes, before.unwrap_or(false))
+                {
+                    let (sum, sum_full) = bytes
+                        .get(id)
+                        .at(&self.path, "release bytes")?
+                        .map_or((0, 0), |b| b.value());
+                    bytes
+                        .insert(id, (sum + got, sum_full + full))
+                        .at(&self.path, "release bytes")?;
+                }
             }
+            drop(bytes);
             let id = next_id(txn, KEY_NEXT_PROGRESS).at(&self.path, "progress id")?;
             let record = ProgressRecord {
                 id,
@@ -83,7 +103,7 @@ impl Store {
         })?;
         // After the commit, as every mirror changes.
         let mut map = self.release_reports.lock();
-        for id in releases {
+        for (id, _) in releases {
             map.entry(id)
                 .or_default()
                 .insert(p.node_id.clone(), p.status);
@@ -149,6 +169,15 @@ impl Store {
                 Ok(())
             },
         )
+    }
+
+    /// Bytes the nodes that succeeded in release `id` downloaded, and what
+    /// full downloads would have been.
+    pub fn release_bytes(&self, id: u64) -> Result<(u64, u64)> {
+        let txn = self.read("reading release bytes")?;
+        let t = txn.open_table(RELEASE_BYTES).at(&self.path, "release bytes")?;
+        let found = t.get(id).at(&self.path, "release bytes")?;
+        Ok(found.map_or((0, 0), |b| b.value()))
     }
 
     /// Latest report per node for a release.

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::{
     Context, Forms, Result, Store, StoreError, AUDIT, FORMS, KEY_SCHEMA, LAST_SEEN, META, NODES,
-    NODE_SECRETS, PINS, PROGRESS, PROGRESS_BY_NODE, RELEASES, RELEASE_NODES, TOKENS, VERSIONS,
+    NODE_SECRETS, PINS, PROGRESS, PROGRESS_BY_NODE, RELEASES, RELEASE_BYTES, RELEASE_NODES, TOKENS, VERSIONS,
 };
 use binproxy_protocol::Version;
 
@@ -52,6 +52,7 @@ impl Store {
             PROGRESS.name(),
             PROGRESS_BY_NODE.name(),
             RELEASE_NODES.name(),
+            RELEASE_BYTES.name(),
             PINS.name(),
             TOKENS.name(),
             NODE_SECRETS.name(),
@@ -87,6 +88,7 @@ impl Store {
         copy(PROGRESS, &txn, &write, dest)?;
         copy(PROGRESS_BY_NODE, &txn, &write, dest)?;
         copy(RELEASE_NODES, &txn, &write, dest)?;
+        copy(RELEASE_BYTES, &txn, &write, dest)?;
         copy(PINS, &txn, &write, dest)?;
         copy(TOKENS, &txn, &write, dest)?;
         copy(NODE_SECRETS, &txn, &write, dest)?;
