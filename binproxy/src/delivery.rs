@@ -79,6 +79,18 @@ pub struct Base {
     pub kept: bool,
 }
 
+impl Base {
+    /// `the live file`, `kept 1a2b3c4d5e6f`.
+    pub fn describe(&self) -> String {
+        if self.kept {
+            let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+            format!("kept {}", short(&name))
+        } else {
+            "the live file".to_owned()
+        }
+    }
+}
+
 /// One way of getting a target's bytes besides the artifact itself.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Way<'a> {
@@ -180,12 +192,7 @@ pub fn apply_patch(
     signed: Option<&Signed>,
     live: &Path,
 ) -> Result<PathBuf> {
-    let what = if base.kept {
-        let name = base.path.file_name().unwrap_or_default().to_string_lossy();
-        format!("patch from kept {}", short(&name))
-    } else {
-        "patch from the live file".to_owned()
-    };
+    let what = format!("patch from {}", base.describe());
     let old = File::open(&base.path).map_err(Error::io(&base.path, "open the base"))?;
     let patch_file = File::open(patch).map_err(Error::io(patch, "open"))?;
     make(target, signed, live, &what, |out| {

@@ -158,7 +158,13 @@ impl Agent<'_> {
         let sources = mirror::file_sources(mirrors, &self.manager, wanted.sha256, url, from);
         let file = fetch::fetch(&self.manager, &wanted, &sources, &bin.path, self.stop)?;
         let made = match way {
-            Way::Delta { base, .. } => {
+            Way::Delta { base, delta } => {
+                log::info!(
+                    "{}: applying a patch of {} to {}",
+                    bin.name,
+                    delivery::human(delta.size),
+                    base.describe()
+                );
                 delivery::apply_patch(base, &file.path, target, signed, &bin.path)
             }
             Way::Zst(_) => delivery::unpack_zst(&file.path, target, signed, &bin.path),

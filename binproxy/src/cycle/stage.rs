@@ -78,10 +78,13 @@ impl Agent<'_> {
                     .map(Step::Done);
             }
         };
-        let (artifact, delivery) = match obtained.fetched.from {
-            Some(source) => (source, obtained.delivery),
+        // No source: a file an earlier run downloaded (the artifact, staged
+        // ahead of a window, or a patch) was used as it was.
+        let (artifact, staged) = match obtained.fetched.from {
+            Some(source) => (source, None),
             None => self.staged_source(bin, target),
         };
+        let delivery = obtained.delivery.or(staged);
         let staged = obtained.fetched.path;
         swap::prepare(&staged, &bin.path, bin.mode)?;
         if let Some(argv) = &bin.preflight {
