@@ -34,6 +34,9 @@
 //! - [`signed`]: the agent's signature tests (`signatures_agent/`).
 //! - [`mirror`]: the agent's mirror tests (`agent_mirrors.rs`): mirror trees
 //!   written with the protocol's types, served by [`nginx`].
+//! - [`delta`]: the agent's delta tests (`agent_delta.rs`): build-like
+//!   artifacts, versions published with their patches and zst form, damaged
+//!   patches, how a report says the bytes came.
 //! - [`enrollment`], [`relay`]: the enrollment tests; [`tls`],
 //!   [`tls_forward`]: the HTTPS tests; [`windows`]: the maintenance-window
 //!   tests.
@@ -44,6 +47,7 @@ pub mod agent;
 pub mod api;
 pub mod browser;
 pub mod build;
+pub mod delta;
 pub mod enrollment;
 pub mod fake_manager;
 pub mod fleet;
