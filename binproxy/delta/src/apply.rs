@@ -6,6 +6,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 
 use crate::format::{corrupt_stream, Header, Step};
+use crate::runs::RunReader;
 use crate::{zst, DeltaError};
 
 const BUF: usize = 64 * 1024;
@@ -53,7 +54,7 @@ pub fn apply(
     });
     let mut streams = Streams {
         control: BufReader::new(zst::decoder(c)?),
-        diff: zst::decoder(BufReader::new(d))?,
+        diff: RunReader::new(BufReader::new(zst::decoder(BufReader::new(d))?)),
         extra: zst::decoder(BufReader::new(e))?,
     };
     let mut old = BufReader::with_capacity(BUF, old);

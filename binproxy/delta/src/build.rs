@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::format::{Header, Step, HEADER_LEN};
+use crate::runs::RunWriter;
 use crate::{zst, DeltaError};
 
 /// Bytes of the new build matched in one pass.
@@ -120,7 +121,7 @@ fn read_range(f: &File, start: u64, end: u64) -> io::Result<Vec<u8>> {
 /// The raw control, diff and extra streams while they are made.
 struct Spool {
     control: BufWriter<File>,
-    diff: BufWriter<File>,
+    diff: RunWriter<BufWriter<File>>,
     extra: BufWriter<File>,
     /// Where in the old build the last step left off.
     old_pos: u64,
@@ -135,7 +136,7 @@ impl Spool {
         };
         Ok(Self {
             control: temp()?,
-            diff: temp()?,
+            diff: RunWriter::new(temp()?),
             extra: temp()?,
             old_pos: 0,
         })
@@ -166,7 +167,7 @@ impl Spool {
             for ((d, x), y) in buf.iter_mut().zip(n).zip(o) {
                 *d = x.wrapping_sub(*y);
             }
-            self.diff.write_all(&buf[..n.len()])?;
+            self.diff.push(&buf[..n.len()])?;
         }
         self.extra.write_all(new_extra)?;
         self.old_pos = old_abs + new_add.len() as u64;
@@ -186,7 +187,11 @@ impl Spool {
         patch
             .seek(SeekFrom::Start(HEADER_LEN))
             .map_err(DeltaError::io("writing the patch"))?;
-        for (len, stream) in lens.iter_mut().zip([self.control, self.diff, self.extra]) {
+        let diff = self
+            .diff
+            .finish()
+            .map_err(DeltaError::io("spooling the patch"))?;
+        for (len, stream) in lens.iter_mut().zip([self.control, diff, self.extra]) {
             let mut raw = stream
                 .into_inner()
                 .map_err(io::IntoInnerError::into_error)

@@ -26,7 +26,8 @@
 //! control  per entry, LEB128 varints: seek (zigzag), add, extra
 //!          (move the old position by seek; add `add` bytes of old + diff;
 //!           copy `extra` bytes of extra)
-//! diff     the bytes to add (wrapping) to the old bytes
+//! diff     the bytes to add (wrapping) to the old bytes, as zero runs:
+//!          pairs (n, b) = n zeros then b; 255 alone = 255 zeros
 //! extra    the bytes with no counterpart in the old build
 //! ```
 //!
@@ -41,6 +42,7 @@ mod apply;
 mod build;
 mod error;
 mod format;
+mod runs;
 pub mod zst;
 
 pub use apply::apply;
