@@ -136,7 +136,7 @@ mod tests {
         round_trip(&[0; 1000]);
         let mut mixed = vec![0u8; 5000];
         for i in (0..5000).step_by(97) {
-            mixed[i] = (i % 251) as u8;
+            mixed[i] = u8::try_from(i % 251).unwrap();
         }
         round_trip(&mixed);
         let every: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
