@@ -43,6 +43,27 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// The diff stream's zero runs: `(n, b)` is n zeros then b, 255 alone 255
+/// zeros, the last run `(n - 1, 0)`.
+fn zero_runs(diff: &[u8]) -> Vec<u8> {
+    let (mut out, mut run) = (Vec::new(), 0u8);
+    for &b in diff {
+        if b != 0 {
+            out.extend_from_slice(&[run, b]);
+            run = 0;
+        } else if run == 254 {
+            out.push(255);
+            run = 0;
+        } else {
+            run += 1;
+        }
+    }
+    if run > 0 {
+        out.extend_from_slice(&[run - 1, 0]);
+    }
+    out
+}
+
 /// A patch from `old` to `new` in one step: the common length as old plus
 /// the bytewise difference, the rest as extra bytes.
 pub(crate) fn patch(old: &[u8], new: &[u8]) -> Vec<u8> {
@@ -52,6 +73,7 @@ pub(crate) fn patch(old: &[u8], new: &[u8]) -> Vec<u8> {
         varint(&mut control, v);
     }
     let diff: Vec<u8> = (0..add).map(|i| new[i].wrapping_sub(old[i])).collect();
+    let diff = zero_runs(&diff);
     let streams = [zstd_raw(&control), zstd_raw(&diff), zstd_raw(&new[add..])];
     let header = binproxy_delta::Header {
         old_size: old.len() as u64,
