@@ -234,6 +234,13 @@ fn a_full_disk_degrades_the_manager_and_freeing_it_heals_without_restart() {
     let v1 = artifact_bytes("storage-v1", 300_000);
     m.upload("app", "1.0", None, &v1).expect(201);
     m.release("app", "1.0").expect(201);
+    // The forms worker looks at the upload in the background: let it finish
+    // first, so the temp files below are the refused writes' only.
+    binproxy_tests::wait_until("forms of 1.0", Duration::from_secs(60), || {
+        m.admin_get("/metrics")
+            .text()
+            .contains("manager_delta_versions_total 1")
+    });
     let token = m
         .admin_post("/api/v1/tokens", &json!({"name": "ci", "role": "viewer"}))
         .expect(201)

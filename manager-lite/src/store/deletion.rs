@@ -110,52 +110,54 @@ impl Store {
         arch: Option<&str>,
         refuse: impl FnOnce(&References) -> Option<String>,
     ) -> Result<Deletion> {
-        self.write("deleting version", |txn| {
-            let mut versions = txn.open_table(VERSIONS).at(&self.path, "versions")?;
-            let mut doomed = Vec::new();
-            for row in versions
-                .range((bin, version, "")..)
-                .at(&self.path, "versions")?
-            {
-                let (key, value) = row.at(&self.path, "versions")?;
-                let (b, v, a) = key.value();
-                if b != bin || v != version {
-                    break;
+        self.with_forms_reloaded(|| {
+            self.write("deleting version", |txn| {
+                let mut versions = txn.open_table(VERSIONS).at(&self.path, "versions")?;
+                let mut doomed = Vec::new();
+                for row in versions
+                    .range((bin, version, "")..)
+                    .at(&self.path, "versions")?
+                {
+                    let (key, value) = row.at(&self.path, "versions")?;
+                    let (b, v, a) = key.value();
+                    if b != bin || v != version {
+                        break;
+                    }
+                    if arch.is_none_or(|want| want == a) {
+                        doomed.push((
+                            a.to_owned(),
+                            self.decode::<Version>(value.value(), "version")?,
+                        ));
+                    }
                 }
-                if arch.is_none_or(|want| want == a) {
-                    doomed.push((
-                        a.to_owned(),
-                        self.decode::<Version>(value.value(), "version")?,
-                    ));
+                if doomed.is_empty() {
+                    return Ok(Deletion::NotFound);
                 }
-            }
-            if doomed.is_empty() {
-                return Ok(Deletion::NotFound);
-            }
-            let refs = self.references(txn, bin)?;
-            if let Some(why) = refuse(&refs) {
-                return Ok(Deletion::Refused(why));
-            }
-            for (a, _) in &doomed {
-                versions
-                    .remove((bin, version, a.as_str()))
-                    .at(&self.path, "deleting version")?;
-            }
-            let mut orphans: HashSet<String> =
-                doomed.iter().map(|(_, v)| v.sha256sum.clone()).collect();
-            let mut live = HashSet::new();
-            for row in versions.iter().at(&self.path, "versions")? {
-                let (_, value) = row.at(&self.path, "versions")?;
-                live.insert(self.decode::<Version>(value.value(), "version")?.sha256sum);
-            }
-            orphans.retain(|sha| !live.contains(sha));
-            // Its zst form and patches to it and from it go with it.
-            let mut forms = txn.open_table(FORMS).at(&self.path, "forms")?;
-            let freed = self.drop_forms(&mut forms, &orphans)?;
-            orphans.extend(freed.into_iter().filter(|sha| !live.contains(sha)));
-            Ok(Deletion::Deleted {
-                versions: doomed.into_iter().map(|(_, v)| v).collect(),
-                orphans: orphans.into_iter().collect(),
+                let refs = self.references(txn, bin)?;
+                if let Some(why) = refuse(&refs) {
+                    return Ok(Deletion::Refused(why));
+                }
+                for (a, _) in &doomed {
+                    versions
+                        .remove((bin, version, a.as_str()))
+                        .at(&self.path, "deleting version")?;
+                }
+                let mut orphans: HashSet<String> =
+                    doomed.iter().map(|(_, v)| v.sha256sum.clone()).collect();
+                let mut live = HashSet::new();
+                for row in versions.iter().at(&self.path, "versions")? {
+                    let (_, value) = row.at(&self.path, "versions")?;
+                    live.insert(self.decode::<Version>(value.value(), "version")?.sha256sum);
+                }
+                orphans.retain(|sha| !live.contains(sha));
+                // Its zst form and patches to it and from it go with it.
+                let mut forms = txn.open_table(FORMS).at(&self.path, "forms")?;
+                let freed = self.drop_forms(&mut forms, &orphans)?;
+                orphans.extend(freed.into_iter().filter(|sha| !live.contains(sha)));
+                Ok(Deletion::Deleted {
+                    versions: doomed.into_iter().map(|(_, v)| v).collect(),
+                    orphans: orphans.into_iter().collect(),
+                })
             })
         })
     }

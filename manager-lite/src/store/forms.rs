@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 use super::{to_json, Context, Result, Store, FORMS, VERSIONS};
+use std::collections::HashMap;
 
 /// One file of a form: its sha256 and size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,19 +69,35 @@ impl Forms {
 }
 
 impl Store {
-    /// The forms made for the artifact `sha256`, if they were.
+    pub(super) fn load_forms(&self) -> Result<()> {
+        self.forms.load(
+            self,
+            FORMS,
+            ("loading forms", "forms"),
+            |map: &mut HashMap<_, _>, sha, value| {
+                map.insert(sha.to_owned(), self.decode(value, "forms")?);
+                Ok(())
+            },
+        )
+    }
+
+    /// The forms made for the artifact `sha256`, if they were (from memory).
     pub fn forms(&self, sha256: &str) -> Result<Option<Forms>> {
-        let txn = self.read("reading forms")?;
-        let t = txn.open_table(FORMS).at(&self.path, "forms")?;
-        let found = t.get(sha256).at(&self.path, "forms")?;
-        found.map(|v| self.decode(v.value(), "forms")).transpose()
+        Ok(self.forms.read().get(sha256).cloned())
+    }
+
+    /// Offers the forms of `v`'s artifact in it, at `url(sha256)`.
+    pub fn offer_forms(&self, v: &mut Version, url: impl Fn(&str) -> String) {
+        if let Some(f) = self.forms.read().get(&v.sha256sum) {
+            f.offer(v, url);
+        }
     }
 
     /// Stores the forms of `sha256`, unless no version has that artifact any
     /// more (deleted while they were made): `false` then, and the caller
     /// removes the files.
     pub fn put_forms(&self, sha256: &str, forms: &Forms) -> Result<bool> {
-        self.write("storing forms", |txn| {
+        let write = |txn: &redb::WriteTransaction| {
             let versions = txn.open_table(VERSIONS).at(&self.path, "versions")?;
             let mut live = false;
             for row in versions.iter().at(&self.path, "versions")? {
@@ -94,18 +111,36 @@ impl Store {
             t.insert(sha256, to_json(forms).as_slice())
                 .at(&self.path, "storing forms")?;
             Ok(true)
-        })
+        };
+        self.forms
+            .write_through(self, "storing forms", write, |map, stored| {
+                if *stored {
+                    map.insert(sha256.to_owned(), forms.clone());
+                }
+            })
     }
 
     /// Every file of every stored form.
     pub fn form_files(&self) -> Result<HashSet<String>> {
-        let txn = self.read("reading forms")?;
+        let map = self.forms.read();
+        Ok(map
+            .values()
+            .flat_map(Forms::files)
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Runs a deletion's `write` with the forms mirror held, and reloads it
+    /// after the commit (the deletion may have dropped forms).
+    pub(super) fn with_forms_reloaded<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut map = self.forms.lock();
+        let out = write()?;
+        let txn = self.read("reloading forms")?;
         let t = txn.open_table(FORMS).at(&self.path, "forms")?;
-        let mut out = HashSet::new();
+        map.clear();
         for row in t.iter().at(&self.path, "forms")? {
-            let (_, value) = row.at(&self.path, "forms")?;
-            let forms: Forms = self.decode(value.value(), "forms")?;
-            out.extend(forms.files().map(str::to_owned));
+            let (key, value) = row.at(&self.path, "forms")?;
+            map.insert(key.value().to_owned(), self.decode(value.value(), "forms")?);
         }
         Ok(out)
     }

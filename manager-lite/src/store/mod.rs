@@ -223,6 +223,9 @@ pub struct Store {
     tokens: Mirror<HashMap<String, TokenInfo>>,
     /// Secret sha256 (hex) → node_id (mirror of NODE_SECRETS).
     node_secrets: Mirror<HashMap<String, String>>,
+    /// Artifact sha256 → its zst form and patches (mirror of FORMS): read
+    /// for every target handed out.
+    forms: Mirror<HashMap<String, Forms>>,
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -245,6 +248,7 @@ impl Store {
             pins: Mirror::default(),
             tokens: Mirror::default(),
             node_secrets: Mirror::default(),
+            forms: Mirror::default(),
         };
         store.init_schema()?;
         store.load_nodes()?;
@@ -253,6 +257,7 @@ impl Store {
         store.load_pins()?;
         store.load_tokens()?;
         store.load_node_secrets()?;
+        store.load_forms()?;
         Ok(store)
     }
 
@@ -325,7 +330,8 @@ impl Store {
             txn.open_table(RELEASE_NODES)
                 .at(&self.path, "release nodes")?;
             txn.open_table(PINS).at(&self.path, "pins")?;
-            txn.open_table(RELEASE_BYTES).at(&self.path, "release bytes")?;
+            txn.open_table(RELEASE_BYTES)
+                .at(&self.path, "release bytes")?;
             txn.open_table(TOKENS).at(&self.path, "tokens")?;
             txn.open_table(NODE_SECRETS)
                 .at(&self.path, "node secrets")?;

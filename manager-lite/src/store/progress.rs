@@ -175,7 +175,9 @@ impl Store {
     /// full downloads would have been.
     pub fn release_bytes(&self, id: u64) -> Result<(u64, u64)> {
         let txn = self.read("reading release bytes")?;
-        let t = txn.open_table(RELEASE_BYTES).at(&self.path, "release bytes")?;
+        let t = txn
+            .open_table(RELEASE_BYTES)
+            .at(&self.path, "release bytes")?;
         let found = t.get(id).at(&self.path, "release bytes")?;
         Ok(found.map_or((0, 0), |b| b.value()))
     }

@@ -7,7 +7,7 @@ use binproxy_protocol::{download_path, Release, Version};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, HashSet};
 
-use super::{to_json, Context, Forms, Result, Store, FORMS, VERSIONS};
+use super::{to_json, Context, Result, Store, VERSIONS};
 
 /// What [`Store::put_version`] found.
 #[derive(Debug)]
@@ -118,11 +118,7 @@ impl Store {
         for a in keys {
             if let Some(hit) = t.get((bin, version, a)).at(&self.path, "versions")? {
                 let mut v: Version = self.decode(hit.value(), "version")?;
-                let forms = txn.open_table(FORMS).at(&self.path, "forms")?;
-                if let Some(f) = forms.get(v.sha256sum.as_str()).at(&self.path, "forms")? {
-                    let f: Forms = self.decode(f.value(), "forms")?;
-                    f.offer(&mut v, download_path);
-                }
+                self.offer_forms(&mut v, download_path);
                 return Ok(Some(v));
             }
         }
