@@ -1,92 +1,43 @@
 //! The choice of ways and their order, the checks of what the manager
 //! offers, and patches and zst files made into the artifact (or refused)
-//! on disk. The patches here are real patches of the binproxy-delta format,
-//! written by [`patch`] with uncompressed zstd blocks (the agent carries no
-//! encoder): the decoder reads them as it reads the manager's.
+//! on disk. The patches and zst files here are made by binproxy-delta's
+//! `build` feature, as the manager makes them.
 
 use super::*;
 use binproxy_protocol::hex;
 use sha2::{Digest, Sha256};
+use std::io::{Read, Seek, Write};
 
 pub(crate) fn sha(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// `data` as one zstd frame of raw blocks (a 1 MiB window).
+/// `data` as the manager's zst form (one zstd frame, level 3 here).
 pub(crate) fn zstd_raw(data: &[u8]) -> Vec<u8> {
-    // Magic; a descriptor with no content size, checksum or dictionary; a
-    // window of 2^(10 + 10) bytes.
-    let mut out = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 10 << 3];
-    let mut chunks: Vec<&[u8]> = data.chunks(64 * 1024).collect();
-    if chunks.is_empty() {
-        chunks.push(&[]);
-    }
-    let last = chunks.len() - 1;
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        // Bit 0: last block; bits 1-2: type (0, raw); bits 3-23: size.
-        let head = (chunk.len() << 3) | usize::from(i == last);
-        out.extend_from_slice(&head.to_le_bytes()[..3]);
-        out.extend_from_slice(chunk);
-    }
+    let mut out = Vec::new();
+    binproxy_delta::zst::compress(data, &mut out, 3).unwrap();
     out
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// The diff stream's zero runs: `(n, b)` is n zeros then b, 255 alone 255
-/// zeros, the last run `(n - 1, 0)`.
-fn zero_runs(diff: &[u8]) -> Vec<u8> {
-    let (mut out, mut run) = (Vec::new(), 0u8);
-    for &b in diff {
-        if b != 0 {
-            out.extend_from_slice(&[run, b]);
-            run = 0;
-        } else if run == 254 {
-            out.push(255);
-            run = 0;
-        } else {
-            run += 1;
-        }
-    }
-    if run > 0 {
-        out.extend_from_slice(&[run - 1, 0]);
-    }
-    out
-}
-
-/// A patch from `old` to `new` in one step: the common length as old plus
-/// the bytewise difference, the rest as extra bytes.
+/// The patch the manager makes from `old` to `new` (binproxy-delta's
+/// `build`, a dev-dependency only: the agent itself carries no encoder).
 pub(crate) fn patch(old: &[u8], new: &[u8]) -> Vec<u8> {
-    let add = old.len().min(new.len());
-    let mut control = Vec::new();
-    for v in [0, add as u64, (new.len() - add) as u64] {
-        varint(&mut control, v);
-    }
-    let diff: Vec<u8> = (0..add).map(|i| new[i].wrapping_sub(old[i])).collect();
-    let diff = zero_runs(&diff);
-    let streams = [zstd_raw(&control), zstd_raw(&diff), zstd_raw(&new[add..])];
-    let header = binproxy_delta::Header {
-        old_size: old.len() as u64,
-        new_size: new.len() as u64,
-        control_len: streams[0].len() as u64,
-        diff_len: streams[1].len() as u64,
-        extra_len: streams[2].len() as u64,
+    let file = |bytes: &[u8]| {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        f
     };
-    let mut out = header.to_bytes().to_vec();
-    for s in streams {
-        out.extend_from_slice(&s);
-    }
-    out
+    let opts = binproxy_delta::BuildOptions {
+        level: 3,
+        deadline: None,
+        tmp_dir: std::env::temp_dir(),
+    };
+    let mut out = tempfile::tempfile().unwrap();
+    binproxy_delta::build(&file(old), &file(new), &mut out, &opts).unwrap();
+    let mut bytes = Vec::new();
+    out.seek(std::io::SeekFrom::Start(0)).unwrap();
+    out.read_to_end(&mut bytes).unwrap();
+    bytes
 }
 
 /// A build of `len` bytes; `version` changes a few places of it.
