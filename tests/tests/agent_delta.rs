@@ -6,7 +6,9 @@
 //! on the way, with the bytes it downloaded and the method in its reports
 //! and action line. A run killed while a patch is applied leaves the old
 //! build live and the next run finishes. The same through a `mirror sync`
-//! tree served by nginx, with the manager up and with it stopped.
+//! tree served by nginx, with the manager up and with it stopped: a patch
+//! from the live file and from a kept copy, a damaged patch, a host without
+//! the base.
 //!
 //! The artifacts are build-like (megabytes of machine-code-like words, each
 //! version a few changes from the last), so a patch is a small fraction of
@@ -386,4 +388,63 @@ fn the_same_through_a_mirror_sync_tree_on_nginx() {
     assert_eq!(how(&r), (Some(Method::Zst), Some(v4.deltas[0].size + zst)));
     let r = success(&m, BIN, &a.node_id, &v3.sha256sum);
     assert_eq!(how(&r), (Some(Method::Delta), Some(patch_size(&v3, &b2))));
+}
+
+#[test]
+fn with_the_manager_stopped_a_mirror_patches_from_a_kept_copy_or_sends_the_zst_form() {
+    let mut m = Manager::new();
+    let key = Minisign::generate();
+    let tmp = TempDir::new("delta-mirror-down");
+    let token = tmp.join("admin.token");
+    fs::write(&token, format!("{}\n", m.token)).unwrap();
+    let tree = tmp.join("mirror");
+    let b1 = build(51, SIZE);
+    let b2 = next_build(&b1, 52);
+    let b3 = next_build(&b2, 53);
+
+    let v1 = publish_signed(&m, &key, "1", &b1, T1);
+    sync(&m, &token, &tree, &v1);
+    let nginx = Nginx::serve(&tree);
+    let mirror = format!("{}/", nginx.url);
+    // Node a: v1, then v2 by a patch from the mirror, then rolled back to
+    // v1 by the operator: v2 stays as a kept copy.
+    let a = Agent::new(BIN);
+    configure(&a, &m.url, &[&key], &[&mirror]);
+    run(&a, 0);
+    let v2 = publish_signed(&m, &key, "2", &b2, T2);
+    sync(&m, &token, &tree, &v2);
+    run(&a, 0);
+    a.assert_live(&b2, "v2");
+    a.exec("rollback", &[BIN]).expect_code(0);
+    a.assert_live(&b1, "rolled back");
+    // Node b runs a build the manager never had.
+    let b = Agent::new(BIN);
+    configure(&b, &m.url, &[&key], &[&mirror]);
+    b.place(&build(59, SIZE));
+
+    // v3 synced, then the manager stops: both take it from the mirror.
+    let v3 = publish_signed(&m, &key, "3", &b3, T3);
+    sync(&m, &token, &tree, &v3);
+    assert_eq!(v3.deltas[0].from, v2.sha256sum, "newest base first");
+    m.kill9();
+
+    let out = a.run();
+    let kept = format!("to kept {}", &v2.sha256sum[..12]);
+    out.expect_code(69).expect_log(&[&kept]);
+    a.assert_live(&b3, "v3 by delta from the kept v2, from the mirror");
+    assert!(action(&out).contains("method=delta"), "{}", action(&out));
+    assert_eq!(
+        came_from(&a),
+        (Some(format!("mirror {mirror}")), Some(mirror.clone()))
+    );
+
+    let line = run(&b, 69);
+    b.assert_live(&b3, "v3 by zst from the mirror, no base on the host");
+    assert!(
+        line.contains("method=zst") && line.contains("fallback=\"no delta ("),
+        "{line}"
+    );
+    for node in [&a, &b] {
+        assert!(node.beside().is_empty(), "debris: {:?}", node.beside());
+    }
 }
