@@ -346,6 +346,12 @@ pub fn progress_table(records: &[ProgressRecord]) -> String {
                 r.from_hash.as_deref().map(short).unwrap_or_default()
             }),
             ("MS", &|r| r.processing_time_ms.to_string()),
+            ("BY", &|r| {
+                r.method.map(|m| m.as_str().to_owned()).unwrap_or_default()
+            }),
+            ("BYTES", &|r| {
+                r.bytes.map(|b| b.to_string()).unwrap_or_default()
+            }),
             ("MESSAGE", &|r| r.message.clone().unwrap_or_default()),
         ],
         records,

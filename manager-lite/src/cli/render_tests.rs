@@ -191,3 +191,29 @@ fn node_view_tells_why() {
     );
     assert!(lines[6].ends_with("outside selector of release 3"), "{out}");
 }
+
+#[test]
+fn progress_table_says_how_the_bytes_came() {
+    let record = |id, method: Option<&str>, bytes: Option<u64>| -> ProgressRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "node_id": "web-1", "bin_name": "svc", "target_hash": "ab".repeat(32),
+            "status": "success", "processing_time_ms": 800, "method": method, "bytes": bytes,
+            "received_at": "2026-12-03T00:00:00Z",
+        }))
+        .unwrap()
+    };
+    let text = progress_table(&[
+        record(1, Some("delta"), Some(130_476)),
+        record(2, None, None),
+    ]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains("BY") && lines[0].contains("BYTES"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("delta") && lines[1].contains("130476"),
+        "{text}"
+    );
+    assert!(!lines[2].contains("delta"), "an old agent's report: {text}");
+}
