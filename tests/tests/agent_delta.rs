@@ -8,7 +8,7 @@
 //! build live and the next run finishes. The same through a `mirror sync`
 //! tree served by nginx, with the manager up and with it stopped: a patch
 //! from the live file and from a kept copy, a damaged patch, a host without
-//! the base.
+//! the base, a kill -9 while a patch is applied.
 //!
 //! The artifacts are build-like (megabytes of machine-code-like words, each
 //! version a few changes from the last), so a patch is a small fraction of
@@ -391,7 +391,8 @@ fn the_same_through_a_mirror_sync_tree_on_nginx() {
 }
 
 #[test]
-fn with_the_manager_stopped_a_mirror_patches_from_a_kept_copy_or_sends_the_zst_form() {
+fn with_the_manager_stopped_a_mirror_patches_from_a_kept_copy_sends_the_zst_form_and_survives_kill_9(
+) {
     let mut m = Manager::new();
     let key = Minisign::generate();
     let tmp = TempDir::new("delta-mirror-down");
@@ -447,4 +448,22 @@ fn with_the_manager_stopped_a_mirror_patches_from_a_kept_copy_or_sends_the_zst_f
     for node in [&a, &b] {
         assert!(node.beside().is_empty(), "debris: {:?}", node.beside());
     }
+
+    // A node on v1 killed -9 while it applies the mirror's patch: v1 stays
+    // live, and the next run finishes by delta, the manager still down.
+    let (c, made) = (0..5)
+        .find_map(|_| {
+            let c = Agent::new(BIN);
+            configure(&c, &m.url, &[&key], &[&mirror]);
+            c.place(&b1);
+            kill_while_applying(&c).map(|made| (c, made))
+        })
+        .expect("five runs applied the patch before they could be killed");
+    eprintln!("killed with {made} of {} bytes made", b3.len());
+    c.assert_live(&b1, "after the kill -9");
+    assert!(c.journal().is_none(), "the half-made file was journaled");
+    let line = run(&c, 69);
+    c.assert_live(&b3, "the run after the kill, from the mirror");
+    assert!(line.contains("method=delta"), "{line}");
+    assert!(c.beside().is_empty(), "debris: {:?}", c.beside());
 }
