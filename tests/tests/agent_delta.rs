@@ -311,32 +311,72 @@ fn sync(m: &Manager, token: &Path, tree: &Path, v: &Version) {
     }
 }
 
+/// A manager's mirror: the tree `mirror sync` writes (with v1, signed by
+/// the fixture's key, published and synced) served by nginx.
+struct MirrorFixture {
+    key: Minisign,
+    token: std::path::PathBuf,
+    tree: std::path::PathBuf,
+    /// The mirror's base URL, as agents list it.
+    url: String,
+    /// Kept for the test's length: nginx stops and the tree goes on drop.
+    _nginx: Nginx,
+    _tmp: TempDir,
+}
+
+impl MirrorFixture {
+    fn start(m: &Manager, name: &str, b1: &[u8]) -> MirrorFixture {
+        let key = Minisign::generate();
+        let tmp = TempDir::new(name);
+        let token = tmp.join("admin.token");
+        fs::write(&token, format!("{}\n", m.token)).unwrap();
+        let tree = tmp.join("mirror");
+        let v1 = publish_signed(m, &key, "1", b1, T1);
+        sync(m, &token, &tree, &v1);
+        let nginx = Nginx::serve(&tree);
+        let url = format!("{}/", nginx.url);
+        MirrorFixture {
+            key,
+            token,
+            tree,
+            url,
+            _nginx: nginx,
+            _tmp: tmp,
+        }
+    }
+
+    /// A node of `m` that lists this mirror and trusts its key.
+    fn node(&self, m: &Manager) -> Agent {
+        let a = Agent::new(BIN);
+        configure(&a, &m.url, &[&self.key], &[&self.url]);
+        a
+    }
+
+    /// Publishes, signs and releases `version` on `m`, then syncs the tree.
+    fn release(&self, m: &Manager, version: &str, bytes: &[u8], at: u64) -> Version {
+        let v = publish_signed(m, &self.key, version, bytes, at);
+        sync(m, &self.token, &self.tree, &v);
+        v
+    }
+}
+
 #[test]
 fn the_same_through_a_mirror_sync_tree_on_nginx() {
     let mut m = Manager::new();
-    let key = Minisign::generate();
-    let tmp = TempDir::new("delta-mirror");
-    let token = tmp.join("admin.token");
-    fs::write(&token, format!("{}\n", m.token)).unwrap();
-    let tree = tmp.join("mirror");
     let b1 = build(41, SIZE);
     let b2 = next_build(&b1, 42);
     let b3 = next_build(&b2, 43);
     let b4 = next_build(&b3, 44);
 
-    let v1 = publish_signed(&m, &key, "1", &b1, T1);
-    sync(&m, &token, &tree, &v1);
-    let nginx = Nginx::serve(&tree);
-    let mirror = format!("{}/", nginx.url);
-    let a = Agent::new(BIN);
-    configure(&a, &m.url, &[&key], &[&mirror]);
+    let fx = MirrorFixture::start(&m, "delta-mirror", &b1);
+    let mirror = fx.url.clone();
+    let a = fx.node(&m);
     run(&a, 0);
     a.assert_live(&b1, "v1");
 
     // v2 with the manager up: its patch comes from the mirror, and the
     // manager sends no byte.
-    let v2 = publish_signed(&m, &key, "2", &b2, T2);
-    sync(&m, &token, &tree, &v2);
+    let v2 = fx.release(&m, "2", &b2, T2);
     let served = downloads_served(&m);
     let line = run(&a, 0);
     a.assert_live(&b2, "v2 by delta from the mirror");
@@ -348,8 +388,7 @@ fn the_same_through_a_mirror_sync_tree_on_nginx() {
 
     // v3 and v4 synced, then the manager stops: v3 from the mirror's own
     // target, by a patch from the live v2.
-    let v3 = publish_signed(&m, &key, "3", &b3, T3);
-    sync(&m, &token, &tree, &v3);
+    let v3 = fx.release(&m, "3", &b3, T3);
     m.kill9();
     let line = run(&a, 69);
     a.assert_live(&b3, "v3 by delta from the mirror, the manager down");
@@ -362,10 +401,9 @@ fn the_same_through_a_mirror_sync_tree_on_nginx() {
     // v4's patch is damaged on the mirror: its zst form, from the mirror.
     // (The manager restarts on another port, which the node does not know.)
     m.restart();
-    let v4 = publish_signed(&m, &key, "4", &b4, T4);
-    sync(&m, &token, &tree, &v4);
+    let v4 = fx.release(&m, "4", &b4, T4);
     m.kill9();
-    let patch = tree.join(artifact_file(&v4.deltas[0].sha256));
+    let patch = fx.tree.join(artifact_file(&v4.deltas[0].sha256));
     let mut bytes = fs::read(&patch).unwrap();
     bytes[60] ^= 0xff;
     fs::write(&patch, bytes).unwrap();
@@ -380,7 +418,7 @@ fn the_same_through_a_mirror_sync_tree_on_nginx() {
     // The manager back (on a new port): the queued reports say how the
     // bytes came.
     m.restart();
-    configure(&a, &m.url, &[&key], &[&mirror]);
+    configure(&a, &m.url, &[&fx.key], &[&mirror]);
     a.exec("run", &["--now", "--ignore-backoff"]).expect_code(0);
     assert!(a.outbox().is_empty(), "undelivered: {:?}", a.outbox());
     let r = success(&m, BIN, &a.node_id, &v4.sha256sum);
@@ -394,38 +432,27 @@ fn the_same_through_a_mirror_sync_tree_on_nginx() {
 fn with_the_manager_stopped_a_mirror_patches_from_a_kept_copy_sends_the_zst_form_and_survives_kill_9(
 ) {
     let mut m = Manager::new();
-    let key = Minisign::generate();
-    let tmp = TempDir::new("delta-mirror-down");
-    let token = tmp.join("admin.token");
-    fs::write(&token, format!("{}\n", m.token)).unwrap();
-    let tree = tmp.join("mirror");
     let b1 = build(51, SIZE);
     let b2 = next_build(&b1, 52);
     let b3 = next_build(&b2, 53);
 
-    let v1 = publish_signed(&m, &key, "1", &b1, T1);
-    sync(&m, &token, &tree, &v1);
-    let nginx = Nginx::serve(&tree);
-    let mirror = format!("{}/", nginx.url);
+    let fx = MirrorFixture::start(&m, "delta-mirror-down", &b1);
+    let mirror = fx.url.clone();
     // Node a: v1, then v2 by a patch from the mirror, then rolled back to
     // v1 by the operator: v2 stays as a kept copy.
-    let a = Agent::new(BIN);
-    configure(&a, &m.url, &[&key], &[&mirror]);
+    let a = fx.node(&m);
     run(&a, 0);
-    let v2 = publish_signed(&m, &key, "2", &b2, T2);
-    sync(&m, &token, &tree, &v2);
+    let v2 = fx.release(&m, "2", &b2, T2);
     run(&a, 0);
     a.assert_live(&b2, "v2");
     a.exec("rollback", &[BIN]).expect_code(0);
     a.assert_live(&b1, "rolled back");
     // Node b runs a build the manager never had.
-    let b = Agent::new(BIN);
-    configure(&b, &m.url, &[&key], &[&mirror]);
+    let b = fx.node(&m);
     b.place(&build(59, SIZE));
 
     // v3 synced, then the manager stops: both take it from the mirror.
-    let v3 = publish_signed(&m, &key, "3", &b3, T3);
-    sync(&m, &token, &tree, &v3);
+    let v3 = fx.release(&m, "3", &b3, T3);
     assert_eq!(v3.deltas[0].from, v2.sha256sum, "newest base first");
     m.kill9();
 
@@ -453,8 +480,7 @@ fn with_the_manager_stopped_a_mirror_patches_from_a_kept_copy_sends_the_zst_form
     // live, and the next run finishes by delta, the manager still down.
     let (c, made) = (0..5)
         .find_map(|_| {
-            let c = Agent::new(BIN);
-            configure(&c, &m.url, &[&key], &[&mirror]);
+            let c = fx.node(&m);
             c.place(&b1);
             kill_while_applying(&c).map(|made| (c, made))
         })
