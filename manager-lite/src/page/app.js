@@ -286,7 +286,7 @@
       nodes = firstNodes.body;
       nodesNext = firstNodes.next;
       renderSummary(bins, releases);
-      fill("releases", releases.slice(0, MAX_RELEASES).map(releaseRow), "No releases.", 13);
+      fill("releases", releases.slice(0, MAX_RELEASES).map(releaseRow), "No releases.", 14);
       renderNodes();
       fill("bins", bins.map(binRow), "No bins uploaded.", 3);
       fill("progress", progress.map((p) => progressRow(p, names)), "No progress reports.", 6);
