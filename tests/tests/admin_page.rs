@@ -414,12 +414,15 @@ fn check_counts(b: &Browser, m: &Manager, built: &Built) {
     );
     #[allow(clippy::cast_precision_loss)]
     let saved = (full - r.counts.bytes_downloaded) as f64;
+    let amount = if saved >= 1e6 {
+        format!("{:.1} MB", saved / 1e6)
+    } else if saved >= 1e3 {
+        format!("{:.1} KB", saved / 1e3)
+    } else {
+        format!("{saved} B")
+    };
     #[allow(clippy::cast_precision_loss)]
-    let shown = format!(
-        "{:.1} MB ({}%)",
-        saved / 1e6,
-        (100.0 * saved / full as f64).round()
-    );
+    let shown = format!("{amount} ({}%)", (100.0 * saved / full as f64).round());
     assert_eq!(release_cell(b, id, "saved"), shown);
     // Recent progress: newest first, the failures among them.
     assert!(b.count("#progress tbody tr.progress") > 0);

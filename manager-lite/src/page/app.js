@@ -164,11 +164,13 @@
     const full = c.bytes_full || 0;
     if (full === 0) return "";
     const kept = full - (c.bytes_downloaded || 0);
-    return megabytes(kept) + " (" + Math.round((100 * kept) / full) + "%)";
+    return bytes(kept) + " (" + Math.round((100 * kept) / full) + "%)";
   }
 
-  function megabytes(n) {
-    return (n / 1e6).toFixed(1) + " MB";
+  function bytes(n) {
+    if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
+    if (n >= 1e3) return (n / 1e3).toFixed(1) + " KB";
+    return n + " B";
   }
 
   function releaseRow(r) {
