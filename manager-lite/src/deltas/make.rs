@@ -313,10 +313,21 @@ fn patch(
             );
             Ok(None)
         }
-        Err(e) => Err(FormError::Delta {
+        // The disk failed: the job fails, and is tried again at the next start.
+        Err(e @ DeltaError::Io { .. }) => Err(FormError::Delta {
             what: format!("checking the patch {} -> {}", base.version, v.version),
             source: e,
         }),
+        // The patch itself is bad (a builder bug): it goes, the rest stands.
+        Err(e) => {
+            log::error!(
+                "patch {} -> {} of {} does not apply ({e}): dropped",
+                base.version,
+                v.version,
+                v.bin_name
+            );
+            Ok(None)
+        }
     }
 }
 
