@@ -24,7 +24,7 @@ use crate::api::request::{
 use crate::artifacts::IngestError;
 use crate::rollout::{self, targets};
 use crate::signature;
-use crate::store::{PutVersion, StoreError};
+use crate::store::PutVersion;
 use crate::time::now_rfc3339;
 
 /// Content-addressed bytes never change: any cache may keep them.
@@ -364,10 +364,8 @@ pub fn list_bins(app: &App) -> Answer {
         .store
         .bins()?
         .into_iter()
-        .map(|(bin_name, versions)| with_forms(app, versions).map(|v| (bin_name, v)))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
         .map(|(bin_name, versions)| {
+            let versions = with_forms(app, versions);
             // Each file once: two versions of the same bytes share it.
             let files: BTreeMap<&str, u64> = versions
                 .iter()
@@ -390,17 +388,15 @@ pub fn bin_versions(app: &App, bin: &str) -> Answer {
     if versions.is_empty() {
         return Err(ApiError::not_found(format!("unknown bin {bin}")));
     }
-    Ok(Reply::json(200, &with_forms(app, versions)?))
+    Ok(Reply::json(200, &with_forms(app, versions)))
 }
 
 /// Versions with the forms made for them (`mirror sync` copies those too).
-fn with_forms(app: &App, mut versions: Vec<Version>) -> Result<Vec<Version>, StoreError> {
+fn with_forms(app: &App, mut versions: Vec<Version>) -> Vec<Version> {
     for v in &mut versions {
-        if let Some(forms) = app.store.forms(&v.sha256sum)? {
-            forms.offer(v, download_path);
-        }
+        app.store.offer_forms(v, download_path);
     }
-    Ok(versions)
+    versions
 }
 
 pub fn list_progress(app: &App, bin: &str, url: &Url) -> Answer {

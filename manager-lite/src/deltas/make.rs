@@ -160,7 +160,7 @@ pub fn backlog(store: &Store) -> Result<Vec<Version>, StoreError> {
             }
         }
         for v in newest {
-            if store.forms(&v.sha256sum)?.is_none() {
+            if !store.has_forms(&v.sha256sum) {
                 out.push(v);
             }
         }
@@ -196,7 +196,7 @@ pub fn make(
         });
     };
     let v = &versions[at];
-    if store.forms(&v.sha256sum)?.is_some() {
+    if store.has_forms(&v.sha256sum) {
         return Ok(Made {
             skipped: Some(Skip::MadeBefore),
             ..Made::default()

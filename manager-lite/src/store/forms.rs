@@ -81,9 +81,9 @@ impl Store {
         )
     }
 
-    /// The forms made for the artifact `sha256`, if they were (from memory).
-    pub fn forms(&self, sha256: &str) -> Result<Option<Forms>> {
-        Ok(self.forms.read().get(sha256).cloned())
+    /// Whether the forms of the artifact `sha256` were made (from memory).
+    pub fn has_forms(&self, sha256: &str) -> bool {
+        self.forms.read().contains_key(sha256)
     }
 
     /// Offers the forms of `v`'s artifact in it, at `url(sha256)`.
