@@ -43,7 +43,7 @@ pub use agent::{
 };
 pub use release::{
     BinVersions, BinView, NewRelease, NodeView, Pin, Release, ReleaseCounts, ReleaseEvent,
-    ReleaseOp, ReleaseStatus, Selector, UnknownOp, Version, Wave,
+    ReleaseOp, ReleaseStatus, Selector, UnknownOp, Version, Wave, WaveCounts,
 };
 
 /// The path every API route starts with.

@@ -151,6 +151,25 @@ pub struct ReleaseCounts {
     pub bytes_downloaded: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes_full: u64,
+    /// The same counts per wave of the plan (empty for a single wave): each
+    /// wave's slice of the selected nodes, and what became of the reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveCounts>,
+}
+
+/// One wave's share of a release's counts: `target` is the selected nodes
+/// whose bucket falls in this wave's slice (those it reaches once it
+/// starts), `reached` those of them the release reaches now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveCounts {
+    /// The wave's cumulative percent, as in the plan.
+    pub percent: u32,
+    pub target: u64,
+    pub reached: u64,
+    pub in_progress: u64,
+    pub success: u64,
+    pub failed: u64,
+    pub rolled_back: u64,
 }
 
 /// Where a release stands.

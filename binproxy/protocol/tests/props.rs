@@ -502,8 +502,22 @@ fn release_status() -> impl Strategy<Value = ReleaseStatus> {
 }
 
 fn counts() -> impl Strategy<Value = ReleaseCounts> {
-    any::<[u64; 7]>().prop_map(
-        |[targeted, in_progress, success, failed, rolled_back, bytes_downloaded, bytes_full]| {
+    let wave = any::<(u32, [u64; 6])>().prop_map(
+        |(percent, [target, reached, in_progress, success, failed, rolled_back])| WaveCounts {
+            percent,
+            target,
+            reached,
+            in_progress,
+            success,
+            failed,
+            rolled_back,
+        },
+    );
+    (any::<[u64; 7]>(), vec(wave, 0..4)).prop_map(
+        |(
+            [targeted, in_progress, success, failed, rolled_back, bytes_downloaded, bytes_full],
+            waves,
+        )| {
             ReleaseCounts {
                 targeted,
                 in_progress,
@@ -512,6 +526,7 @@ fn counts() -> impl Strategy<Value = ReleaseCounts> {
                 rolled_back,
                 bytes_downloaded,
                 bytes_full,
+                waves,
             }
         },
     )

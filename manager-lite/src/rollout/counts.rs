@@ -4,12 +4,12 @@
 //! artifacts). A count walks the fleet in chunks (`Store::scan_nodes`):
 //! no copy of it, and no lock held across the pass.
 
-use binproxy_protocol::{ProgressStatus, Release, ReleaseCounts};
+use binproxy_protocol::{ProgressStatus, Release, ReleaseCounts, WaveCounts};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::in_wave;
+use super::{bucket, in_wave, BUCKETS};
 use crate::store::{NodeRef, Store, StoreError};
 
 /// What is known of one release besides the nodes.
@@ -20,23 +20,90 @@ pub struct Facts<'a> {
     pub hashes: &'a HashSet<String>,
 }
 
-/// Adds one node to the release's counts, if the release reaches it.
+/// Adds one node to the release's counts if the release selects it: to its
+/// wave's slice (when the plan has more than one wave, `c.waves` made by
+/// [`wave_slots`]) and, once reached, to what became of it.
 pub fn count_node(release: &Release, facts: &Facts, node: NodeRef, c: &mut ReleaseCounts) {
-    if !release.selector.matches(&node) || !in_wave(release, node.id) {
+    if !release.selector.matches(&node) {
         return;
     }
-    c.targeted += 1;
+    let (reached, wave) = if c.waves.is_empty() {
+        (in_wave(release, node.id), None)
+    } else {
+        // Only a plan of several waves pays for the bucket of every node.
+        let b = bucket(release.id, node.id);
+        let reached = release.percent >= 100 || b < u64::from(release.percent) * (BUCKETS / 100);
+        let wave = c
+            .waves
+            .iter()
+            .position(|w| b < u64::from(w.percent) * (BUCKETS / 100));
+        (reached, wave.or(c.waves.len().checked_sub(1)))
+    };
+    let mut slot = wave.and_then(|w| c.waves.get_mut(w));
+    if let Some(w) = slot.as_deref_mut() {
+        w.target += 1;
+    }
+    if !reached {
+        return;
+    }
     let installed = node
         .bin(&release.bin_name)
         .is_some_and(|sha| facts.hashes.contains(sha));
-    match facts.reports.and_then(|r| r.get(node.id)) {
-        _ if installed => c.success += 1,
-        Some(ProgressStatus::Success) => c.success += 1,
-        Some(ProgressStatus::InProgress) => c.in_progress += 1,
-        Some(ProgressStatus::Failed) => c.failed += 1,
-        Some(ProgressStatus::RolledBack) => c.rolled_back += 1,
-        None => {}
+    let outcome = match facts.reports.and_then(|r| r.get(node.id)) {
+        _ if installed => Some(ProgressStatus::Success),
+        other => other.copied(),
+    };
+    c.targeted += 1;
+    add(
+        outcome,
+        &mut c.success,
+        &mut c.in_progress,
+        &mut c.failed,
+        &mut c.rolled_back,
+    );
+    if let Some(w) = slot {
+        w.reached += 1;
+        add(
+            outcome,
+            &mut w.success,
+            &mut w.in_progress,
+            &mut w.failed,
+            &mut w.rolled_back,
+        );
     }
+}
+
+/// The empty per-wave counts of a release: one per wave of a plan of
+/// several, none for a single wave.
+pub fn wave_slots(release: &Release) -> Vec<WaveCounts> {
+    if release.waves.len() < 2 {
+        return Vec::new();
+    }
+    release
+        .waves
+        .iter()
+        .map(|w| WaveCounts {
+            percent: w.percent,
+            ..WaveCounts::default()
+        })
+        .collect()
+}
+
+fn add(
+    outcome: Option<ProgressStatus>,
+    success: &mut u64,
+    in_progress: &mut u64,
+    failed: &mut u64,
+    rolled_back: &mut u64,
+) {
+    let n = match outcome {
+        Some(ProgressStatus::Success) => success,
+        Some(ProgressStatus::InProgress) => in_progress,
+        Some(ProgressStatus::Failed) => failed,
+        Some(ProgressStatus::RolledBack) => rolled_back,
+        None => return,
+    };
+    *n += 1;
 }
 
 /// Counts kept between recounts: a release is counted again only when what
@@ -87,7 +154,10 @@ impl Counts {
             reports: Some(&reports),
             hashes: &hashes,
         };
-        let mut counts = ReleaseCounts::default();
+        let mut counts = ReleaseCounts {
+            waves: wave_slots(r),
+            ..ReleaseCounts::default()
+        };
         store.scan_nodes(|n| count_node(r, &facts, n.node, &mut counts));
         (counts.bytes_downloaded, counts.bytes_full) = store.release_bytes(r.id)?;
         let cached = Cached {

@@ -21,7 +21,6 @@
 //! This module calls the store; the store never calls it.
 
 use binproxy_protocol::window::Windows;
-use binproxy_protocol::ReleaseOp;
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, NewRelease, Release, ReleaseCounts, ReleaseStatus,
     Wave,
@@ -34,9 +33,11 @@ use crate::store::{Store, StoreError};
 use crate::time::parse_rfc3339;
 
 mod counts;
+mod ops;
 mod policy;
 pub mod targets;
-pub use counts::{count_node, Counts, Facts};
+pub use counts::{count_node, wave_slots, Counts, Facts};
+pub use ops::{allowed_ops, operate, Refused};
 pub use policy::{create_release, rollback_release, update_release, Change, ReleaseError};
 
 /// Buckets per release: percentages are matched to 0.01%.
@@ -323,84 +324,6 @@ pub fn tick(
         }
     }
     Ok(changed)
-}
-
-/// Why an operator's action on a release is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    /// Not allowed in the release's current state.
-    State {
-        id: u64,
-        status: ReleaseStatus,
-        op: ReleaseOp,
-    },
-    /// An action that makes a new release (a rollback), not a state change.
-    NotAStateChange(ReleaseOp),
-}
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refused::State { id, status, op } => {
-                write!(f, "release {id} is {}: cannot {op} it", status.as_str())
-            }
-            Refused::NotAStateChange(op) => {
-                write!(f, "{op} is not an operation on a release's state")
-            }
-        }
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// An operator's action on a release: the change, or why it is not allowed.
-/// `failures` is the release's failure count now (a resume or promote
-/// accepts those, so only new failures can pause it again).
-pub fn operate(
-    r: &mut Release,
-    op: ReleaseOp,
-    actor: &str,
-    failures: u64,
-    now: SystemTime,
-) -> Result<Change, Refused> {
-    use ReleaseOp::{Approve, Cancel, Pause, Promote, Resume, Rollback};
-    use ReleaseStatus::{Cancelled, Paused, PendingApproval, RollingOut};
-    let refuse = |r: &Release| {
-        Err(Refused::State {
-            id: r.id,
-            status: r.status,
-            op,
-        })
-    };
-    match (op, r.status) {
-        (Approve, PendingApproval) => {
-            r.status = RollingOut;
-            r.wave = 0;
-            r.percent = r.waves.first().map_or(100, |w| w.percent);
-        }
-        (Pause, RollingOut) => {
-            r.status = Paused;
-            r.paused_reason = Some(format!("paused by {actor}"));
-        }
-        (Resume, Paused) => {
-            r.status = RollingOut;
-            r.paused_reason = None;
-            r.failure_baseline = failures;
-        }
-        (Promote, RollingOut | Paused) => {
-            r.status = RollingOut;
-            r.paused_reason = None;
-            r.failure_baseline = failures;
-            r.wave = r.waves.len().saturating_sub(1);
-            r.percent = 100;
-            r.wave_started_at = Some(crate::time::rfc3339_millis(now));
-        }
-        (Cancel, PendingApproval | RollingOut | Paused) => r.status = Cancelled,
-        // A rollback makes a new release: the handler does it, not this.
-        (Rollback, _) => return Err(Refused::NotAStateChange(op)),
-        (Approve | Pause | Resume | Promote | Cancel, _) => return refuse(r),
-    }
-    Ok(Change::Event(op.past_tense().into(), None))
 }
 
 fn apply(rel: &mut Release, step: Step, now: SystemTime) -> Change {

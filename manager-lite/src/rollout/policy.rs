@@ -120,17 +120,11 @@ pub fn rollback_release(
         let Some(mut old) = t.get(id)? else {
             return Ok(Err(ReleaseError::NotFound));
         };
-        if !old.status.is_live() {
-            return Ok(Err(ReleaseError::Conflict(format!(
-                "release {id} is {}: only a live release can be rolled back",
-                old.status.as_str()
-            ))));
+        if let Some(why) = rollback_refusal(&old) {
+            return Ok(Err(ReleaseError::Conflict(why)));
         }
         let Some(baseline) = old.baseline_version.clone() else {
-            return Ok(Err(ReleaseError::Conflict(format!(
-                "release {id} has no earlier version of {} to roll back to",
-                old.bin_name
-            ))));
+            return Ok(Err(ReleaseError::Conflict("no baseline".into())));
         };
         old.status = ReleaseStatus::RolledBack;
         push_event(
@@ -151,6 +145,25 @@ pub fn rollback_release(
         };
         insert_release(t, &new, actor, now).map(Ok)
     })?
+}
+
+/// Why `r` cannot be rolled back, or `None` when it can: only a live
+/// release with an earlier version to go back to.
+pub fn rollback_refusal(r: &Release) -> Option<String> {
+    if !r.status.is_live() {
+        return Some(format!(
+            "release {} is {}: only a live release can be rolled back",
+            r.id,
+            r.status.as_str()
+        ));
+    }
+    if r.baseline_version.is_none() {
+        return Some(format!(
+            "release {} has no earlier version of {} to roll back to",
+            r.id, r.bin_name
+        ));
+    }
+    None
 }
 
 /// A new release record, in its first state, with its baseline (the version
