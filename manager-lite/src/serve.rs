@@ -276,6 +276,7 @@ fn open(config: &ServeConfig) -> Result<App, ServeError> {
         metrics: crate::metrics::Metrics::new(config.metrics_public),
         alerts: crate::alerts::Alerts::start(&config.webhooks, config.webhook_format)?,
         deltas: crate::deltas::Queue::new(config.delta_from),
+        fleet: crate::api::app::Recent::default(),
     })
 }
 

@@ -29,6 +29,37 @@ pub struct App {
     pub alerts: crate::alerts::Alerts,
     /// Versions waiting for their zst form and patches (`crate::deltas`).
     pub deltas: crate::deltas::Queue,
+    /// The last answer of `GET /api/v1/fleet` (`crate::api::fleet`).
+    pub fleet: Recent,
+}
+
+/// An answer made at most once per `ttl`, however many ask for it: a
+/// whole-fleet count that many open admin pages poll.
+#[derive(Default)]
+pub struct Recent {
+    last: std::sync::Mutex<Option<(std::time::Instant, Vec<u8>)>>,
+}
+
+impl Recent {
+    /// The answer of less than `ttl` ago, or a new one from `make`.
+    pub fn get<E>(
+        &self,
+        ttl: std::time::Duration,
+        make: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, E> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, body)) = last.as_ref() {
+            if at.elapsed() < ttl {
+                return Ok(body.clone());
+            }
+        }
+        let body = make()?;
+        *last = Some((std::time::Instant::now(), body.clone()));
+        Ok(body)
+    }
 }
 
 impl crate::deltas::Parts for App {

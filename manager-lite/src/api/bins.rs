@@ -7,17 +7,16 @@
 //! pruning after an upload.
 
 use binproxy_protocol::{
-    check_arch, check_bin_name, check_node_id, check_sha256, check_version, download_path, hex,
+    check_arch, check_bin_name, check_node_id, check_sha256, check_version, download_path,
     names::normalize_arch, BinVersions, Installed, Node, Progress, Version,
 };
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crate::api::app::App;
 use crate::api::audit;
 use crate::api::auth::{Actor, NodeCaller};
-use crate::api::reply::{file_reply, parse_range, Answer, ApiError, Reply, NO_STORE};
+use crate::api::reply::{conditional, file_reply, parse_range, Answer, ApiError, Reply, NO_STORE};
 use crate::api::request::{
     body_error, header, limit, read_bounded, read_json, Request, Url, MAX_TEXT,
 };
@@ -54,16 +53,8 @@ pub fn bin_target(app: &App, bin: &str, url: &Url, rq: &Request) -> Answer {
     let target = decision
         .target
         .ok_or_else(|| ApiError::not_found(decision.reason))?;
-    let body = serde_json::to_vec(&target).map_err(|e| ApiError::internal(e.to_string()))?;
-    let etag = format!("\"{}\"", &hex(&Sha256::digest(&body))[..32]);
-    if header(rq, "If-None-Match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Ok(Reply::empty(304)
-            .header("ETag", etag)
-            .header("Cache-Control", NO_STORE));
-    }
-    Ok(Reply::json_bytes(200, body)
-        .header("ETag", etag)
-        .header("Cache-Control", NO_STORE))
+    let reply = Reply::json(200, &target).header("Cache-Control", NO_STORE);
+    Ok(conditional(reply, header(rq, "If-None-Match")))
 }
 
 pub fn installed(app: &App, caller: &NodeCaller, bin: &str, rq: &mut Request) -> Answer {

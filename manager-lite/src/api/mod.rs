@@ -10,13 +10,15 @@
 //!   enrollment token), `GET /api/v1/nodes` (paged or streamed),
 //!   `GET`/`DELETE /api/v1/nodes/{id}`, `DELETE /api/v1/nodes/{id}/secret`,
 //!   `PUT`/`DELETE /api/v1/nodes/{id}/pins/{bin}`.
+//! - [`fleet`]: `GET /api/v1/fleet` (the fleet counted: online, per arch,
+//!   per bin and version) and the node search of `GET /api/v1/nodes`.
 //! - [`bins`]: `GET`/`POST /api/v1/bins/{bin}` (target, installed),
 //!   `GET`/`POST /api/v1/bins/{bin}/progress`, `GET /api/v1/download/{name}`,
 //!   `GET /api/v1/bins`, `GET`/`POST /api/v1/bins/{bin}/versions` (list,
 //!   upload), `DELETE /api/v1/bins/{bin}/versions/{version}`,
 //!   `PUT /api/v1/bins/{bin}/versions/{version}/signature`.
 //! - [`releases`]: `GET`/`POST /api/v1/releases`, `GET /api/v1/releases/{id}`,
-//!   `POST /api/v1/releases/{id}/{op}`.
+//!   `GET /api/v1/releases/{id}/failures`, `POST /api/v1/releases/{id}/{op}`.
 //! - [`access`]: `GET`/`POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`,
 //!   `GET /api/v1/audit`; who a caller is lives in [`auth`], the audit
 //!   records are written by [`audit`].
@@ -36,6 +38,7 @@ pub mod audit;
 pub mod auth;
 pub mod bins;
 pub mod enroll;
+pub mod fleet;
 pub mod health;
 pub mod metrics;
 pub mod nodes;

@@ -14,7 +14,9 @@
 //! made one page at a time as the client reads (a chunked stream), so its
 //! memory is one page's, not the fleet's. Paging through a fleet that
 //! changes sees every node that stays registered exactly once: the cursor is
-//! a node id, not an offset.
+//! a node id, not an offset. With any search parameter (`q`, `state`,
+//! `arch`, `label`, `bin`, `version`, `sort`, `offset`) the answer is one
+//! page of the matching nodes and `X-Total-Count` ([`crate::api::fleet`]).
 
 use binproxy_protocol::{
     check_arch, check_bin_name, check_node_id, check_sha256, check_version, names::normalize_arch,
@@ -26,6 +28,7 @@ use std::time::SystemTime;
 use crate::api::app::App;
 use crate::api::auth::NodeCaller;
 use crate::api::enroll::{enroll, Enrolled};
+use crate::api::fleet::{search, NodeQuery};
 use crate::api::reply::{Answer, ApiError, Body, Reply, NO_STORE};
 use crate::api::request::{check_text, read_json, Request, Url};
 use crate::store::Store;
@@ -286,6 +289,15 @@ pub const MAX_PAGE: usize = 10_000;
 
 pub fn list_nodes(app: &App, url: &Url) -> Result<Reply, ApiError> {
     let limit = url.query("limit").map(parse_limit).transpose()?;
+    if let Some(query) = NodeQuery::parse(app, url)? {
+        if url.query("after").is_some() {
+            return Err(ApiError::bad_request(
+                "after pages the whole fleet by id; a search pages with offset",
+            ));
+        }
+        let (page, total) = search(app, &query, limit.unwrap_or(DEFAULT_PAGE));
+        return Ok(Reply::json(200, &page).header("X-Total-Count", total.to_string()));
+    }
     // `after=` (empty) is the first page, so a pager can start with it.
     let after = match url.query("after") {
         None => None,

@@ -2,15 +2,21 @@
 //! and show them, and the operations on one (`POST
 //! /api/v1/releases/{id}/{op}`, a [`ReleaseOp`]: approve with four eyes,
 //! pause, resume, promote, cancel, and rollback with its own wave plan).
-//! Every answer shows the release after a recount, not as of the last tick.
+//! Every answer to a write shows the release after a recount, not as of
+//! the last tick; the read answers add the operations the release's state
+//! accepts now (`actions`), and `GET /api/v1/releases/{id}/failures` lists
+//! the nodes that failed or rolled back with what they last said.
 
-use binproxy_protocol::{check_bin_name, check_version, NewRelease, Release, ReleaseOp};
+use binproxy_protocol::{
+    check_bin_name, check_version, NewRelease, ProgressRecord, ProgressStatus, Release, ReleaseOp,
+};
+use serde::Serialize;
 use std::time::SystemTime;
 
 use crate::api::app::App;
 use crate::api::auth::Actor;
 use crate::api::reply::{Answer, ApiError, Reply};
-use crate::api::request::{check_text, parse_json, read_bounded, read_json, Request, Url};
+use crate::api::request::{check_text, limit, parse_json, read_bounded, read_json, Request, Url};
 use crate::rollout;
 use crate::rollout::ReleaseError;
 
@@ -147,19 +153,116 @@ fn read_rollback_plan(rq: &mut Request) -> Result<Vec<binproxy_protocol::Wave>, 
     Ok(plan.waves)
 }
 
+/// A release as the read endpoints show it: the record, and the
+/// operations its state accepts now ([`rollout::allowed_ops`]).
+#[derive(Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    release: Release,
+    actions: Vec<&'static str>,
+}
+
+fn shown(release: Release, now: SystemTime) -> Shown {
+    let actions = rollout::allowed_ops(&release, now)
+        .into_iter()
+        .map(ReleaseOp::as_str)
+        .collect();
+    Shown { release, actions }
+}
+
 pub fn list_releases(app: &App, url: &Url) -> Answer {
     let bin = url.query("bin_name");
     if let Some(b) = bin {
         check_bin_name(b)?;
     }
-    Ok(Reply::json(200, &app.store.releases(bin)?))
+    let now = SystemTime::now();
+    let all: Vec<Shown> = app
+        .store
+        .releases(bin)?
+        .into_iter()
+        .map(|r| shown(r, now))
+        .collect();
+    Ok(Reply::json(200, &all))
 }
 
 pub fn release(app: &App, id: &str) -> Answer {
+    let release = known(app, id)?;
+    Ok(Reply::json(200, &shown(release, SystemTime::now())))
+}
+
+fn known(app: &App, id: &str) -> Result<Release, ApiError> {
     let id = release_id(id)?;
-    let release = app
-        .store
+    app.store
         .release(id)?
-        .ok_or_else(|| ApiError::not_found(format!("unknown release {id}")))?;
-    Ok(Reply::json(200, &release))
+        .ok_or_else(|| ApiError::not_found(format!("unknown release {id}")))
+}
+
+/// A node whose latest report about a release is a failure or a rollback,
+/// with what it last said about it.
+#[derive(Serialize)]
+struct Failure {
+    node_id: String,
+    node_name: String,
+    status: ProgressStatus,
+    /// Of its last report about the release (empty when none is kept).
+    message: String,
+    received_at: String,
+    target_hash: String,
+}
+
+/// `GET /api/v1/releases/{id}/failures?limit=`: the nodes whose latest
+/// report about the release failed or rolled back, most recent first, at
+/// most `limit`; `X-Total-Count` says how many there are.
+pub fn failures(app: &App, id: &str, url: &Url) -> Answer {
+    let release = known(app, id)?;
+    let limit = limit(url)?;
+    let failed: Vec<(String, ProgressStatus)> = app
+        .store
+        .release_reports(release.id)
+        .into_iter()
+        .filter(|(_, s)| matches!(s, ProgressStatus::Failed | ProgressStatus::RolledBack))
+        .collect();
+    let hashes = app.store.release_hashes(&release)?;
+    let mut reports: std::collections::HashMap<String, ProgressRecord> = app
+        .store
+        .last_reports(
+            &release.bin_name,
+            failed.iter().map(|(n, _)| n.as_str()),
+            &hashes,
+        )?
+        .into_iter()
+        .map(|r| (r.node_id.clone(), r))
+        .collect();
+    let mut all: Vec<Failure> = failed
+        .into_iter()
+        .map(|(node_id, status)| {
+            let report = reports.remove(&node_id);
+            Failure {
+                node_name: app
+                    .store
+                    .node(&node_id)
+                    .map(|n| n.node_name)
+                    .unwrap_or_default(),
+                status,
+                message: report
+                    .as_ref()
+                    .and_then(|r| r.message.clone())
+                    .unwrap_or_default(),
+                received_at: report
+                    .as_ref()
+                    .map(|r| r.received_at.clone())
+                    .unwrap_or_default(),
+                target_hash: report.map(|r| r.target_hash).unwrap_or_default(),
+                node_id,
+            }
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        b.received_at
+            .cmp(&a.received_at)
+            .then_with(|| a.node_id.cmp(&b.node_id))
+    });
+    let total = all.len();
+    all.truncate(limit);
+    Ok(Reply::json(200, &all).header("X-Total-Count", total.to_string()))
 }

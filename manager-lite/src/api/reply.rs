@@ -1,11 +1,12 @@
 //! What an endpoint answers: a [`Reply`] (status, headers, a body of bytes,
 //! a file, a reader or a stream), [`ApiError`] (every error answer: a status
 //! and `{"error": message}`), byte ranges of a file (`Range`, 206, 416) and
-//! the cache headers. Nothing here knows the network: [`crate::server`]
+//! the cache headers, ETags and 304 ([`conditional`]). Nothing here knows the network: [`crate::server`]
 //! writes the reply out.
 
-use binproxy_protocol::{ErrorBody, NameError};
+use binproxy_protocol::{hex, ErrorBody, NameError};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
@@ -177,6 +178,38 @@ impl Reply {
     }
 }
 
+/// Gives a 200 answer of bytes a strong ETag (of the body's SHA-256) and
+/// answers 304, without the body, when `if_none_match` names it: a client
+/// that polls an answer that did not change gets a few headers back.
+pub fn conditional(reply: Reply, if_none_match: Option<&str>) -> Reply {
+    let Body::Bytes(bytes) = &reply.body else {
+        return reply;
+    };
+    if reply.status != 200 || reply.headers.iter().any(|(k, _)| *k == "ETag") {
+        return reply;
+    }
+    let etag = format!("\"{}\"", &hex(&Sha256::digest(bytes))[..32]);
+    let matched = if_none_match.is_some_and(|v| {
+        v.split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag || t == "*")
+    });
+    if !matched {
+        return reply.header("ETag", etag);
+    }
+    let mut headers: Vec<_> = reply
+        .headers
+        .into_iter()
+        .filter(|(k, _)| *k != "Content-Type")
+        .collect();
+    headers.push(("ETag", etag));
+    Reply {
+        status: 304,
+        headers,
+        body: Body::Empty,
+    }
+}
+
 /// The part of a resource a `Range` header asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ByteRange {
@@ -253,6 +286,26 @@ pub fn file_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unchanged_answers_are_304_without_a_body() {
+        let answer = || Reply::json_bytes(200, b"[1,2]".to_vec());
+        let first = conditional(answer(), None);
+        let etag = first
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "ETag")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        assert_eq!(etag.len(), 34, "{etag}");
+        let again = conditional(answer(), Some(&format!("\"x\", W/{etag}")));
+        assert_eq!(again.status, 304);
+        assert!(matches!(again.body, Body::Empty));
+        let changed = conditional(Reply::json_bytes(200, b"[1]".to_vec()), Some(&etag));
+        assert_eq!(changed.status, 200);
+        let error = conditional(Reply::json_bytes(404, b"{}".to_vec()), Some("*"));
+        assert_eq!(error.status, 404);
+    }
 
     #[test]
     fn ranges() {

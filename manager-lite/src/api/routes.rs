@@ -20,9 +20,9 @@ use binproxy_protocol::{ReleaseOp, Role, MAX_JSON_BODY};
 
 use crate::api::app::App;
 use crate::api::auth::{Actor, NodeCaller};
-use crate::api::reply::{ApiError, Reply};
+use crate::api::reply::{conditional, ApiError, Reply};
 use crate::api::request::{header, Method, Request, Url};
-use crate::api::{access, audit, bins, health, metrics, nodes, releases};
+use crate::api::{access, audit, bins, fleet, health, metrics, nodes, releases};
 
 /// A known path, with the names it carries (still unchecked).
 #[derive(Clone, Copy)]
@@ -39,6 +39,10 @@ enum Route<'a> {
     Releases,
     Release(&'a str),
     ReleaseOp(&'a str, ReleaseOp),
+    /// `GET /api/v1/releases/{id}/failures`.
+    ReleaseFailures(&'a str),
+    /// `GET /api/v1/fleet`: the fleet counted.
+    Fleet,
     Nodes,
     Node(&'a str),
     Pin(&'a str, &'a str),
@@ -71,7 +75,9 @@ impl<'a> Route<'a> {
             ["api", "v1", "download", name] => Route::Download(name),
             ["api", "v1", "releases"] => Route::Releases,
             ["api", "v1", "releases", id] => Route::Release(id),
+            ["api", "v1", "releases", id, "failures"] => Route::ReleaseFailures(id),
             ["api", "v1", "releases", id, op] => Route::ReleaseOp(id, ReleaseOp::parse(op)?),
+            ["api", "v1", "fleet"] => Route::Fleet,
             ["api", "v1", "nodes"] => Route::Nodes,
             ["api", "v1", "nodes", node] => Route::Node(node),
             ["api", "v1", "nodes", node, "pins", bin] => Route::Pin(node, bin),
@@ -114,6 +120,8 @@ impl<'a> Route<'a> {
             Route::Releases => "Releases",
             Route::Release(_) => "Release",
             Route::ReleaseOp(..) => "ReleaseOp",
+            Route::ReleaseFailures(_) => "ReleaseFailures",
+            Route::Fleet => "Fleet",
             Route::Nodes => "Nodes",
             Route::Node(_) => "Node",
             Route::Pin(..) => "Pin",
@@ -134,6 +142,8 @@ impl<'a> Route<'a> {
             | Route::Bins
             | Route::Download(_)
             | Route::Release(_)
+            | Route::ReleaseFailures(_)
+            | Route::Fleet
             | Route::Nodes
             | Route::Audit
             | Route::Backup
@@ -233,6 +243,8 @@ fn endpoint(app: &App, route: Route, verb: Verb) -> Option<Endpoint> {
             | Route::BinVersions(_)
             | Route::Releases
             | Route::Release(_)
+            | Route::ReleaseFailures(_)
+            | Route::Fleet
             | Route::Nodes
             | Route::Node(_)
             | Route::Tokens
@@ -399,13 +411,17 @@ pub fn run(app: &App, mut ticket: Ticket, rq: &mut Request, failure: Option<ApiE
         None => catch_unwind(AssertUnwindSafe(|| call(app, &ticket, rq)))
             .unwrap_or_else(|_| Err(ApiError::internal("internal error (logged)"))),
     };
-    let reply = result.unwrap_or_else(|e| {
+    let mut reply = result.unwrap_or_else(|e| {
         // A 503 of degraded storage is logged once, by its condition.
         if e.status >= 500 && e.retry_after.is_none() {
             log::error!("{} {}: {}", rq.method(), rq.path(), e.message);
         }
         e.into_reply()
     });
+    if verb(rq.method()) == Verb::Get {
+        // Polling an unchanged answer (the admin page does) costs a 304.
+        reply = conditional(reply, header(rq, "If-None-Match"));
+    }
     finish(app, &ticket, rq, reply.status);
     reply
 }
@@ -491,6 +507,8 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::BinVersions(bin), Verb::Get, _) => bins::bin_versions(app, bin),
         (Route::Releases, Verb::Get, _) => releases::list_releases(app, url),
         (Route::Release(id), _, _) => releases::release(app, id),
+        (Route::ReleaseFailures(id), _, _) => releases::failures(app, id, url),
+        (Route::Fleet, _, _) => fleet::fleet(app),
         (Route::Nodes, _, _) => nodes::list_nodes(app, url),
         (Route::Node(node), Verb::Delete, _) => nodes::delete_node(app, node),
         (Route::Node(node), _, _) => nodes::node_view(app, node),

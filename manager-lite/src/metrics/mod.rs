@@ -347,10 +347,12 @@ fn nodes(out: &mut Text, fleet: &FleetSnapshot) {
     out.sample("binproxy_nodes", &[("state", "offline")], fleet.offline);
     // Past MAX_BINS bin names (in name order), the rest count as one.
     let mut running: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    for (i, (bin, versions)) in fleet.running.iter().enumerate() {
+    for (i, (bin, r)) in fleet.running.iter().enumerate() {
         let bin = if i < MAX_BINS { bin.as_str() } else { OTHER };
-        for (version, n) in versions {
-            *running.entry((bin, version.as_str())).or_default() += n;
+        let special = [("none", r.missing), ("unknown", r.unknown)];
+        let named = r.versions.iter().map(|(v, n)| (v.as_str(), *n));
+        for (version, n) in named.chain(special.into_iter().filter(|(_, n)| *n > 0)) {
+            *running.entry((bin, version)).or_default() += n;
         }
     }
     out.head(

@@ -1,7 +1,8 @@
-//! The fleet as `/metrics` counts it: nodes online and offline, and which
-//! version each bin runs, in one chunked pass over the nodes in memory.
+//! The fleet as `/metrics` and `GET /api/v1/fleet` count it: nodes online
+//! and offline, per arch, and which version each bin runs, in one chunked
+//! pass over the nodes in memory.
 
-use binproxy_protocol::{Release, Version};
+use binproxy_protocol::{NodeFacts, Release, Version};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,6 +45,7 @@ impl Store {
         let mut fleet = FleetSnapshot {
             online: 0,
             offline: 0,
+            arches: BTreeMap::new(),
             running: BTreeMap::new(),
             releases,
         };
@@ -54,15 +56,21 @@ impl Store {
             } else {
                 &mut fleet.offline
             } += 1;
+            count(&mut fleet.arches, n.node.cpu_arch());
             for (bin, sha) in n.node.bins() {
+                if !fleet.running.contains_key(bin) {
+                    fleet.running.insert(bin.to_owned(), Running::default());
+                }
+                let Some(running) = fleet.running.get_mut(bin) else {
+                    continue;
+                };
                 bin.clone_into(&mut key.0);
                 sha.clone_into(&mut key.1);
-                let version = match versions.get(&key) {
-                    _ if sha.is_empty() => "none",
-                    Some(v) => v.as_str(),
-                    None => "unknown",
-                };
-                count_running(&mut fleet.running, bin, version);
+                match versions.get(&key) {
+                    _ if sha.is_empty() => running.missing += 1,
+                    Some(v) => count(&mut running.versions, v),
+                    None => running.unknown += 1,
+                }
             }
         });
         fleet
@@ -74,25 +82,31 @@ pub struct FleetSnapshot {
     /// Nodes seen within `--offline-after`, and the others.
     pub online: u64,
     pub offline: u64,
-    /// bin → version it runs → nodes; the version is `none` for a missing
-    /// file, `unknown` for a hash no upload has.
-    pub running: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Nodes per CPU arch (empty: the node did not say).
+    pub arches: BTreeMap<String, u64>,
+    /// Per bin, the nodes on each version, missing it or on an unknown hash.
+    pub running: BTreeMap<String, Running>,
     /// Every release, newest first.
     pub releases: Vec<Release>,
 }
 
-/// One more node running `bin` `version`; allocates only for a new pair.
-fn count_running(running: &mut BTreeMap<String, BTreeMap<String, u64>>, bin: &str, version: &str) {
-    if !running.contains_key(bin) {
-        running.insert(bin.to_owned(), BTreeMap::new());
-    }
-    let Some(versions) = running.get_mut(bin) else {
-        return;
-    };
-    match versions.get_mut(version) {
+/// What the nodes that list one bin run.
+#[derive(Debug, Default)]
+pub struct Running {
+    /// Version → nodes that run it (any arch).
+    pub versions: BTreeMap<String, u64>,
+    /// Nodes that list the bin without a file.
+    pub missing: u64,
+    /// Nodes that run a hash no upload of the bin has.
+    pub unknown: u64,
+}
+
+/// One more of `key`; allocates only for a new key.
+fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
         Some(n) => *n += 1,
         None => {
-            versions.insert(version.to_owned(), 1);
+            counts.insert(key.to_owned(), 1);
         }
     }
 }

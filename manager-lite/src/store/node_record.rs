@@ -175,6 +175,10 @@ pub struct NodeRef<'a> {
 }
 
 impl NodeRef<'_> {
+    pub fn name(&self) -> &str {
+        &self.record.node_name
+    }
+
     pub fn bin(&self, bin: &str) -> Option<&str> {
         self.record.bin(bin)
     }

@@ -8,7 +8,7 @@
 
 use binproxy_protocol::{Progress, ProgressRecord, ProgressStatus};
 use redb::{ReadableTable, ReadableTableMetadata};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use super::{
@@ -146,6 +146,46 @@ impl Store {
                 let (_, v) = row.at(&self.path, "progress")?;
                 out.push(self.decode(v.value(), "progress")?);
             }
+        }
+        Ok(out)
+    }
+
+    /// Each node's newest kept report of `bin` about one of `hashes` (or,
+    /// when none of its kept reports is, its newest), read in one
+    /// transaction: what a failed node last said about a release.
+    pub fn last_reports<'a>(
+        &self,
+        bin: &str,
+        nodes: impl IntoIterator<Item = &'a str>,
+        hashes: &HashSet<String>,
+    ) -> Result<Vec<ProgressRecord>> {
+        let txn = self.read("reading progress")?;
+        let reports = txn.open_table(PROGRESS).at(&self.path, "progress")?;
+        let index = txn
+            .open_table(PROGRESS_BY_NODE)
+            .at(&self.path, "progress")?;
+        let mut out = Vec::new();
+        for node in nodes {
+            let rows = index
+                .range((bin, node, 0)..=(bin, node, u64::MAX))
+                .at(&self.path, "progress")?;
+            let mut newest = None;
+            for row in rows.rev() {
+                let (key, _) = row.at(&self.path, "progress")?;
+                let Some(v) = reports
+                    .get((bin, key.value().2))
+                    .at(&self.path, "progress")?
+                else {
+                    continue;
+                };
+                let record: ProgressRecord = self.decode(v.value(), "progress")?;
+                if hashes.contains(&record.target_hash) {
+                    newest = Some(record);
+                    break;
+                }
+                newest.get_or_insert(record);
+            }
+            out.extend(newest);
         }
         Ok(out)
     }
