@@ -1,8 +1,13 @@
-//! The admin page: `GET /` serves one HTML document, `GET /ui/app.js` and
-//! `GET /ui/app.css` its script and style sheet. All three are compiled into
-//! the binary (`include_str!`), so there is no build step and nothing to
-//! install beside the binary. The page holds no data: its script reads the
-//! JSON API with the admin token the user types, like the CLI does.
+//! The admin page: `GET /` serves one HTML document, `GET /ui/app.css` its
+//! style sheet and `GET /ui/{name}.js` its script, an ES module
+//! (`app.js`) and the modules it imports: `dom.js` (text-only rendering),
+//! `api.js` (the API with conditional requests), `releases.js` (release
+//! cards, wave bars, actions), `fleet.js` (summary, version bars) and
+//! `nodes.js` (the paged node search, one node's view). All are compiled
+//! into the binary (`include_str!`), so there is no build step and nothing
+//! to install beside the binary. The page holds no data: its script reads
+//! the JSON API with the admin token the user types, like the CLI does,
+//! and refreshes itself every few seconds.
 //!
 //! Every answer carries a strict Content-Security-Policy (no inline script
 //! or style, no other origin, no framing), `X-Content-Type-Options: nosniff`
@@ -18,16 +23,25 @@ connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
 
 const INDEX_HTML: &str = include_str!("index.html");
-const APP_JS: &str = include_str!("app.js");
 const APP_CSS: &str = include_str!("app.css");
+/// The script's modules, by the name they are served and imported as.
+const SCRIPTS: [(&str, &str); 6] = [
+    ("app.js", include_str!("app.js")),
+    ("api.js", include_str!("api.js")),
+    ("dom.js", include_str!("dom.js")),
+    ("fleet.js", include_str!("fleet.js")),
+    ("nodes.js", include_str!("nodes.js")),
+    ("releases.js", include_str!("releases.js")),
+];
 
 /// The answer to `GET /` (`name` empty) or `GET /ui/{name}`; 404 for an
 /// asset that does not exist.
 pub fn asset(name: &str) -> Result<Reply, ApiError> {
-    let (body, content_type) = match name {
-        "" => (INDEX_HTML, "text/html; charset=utf-8"),
-        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
-        "app.css" => (APP_CSS, "text/css; charset=utf-8"),
+    let script = SCRIPTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+    let (body, content_type) = match (name, script) {
+        ("", _) => (INDEX_HTML, "text/html; charset=utf-8"),
+        ("app.css", _) => (APP_CSS, "text/css; charset=utf-8"),
+        (_, Some(script)) => (script, "text/javascript; charset=utf-8"),
         _ => {
             let shown: String = name.chars().take(100).collect();
             return Err(ApiError::not_found(format!("no such page asset: {shown}")));
@@ -51,11 +65,11 @@ mod tests {
 
     #[test]
     fn assets_have_types_and_policy() {
-        for (name, kind) in [
-            ("", "text/html"),
-            ("app.js", "text/javascript"),
-            ("app.css", "text/css"),
-        ] {
+        let scripts = SCRIPTS.iter().map(|(n, _)| (*n, "text/javascript"));
+        for (name, kind) in [("", "text/html"), ("app.css", "text/css")]
+            .into_iter()
+            .chain(scripts)
+        {
             let reply = asset(name).unwrap_or_else(|e| panic!("{name}: {}", e.message));
             let get = |h: &str| {
                 reply
@@ -91,19 +105,44 @@ mod tests {
             );
         }
         assert_eq!(lower.matches("<script").count(), 1);
-        assert!(lower.contains("<script src=\"/ui/app.js\"></script>"));
+        assert!(lower.contains("<script type=\"module\" src=\"/ui/app.js\"></script>"));
+    }
+
+    #[test]
+    fn every_import_is_served() {
+        // A module the page imports but the binary does not serve would
+        // leave the page blank; one served but never imported is dead.
+        for (name, script) in SCRIPTS {
+            for line in script.lines().filter(|l| l.starts_with("import ")) {
+                let from = line.rsplit("from \"./").next().unwrap_or("");
+                let imported = from.trim_end_matches("\";");
+                assert!(
+                    SCRIPTS.iter().any(|(n, _)| *n == imported),
+                    "{name} imports {imported}, which is not served"
+                );
+            }
+            let used = name == "app.js"
+                || SCRIPTS
+                    .iter()
+                    .any(|(_, s)| s.contains(&format!("from \"./{name}\";")));
+            assert!(used, "{name} is served but never imported");
+        }
     }
 
     #[test]
     fn script_never_writes_markup() {
-        for bad in [
-            "innerHTML",
-            "outerHTML",
-            "insertAdjacentHTML",
-            "document.write",
-            "eval(",
-        ] {
-            assert!(!APP_JS.contains(bad), "app.js uses {bad}");
+        for (name, script) in SCRIPTS {
+            for bad in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                "new Function",
+                "setAttribute(\"style",
+            ] {
+                assert!(!script.contains(bad), "{name} uses {bad}");
+            }
         }
     }
 }
