@@ -111,6 +111,12 @@ impl Browser {
     /// One WebDriver command; returns its `value`, panics on an error answer.
     #[track_caller]
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// One WebDriver command: its `value`, or the error it answered.
+    fn try_call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let sent = match method {
             "GET" => self.agent.get(&url).call(),
@@ -134,13 +140,13 @@ impl Browser {
         let v: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{method} {url}: answer is not JSON ({e}): {text}"));
         let value = v.get("value").cloned().unwrap_or(Value::Null);
-        assert!(
-            status < 400 && value.get("error").is_none(),
-            "{method} {path}: WebDriver error {status}: {} — {}",
-            value["error"],
-            value["message"]
-        );
-        value
+        if status >= 400 || value.get("error").is_some() {
+            return Err(format!(
+                "WebDriver error {status}: {} — {}",
+                value["error"], value["message"]
+            ));
+        }
+        Ok(value)
     }
 
     fn session_call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
@@ -200,11 +206,35 @@ impl Browser {
         v.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The rendered text of the first element matching `css`.
+    /// The rendered text of the first element matching `css`, read in one
+    /// command: a page that redraws itself cannot replace the element
+    /// between finding and reading it.
     #[track_caller]
     pub fn text_of(&self, css: &str) -> String {
-        let e = self.find(css);
-        self.text(&e)
+        let v = self.script(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : null;",
+            &[json!(css)],
+        );
+        match v {
+            Value::String(text) => text,
+            _ => panic!("no element matches {css:?}; {}", self.page_status()),
+        }
+    }
+
+    /// Finds the first element matching `css` and clicks it, finding it
+    /// again when the page redrew it in between ("stale element").
+    #[track_caller]
+    pub fn click_on(&self, css: &str) {
+        for _ in 0..5 {
+            let e = self.find(css);
+            let path = format!("/session/{}/element/{}/click", self.session, e.0);
+            match self.try_call("POST", &path, Some(&json!({}))) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => {}
+                Err(e) => panic!("click {css:?}: {e}"),
+            }
+        }
+        panic!("click {css:?}: the element went stale five times over");
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.

@@ -18,7 +18,8 @@
 //! - [`stub`]: a small HTTP server answering as a test's handler says;
 //!   [`fake_manager`] is the misbehaving manager built on it.
 //! - [`fleet`]: simulated fleets for the rollout tests and the benchmark.
-//! - [`browser`]: a real headless Chromium over WebDriver, for the admin page.
+//! - [`browser`]: a real headless Chromium over WebDriver, for the admin page;
+//!   [`page`]: the admin page as its tests and benchmark drive it.
 //! - [`minisign`]: keys and signatures made by the real `minisign` CLI.
 //! - [`nginx`]: a real nginx on a loopback port (cache, static files, mirror).
 //!
@@ -58,6 +59,7 @@ pub mod minisign;
 pub mod mirror;
 pub mod nginx;
 pub mod packaging;
+pub mod page;
 pub mod process;
 pub mod raw_client;
 pub mod relay;

@@ -41,6 +41,19 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// A directory in memory (`/dev/shm`, a tmpfs, when there is one): for
+    /// a test that makes many durable commits and is not about durability,
+    /// where an fsync to disk would make it take minutes.
+    pub fn in_memory(prefix: &str) -> TempDir {
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            return TempDir::new(prefix);
+        }
+        let path = shm.join(unique(&format!("binproxy-tests-{prefix}")));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -1,30 +1,39 @@
 //! The admin page (`GET /`) in a real headless Chromium, driven over
 //! WebDriver (`binproxy_tests::browser`), against the real `manager-lite`
-//! with a fleet built over its HTTP API: 12 simulated nodes, 2 bins with
-//! versions, a wave release with failures. The test reads what the page
-//! shows, compares it with the API, clicks Pause and checks the release is
-//! paused, and checks the page's security headers and that the browser
-//! enforces them; and, with 1,050 nodes, that "More nodes" loads the page
-//! after the first 1,000. It fails, naming the install command, when Chromium or
-//! chromedriver is missing. Every wait is a bounded poll.
+//! with fleets built over its HTTP API. It checks that what the page shows
+//! equals what the API says (summary, release cards with their wave bars,
+//! the failures list with each node's reason, the version bars), that a
+//! version bar lists its nodes, that a node's link opens its view, that
+//! only the actions a release's state accepts are offered and each needs a
+//! confirm step, that a rollout advancing while the page is open redraws
+//! the bars without a click, that an idle page polls with 304s, that the
+//! Live toggle stops and restarts the refreshing, and the page's security
+//! headers. Screenshots of a rollout in progress and of a paused one go to
+//! `docs/` with `BINPROXY_UPDATE_SCREENSHOT=1`. It fails, naming the
+//! install command, when Chromium or chromedriver is missing. Every wait is
+//! a bounded poll.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use binproxy_protocol::{Node, ProgressStatus, ReleaseStatus};
+use binproxy_protocol::{ProgressStatus, Release, ReleaseStatus};
 use binproxy_tests::browser::Browser;
 use binproxy_tests::fleet::{
     admin, create_release, drive, drive_fleet, get_release, in_percent, node_view, rollout_manager,
     upload_versions, Fleet, Mode,
 };
+use binproxy_tests::page::{data, enter_token, open, save_screenshot, wait_error, wait_loaded};
 use binproxy_tests::Manager;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// The policy the page must send, word for word.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
+
+/// The page's script modules.
+const SCRIPTS: [&str; 6] = ["app", "api", "dom", "fleet", "nodes", "releases"];
 
 const NODES: usize = 12;
 /// A node name that is markup: the page must show it as text.
@@ -38,24 +47,23 @@ struct Built {
     failing: BTreeSet<String>,
 }
 
-/// Two bins (`svc` 1.0.0 and 2.0.0, `web` 1.0.0 to 1.2.0), every node on
-/// svc 1.0.0 and web 1.2.0, then svc 2.0.0 in waves of 50% (waiting an hour)
-/// and 100%, two nodes of its first wave failing.
-fn build_fleet(m: &Manager, fleet: &mut Fleet) -> Built {
+/// Every node on `svc` 1.0.0 and `web` 1.2.0 (of 1.0.0 to 1.2.0).
+fn fleet_on_first_versions(m: &Manager, fleet: &mut Fleet) -> BTreeMap<String, String> {
     let svc = upload_versions(m, "svc", &["1.0.0", "2.0.0"]);
     let web = upload_versions(m, "web", &["1.0.0", "1.1.0", "1.2.0"]);
     create_release(m, &json!({"bin_name": "svc", "version": "1.0.0"}));
     create_release(m, &json!({"bin_name": "web", "version": "1.2.0"}));
-    drive_fleet(
-        m,
-        fleet,
-        Mode::Update,
-        "every node on svc 1.0.0, web 1.2.0",
-        |f| {
-            f.running("svc", &svc["1.0.0"]).len() == NODES
-                && f.running("web", &web["1.2.0"]).len() == NODES
-        },
-    );
+    let n = fleet.len();
+    drive_fleet(m, fleet, Mode::Update, "svc 1.0.0, web 1.2.0", |f| {
+        f.running("svc", &svc["1.0.0"]).len() == n && f.running("web", &web["1.2.0"]).len() == n
+    });
+    svc
+}
+
+/// Then svc 2.0.0 in waves of 50% (waiting an hour) and 100%, two nodes
+/// of its first wave failing.
+fn build_fleet(m: &Manager, fleet: &mut Fleet) -> Built {
+    fleet_on_first_versions(m, fleet);
     let r = create_release(
         m,
         &json!({"bin_name": "svc", "version": "2.0.0", "note": "the page test",
@@ -89,15 +97,6 @@ fn build_fleet(m: &Manager, fleet: &mut Fleet) -> Built {
     }
 }
 
-/// A node whose name is markup, registered beside the fleet.
-fn register_evil_node(m: &Manager) {
-    m.post_json(
-        "/api/v1/keepalive",
-        &json!({"node_id": "evil", "node_name": EVIL_NAME, "cpu_arch": "x86_64"}),
-    )
-    .expect(200);
-}
-
 /// A named token with `role`; returns its secret.
 fn token(m: &Manager, name: &str, role: &str) -> String {
     let created = admin(
@@ -111,159 +110,52 @@ fn token(m: &Manager, name: &str, role: &str) -> String {
     created["token"].as_str().unwrap().to_owned()
 }
 
-/// The page's `data-state` and `data-loads`.
-fn page_state(b: &Browser) -> (String, u64) {
+fn card(id: u64) -> String {
+    format!("#releases article[data-release-id=\"{id}\"]")
+}
+
+fn figure(b: &Browser, id: u64, class: &str) -> String {
+    b.text_of(&format!("{} .counts b.{class}", card(id)))
+}
+
+/// The action buttons a release's card offers.
+fn offered(b: &Browser, id: u64) -> Vec<String> {
     let v = b.script(
-        "return [document.body.dataset.state || '', Number(document.body.dataset.loads || 0)];",
-        &[],
+        "return [...document.querySelectorAll(arguments[0])].map((e) => e.dataset.op);",
+        &[json!(format!("{} button.op", card(id)))],
     );
-    (
-        v[0].as_str().unwrap_or_default().to_owned(),
-        v[1].as_u64().unwrap_or(0),
-    )
+    serde_json::from_value(v).unwrap()
 }
 
-/// Waits until the page finished a load after the `before`th; fails fast,
-/// with the status line, when the load failed.
-#[track_caller]
-fn wait_loaded(b: &Browser, before: u64) -> u64 {
-    b.poll("the page to load the fleet", |b| {
-        let (state, loads) = page_state(b);
-        assert_ne!(
-            state,
-            "error",
-            "the page failed to load: {}",
-            b.text_of("#status")
-        );
-        (state == "ready" && loads > before).then_some(loads)
-    })
+/// What the API says a release accepts now.
+fn api_actions(m: &Manager, id: u64) -> Vec<String> {
+    let v = admin(m, "GET", &format!("/api/v1/releases/{id}"), None)
+        .expect(200)
+        .json();
+    serde_json::from_value(v["actions"].clone()).unwrap()
 }
 
-/// Waits until the status line shows an error containing `part`.
-#[track_caller]
-fn wait_error(b: &Browser, part: &str) -> String {
-    b.poll(&format!("an error with {part:?} in the status line"), |b| {
-        let v = b.script(
-            "const s = document.getElementById('status'); return [s.className, s.textContent];",
-            &[],
-        );
-        let text = v[1].as_str().unwrap_or_default().to_owned();
-        (v[0] == "error" && text.contains(part)).then_some(text)
-    })
-}
-
-fn enter_token(b: &Browser, token: &str) {
-    b.click(&b.find("#forget-token"));
-    let field = b.find("#token");
-    b.type_text(&field, token);
-    b.click(&b.find("#use-token"));
-}
-
-fn release_cell(b: &Browser, id: u64, class: &str) -> String {
-    b.text_of(&format!(
-        "#releases tr[data-release-id=\"{id}\"] td.{class}"
-    ))
-}
-
-fn click_op(b: &Browser, id: u64, op: &str) {
-    b.click(&b.find(&format!(
-        "#releases tr[data-release-id=\"{id}\"] button[data-op=\"{op}\"]"
-    )));
-}
-
-/// The directory cargo builds into (the one holding `CACHEDIR.TAG`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.ancestors()
-        .find(|d| d.join("CACHEDIR.TAG").is_file())
-        .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf)
-}
-
-/// Saves the screenshot to `target/admin-page.png`, and to
-/// `docs/admin-page.png` when `BINPROXY_UPDATE_SCREENSHOT` is set.
-fn save_screenshot(png: &[u8]) {
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "the screenshot is not a PNG"
-    );
-    let path = target_dir().join("admin-page.png");
-    std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    println!(
-        "screenshot of the admin page: {} ({} bytes)",
-        path.display(),
-        png.len()
-    );
-    if std::env::var_os("BINPROXY_UPDATE_SCREENSHOT").is_some() {
-        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
-        std::fs::create_dir_all(&docs).unwrap();
-        let copy = docs.join("admin-page.png");
-        std::fs::write(&copy, png).unwrap_or_else(|e| panic!("write {}: {e}", copy.display()));
-        println!("copied to {}", copy.display());
-    }
-}
-
-/// A fleet larger than the page's 1,000 nodes: the first page shows with
-/// its counts marked as partial, and "More nodes" loads the rest.
-#[test]
-fn more_nodes_loads_the_next_page() {
-    let m = Manager::new();
-    let total = 1_050;
-    let ids: Vec<String> = (0..total).map(|i| format!("n-{i:04}")).collect();
-    std::thread::scope(|s| {
-        for part in ids.chunks(300) {
-            let m = &m;
-            s.spawn(move || {
-                for id in part {
-                    m.keepalive(id, "x86_64", &[]).expect(200);
-                }
-            });
-        }
-    });
-    let b = Browser::start(1280, 900);
-    b.goto(&format!("{}/", m.url));
-    b.wait_for(
-        "the page's script to run",
-        "return document.body.dataset.state === 'no-token';",
-    );
-    enter_token(&b, &m.token);
-    wait_loaded(&b, 0);
-    assert_eq!(b.count("#nodes tbody tr[data-node-id]"), 1000);
-    assert_eq!(
-        b.text_of("#nodes-online"),
-        "1000+",
-        "a partial count says so"
-    );
-    assert_eq!(
-        b.script("return document.getElementById('more-nodes').hidden;", &[]),
-        Value::Bool(false)
-    );
-    b.click(&b.find("#more-nodes"));
-    b.poll("the second page of nodes", |b| {
-        (b.count("#nodes tbody tr[data-node-id]") == total).then_some(())
-    });
-    assert_eq!(b.text_of("#nodes-online"), total.to_string());
-    assert_eq!(
-        b.script("return document.getElementById('more-nodes').hidden;", &[]),
-        Value::Bool(true)
-    );
-    assert_eq!(
-        b.count(&format!(
-            "#node-picker option[value=\"{}\"]",
-            ids[total - 1]
-        )),
-        1
-    );
+/// Clicks `op` on a release and, in its confirm step, yes.
+fn confirm_op(b: &Browser, id: u64, op: &str) -> String {
+    b.click_on(&format!("{} button.op[data-op=\"{op}\"]", card(id)));
+    let effect = b.text_of(&format!("{} .confirm .effect", card(id)));
+    b.click_on(&format!("{} .confirm button.confirm-op", card(id)));
+    effect
 }
 
 #[test]
 fn page_and_assets_carry_a_strict_policy() {
     let m = Manager::new();
-    for (path, kind) in [
-        ("/", "text/html"),
-        ("/ui/app.js", "text/javascript"),
-        ("/ui/app.css", "text/css"),
-    ] {
-        let r = m.get(path);
+    let scripts = SCRIPTS.map(|s| format!("/ui/{s}.js"));
+    let pages = [
+        ("/".to_owned(), "text/html"),
+        ("/ui/app.css".to_owned(), "text/css"),
+    ];
+    for (path, kind) in pages
+        .into_iter()
+        .chain(scripts.into_iter().map(|p| (p, "text/javascript")))
+    {
+        let r = m.get(&path);
         r.expect(200);
         assert!(
             r.header("content-type")
@@ -277,9 +169,13 @@ fn page_and_assets_carry_a_strict_policy() {
             "{path}"
         );
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        // Revalidated, not downloaded again, by a browser that has it.
+        let etag = r.header("etag").unwrap().to_owned();
+        m.get_with(&path, &[("If-None-Match", &etag)]).expect(304);
     }
     // The page is public (it holds no data); the API behind it is not.
     m.get("/api/v1/nodes").expect_error(401);
+    m.get("/api/v1/fleet").expect_error(401);
     m.get("/ui/nope.js").expect_error(404);
     m.get("/ui/..%2fapp.js").expect_error(404);
 }
@@ -289,17 +185,20 @@ fn admin_page_in_a_real_browser() {
     let m = rollout_manager();
     let mut fleet = Fleet::new(&["svc", "web"], NODES);
     let built = build_fleet(&m, &mut fleet);
-    register_evil_node(&m);
+    m.post_json(
+        "/api/v1/keepalive",
+        &json!({"node_id": "evil", "node_name": EVIL_NAME, "cpu_arch": "x86_64"}),
+    )
+    .expect(200);
     let viewer = token(&m, "page-viewer", "viewer");
 
-    let b = Browser::start(1280, 900);
+    let b = Browser::start(1280, 1000);
     b.goto(&format!("{}/", m.url));
     b.wait_for(
         "the page's script to run",
         "return document.body.dataset.state === 'no-token';",
     );
     assert_eq!(b.text_of("#status"), "Enter a token to load the fleet.");
-
     // The browser enforces the policy: an injected inline script does not run.
     let ran = b.script(
         "const s = document.createElement('script'); s.textContent = 'window.__inline = 1;'; \
@@ -319,44 +218,56 @@ fn admin_page_in_a_real_browser() {
 
     // A viewer reads everything.
     enter_token(&b, &viewer);
-    let loads = wait_loaded(&b, 0);
-    check_counts(&b, &m, &built);
+    wait_loaded(&b, 0);
+    check_summary(&b, &m);
+    check_release(&b, &m, &built);
+    check_failures(&b, &m, &built);
+    check_version_bars(&b, &m);
     check_nodes(&b, &fleet, &built);
-    check_why_not(&b, &m, &built);
+    check_node_view(&b, &m, &built);
 
     // ...but may not pause: the 403 is shown, the release goes on.
-    click_op(&b, built.release, "pause");
+    let id = built.release;
+    let effect = confirm_op(&b, id, "pause");
+    assert!(effect.contains("stop being offered"), "{effect}");
     let shown = wait_error(&b, "403");
     assert!(shown.contains("pause"), "{shown}");
-    assert_eq!(
-        get_release(&m, built.release).status,
-        ReleaseStatus::RollingOut
-    );
+    assert_eq!(get_release(&m, id).status, ReleaseStatus::RollingOut);
 
-    // The admin pauses it with one click.
+    // Saying no to the confirm step changes nothing.
     enter_token(&b, &m.token);
-    let loads = wait_loaded(&b, loads);
-    click_op(&b, built.release, "pause");
+    let loads = wait_loaded(&b, 0);
+    b.click_on(&format!("{} button.op[data-op=\"pause\"]", card(id)));
+    b.click_on(&format!("{} .confirm button.cancel-op", card(id)));
+    assert_eq!(b.count(&format!("{} .confirm", card(id))), 0);
+    assert_eq!(get_release(&m, id).status, ReleaseStatus::RollingOut);
+
+    // The admin pauses it: confirm, then the card shows it paused.
+    confirm_op(&b, id, "pause");
+    b.poll("the release to show paused", |b| {
+        (b.text_of(&format!("{} .status", card(id))) == "paused").then_some(())
+    });
     wait_loaded(&b, loads);
-    assert_eq!(release_cell(&b, built.release, "status"), "paused");
-    let r = get_release(&m, built.release);
-    assert_eq!(r.status, ReleaseStatus::Paused, "after clicking Pause");
+    let r = get_release(&m, id);
+    assert_eq!(r.status, ReleaseStatus::Paused, "after confirming Pause");
     let last = r.history.last().unwrap();
     assert!(
         last.action.contains("pause") && last.actor == "admin",
         "{last:?}"
     );
-    let status = b.text_of("#status");
-    assert!(status.contains("pause done, now paused"), "{status}");
-    save_screenshot(&b.screenshot());
+    assert!(b.text_of("#status").contains("pause done, now paused"));
+    assert_eq!(
+        b.text_of(&format!("{} .paused-reason", card(id))),
+        r.paused_reason.clone().unwrap()
+    );
+    // Only what a paused release accepts is offered: no approve, no pause.
+    let ops = offered(&b, id);
+    assert_eq!(ops, api_actions(&m, id));
+    assert_eq!(ops, ["resume", "promote", "cancel", "rollback"]);
+    save_screenshot(&b, "admin-page-paused.png");
 
-    // A refused operation: approve on a paused release is a 409, shown.
-    click_op(&b, built.release, "approve");
-    wait_error(&b, "409");
-    assert_eq!(get_release(&m, built.release).status, ReleaseStatus::Paused);
-
-    // The token lives in sessionStorage only: a reload loads at once with it,
-    // and Forget removes it.
+    // The token lives in sessionStorage only: a reload loads at once with
+    // it, and Forget removes it.
     let stored = b.script(
         "return [sessionStorage.getItem('manager-lite.token'), localStorage.length];",
         &[],
@@ -364,73 +275,179 @@ fn admin_page_in_a_real_browser() {
     assert_eq!(stored, json!([m.token, 0]));
     b.goto(&format!("{}/", m.url));
     wait_loaded(&b, 0);
-    assert_eq!(release_cell(&b, built.release, "status"), "paused");
-    b.click(&b.find("#forget-token"));
-    let stored = b.script("return sessionStorage.length;", &[]);
-    assert_eq!(stored, json!(0));
-    assert_eq!(b.count("#releases tbody tr"), 0);
+    assert_eq!(b.text_of(&format!("{} .status", card(id))), "paused");
+    b.click_on("#forget-token");
+    assert_eq!(b.script("return sessionStorage.length;", &[]), json!(0));
+    assert_eq!(b.count("#releases article"), 0);
 }
 
-/// The summary, bins and release counts match the API.
-fn check_counts(b: &Browser, m: &Manager, built: &Built) {
-    let nodes: Vec<Node> = admin(m, "GET", "/api/v1/nodes", None).expect(200).parse();
-    assert_eq!(nodes.len(), NODES + 1);
-    let online = nodes.iter().filter(|n| n.online).count();
-    assert_eq!(b.text_of("#nodes-online"), online.to_string());
-    assert_eq!(
-        b.text_of("#nodes-offline"),
-        (nodes.len() - online).to_string()
-    );
-    assert_eq!(b.count("#nodes tbody tr[data-node-id]"), NODES + 1);
+/// The summary equals the fleet the API counts.
+fn check_summary(b: &Browser, m: &Manager) {
+    let f = admin(m, "GET", "/api/v1/fleet", None).expect(200).json();
+    assert_eq!(f["nodes"], json!(NODES + 1));
+    assert_eq!(b.text_of("#nodes-online"), f["online"].to_string());
+    assert_eq!(b.text_of("#nodes-offline"), f["offline"].to_string());
     assert_eq!(b.text_of("#bins-count"), "2");
-    assert_eq!(b.text_of("#bins tr[data-bin=\"svc\"] td.count"), "2");
-    assert_eq!(b.text_of("#bins tr[data-bin=\"web\"] td.count"), "3");
-    assert_eq!(b.count("#bins tr[data-bin=\"web\"] li[data-version]"), 3);
-    assert_eq!(b.count("#releases tbody tr[data-release-id]"), 3);
     assert_eq!(b.text_of("#releases-active"), "1");
+    assert_eq!(b.count("#releases article[data-release-id]"), 3);
+}
 
-    let r = get_release(m, built.release);
+/// The release's card: where it is, its counts, and bars per wave that
+/// add up to what the API counts.
+fn check_release(b: &Browser, m: &Manager, built: &Built) {
+    let release: Release = get_release(m, built.release);
     let id = built.release;
-    assert_eq!(release_cell(b, id, "status"), "rolling_out");
-    assert_eq!(release_cell(b, id, "wave"), "1 of 2");
-    assert_eq!(release_cell(b, id, "percent"), "50%");
-    assert_eq!(release_cell(b, id, "failed"), "2");
-    assert_eq!(release_cell(b, id, "success"), r.counts.success.to_string());
-    assert_eq!(
-        release_cell(b, id, "targeted"),
-        r.counts.targeted.to_string()
-    );
-    assert_eq!(
-        r.counts.targeted,
-        u64::try_from(built.reached.len()).unwrap()
-    );
-    // The fleet's nodes say they fetched a quarter of each build: the page
-    // shows what that saved, as the API counts it.
-    let full = r.counts.bytes_full;
+    let counts = &release.counts;
+    assert_eq!(b.text_of(&format!("{} .status", card(id))), "rolling_out");
+    assert_eq!(b.text_of(&format!("{} .wave", card(id))), "wave 1 of 2");
+    assert_eq!(b.text_of(&format!("{} .percent", card(id))), "50%");
+    let time = b.text_of(&format!("{} .wave-time", card(id)));
     assert!(
-        full > 0 && r.counts.bytes_downloaded <= full / 4,
-        "{:?}",
-        r.counts
+        time.starts_with("in this wave ") && time.ends_with("of its 1 h wait"),
+        "{time}"
     );
-    #[allow(clippy::cast_precision_loss)]
-    let saved = (full - r.counts.bytes_downloaded) as f64;
-    let amount = if saved >= 1e6 {
-        format!("{:.1} MB", saved / 1e6)
-    } else if saved >= 1e3 {
-        format!("{:.1} KB", saved / 1e3)
-    } else {
-        format!("{saved} B")
-    };
-    #[allow(clippy::cast_precision_loss)]
-    let shown = format!("{amount} ({}%)", (100.0 * saved / full as f64).round());
-    assert_eq!(release_cell(b, id, "saved"), shown);
-    // Recent progress: newest first, the failures among them.
-    assert!(b.count("#progress tbody tr.progress") > 0);
-    assert!(b.count("#progress tbody tr.progress.failed") > 0);
+    assert_eq!(figure(b, id, "failed"), "2");
+    assert_eq!(figure(b, id, "success"), counts.success.to_string());
+    assert_eq!(figure(b, id, "targeted"), counts.targeted.to_string());
+    assert_eq!(counts.targeted, u64::try_from(built.reached.len()).unwrap());
+    assert!(figure(b, id, "saved").ends_with("%)"));
+    assert_eq!(counts.waves.len(), 2, "{counts:?}");
+    for (i, w) in counts.waves.iter().enumerate() {
+        let row = format!("{} .wave-row[data-wave=\"{i}\"]", card(id));
+        let seg = |kind: &str| {
+            let sel = format!("{row} .seg[data-kind=\"{kind}\"]");
+            if b.count(&sel) == 0 {
+                return "0".to_owned();
+            }
+            let title = b.script(
+                "return document.querySelector(arguments[0]).title;",
+                &[json!(sel)],
+            );
+            title
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(seg("success"), w.success.to_string(), "wave {i}");
+        assert_eq!(seg("failed"), w.failed.to_string(), "wave {i}");
+        let words = b.text_of(&format!("{row} .wave-counts"));
+        assert!(
+            words.starts_with(&format!("{} of {} reached", w.reached, w.target)),
+            "{words}"
+        );
+    }
+    let phases: Vec<String> = (0..2)
+        .map(|i| {
+            let v = b.script(
+                "return document.querySelector(arguments[0]).className;",
+                &[json!(format!("{} .wave-row[data-wave=\"{i}\"]", card(id)))],
+            );
+            v.as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(phases, ["wave-row current", "wave-row next"]);
+    assert_eq!(offered(b, id), api_actions(m, id));
+    assert_eq!(offered(b, id), ["pause", "promote", "cancel", "rollback"]);
+    // A completed release offers nothing.
+    let done = m.admin_get("/api/v1/releases?bin_name=web").json();
+    let web = done[0]["id"].as_u64().unwrap();
+    assert_eq!(b.text_of(&format!("{} .status", card(web))), "completed");
+    assert!(offered(b, web).is_empty());
+}
+
+/// The failing nodes are listed first thing under the release, with the
+/// reason they gave and a link to their view.
+fn check_failures(b: &Browser, m: &Manager, built: &Built) {
+    let id = built.release;
+    let api = admin(m, "GET", &format!("/api/v1/releases/{id}/failures"), None)
+        .expect(200)
+        .json();
+    assert_eq!(api.as_array().unwrap().len(), 2);
+    let rows = format!("{} .failures tbody tr", card(id));
+    assert_eq!(b.count(&rows), 2);
+    for node in &built.failing {
+        let row = format!("{} .failures tr[data-node-id=\"{node}\"]", card(id));
+        assert_eq!(b.text_of(&format!("{row} td.message")), "simulated failure");
+        assert_eq!(b.text_of(&format!("{row} td.status")), "failed");
+        let href = b.script(
+            "return document.querySelector(arguments[0]).getAttribute('href');",
+            &[json!(format!("{row} a"))],
+        );
+        assert_eq!(href, json!(format!("#node/{node}")));
+    }
+    assert!(b
+        .text_of(&format!("{} .failures h4", card(id)))
+        .ends_with(": 2"));
+}
+
+/// Each bin's bar has a part per version with the API's count; choosing
+/// one lists exactly those nodes.
+fn check_version_bars(b: &Browser, m: &Manager) {
+    let f = admin(m, "GET", "/api/v1/fleet", None).expect(200).json();
+    for bin in f["bins"].as_array().unwrap() {
+        let name = bin["bin_name"].as_str().unwrap();
+        let bar = format!("#versions .bin-bar[data-bin=\"{name}\"]");
+        for v in bin["versions"].as_array().unwrap() {
+            let seg = format!(
+                "{bar} .seg[data-version=\"{}\"]",
+                v["version"].as_str().unwrap()
+            );
+            let shown = b.script(
+                "return document.querySelector(arguments[0]).dataset.count;",
+                &[json!(seg)],
+            );
+            assert_eq!(shown, json!(v["nodes"].to_string()), "{seg}");
+        }
+        let parts = bin["versions"].as_array().unwrap().len()
+            + usize::from(bin["missing"].as_u64() > Some(0))
+            + usize::from(bin["unknown"].as_u64() > Some(0));
+        assert_eq!(b.count(&format!("{bar} .seg")), parts, "{name}");
+    }
+    // svc 2.0.0: the nodes of wave 1 that did not fail.
+    let svc = &f["bins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bin_name"] == "svc")
+        .unwrap();
+    let on_two = svc["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == "2.0.0")
+        .unwrap();
+    let n = on_two["nodes"].as_u64().unwrap();
+    let before = pages(b);
+    b.click_on("#versions .bin-bar[data-bin=\"svc\"] .legend button[data-version=\"2.0.0\"]");
+    b.poll("the node list to show svc 2.0.0", |b| {
+        (pages(b) > before).then_some(())
+    });
+    assert_eq!(
+        b.count("#nodes tbody tr[data-node-id]"),
+        usize::try_from(n).unwrap()
+    );
+    assert_eq!(b.text_of("#nodes-range"), format!("1–{n} of {n}"));
+    assert_eq!(b.text_of("#node-running-text"), "running svc: 2.0.0");
+    let before = pages(b);
+    b.click_on("#node-running-clear");
+    b.poll("the whole node list again", |b| {
+        (pages(b) > before).then_some(())
+    });
+}
+
+/// How many times the node list was drawn.
+fn pages(b: &Browser) -> u64 {
+    b.script("return Number(document.body.dataset.nodePages || 0);", &[])
+        .as_u64()
+        .unwrap()
 }
 
 /// Each node's row shows the versions it runs, and markup in a name stays text.
 fn check_nodes(b: &Browser, fleet: &Fleet, built: &Built) {
+    assert_eq!(b.count("#nodes tbody tr[data-node-id]"), NODES + 1);
     for node in &fleet.nodes {
         let row = format!("#nodes tr[data-node-id=\"{}\"]", node.id);
         let svc = if built.reached.contains(&node.id) && !built.failing.contains(&node.id) {
@@ -450,8 +467,10 @@ fn check_nodes(b: &Browser, fleet: &Fleet, built: &Built) {
         );
         assert_eq!(b.text_of(&format!("{row} td.state")), "online");
     }
-    let name = b.text_of("#nodes tr[data-node-id=\"evil\"] td.name");
-    assert_eq!(name, EVIL_NAME);
+    assert_eq!(
+        b.text_of("#nodes tr[data-node-id=\"evil\"] td.name"),
+        EVIL_NAME
+    );
     assert_eq!(
         b.count("#nodes img, #nodes b"),
         0,
@@ -463,17 +482,28 @@ fn check_nodes(b: &Browser, fleet: &Fleet, built: &Built) {
     );
 }
 
-/// Picking a node shows, per bin, the same target and reason as the API.
-fn check_why_not(b: &Browser, m: &Manager, built: &Built) {
+/// A failing node's link opens its view: per bin the API's target and
+/// reason, and its history with the failure.
+fn check_node_view(b: &Browser, m: &Manager, built: &Built) {
     let node = built.failing.iter().next().unwrap();
-    b.click(&b.find(&format!("#node-picker option[value=\"{node}\"]")));
-    let view = node_view(m, node);
-    let want = &view.bins["svc"].reason;
-    assert!(!want.is_empty(), "the API gives no reason for {node}");
-    b.poll("the why-not of the picked node", |b| {
-        (b.count("#why-not tr[data-bin=\"svc\"] td.reason") == 1).then_some(())
+    let link = format!(
+        "{} .failures tr[data-node-id=\"{node}\"] a",
+        card(built.release)
+    );
+    b.click_on(&link);
+    b.poll("the node's view", |b| {
+        (b.count("#node-view:not([hidden]) #why-not tr[data-bin=\"svc\"] td.reason") == 1)
+            .then_some(())
     });
-    assert_eq!(b.text_of("#why-not tr[data-bin=\"svc\"] td.reason"), *want);
+    assert!(b
+        .text_of("#node-title")
+        .starts_with(&format!("Node {node}")));
+    let view = node_view(m, node);
+    assert!(!view.bins["svc"].reason.is_empty());
+    assert_eq!(
+        b.text_of("#why-not tr[data-bin=\"svc\"] td.reason"),
+        view.bins["svc"].reason
+    );
     assert_eq!(
         b.text_of("#why-not tr[data-bin=\"svc\"] td.target"),
         view.bins["svc"]
@@ -481,4 +511,98 @@ fn check_why_not(b: &Browser, m: &Manager, built: &Built) {
             .as_ref()
             .map_or("(none)", |t| t.version.as_str())
     );
+    assert!(b.count("#node-history tr.progress.failed") >= 1);
+    b.click_on("#node-close");
+    assert_eq!(
+        b.script("return document.getElementById('node-view').hidden;", &[]),
+        Value::Bool(true)
+    );
+}
+
+/// Nodes that report nothing in the first wave of a three-wave release.
+const STALLED: usize = 3;
+
+#[test]
+fn rollout_advances_while_the_page_is_open() {
+    let m = rollout_manager();
+    let mut fleet = Fleet::new(&["svc", "web"], 30);
+    fleet_on_first_versions(&m, &mut fleet);
+    let r = create_release(
+        &m,
+        &json!({"bin_name": "svc", "version": "2.0.0", "note": "live page",
+                "waves": [{"percent": 30, "wait": "1s"}, {"percent": 70, "wait": "1h"}, {"percent": 100}],
+                "success_threshold": "50%", "max_failures": "10"}),
+    );
+    let b = Browser::start(1280, 1000);
+    let loads = open(&b, &m, &m.token);
+    assert_eq!(figure(&b, r.id, "success"), "0");
+
+    // Wave 2's nodes: some never report, one fails; the rest update.
+    let second: Vec<String> = fleet
+        .nodes
+        .iter()
+        .filter(|n| in_percent(r.id, &n.id, 70) && !in_percent(r.id, &n.id, 30))
+        .map(|n| n.id.clone())
+        .collect();
+    assert!(second.len() > STALLED + 2, "wave 2 reaches {second:?}");
+    for id in &second[..STALLED] {
+        fleet.node_mut(id).stalled = true;
+    }
+    fleet.node_mut(&second[STALLED]).fails_with = Some(ProgressStatus::Failed);
+    drive(
+        &m,
+        &mut fleet,
+        r.id,
+        Mode::Update,
+        "wave 2 reached and reporting",
+        |r| r.wave == 1 && r.counts.failed == 1 && r.counts.success >= r.counts.targeted / 2,
+    );
+
+    // Without a click, the page redraws: wave 1 done, wave 2 current.
+    b.poll("the page to show wave 2 as the API counts it", |b| {
+        let shown = b.text_of(&format!("{} .wave", card(r.id)));
+        let api = get_release(&m, r.id).counts;
+        (shown == "wave 2 of 3" && figure(b, r.id, "success") == api.success.to_string())
+            .then_some(())
+    });
+    let (_, after) = binproxy_tests::page::page_state(&b);
+    assert!(after > loads, "the page refreshed itself");
+    let row1 = format!("{} .wave-row[data-wave=\"1\"]", card(r.id));
+    assert!(b.count(&format!("{row1}.current .seg[data-kind=\"silent\"]")) == 1);
+    assert!(b.count(&format!("{row1} .seg[data-kind=\"failed\"]")) == 1);
+    assert!(b.count(&format!("{} .wave-row[data-wave=\"0\"].past", card(r.id))) == 1);
+    b.poll("the failure in the list", |b| {
+        (b.count(&format!(
+            "{} .failures tr[data-node-id=\"{}\"]",
+            card(r.id),
+            second[STALLED]
+        )) == 1)
+            .then_some(())
+    });
+    save_screenshot(&b, "admin-page-rollout.png");
+
+    // Idle: each refresh is answered 304 and "updated N s ago" counts.
+    let unchanged = data(&b, "unchanged");
+    let loads = wait_loaded(&b, wait_loaded(&b, 0));
+    assert!(
+        data(&b, "unchanged") > unchanged,
+        "an idle refresh got no 304"
+    );
+    let updated = b.text_of("#updated");
+    assert!(
+        updated.starts_with("updated ") && updated.ends_with(" s ago"),
+        "{updated}"
+    );
+
+    // Paused, the page stops asking; live again, it refreshes at once.
+    b.click_on("#live-toggle");
+    assert_eq!(b.text_of("#live-toggle"), "Live: paused");
+    let (_, paused_at) = binproxy_tests::page::page_state(&b);
+    std::thread::sleep(Duration::from_secs(7));
+    let (_, still) = binproxy_tests::page::page_state(&b);
+    assert_eq!(still, paused_at, "a paused page refreshed");
+    assert!(b.text_of("#updated").ends_with("· paused"));
+    b.click_on("#live-toggle");
+    wait_loaded(&b, still.max(loads));
+    assert_eq!(b.text_of("#live-toggle"), "Live: on");
 }
