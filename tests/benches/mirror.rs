@@ -58,14 +58,13 @@ use binproxy_protocol::{download_path, KeepaliveReply, Target, Version};
 use binproxy_tests::metrics::metric;
 use binproxy_tests::mirror::sync_command;
 use binproxy_tests::nginx::Nginx;
-use binproxy_tests::{artifact_bytes, manager_bin, output_within, Manager, ManagerOptions};
+use binproxy_tests::{artifact_bytes, manager_bin, output_within, pin, Manager, ManagerOptions};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::thread;
@@ -669,16 +668,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// `taskset -a -p -c CPU PID`: every thread of `pid` on `cpu`.
-fn pin(pid: u32, cpu: u32) {
-    let ok = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "taskset could not pin {pid} to CPU {cpu}");
 }
 
 /// Uploads `bytes` as `bin` `version` (for every arch); returns its sha256.

@@ -76,6 +76,6 @@ pub mod windows;
 pub use build::{binproxy_bin, manager_bin};
 pub use http::{query, request, status_counts, try_request, Response, IO_TIMEOUT};
 pub use manager::{Manager, ManagerOptions, TokenSource, EXIT_TIMEOUT, START_TIMEOUT};
-pub use process::{output_within, wait_until};
+pub use process::{output_within, pin, wait_until};
 pub use tempdir::{list_tree, names_starting, unique, TempDir};
 pub use values::{artifact_bytes, is_rfc3339, sha256_hex};
