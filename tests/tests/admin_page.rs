@@ -512,6 +512,12 @@ fn check_node_view(b: &Browser, m: &Manager, built: &Built) {
             .map_or("(none)", |t| t.version.as_str())
     );
     assert!(b.count("#node-history tr.progress.failed") >= 1);
+    // An unknown node fails its own view, not the page's refreshes.
+    b.script("location.hash = '#node/no-such-node'; return 0;", &[]);
+    b.poll("the unknown node's view", |b| {
+        b.text_of("#node-title").contains("404").then_some(())
+    });
+    wait_loaded(b, data(b, "loads"));
     b.click_on("#node-close");
     assert_eq!(
         b.script("return document.getElementById('node-view').hidden;", &[]),

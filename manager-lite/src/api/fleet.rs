@@ -13,7 +13,9 @@
 //! `X-Total-Count`. A pass over 100,000 nodes takes milliseconds and holds
 //! no lock for longer than a chunk of them.
 
-use binproxy_protocol::{check_arch, check_bin_name, check_version, NodeFacts};
+use binproxy_protocol::{
+    check_arch, check_bin_name, check_version, names::normalize_arch, NodeFacts,
+};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashSet};
@@ -159,7 +161,8 @@ impl NodeQuery {
             None | Some("") => None,
             Some(a) => {
                 check_arch(a)?;
-                Some(a.to_owned())
+                // As nodes' arches are stored: amd64 is x86_64.
+                Some(normalize_arch(a).to_owned())
             }
         };
         let (sort, descending) = parse_sort(url.query("sort").unwrap_or("id"))?;

@@ -145,11 +145,18 @@ export async function showNode() {
     return;
   }
   const opening = section.hidden || section.dataset.nodeId !== id;
-  const { body: view, changed } = await get("/api/v1/nodes/" + enc(id));
-  const bins = Object.keys(view.bins || {});
-  const lists = await Promise.all(bins.map((b) =>
-    get("/api/v1/bins/" + enc(b) + "/progress?limit=" + HISTORY + "&node_id=" + enc(id))
-  ));
+  let view, changed, lists;
+  try {
+    ({ body: view, changed } = await get("/api/v1/nodes/" + enc(id)));
+    lists = await Promise.all(Object.keys(view.bins || {}).map((b) =>
+      get("/api/v1/bins/" + enc(b) + "/progress?limit=" + HISTORY + "&node_id=" + enc(id))
+    ));
+  } catch (e) {
+    // A node deleted (or mistyped in the address) fails its own view,
+    // not the page's refresh.
+    if (viewedId() === id) showMissing(id, e);
+    return;
+  }
   if (viewedId() !== id) return;
   if (!opening && !changed && !lists.some((l) => l.changed)) return;
   const n = view.node;
@@ -180,4 +187,13 @@ export async function showNode() {
     $("node-title").tabIndex = -1;
     $("node-title").focus();
   }
+}
+
+function showMissing(id, e) {
+  $("node-title").textContent = "Node " + id + ": " + e.message;
+  fill($("why-not"), [], "No view of this node.");
+  fill($("node-history"), [], "");
+  const section = $("node-view");
+  section.dataset.nodeId = "";
+  section.hidden = false;
 }

@@ -113,7 +113,7 @@ function where(r) {
     const started = r.wave_started_at || r.created_at;
     parts.push(" · ", el("span", { class: "wave-time", "data-started": started, "data-wait": wait }, []));
   } else if (r.status === "pending_approval") {
-    parts.push(" · ", el("span", { class: "waiting" }, ["awaiting approval since " + ago(r.created_at)]));
+    parts.push(" · ", el("span", { class: "waiting" }, ["awaiting approval (created " + ago(r.created_at) + ")"]));
   }
   return el("p", { class: "where" }, parts);
 }

@@ -13,6 +13,8 @@ fn search_filters_by_text_arch_label_and_bin_version() {
         ("q=db-r", "db-02"),
         ("q=nothing-like-it", ""),
         ("arch=aarch64", "app-03 db-01"),
+        // Named as nodes' arches are stored: arm64 is aarch64.
+        ("arch=arm64", "app-03 db-01"),
         ("label=env=prod", "app-01 app-03 db-01 edge-02"),
         ("label=env%3Dstaging", "app-02 db-02"),
         ("label=env=Prod", ""),
