@@ -20,7 +20,9 @@
 //! - search: a typed id (after the page's 250 ms typing pause) to its row.
 //!
 //! `--pin` puts the manager and nginx on CPU 0 and Chromium on CPU 1
-//! (`taskset`). Printed: min, median and max per step and server.
+//! (`taskset`). Printed: min, median and max per step and server; then,
+//! per server, what the first load and an idle refresh (nothing changed,
+//! every answer a 304) move over the wire.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -121,6 +123,39 @@ fn main() {
         println!("round {} of {} done", round + 1, o.rounds);
     }
     report(&o, &times);
+    for (name, url) in &servers {
+        idle(&b, name, url);
+    }
+}
+
+/// What the page's refreshes move: its first load, and a refresh of a
+/// fleet where nothing changed (the browser's resource timing of the
+/// page's fetches: requests, bytes with headers, body bytes).
+fn idle(b: &Browser, name: &str, url: &str) {
+    const SUM: &str = "const e = performance.getEntriesByType('resource') \
+        .filter((r) => r.initiatorType === 'fetch' && r.startTime >= arguments[0] \
+                && r.startTime < arguments[1]); \
+        return [e.length, e.reduce((n, r) => n + r.transferSize, 0), \
+                e.reduce((n, r) => n + r.encodedBodySize, 0)];";
+    b.goto(&format!("{url}/"));
+    until(
+        b,
+        "the first load",
+        "return document.body.dataset.loads === '1';",
+    );
+    let first_done = b.script("return performance.now();", &[]);
+    until(
+        b,
+        "an idle refresh",
+        "return document.body.dataset.loads === '2';",
+    );
+    let now = b.script("return performance.now();", &[]);
+    let first = b.script(SUM, &[json!(0), first_done.clone()]);
+    let again = b.script(SUM, &[first_done, now]);
+    println!(
+        "{name}: first load {} requests, {} bytes ({} of bodies); an idle refresh {} requests, {} bytes ({} of bodies)",
+        first[0], first[1], first[2], again[0], again[1], again[2]
+    );
 }
 
 /// Two versions of svc, `n` nodes on them, and a release in waves.
@@ -161,41 +196,29 @@ fn peer(m: &Manager, searched: &str) -> (Nginx, TempDir) {
     for module in MODULES {
         save(&format!("/ui/{module}.js"), &format!("ui/{module}.js"));
     }
+    // Every API request of the steps, as the page sends it, to its saved
+    // answer. The last name of try_files is an internal redirect, so the
+    // answer's own location (and its X-Total-Count) applies.
+    let mut requests = vec![
+        "/api/v1/fleet".to_owned(),
+        "/api/v1/bins".to_owned(),
+        "/api/v1/releases?status=pending_approval,rolling_out,paused".to_owned(),
+        "/api/v1/releases?status=completed,cancelled,superseded,rolled_back&limit=5".to_owned(),
+        "/api/v1/bins/svc/progress?limit=20".to_owned(),
+    ];
+    requests.extend(
+        node_queries(searched)
+            .iter()
+            .map(|q| format!("/api/v1/nodes?{q}")),
+    );
+    let mut map = String::from("map $request_uri $answer { default /answers/none;\n");
     let mut blocks = String::new();
-    for (path, file) in [
-        ("/api/v1/fleet", "fleet"),
-        ("/api/v1/bins", "bins"),
-        ("/api/v1/releases", "releases"),
-    ] {
-        save(path, &format!("answers/{file}.json"));
-        writeln!(
-            blocks,
-            "location = {path} {{ try_files /answers/{file}.json =404; }}"
-        )
-        .unwrap();
-    }
-    save(
-        "/api/v1/bins/svc/progress?limit=20",
-        "answers/progress.json",
-    );
-    blocks.push_str(
-        "location = /api/v1/bins/svc/progress { try_files /answers/progress.json =404; }\n",
-    );
-    // The last name of try_files is an internal redirect, so the answer's
-    // own location (and its X-Total-Count) applies.
-    let mut map = String::from("map $args $nodes_answer { default /answers/none;\n");
-    for (i, query) in node_queries(searched).iter().enumerate() {
-        let total = save(
-            &format!("/api/v1/nodes?{query}"),
-            &format!("answers/nodes-{i}.json"),
-        );
-        writeln!(map, "  \"{query}\" /answers/nodes-{i}.json;").unwrap();
-        writeln!(
-            blocks,
-            "location = /answers/nodes-{i}.json {{ add_header X-Total-Count {}; }}",
-            total.unwrap()
-        )
-        .unwrap();
+    for (i, request) in requests.iter().enumerate() {
+        let file = format!("/answers/{i}.json");
+        let total = save(request, &file[1..]);
+        writeln!(map, "  \"{request}\" {file};").unwrap();
+        let header = total.map_or(String::new(), |t| format!("add_header X-Total-Count {t};"));
+        writeln!(blocks, "location = {file} {{ {header} }}").unwrap();
     }
     map.push_str("}\n");
     let root_path = root.path().display().to_string();
@@ -204,7 +227,7 @@ fn peer(m: &Manager, searched: &str) -> (Nginx, TempDir) {
             "types {{ text/html html; text/javascript js; text/css css; application/json json; }}
 {map}server {{ listen {addr}; root {root_path};
 location = / {{ try_files /index.html =404; }}
-location = /api/v1/nodes {{ try_files /.none $nodes_answer; }}
+location /api/ {{ try_files /.none $answer; }}
 {blocks}}}"
         )
     });

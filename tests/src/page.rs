@@ -41,6 +41,12 @@ pub fn data(b: &Browser, key: &str) -> u64 {
 pub fn wait_loaded(b: &Browser, before: u64) -> u64 {
     b.poll("the page to load the fleet", |b| {
         let (state, loads) = page_state(b);
+        assert_eq!(
+            data(b, "jsErrors"),
+            0,
+            "the page's script failed: {}",
+            b.text_of("#status")
+        );
         assert_ne!(
             state,
             "error",

@@ -186,6 +186,22 @@ pub enum ReleaseStatus {
 }
 
 impl ReleaseStatus {
+    /// Every state, in the order a release goes through them.
+    pub const ALL: [ReleaseStatus; 7] = [
+        Self::PendingApproval,
+        Self::RollingOut,
+        Self::Paused,
+        Self::Completed,
+        Self::Cancelled,
+        Self::Superseded,
+        Self::RolledBack,
+    ];
+
+    /// The state named by [`ReleaseStatus::as_str`].
+    pub fn parse(word: &str) -> Option<ReleaseStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == word)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingApproval => "pending_approval",

@@ -9,6 +9,7 @@
 
 use binproxy_protocol::{
     check_bin_name, check_version, NewRelease, ProgressRecord, ProgressStatus, Release, ReleaseOp,
+    ReleaseStatus,
 };
 use serde::Serialize;
 use std::time::SystemTime;
@@ -170,19 +171,44 @@ fn shown(release: Release, now: SystemTime) -> Shown {
     Shown { release, actions }
 }
 
+/// `GET /api/v1/releases[?bin_name=B][&status=S,S…][&limit=N]`: newest
+/// first, of one bin, in these states, the first `N` (all when absent).
 pub fn list_releases(app: &App, url: &Url) -> Answer {
     let bin = url.query("bin_name");
     if let Some(b) = bin {
         check_bin_name(b)?;
     }
+    let states = url.query("status").map(parse_states).transpose()?;
+    let most = match url.query("limit") {
+        Some(_) => limit(url)?,
+        None => usize::MAX,
+    };
     let now = SystemTime::now();
     let all: Vec<Shown> = app
         .store
         .releases(bin)?
         .into_iter()
+        .filter(|r| states.as_ref().is_none_or(|s| s.contains(&r.status)))
+        .take(most)
         .map(|r| shown(r, now))
         .collect();
     Ok(Reply::json(200, &all))
+}
+
+/// `rolling_out,paused`: the states named, each known.
+fn parse_states(text: &str) -> Result<Vec<ReleaseStatus>, ApiError> {
+    text.split(',')
+        .map(|word| {
+            ReleaseStatus::parse(word.trim()).ok_or_else(|| {
+                let known: Vec<&str> = ReleaseStatus::ALL.iter().map(|s| s.as_str()).collect();
+                let shown: String = word.chars().take(40).collect();
+                ApiError::bad_request(format!(
+                    "invalid status {shown:?}: one or more of {}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
 }
 
 pub fn release(app: &App, id: &str) -> Answer {

@@ -45,16 +45,6 @@ const UPDATE_BOUNDS: &[f64] = &[
     0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
-const STATUSES: [ReleaseStatus; 7] = [
-    ReleaseStatus::PendingApproval,
-    ReleaseStatus::RollingOut,
-    ReleaseStatus::Paused,
-    ReleaseStatus::Completed,
-    ReleaseStatus::Cancelled,
-    ReleaseStatus::Superseded,
-    ReleaseStatus::RolledBack,
-];
-
 #[derive(Clone)]
 struct Histogram {
     bounds: &'static [f64],
@@ -372,7 +362,7 @@ fn nodes(out: &mut Text, fleet: &FleetSnapshot) {
 
 fn releases(out: &mut Text, all: &[Release]) {
     out.head("binproxy_releases", "gauge", "Releases by status.");
-    for status in STATUSES {
+    for status in ReleaseStatus::ALL {
         let n = all.iter().filter(|r| r.status == status).count();
         out.sample("binproxy_releases", &[("status", status.as_str())], n);
     }

@@ -8,7 +8,7 @@
 
 import { $, el, fill, duration, afterPaint } from "./dom.js";
 import { get, setToken, stats, enc } from "./api.js";
-import { renderReleases, confirming, shownReleases, tick, LIVE, MAX_FAILURES } from "./releases.js";
+import { renderReleases, confirming, shownReleases, tick, LIVE, FINISHED, MAX_DONE, MAX_FAILURES } from "./releases.js";
 import { renderSummary, renderVersions } from "./fleet.js";
 import { loadNodes, showRunning, startNodes, setNames, clearNodes, showNode } from "./nodes.js";
 
@@ -57,9 +57,12 @@ async function load(message) {
   }
   setState("loading");
   try {
-    const [fleet, bins, releases] = await Promise.all([
-      get("/api/v1/fleet"), get("/api/v1/bins"), get("/api/v1/releases"),
+    const [fleet, bins, live, finished] = await Promise.all([
+      get("/api/v1/fleet"), get("/api/v1/bins"),
+      get("/api/v1/releases?status=" + LIVE.join(",")),
+      get("/api/v1/releases?status=" + FINISHED.join(",") + "&limit=" + MAX_DONE),
     ]);
+    const releases = { body: live.body.concat(finished.body), changed: live.changed || finished.changed };
     if (bins.changed) setNames(versionNames(bins.body));
     const failures = await releaseFailures(releases.body);
     const progress = await recentProgress(bins.body);
@@ -213,7 +216,16 @@ function forgetToken() {
   setState("no-token");
 }
 
+// A fault of the page itself: shown, and counted for the tests.
+function pageError(text) {
+  const d = document.body.dataset;
+  d.jsErrors = String(Number(d.jsErrors || 0) + 1);
+  setStatus("page error (please report): " + text, true, false);
+}
+
 function start() {
+  window.addEventListener("error", (e) => pageError(e.message));
+  window.addEventListener("unhandledrejection", (e) => pageError(String(e.reason)));
   $("token").value = token;
   setToken(token);
   $("use-token").addEventListener("click", useToken);

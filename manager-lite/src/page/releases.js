@@ -10,8 +10,9 @@ import { $, el, count, bytes, duration, seconds, ago } from "./dom.js";
 import { post } from "./api.js";
 
 export const LIVE = ["pending_approval", "rolling_out", "paused"];
+export const FINISHED = ["completed", "cancelled", "superseded", "rolled_back"];
 // Every live release is shown, and at most this many finished ones.
-const MAX_DONE = 5;
+export const MAX_DONE = 5;
 export const MAX_FAILURES = 10;
 
 // What each action does, in the words of its confirm step.
@@ -52,8 +53,9 @@ export function renderReleases(releases, failures, onDone) {
   const shown = shownReleases(releases);
   const cards = shown.map((r) => card(r, failures.get(r.id), onDone));
   if (cards.length === 0) cards.push(el("p", { class: "empty" }, ["No releases."]));
-  const hidden = releases.length - shown.length;
-  if (hidden > 0) cards.push(el("p", { class: "more" }, [count(hidden) + " earlier releases not shown (manager-lite releases lists them)."]));
+  if (shown.filter((r) => !LIVE.includes(r.status)).length >= MAX_DONE) {
+    cards.push(el("p", { class: "more" }, ["Older releases: manager-lite releases, or GET /api/v1/releases."]));
+  }
   $("releases").replaceChildren(...cards);
   tick();
 }

@@ -71,6 +71,44 @@ fn release_actions_follow_the_state_machine() {
 }
 
 /// The plan of [`failing_rollout`]: cumulative percents.
+/// `GET /api/v1/releases?status=…&limit=N`: the states asked for, newest
+/// first, at most N; a state it does not know is a 400 naming the states.
+#[test]
+fn releases_list_by_state_and_limit() {
+    let s = small_fleet(ManagerOptions::default());
+    let first = create_release(&s.m, &json!({"bin_name": "svc", "version": "1.0.0"})).id;
+    let second = create_release(&s.m, &json!({"bin_name": "svc", "version": "3.0.0"})).id;
+    let gated = json!({"bin_name": "web", "version": "1.0.0", "require_approval": true});
+    let pending = create_release(&s.m, &gated).id;
+    let ids = |query: &str| -> Vec<u64> {
+        let all = get(&s.m, &format!("/api/v1/releases{query}"));
+        let all = all.as_array().unwrap();
+        all.iter().map(|r| r["id"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(ids(""), [pending, second, first]);
+    assert_eq!(ids("?status=superseded"), [first]);
+    assert_eq!(ids("?status=pending_approval,superseded"), [pending, first]);
+    assert_eq!(
+        ids("?status=pending_approval,rolling_out,paused"),
+        [pending, second]
+    );
+    assert_eq!(ids("?limit=2"), [pending, second]);
+    assert_eq!(
+        ids("?status=superseded,pending_approval&limit=1"),
+        [pending]
+    );
+    assert_eq!(ids("?bin_name=svc&status=superseded"), [first]);
+    assert_eq!(ids("?status=cancelled"), Vec::<u64>::new());
+    for bad in ["?status=live", "?status=paused,", "?limit=0", "?limit=x"] {
+        let r = s.m.admin_get(&format!("/api/v1/releases{bad}"));
+        let text = r.expect_error(400).text();
+        assert!(
+            text.contains("status") || text.contains("limit"),
+            "{bad}: {text}"
+        );
+    }
+}
+
 const PLAN: [u32; 3] = [20, 50, 100];
 
 /// A rollout of svc 2.0.0 to the 40 `env=prod` nodes of 80, in the waves of
