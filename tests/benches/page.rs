@@ -225,6 +225,7 @@ fn peer(m: &Manager, searched: &str) -> (Nginx, TempDir) {
     let nginx = Nginx::start(|_, addr| {
         format!(
             "types {{ text/html html; text/javascript js; text/css css; application/json json; }}
+map_hash_bucket_size 256;
 {map}server {{ listen {addr}; root {root_path};
 location = / {{ try_files /index.html =404; }}
 location /api/ {{ try_files /.none $answer; }}
