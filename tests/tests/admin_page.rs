@@ -613,7 +613,8 @@ fn rollout_advances_while_the_page_is_open() {
     assert_eq!(b.text_of("#live-toggle"), "Live: on");
 }
 
-/// In a phone-wide window nothing overflows sideways, and a release is
+/// In a phone-wide window (500 px, the narrowest headless Chromium opens)
+/// nothing overflows sideways, and a release is
 /// paused with the keyboard alone: Enter on its button, the confirm step
 /// takes the focus, Escape closes it, Enter on "yes" confirms.
 #[test]
@@ -628,11 +629,19 @@ fn narrow_window_and_keyboard() {
     );
     let b = Browser::start(400, 900);
     open(&b, &m, &m.token);
+    // Headless Chromium opens windows no narrower than 500 px.
+    let width = b.script("return window.innerWidth;", &[]).as_u64().unwrap();
+    assert!(width <= 520, "the window is {width} px wide");
     let overflow = b.script(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
         &[],
     );
-    assert_eq!(overflow, json!(0), "the page is wider than a 400 px window");
+    assert_eq!(
+        overflow,
+        json!(0),
+        "the page is wider than a {width} px window"
+    );
+    save_screenshot(&b, "admin-page-narrow.png");
 
     let pause = format!("{} button.op[data-op=\"pause\"]", card(r.id));
     let focused = |b: &Browser| {
