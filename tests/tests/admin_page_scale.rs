@@ -1,8 +1,8 @@
 //! The admin page with 100,000 registered nodes, in a real headless
 //! Chromium: the summary and version bars come from the aggregate
 //! endpoint (exact counts, no node list downloaded), the node list shows
-//! one page of 50 and pages, searches by id and name, and filters by
-//! state, arch, label and version, each with the API's total. The times
+//! one page of 50 and pages, searches by id and name, filters by state,
+//! arch, label and version, each with the API's total, and sorts. The times
 //! the page notes for itself (first paint, each page change) are printed,
 //! not asserted: `cargo bench -p binproxy-tests --bench page` measures
 //! them against nginx serving the same answers. The manager's data
@@ -125,6 +125,16 @@ fn a_hundred_thousand_nodes_page_search_and_filter() {
     assert_eq!(b.text_of("#nodes tbody tr.empty"), "No node matches.");
     select(&b, "#node-state", "");
     clear(&b, "#node-label");
+
+    // Sorted by arch: aarch64 (every fourth node, the first being node 3) first.
+    let pages = data(&b, "nodePages");
+    select(&b, "#node-sort", "arch");
+    assert_eq!(redrawn(&b, pages, "sorted by arch"), "1–50 of 100,000");
+    assert_eq!(first_row(&b), node_id(3));
+    select(&b, "#node-sort", "id");
+    b.poll("sorted by id again", |b| {
+        (first_row(b) == node_id(0)).then_some(())
+    });
 
     // A version bar's part lists its nodes.
     let pages = data(&b, "nodePages");
