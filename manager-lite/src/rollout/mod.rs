@@ -14,10 +14,12 @@
 //! advances a wave once its wait has passed and `success_threshold` of the
 //! reached nodes succeeded.
 //!
-//! Beside this file: `counts.rs` (counting a release's reached nodes),
-//! `policy.rs` (creating a release and what it supersedes, a change of
-//! state, rollback: the meaning of every release write the store persists)
-//! and `targets.rs` (which version a node should run, and why not another).
+//! Beside this file: `counts.rs` (counting a release's reached nodes, in
+//! all and per wave), `ops.rs` (an operator's action on a release's state,
+//! and which actions a state accepts), `policy.rs` (creating a release and
+//! what it supersedes, a change of state, rollback: the meaning of every
+//! release write the store persists) and `targets.rs` (which version a node
+//! should run, and why not another).
 //! This module calls the store; the store never calls it.
 
 use binproxy_protocol::window::Windows;
