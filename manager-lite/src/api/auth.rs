@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use binproxy_protocol::{hex, Role};
+use binproxy_protocol::{hex, ReleaseOp, Role};
 
 use crate::api::reply::ApiError;
 use crate::store::Store;
@@ -131,6 +131,31 @@ impl NodeCaller {
 pub struct Actor {
     pub name: String,
     pub role: Role,
+}
+
+impl Actor {
+    /// Whether this caller holds `admin` (which may do everything) or one
+    /// of `roles`.
+    pub fn may(&self, roles: &[Role]) -> bool {
+        self.role == Role::Admin || roles.contains(&self.role)
+    }
+
+    /// Whether this caller may do `op` on a release: the route's rule, and
+    /// what a release's `actions` are filtered by (a viewer sees none).
+    pub fn may_operate(&self, op: ReleaseOp) -> bool {
+        self.may(op_roles(op))
+    }
+}
+
+/// Roles besides `admin` allowed each operation on a release.
+pub fn op_roles(op: ReleaseOp) -> &'static [Role] {
+    match op {
+        ReleaseOp::Pause => &[Role::Publisher, Role::Approver],
+        ReleaseOp::Cancel => &[],
+        ReleaseOp::Approve | ReleaseOp::Resume | ReleaseOp::Promote | ReleaseOp::Rollback => {
+            &[Role::Approver]
+        }
+    }
 }
 
 /// Name of the bootstrap token in history and audit.

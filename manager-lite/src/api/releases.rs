@@ -4,7 +4,7 @@
 //! pause, resume, promote, cancel, and rollback with its own wave plan).
 //! Every answer to a write shows the release after a recount, not as of
 //! the last tick; the read answers add the operations the release's state
-//! accepts now (`actions`), and `GET /api/v1/releases/{id}/failures` lists
+//! accepts now and the caller's role may do (`actions`), and `GET /api/v1/releases/{id}/failures` lists
 //! the nodes that failed or rolled back with what they last said.
 
 use binproxy_protocol::{
@@ -155,7 +155,8 @@ fn read_rollback_plan(rq: &mut Request) -> Result<Vec<binproxy_protocol::Wave>, 
 }
 
 /// A release as the read endpoints show it: the record, and the
-/// operations its state accepts now ([`rollout::allowed_ops`]).
+/// operations its state accepts now ([`rollout::allowed_ops`]) that the
+/// caller's role may do.
 #[derive(Serialize)]
 struct Shown {
     #[serde(flatten)]
@@ -163,9 +164,10 @@ struct Shown {
     actions: Vec<&'static str>,
 }
 
-fn shown(release: Release, now: SystemTime) -> Shown {
+fn shown(release: Release, caller: &Actor, now: SystemTime) -> Shown {
     let actions = rollout::allowed_ops(&release, now)
         .into_iter()
+        .filter(|op| caller.may_operate(*op))
         .map(ReleaseOp::as_str)
         .collect();
     Shown { release, actions }
@@ -173,7 +175,7 @@ fn shown(release: Release, now: SystemTime) -> Shown {
 
 /// `GET /api/v1/releases[?bin_name=B][&status=S,S…][&limit=N]`: newest
 /// first, of one bin, in these states, the first `N` (all when absent).
-pub fn list_releases(app: &App, url: &Url) -> Answer {
+pub fn list_releases(app: &App, caller: &Actor, url: &Url) -> Answer {
     let bin = url.query("bin_name");
     if let Some(b) = bin {
         check_bin_name(b)?;
@@ -190,7 +192,7 @@ pub fn list_releases(app: &App, url: &Url) -> Answer {
         .into_iter()
         .filter(|r| states.as_ref().is_none_or(|s| s.contains(&r.status)))
         .take(most)
-        .map(|r| shown(r, now))
+        .map(|r| shown(r, caller, now))
         .collect();
     Ok(Reply::json(200, &all))
 }
@@ -211,9 +213,9 @@ fn parse_states(text: &str) -> Result<Vec<ReleaseStatus>, ApiError> {
         .collect()
 }
 
-pub fn release(app: &App, id: &str) -> Answer {
+pub fn release(app: &App, caller: &Actor, id: &str) -> Answer {
     let release = known(app, id)?;
-    Ok(Reply::json(200, &shown(release, SystemTime::now())))
+    Ok(Reply::json(200, &shown(release, caller, SystemTime::now())))
 }
 
 fn known(app: &App, id: &str) -> Result<Release, ApiError> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use binproxy_protocol::{ReleaseOp, Role, MAX_JSON_BODY};
 
 use crate::api::app::App;
-use crate::api::auth::{Actor, NodeCaller};
+use crate::api::auth::{op_roles, Actor, NodeCaller};
 use crate::api::reply::{conditional, ApiError, Reply};
 use crate::api::request::{header, Method, Request, Url};
 use crate::api::{access, audit, bins, fleet, health, metrics, nodes, releases};
@@ -505,8 +505,8 @@ fn call(app: &App, ticket: &Ticket, rq: &mut Request) -> Result<Reply, ApiError>
         (Route::Bins, _, _) => bins::list_bins(app),
         (Route::BinProgress(bin), Verb::Get, _) => bins::list_progress(app, bin, url),
         (Route::BinVersions(bin), Verb::Get, _) => bins::bin_versions(app, bin),
-        (Route::Releases, Verb::Get, _) => releases::list_releases(app, url),
-        (Route::Release(id), _, _) => releases::release(app, id),
+        (Route::Releases, Verb::Get, Caller::Admin(a)) => releases::list_releases(app, a, url),
+        (Route::Release(id), _, Caller::Admin(a)) => releases::release(app, a, id),
         (Route::ReleaseFailures(id), _, _) => releases::failures(app, id, url),
         (Route::Fleet, _, _) => fleet::fleet(app),
         (Route::Nodes, _, _) => nodes::list_nodes(app, url),
@@ -543,16 +543,6 @@ const READ: &[Role] = &[Role::Viewer, Role::Publisher, Role::Approver];
 const PUBLISH: &[Role] = &[Role::Publisher];
 const ADMIN: &[Role] = &[];
 
-fn op_roles(op: ReleaseOp) -> &'static [Role] {
-    match op {
-        ReleaseOp::Pause => &[Role::Publisher, Role::Approver],
-        ReleaseOp::Cancel => ADMIN,
-        ReleaseOp::Approve | ReleaseOp::Resume | ReleaseOp::Promote | ReleaseOp::Rollback => {
-            &[Role::Approver]
-        }
-    }
-}
-
 /// Authenticates an admin request and checks its role: 401 for no or an
 /// unknown token, 403 for a role that may not.
 fn need(app: &App, rq: &Request, audit: &mut Audit, roles: &[Role]) -> Result<Actor, ApiError> {
@@ -566,7 +556,7 @@ fn need(app: &App, rq: &Request, audit: &mut Audit, roles: &[Role]) -> Result<Ac
             ApiError { close, ..e }
         })?;
     audit.actor = Some(actor.name.clone());
-    if actor.role == Role::Admin || roles.contains(&actor.role) {
+    if actor.may(roles) {
         return Ok(actor);
     }
     let allowed: Vec<&str> = std::iter::once("admin")

@@ -3,8 +3,8 @@
 // progress, failed, rolled back and reached-but-silent within the wave's
 // target), its state and paused reason, the time spent in the current wave
 // against the wave's wait, the nodes that failed with what they said, and
-// only the actions its state accepts (the API's `actions`), each behind a
-// confirm step that names its effect.
+// only the actions its state accepts and the token's role may do (the
+// API's `actions`), each behind a confirm step that names its effect.
 
 import { $, el, count, bytes, duration, seconds, ago } from "./dom.js";
 import { post } from "./api.js";

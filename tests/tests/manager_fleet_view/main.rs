@@ -19,6 +19,7 @@ use binproxy_tests::fleet::{
     admin, approve, bucket, create_release, drive, get_release, in_percent, op, rollout_manager,
     upload_versions, wait_release, Fleet, Mode,
 };
+use binproxy_tests::roles::{new_token, send};
 use binproxy_tests::{is_rfc3339, Manager, ManagerOptions, Response};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -70,6 +70,76 @@ fn release_actions_follow_the_state_machine() {
     check_actions(&m, v3, "");
 }
 
+/// The `actions` a token of each role is shown for release `id`, in the
+/// one release's answer and in the list: what its state accepts and the
+/// role may do; each other operation is refused that token (403 or 409).
+#[track_caller]
+fn check_role_actions(m: &Manager, tokens: &[(&str, String)], id: u64, want: &[&str]) {
+    for ((role, token), want) in tokens.iter().zip(want) {
+        let path = format!("/api/v1/releases/{id}");
+        let one = send(m, "GET", &path, Some(token), None).expect(200).json();
+        let list = send(m, "GET", "/api/v1/releases", Some(token), None);
+        let list = list.expect(200).json();
+        let listed = list.as_array().unwrap().iter().find(|r| r["id"] == id);
+        assert_eq!(one["actions"], listed.unwrap()["actions"], "{role}");
+        let got: Vec<&str> = one["actions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{role}: {one}"))
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(got.join(" "), *want, "{role} on release {id}: {one}");
+        for name in OPS.into_iter().filter(|o| !got.contains(o)) {
+            let r = send(m, "POST", &format!("{path}/{name}"), Some(token), None);
+            assert!(matches!(r.status, 403 | 409), "{role} {name}: {r}");
+        }
+    }
+}
+
+/// A viewer is shown no buttons, a publisher only pause, an approver what
+/// approvers may do: the offered actions are those the caller's token
+/// would be allowed, so a page never offers a 403.
+#[test]
+fn release_actions_follow_the_callers_role() {
+    let m = rollout_manager();
+    upload_versions(&m, "svc", &["1.0.0", "2.0.0"]);
+    let mut fleet = Fleet::new(&["svc"], 2);
+    fleet.round(m.addr, Mode::Observe);
+    let v1 = create_release(&m, &json!({"bin_name": "svc", "version": "1.0.0"})).id;
+    let completed = |r: &Release| r.status == Completed;
+    drive(&m, &mut fleet, v1, Mode::Update, "completed", completed);
+    let plan = json!([{"percent": 50, "wait": "1h"}, {"percent": 100}]);
+    let v2 = json!({"bin_name": "svc", "version": "2.0.0", "waves": plan});
+    let v2 = create_release(&m, &v2).id;
+    let tokens: Vec<(&str, String)> = ["viewer", "publisher", "approver", "admin"]
+        .into_iter()
+        .map(|role| match role {
+            "admin" => (role, m.token.clone()),
+            _ => (role, new_token(&m, &format!("{role}-1"), role)),
+        })
+        .collect();
+    let rolling = [
+        "",
+        "pause",
+        "pause promote rollback",
+        "pause promote cancel rollback",
+    ];
+    check_role_actions(&m, &tokens, v2, &rolling);
+    // The publisher's one button works.
+    let pause = format!("/api/v1/releases/{v2}/pause");
+    send(&m, "POST", &pause, Some(&tokens[1].1), None).expect(200);
+    let paused = [
+        "",
+        "",
+        "resume promote rollback",
+        "resume promote cancel rollback",
+    ];
+    check_role_actions(&m, &tokens, v2, &paused);
+    let resume = format!("/api/v1/releases/{v2}/resume");
+    send(&m, "POST", &resume, Some(&tokens[2].1), None).expect(200);
+    check_role_actions(&m, &tokens, v2, &rolling);
+}
+
 /// The plan of [`failing_rollout`]: cumulative percents.
 /// `GET /api/v1/releases?status=…&limit=N`: the states asked for, newest
 /// first, at most N; a state it does not know is a 400 naming the states.
