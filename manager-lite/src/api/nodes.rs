@@ -213,7 +213,8 @@ pub fn node_status(app: &App, caller: Option<&NodeCaller>, url: &Url) -> Answer 
     Ok(Reply::json(200, &node).header("Cache-Control", NO_STORE))
 }
 
-/// The node a target is computed for: the registered one, or one with no
+/// `PUT /api/v1/nodes/{node}/pins/{bin}`: holds the node on a version of
+/// `bin` that exists, whatever the releases say.
 pub fn put_pin(app: &App, node: &str, bin: &str, rq: &mut Request) -> Answer {
     check_node_id(node)?;
     check_bin_name(bin)?;
