@@ -4,8 +4,8 @@
 //! equals what the API says (summary, release cards with their wave bars,
 //! the failures list with each node's reason, the version bars), that a
 //! version bar lists its nodes, that a node's link opens its view, that
-//! only the actions a release's state accepts are offered and each needs a
-//! confirm step, that a rollout advancing while the page is open redraws
+//! only the actions a release's state accepts and the token's role may do
+//! are offered (none to a viewer) and each needs a confirm step, that a rollout advancing while the page is open redraws
 //! the bars without a click, that an idle page polls with 304s, that the
 //! Live toggle stops and restarts the refreshing, and the page's security
 //! headers. Screenshots of a rollout in progress and of a paused one go to
@@ -226,24 +226,30 @@ fn admin_page_in_a_real_browser() {
     check_nodes(&b, &fleet, &built);
     check_node_view(&b, &m, &built);
 
-    // ...but may not pause: the 403 is shown, the release goes on.
+    // ...but is offered no action: every button would answer 403.
     let id = built.release;
-    let effect = confirm_op(&b, id, "pause");
-    assert!(effect.contains("stop being offered"), "{effect}");
-    let shown = wait_error(&b, "403");
-    assert!(shown.contains("pause"), "{shown}");
-    assert_eq!(get_release(&m, id).status, ReleaseStatus::RollingOut);
+    assert_eq!(offered(&b, id), Vec::<String>::new(), "a viewer's buttons");
 
-    // Saying no to the confirm step changes nothing.
+    // The admin is offered what the release's state accepts.
     enter_token(&b, &m.token);
     let loads = wait_loaded(&b, 0);
+    assert_eq!(offered(&b, id), api_actions(&m, id));
+    assert_eq!(offered(&b, id), ["pause", "promote", "cancel", "rollback"]);
+    // A completed release offers nothing.
+    let done = m.admin_get("/api/v1/releases?bin_name=web").json();
+    let web = done[0]["id"].as_u64().unwrap();
+    assert_eq!(b.text_of(&format!("{} .status", card(web))), "completed");
+    assert!(offered(&b, web).is_empty());
+
+    // Saying no to the confirm step changes nothing.
     b.click_on(&format!("{} button.op[data-op=\"pause\"]", card(id)));
     b.click_on(&format!("{} .confirm button.cancel-op", card(id)));
     assert_eq!(b.count(&format!("{} .confirm", card(id))), 0);
     assert_eq!(get_release(&m, id).status, ReleaseStatus::RollingOut);
 
     // The admin pauses it: confirm, then the card shows it paused.
-    confirm_op(&b, id, "pause");
+    let effect = confirm_op(&b, id, "pause");
+    assert!(effect.contains("stop being offered"), "{effect}");
     b.poll("the release to show paused", |b| {
         (b.text_of(&format!("{} .status", card(id))) == "paused").then_some(())
     });
@@ -349,13 +355,6 @@ fn check_release(b: &Browser, m: &Manager, built: &Built) {
         })
         .collect();
     assert_eq!(phases, ["wave-row current", "wave-row next"]);
-    assert_eq!(offered(b, id), api_actions(m, id));
-    assert_eq!(offered(b, id), ["pause", "promote", "cancel", "rollback"]);
-    // A completed release offers nothing.
-    let done = m.admin_get("/api/v1/releases?bin_name=web").json();
-    let web = done[0]["id"].as_u64().unwrap();
-    assert_eq!(b.text_of(&format!("{} .status", card(web))), "completed");
-    assert!(offered(b, web).is_empty());
 }
 
 /// The failing nodes are listed first thing under the release, with the
