@@ -4,7 +4,8 @@
 //! pause, resume, promote, cancel, and rollback with its own wave plan).
 //! Every answer to a write shows the release after a recount, not as of
 //! the last tick; the read answers add the operations the release's state
-//! accepts now and the caller's role may do (`actions`), and `GET /api/v1/releases/{id}/failures` lists
+//! accepts now and the caller may do (`actions`: by role, and no approval
+//! of one's own release), and `GET /api/v1/releases/{id}/failures` lists
 //! the nodes that failed or rolled back with what they last said.
 
 use binproxy_protocol::{
@@ -106,8 +107,7 @@ pub fn release_op(app: &App, actor: &Actor, id: &str, op: ReleaseOp, rq: &mut Re
         .store
         .release(id)?
         .ok_or_else(|| ApiError::not_found(format!("unknown {what}")))?;
-    let awaiting = current.status == binproxy_protocol::ReleaseStatus::PendingApproval;
-    if op == ReleaseOp::Approve && awaiting && current.created_by == actor.name {
+    if own_approval(&current, actor, op) {
         return Err(ApiError::forbidden(format!(
             "four eyes: release {id} was created by token {}; another token must approve it",
             actor.name
@@ -154,9 +154,17 @@ fn read_rollback_plan(rq: &mut Request) -> Result<Vec<binproxy_protocol::Wave>, 
     Ok(plan.waves)
 }
 
+/// Four eyes: the token that created a release waiting for approval may
+/// not approve it.
+fn own_approval(r: &Release, actor: &Actor, op: ReleaseOp) -> bool {
+    op == ReleaseOp::Approve
+        && r.status == ReleaseStatus::PendingApproval
+        && r.created_by == actor.name
+}
+
 /// A release as the read endpoints show it: the record, and the
 /// operations its state accepts now ([`rollout::allowed_ops`]) that the
-/// caller's role may do.
+/// caller's role may do and four eyes allow it.
 #[derive(Serialize)]
 struct Shown {
     #[serde(flatten)]
@@ -167,7 +175,7 @@ struct Shown {
 fn shown(release: Release, caller: &Actor, now: SystemTime) -> Shown {
     let actions = rollout::allowed_ops(&release, now)
         .into_iter()
-        .filter(|op| caller.may_operate(*op))
+        .filter(|&op| caller.may_operate(op) && !own_approval(&release, caller, op))
         .map(ReleaseOp::as_str)
         .collect();
     Shown { release, actions }

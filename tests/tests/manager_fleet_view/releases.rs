@@ -6,9 +6,10 @@ const OPS: [&str; 6] = [
     "approve", "pause", "resume", "promote", "cancel", "rollback",
 ];
 
-/// Asserts release `id` offers the operations `want` (space separated), in
-/// `GET /api/v1/releases/{id}` and in the list, and that each other
-/// operation is refused (409) and changes nothing.
+/// Asserts release `id` offers the admin token the operations `want`
+/// (space separated), in `GET /api/v1/releases/{id}` and in the list, and
+/// that each other operation is refused (409; 403 for approving a release
+/// the admin token created) and changes nothing.
 #[track_caller]
 fn check_actions(m: &Manager, id: u64, want: &str) {
     let one = get(m, &format!("/api/v1/releases/{id}"));
@@ -20,7 +21,9 @@ fn check_actions(m: &Manager, id: u64, want: &str) {
     let want: BTreeSet<&str> = want.split_whitespace().collect();
     assert_eq!(got, want, "{one}");
     for name in OPS.into_iter().filter(|o| !want.contains(o)) {
-        op(m, id, name).expect_error(409);
+        let r = op(m, id, name);
+        let four_eyes = name == "approve" && one["status"] == "pending_approval";
+        r.expect_error(if four_eyes { 403 } else { 409 });
     }
     let status = get_release(m, id).status.as_str();
     assert_eq!(one["status"], status, "refusals change nothing");
@@ -35,7 +38,8 @@ fn release_actions_follow_the_state_machine() {
     let gated = |v| json!({"bin_name": "svc", "version": v, "require_approval": true});
     let completed = |r: &Release| r.status == Completed;
     let v1 = create_release(&m, &gated("1.0.0")).id;
-    check_actions(&m, v1, "approve cancel");
+    // Created by the admin token: it may not approve it (four eyes).
+    check_actions(&m, v1, "cancel");
     approve(&m, v1).expect(200);
     check_actions(&m, v1, "pause promote cancel");
     op(&m, v1, "pause").expect(200);
@@ -65,7 +69,7 @@ fn release_actions_follow_the_state_machine() {
     check_actions(&m, v1, "");
 
     let v3 = create_release(&m, &gated("3.0.0")).id;
-    check_actions(&m, v3, "approve cancel");
+    check_actions(&m, v3, "cancel");
     op(&m, v3, "cancel").expect(200);
     check_actions(&m, v3, "");
 }
@@ -97,8 +101,9 @@ fn check_role_actions(m: &Manager, tokens: &[(&str, String)], id: u64, want: &[&
 }
 
 /// A viewer is shown no buttons, a publisher only pause, an approver what
-/// approvers may do: the offered actions are those the caller's token
-/// would be allowed, so a page never offers a 403.
+/// approvers may do, nobody the approval of their own release: the offered
+/// actions are those the caller's token would be allowed, so a page never
+/// offers a 403.
 #[test]
 fn release_actions_follow_the_callers_role() {
     let m = rollout_manager();
@@ -138,6 +143,16 @@ fn release_actions_follow_the_callers_role() {
     let resume = format!("/api/v1/releases/{v2}/resume");
     send(&m, "POST", &resume, Some(&tokens[2].1), None).expect(200);
     check_role_actions(&m, &tokens, v2, &rolling);
+    // Waiting for approval, created by the admin token: four eyes leave
+    // the admin only cancel, and the approver's approve works. Both nodes
+    // run 1.0.0 already: it completes, and a rollback to 2.0.0 stays.
+    let gated = json!({"bin_name": "svc", "version": "1.0.0", "require_approval": true});
+    let v3 = create_release(&m, &gated).id;
+    check_role_actions(&m, &tokens, v3, &["", "", "approve", "cancel"]);
+    let approve = format!("/api/v1/releases/{v3}/approve");
+    send(&m, "POST", &approve, Some(&tokens[2].1), None).expect(200);
+    wait_release(&m, v3, "completed", completed);
+    check_role_actions(&m, &tokens, v3, &["", "", "rollback", "rollback"]);
 }
 
 /// The plan of [`failing_rollout`]: cumulative percents.
