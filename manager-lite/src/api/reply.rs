@@ -178,6 +178,18 @@ impl Reply {
     }
 }
 
+/// Marks an answer to a token's request as that token's: no shared cache
+/// may keep it, a browser asks again before reusing it, and never for
+/// another token (a release's `actions` differ by role). An answer that
+/// already says how it may be cached (a backup: `no-store`) keeps its word.
+pub fn private(reply: Reply) -> Reply {
+    let reply = reply.header("Vary", "Authorization");
+    if reply.headers.iter().any(|(k, _)| *k == "Cache-Control") {
+        return reply;
+    }
+    reply.header("Cache-Control", "private, no-cache")
+}
+
 /// Gives a 200 answer of bytes a strong ETag (of the body's SHA-256) and
 /// answers 304, without the body, when `if_none_match` names it: a client
 /// that polls an answer that did not change gets a few headers back.

@@ -20,7 +20,7 @@ use binproxy_protocol::{ReleaseOp, Role, MAX_JSON_BODY};
 
 use crate::api::app::App;
 use crate::api::auth::{op_roles, Actor, NodeCaller};
-use crate::api::reply::{conditional, ApiError, Reply};
+use crate::api::reply::{conditional, private, ApiError, Reply};
 use crate::api::request::{header, Method, Request, Url};
 use crate::api::{access, audit, bins, fleet, health, metrics, nodes, releases};
 
@@ -418,6 +418,9 @@ pub fn run(app: &App, mut ticket: Ticket, rq: &mut Request, failure: Option<ApiE
         }
         e.into_reply()
     });
+    if matches!(ticket.caller, Caller::Admin(_)) {
+        reply = private(reply);
+    }
     if verb(rq.method()) == Verb::Get {
         // Polling an unchanged answer (the admin page does) costs a 304.
         reply = conditional(reply, header(rq, "If-None-Match"));

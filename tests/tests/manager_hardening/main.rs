@@ -24,7 +24,8 @@
 //! - Protocol: `Host` (missing or doubled: 400), `Authorization` (any case of
 //!   `bearer`; doubled: 400), absolute-form targets, keep-alive, pipelining,
 //!   HEAD, HTTP/1.0, `Expect: 100-continue`, and the `Cache-Control`, `ETag`
-//!   and length headers of downloads, manifests and keepalives.
+//!   and length headers of downloads, manifests, keepalives and a token's
+//!   answers (`private`, `Vary: Authorization`, also on their 304s).
 //! - SIGTERM exits 0 with idle and half-sent connections open; the new flags
 //!   take their documented forms and the `listening on` line is unchanged.
 //!

@@ -56,7 +56,7 @@ fn host_authorization_and_absolute_form_edges() {
 }
 
 #[test]
-fn downloads_manifests_and_keepalives_carry_their_cache_headers() {
+fn every_kind_of_answer_carries_its_cache_headers() {
     let m = manager(&[]);
     let bytes = artifact_bytes("cache", 100_000);
     let sha = sha256_hex(&bytes);
@@ -98,6 +98,33 @@ fn downloads_manifests_and_keepalives_carry_their_cache_headers() {
         let r = m.get(path);
         r.expect(200);
         assert_eq!(r.header("cache-control"), Some("no-store"), "{path}: {r}");
+    }
+    // A token's answers are its own: no shared cache keeps them, and a
+    // browser never reuses one for another token; their 304s say so too.
+    let auth = format!("Bearer {}", m.token);
+    for path in [
+        "/api/v1/releases",
+        "/api/v1/nodes?limit=10",
+        "/api/v1/fleet",
+    ] {
+        let r = m.admin_get(path);
+        r.expect(200);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("private, no-cache"),
+            "{path}: {r}"
+        );
+        assert_eq!(r.header("vary"), Some("Authorization"), "{path}: {r}");
+        let etag = r.header("etag").unwrap_or_else(|| panic!("{path}: {r}"));
+        let again = [("Authorization", auth.as_str()), ("If-None-Match", etag)];
+        let r = m.request("GET", path, &again, b"");
+        r.expect(304);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("private, no-cache"),
+            "{path}: {r}"
+        );
+        assert_eq!(r.header("vary"), Some("Authorization"), "{path}: {r}");
     }
 }
 
